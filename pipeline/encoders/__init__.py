@@ -1,0 +1,70 @@
+"""Encoder registry: the feature name in params.yaml names an encoder here plus its options.
+
+Importing this package imports no model library; each encoder imports its own when built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from pipeline.config import ConfigError, build
+
+from .base import Encoder, EncoderUnavailable
+from .fer_tflite import FEREncoder
+from .hf_audio import HFAudioEncoder
+from .hf_image import HFImageEncoder
+from .hf_text import HFTextEncoder, MiniLMEncoder
+from .opensmile_enc import OpenSmileEncoder
+
+ENCODERS: dict[str, type[Encoder]] = {
+    cls.name: cls
+    for cls in (OpenSmileEncoder, MiniLMEncoder, FEREncoder, HFAudioEncoder, HFTextEncoder, HFImageEncoder)
+}
+
+__all__ = ["ENCODERS", "Encoder", "EncoderUnavailable", "config_key", "make_encoder"]
+
+
+def make_encoder(name: str, options: dict[str, Any] | None = None, **runtime) -> Encoder:
+    """Build encoder `name` from its options; runtime knobs (batch_size, device, ...) may come in
+    either `options` or `runtime` (the latter wins) and never reach the Config."""
+    if name not in ENCODERS:
+        raise ConfigError(f"unknown encoder {name!r}; known: {sorted(ENCODERS)}")
+    cls = ENCODERS[name]
+    options = dict(options or {})
+    runtime = {k: options.pop(k) for k in Encoder.RUNTIME_KEYS if k in options} | runtime
+    unknown = sorted(set(runtime) - set(Encoder.RUNTIME_KEYS))
+    if unknown:
+        raise ConfigError(f"encoder {name}: unknown runtime key(s) {unknown}; valid: {list(Encoder.RUNTIME_KEYS)}")
+    return cls(build(cls.Config, options, where=f"encoder {name}"), **runtime)
+
+
+def config_key(encoder: Encoder) -> dict[str, Any]:
+    """The options that differ from their defaults, as JSON-ready values: part of a cache key, so
+    adding an option with a default later leaves existing keys unchanged."""
+    key = {}
+    for f in dataclasses.fields(encoder.config):
+        value = getattr(encoder.config, f.name)
+        if value != _default(f):
+            key[f.name] = _plain(value, f.name)
+    return dict(sorted(key.items()))
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def _plain(value: Any, where: str) -> Any:
+    """value with tuples as lists; TypeError for anything JSON has no exact form of."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, where) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _plain(value[k], f"{where}.{k}") for k in sorted(value)}
+    raise TypeError(f"config_key: {where}={value!r} ({type(value).__name__}) is not a JSON primitive")

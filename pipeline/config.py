@@ -1,0 +1,191 @@
+"""Typed, frozen views of `params.yaml`, one dataclass per section.
+
+DVC owns `params.yaml` (`dvc exp run -S` rewrites it), so the code only reads it: each stage loads
+its own section, unknown keys are rejected with the key's name, and nothing is written back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """params.yaml does not match what the code expects."""
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    seed: int = 0
+    n_train: int = 120
+    n_test1: int = 40
+    n_test2: int = 40
+    n_test3_labelled: int = 40
+    n_unlabelled: int = 120
+    seconds: float = 2.0
+    fps: int = 15
+    size: int = 160
+    n_speakers: int = 8
+    audio_strength: float = 0.6
+    visual_strength: float = 0.6
+    text_strength: float = 0.6
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    adapter: str = "demo"            # demo | csv | mer2023
+    root: str = "data/demo"          # corpus root; every media path must stay inside it
+    manifest: str = "manifest.csv"   # csv/demo adapters: the manifest file, relative to root
+    label_map: dict[str, str] = field(default_factory=dict)  # corpus label -> project label
+    max_reject_rate: float = 0.05
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    fps: float = 5.0
+    max_frames: int = 32
+    face_size: int = 112
+    sample_rate: int = 16000
+    face_detector: str = "haar"
+    face_model_dir: str = ""
+    asr: str = "none"                # none | whisper
+    asr_model: str = ""
+    executor: str = "local"          # local | dask
+    workers: int = 0                 # 0 = all cores
+    dask_address: str = ""
+    clips_per_part: int = 64
+    max_failure_rate: float = 0.1
+
+
+@dataclass(frozen=True)
+class CorruptConfig:
+    splits: tuple[str, ...] = ("test2",)
+    snr_db: tuple[int, ...] = (5, 6, 7, 8, 9, 10)
+    blur: tuple[int, ...] = (1, 2, 4)
+    noise_source: str = "babble"     # babble | white | pink | folder
+    noise_dir: str = ""
+    reencode: bool = False
+    robustness_snr_db: tuple[float, ...] = ()   # extra fixed-SNR views for robustness curves
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    encoder: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    features: dict[str, EncoderSpec] = field(default_factory=dict)  # feature name -> encoder
+    batch_size: int = 16
+    device: str = "auto"             # auto | cpu | cuda
+    max_failure_rate: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "fusion"            # fusion | lightgbm
+    features: dict[str, str] = field(default_factory=dict)  # modality -> feature name
+    folds: int = 5
+    group_by: str = ""               # "" | speaker
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    dropout: float = 0.3
+    hidden: tuple[int, ...] = (256, 128)
+    attention_norm: str = "none"     # none (the baseline's code) | softmax (the paper's Eq. 5)
+    seeds: tuple[int, ...] = (0,)
+    ablation: tuple[str, ...] = ("A", "V", "T", "AV", "AT", "VT", "AVT")
+
+
+@dataclass(frozen=True)
+class PseudolabelConfig:
+    eta: float = 0.5
+    max_per_class: int = 0           # 0 = no cap
+    weight: float = 1.0              # loss weight of a pseudo-labelled item
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    noise_view: str = "noisy"        # the view MER-NOISE (test2) is scored on
+
+
+SECTIONS: dict[str, type] = {
+    "base": BaseConfig,
+    "demo": DemoConfig,
+    "prepare": PrepareConfig,
+    "extract": ExtractConfig,
+    "corrupt": CorruptConfig,
+    "encode": EncodeConfig,
+    "train": TrainConfig,
+    "pseudolabel": PseudolabelConfig,
+    "evaluate": EvaluateConfig,
+}
+
+
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {unknown}; known: {sorted(SECTIONS)}")
+    return raw
+
+
+def load_section(name: str, path: str | Path = "params.yaml"):
+    """The typed, frozen config of one params.yaml section (defaults where a key is absent)."""
+    raw = load_params(path).get(name) or {}
+    return build(SECTIONS[name], raw, where=name)
+
+
+def build(cls: type, raw: dict[str, Any], where: str):
+    """Build dataclass `cls` from a mapping, converting nested types and rejecting unknown keys."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    values = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in raw.items()}
+    return cls(**values)
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        return tuple(_convert(args[0], v, where) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {str(k): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is str and value is None:
+        return ""
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value

@@ -1,0 +1,158 @@
+"""What every corpus adapter yields, and the checks that turn candidate rows into a manifest.
+
+An adapter only knows its corpus layout; it yields `Candidate`s. `validate` applies the same rules to
+every corpus: media inside the root, readable container, known label, valid valence, unique id.
+Bad rows become rejects with their reason; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import pandas as pd
+
+from pipeline.labels import PLACEHOLDER_VALENCE, VALENCE_RANGE
+
+SPLITS = ("train", "test1", "test2", "test3")
+
+MANIFEST_COLUMNS = [
+    "sample_id", "split", "path", "label", "valence", "transcript", "speaker",
+    "has_video", "has_audio", "media_hash", "true_label", "true_valence",
+]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    sample_id: str
+    split: str
+    path: str | None               # relative to the corpus root; None for a text-only item
+    label: str | None = None       # corpus label before mapping; None = unlabelled
+    valence: float | None = None
+    transcript: str | None = None  # None = not given (extract may run ASR)
+    speaker: str | None = None
+    true_label: str | None = None  # known truth of an unlabelled item (generated corpora only)
+    true_valence: float | None = None
+
+
+class Reject(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def file_hash(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def resolve_inside(root: Path, rel: str) -> Path:
+    """The media path, refusing anything that escapes the data root (`..`, absolute paths, links)."""
+    full = (root / rel).resolve()
+    if not full.is_relative_to(root.resolve()):
+        raise Reject(f"path escapes the data root: {rel}")
+    if not full.is_file():
+        raise Reject(f"missing file: {rel}")
+    return full
+
+
+def probe_streams(path: Path) -> tuple[bool, bool]:
+    """(has_video, has_audio) of a media file; Reject when no demuxer can open it."""
+    if path.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp"}:
+        return True, False
+    try:
+        with av.open(str(path)) as container:
+            return bool(container.streams.video), bool(container.streams.audio)
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as err:
+        raise Reject(f"unreadable container: {err}") from err
+
+
+def map_label(label: str | None, labels: tuple[str, ...], label_map: dict[str, str]) -> str | None:
+    if label is None or (isinstance(label, float) and math.isnan(label)) or str(label).strip() == "":
+        return None
+    mapped = label_map.get(str(label), str(label))
+    if mapped not in labels:
+        raise Reject(f"unknown label {label!r} (known: {', '.join(labels)}; map others with prepare.label_map)")
+    return mapped
+
+
+def check_valence(valence: float | None) -> float:
+    if valence is None or (isinstance(valence, float) and math.isnan(valence)):
+        return math.nan
+    try:
+        value = float(valence)
+    except (TypeError, ValueError) as err:
+        raise Reject(f"valence is not a number: {valence!r}") from err
+    if value == PLACEHOLDER_VALENCE:
+        return math.nan  # the MER 2023 baseline's "no valence" placeholder
+    lo, hi = VALENCE_RANGE
+    if not lo <= value <= hi:
+        raise Reject(f"valence {value} outside [{lo}, {hi}]")
+    return value
+
+
+def clean_transcript(text) -> str | None:
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return None
+    return str(text).strip()
+
+
+def validate(
+    candidates: Iterable[Candidate],
+    root: Path,
+    labels: tuple[str, ...],
+    label_map: dict[str, str],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split candidates into (manifest, rejects) data frames."""
+    rows, rejects, seen = [], [], set()
+    for cand in candidates:
+        try:
+            rows.append(_check(cand, root, labels, label_map, seen))
+            seen.add(cand.sample_id)
+        except Reject as rej:
+            rejects.append({"sample_id": cand.sample_id, "split": cand.split,
+                            "path": cand.path, "reason": rej.reason})
+    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    return manifest, pd.DataFrame(rejects, columns=["sample_id", "split", "path", "reason"])
+
+
+def _check(cand: Candidate, root: Path, labels, label_map, seen: set[str]) -> dict:
+    if cand.sample_id in seen:
+        raise Reject(f"duplicate sample id {cand.sample_id!r}")
+    if cand.split not in SPLITS:
+        raise Reject(f"unknown split {cand.split!r} (known: {', '.join(SPLITS)})")
+    has_video = has_audio = False
+    media_hash = None
+    if cand.path is not None:
+        full = resolve_inside(root, cand.path)
+        has_video, has_audio = probe_streams(full)
+        if not (has_video or has_audio):
+            raise Reject("container has neither a video nor an audio stream")
+        media_hash = file_hash(full)
+    transcript = clean_transcript(cand.transcript)
+    if cand.path is None and not transcript:
+        raise Reject("no media and no transcript: nothing to recognise")
+    return {
+        "sample_id": cand.sample_id,
+        "split": cand.split,
+        "path": cand.path,
+        "label": map_label(cand.label, labels, label_map),
+        "valence": check_valence(cand.valence),
+        "transcript": transcript,
+        "speaker": cand.speaker,
+        "has_video": has_video,
+        "has_audio": has_audio,
+        "media_hash": media_hash,
+        "true_label": map_label(cand.true_label, labels, label_map),
+        "true_valence": check_valence(cand.true_valence),
+    }
+
+
+def iter_csv(path: Path) -> Iterator[dict]:
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    for record in frame.to_dict("records"):
+        yield {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}

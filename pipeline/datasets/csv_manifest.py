@@ -1,0 +1,37 @@
+"""Generic corpus: a CSV manifest `path, split, label, valence, transcript, speaker`.
+
+Only `path` and `split` are required (an empty `path` makes a text-only row); `sample_id` defaults
+to the file name without extension. Any corpus (RAVDESS, MELD, CH-SIMS, your own) fits this form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+
+from pipeline.datasets.base import Candidate, iter_csv
+
+REQUIRED = ("path", "split")
+
+
+def read_csv_manifest(root: Path, manifest: str) -> Iterator[Candidate]:
+    path = root / manifest
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest {path} not found: set prepare.root and prepare.manifest")
+    for i, row in enumerate(iter_csv(path)):
+        missing = [c for c in REQUIRED if c not in row]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; required: {list(REQUIRED)}")
+        media = row["path"] or None
+        sample_id = row.get("sample_id") or (PurePosixPath(media).stem if media else f"row{i:06d}")
+        yield Candidate(
+            sample_id=sample_id,
+            split=row["split"],
+            path=media,
+            label=row.get("label"),
+            valence=row.get("valence"),
+            transcript=row.get("transcript"),
+            speaker=row.get("speaker"),
+            true_label=row.get("true_label"),
+            true_valence=row.get("true_valence"),
+        )

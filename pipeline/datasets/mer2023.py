@@ -1,0 +1,110 @@
+"""MER 2023 release layout.
+
+    <root>/train/ test1/ test2/ test3/    videos (any extension), test2 already corrupted
+    <root>/train-label.csv                name,discrete,valence (test1/2/3-label.csv when released)
+    <root>/transcription.csv              name,sentence (NaN or empty allowed)
+    <root>/label-6way.npz                 optional: the baseline's processed labels
+
+Test items without a label file are unlabelled; test3 labels carry no valence.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import pickle
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.datasets.base import SPLITS, Candidate, iter_csv
+from pipeline.labels import PLACEHOLDER_VALENCE
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".flv", ".webm"}
+
+
+def read_mer2023(root: Path) -> Iterator[Candidate]:
+    if not (root / "train").is_dir():
+        raise FileNotFoundError(f"{root}/train/ not found: prepare.root must point at the MER 2023 release folder")
+    labels = _labels(root)
+    transcripts = _transcripts(root / "transcription.csv")
+    for split in SPLITS:
+        for video in sorted((root / split).glob("*")) if (root / split).is_dir() else []:
+            if video.suffix.lower() not in VIDEO_SUFFIXES:
+                continue
+            name = video.stem
+            emo, val = labels.get((split, name), (None, None))
+            yield Candidate(
+                sample_id=name, split=split, path=f"{split}/{video.name}",
+                label=emo, valence=val, transcript=transcripts.get(name),
+            )
+
+
+def _labels(root: Path) -> dict[tuple[str, str], tuple[str | None, float | None]]:
+    labels: dict[tuple[str, str], tuple[str | None, float | None]] = {}
+    npz = root / "label-6way.npz"
+    if npz.is_file():
+        for split, corpus in read_label_npz(npz).items():
+            for name, item in corpus.items():
+                if float(item["val"]) == PLACEHOLDER_VALENCE and item["emo"] == "neutral":
+                    continue  # the baseline's placeholder for an unlabelled item
+                labels[(split, name)] = (item["emo"], float(item["val"]))
+    for split in SPLITS:
+        csv = root / f"{split}-label.csv"
+        if csv.is_file():
+            for row in iter_csv(csv):
+                labels[(split, row["name"])] = (row["discrete"], row.get("valence"))
+    return labels
+
+
+def _transcripts(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    # A row that exists with NaN means "ASR gave nothing": an empty transcript, not a missing one.
+    return {row["name"]: (row.get("sentence") or "") for row in iter_csv(path)}
+
+
+class _LabelUnpickler(pickle.Unpickler):
+    """Admits only numpy's array reconstruction; the payload must then be dicts of strings and numbers."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"label-6way.npz: refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def read_label_npz(path: Path) -> dict[str, dict[str, dict]]:
+    """`label-6way.npz` as {split: {name: {'emo': str, 'val': float}}}, without a bare allow_pickle."""
+    out = {}
+    with zipfile.ZipFile(path) as zf:
+        for member in zf.namelist():
+            split = member.removesuffix(".npy").removesuffix("_corpus")
+            if split not in SPLITS:
+                continue
+            with zf.open(member) as fh:
+                raw = io.BytesIO(fh.read())
+            major, _ = np.lib.format.read_magic(raw)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            read_header(raw)
+            array = _LabelUnpickler(raw).load()
+            out[split] = _checked_corpus(array.item() if isinstance(array, np.ndarray) else array, member)
+    return out
+
+
+def _checked_corpus(corpus, member: str) -> dict[str, dict]:
+    if not isinstance(corpus, dict):
+        raise ValueError(f"label-6way.npz:{member}: expected a dict, got {type(corpus).__name__}")
+    for name, item in corpus.items():
+        ok = (isinstance(name, str) and isinstance(item, dict) and isinstance(item.get("emo"), str)
+              and isinstance(item.get("val"), (int, float, np.number)) and not math.isnan(float(item["val"])))
+        if not ok:
+            raise ValueError(f"label-6way.npz:{member}: malformed entry {name!r}: {item!r}")
+    return corpus

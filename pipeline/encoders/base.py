@@ -1,0 +1,159 @@
+"""The interface every encoder implements, and the small helpers they share.
+
+An encoder turns a batch of items of one modality into one utterance-level float32 vector per item,
+or None where there is nothing to encode (silent audio, empty text, no face frames) or the output is
+not finite: a missing feature is never passed off as a vector of zeros.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from importlib import metadata
+from typing import ClassVar
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+SILENCE_RMS = 1e-5  # below this a waveform carries no signal, only dither or digital zeros
+
+
+class EncoderUnavailable(RuntimeError):
+    """The encoder cannot run here; the message says why and how to fix it."""
+
+
+class Encoder(ABC):
+    name: ClassVar[str]
+    family: ClassVar[str]
+    version: ClassVar[str]       # bump when the code's output changes: it is part of the cache key
+    modality: ClassVar[str]      # "audio" | "text" | "visual"
+    Config: ClassVar[type]       # a frozen dataclass of the options that shape the output
+    RUNTIME_KEYS: ClassVar[tuple[str, ...]] = ("batch_size", "device", "num_threads", "progress")
+
+    def __init__(self, config, device: str = "cpu", batch_size: int = 8,
+                 num_threads: int | None = None, progress: bool = False):
+        if not isinstance(config, self.Config):
+            raise TypeError(f"{self.name}: expected {self.Config.__name__}, got {type(config).__name__}")
+        if batch_size < 1:
+            raise ValueError(f"{self.name}: batch_size must be >= 1, got {batch_size}")
+        ok, why = self.available(config)
+        if not ok:
+            raise EncoderUnavailable(f"{self.name}: {why}")
+        self.config = config
+        self.device = device
+        self.batch_size = batch_size      # items per forward pass; face frames for visual encoders
+        self.num_threads = num_threads
+        self.progress = progress
+        self._dim: int | None = None
+
+    @abstractmethod
+    def encode(self, batch: Sequence) -> list[np.ndarray | None]:
+        """One 1-D float32 vector per item, or None for an empty item or a non-finite output."""
+
+    def encode_frames(self, batch: Sequence) -> list[np.ndarray | None]:
+        """Frame-level [T, D] arrays; only some encoders have them."""
+        raise NotImplementedError(f"encoder {self.name!r} has no frame-level output")
+
+    @classmethod
+    @abstractmethod
+    def available(cls, config) -> tuple[bool, str]:
+        """Whether it can run here; if not, why and how to fix it."""
+
+    @abstractmethod
+    def library_versions(self) -> dict[str, str]:
+        """Versions of the libraries (and packaged weights) that affect the output."""
+
+    @abstractmethod
+    def _dummy(self):
+        """One non-empty input item, for probe_dim."""
+
+    def probe_dim(self) -> int:
+        """The output dim, measured on a dummy input so that no config ever states it."""
+        if self._dim is None:
+            (vec,) = self.encode([self._dummy()])
+            if vec is None:
+                raise RuntimeError(f"{self.name}: the probe input gave no output")
+            self._dim = int(vec.shape[0])
+        return self._dim
+
+    def _chunks(self, items: Sequence, size: int | None = None) -> Iterator[Sequence]:
+        """Consecutive slices of `items`, with a progress bar when asked for."""
+        size = size or self.batch_size
+        starts = range(0, len(items), size)
+        if self.progress:
+            from tqdm import tqdm
+            starts = tqdm(starts, desc=self.name, unit="batch")
+        for start in starts:
+            yield items[start:start + size]
+
+    def _run_sorted(self, batch: Sequence, usable, length, forward, size: int | None = None) -> list:
+        """forward() over the usable items, shortest first so that each chunk pads little; None
+        for the rest. forward maps a list of items to one vector-or-None per item."""
+        out: list[np.ndarray | None] = [None] * len(batch)
+        order = sorted((i for i, item in enumerate(batch) if usable(item)), key=lambda i: length(batch[i]))
+        for chunk in self._chunks(order, size):
+            for i, vec in zip(chunk, forward([batch[i] for i in chunk]), strict=True):
+                out[i] = vec
+        return out
+
+
+class VisualEncoder(Encoder):
+    """Embeds every face frame of an item, batch_size frames per call; the item's vector is the
+    mean over its frames (as MER 2023 averages frame features), None when it has no frames."""
+
+    modality = "visual"
+
+    @abstractmethod
+    def embed_frames(self, frames: list[np.ndarray]) -> np.ndarray:
+        """[n, D] float32 for n uint8 RGB frames."""
+
+    def encode_frames(self, batch: Sequence) -> list[np.ndarray | None]:
+        counts = [_frame_count(item) for item in batch]
+        frames = [frame for item in batch for frame in item]
+        chunks = [self.embed_frames(list(chunk)) for chunk in self._chunks(frames)]
+        embedded = np.concatenate(chunks) if chunks else np.empty((0, 0), np.float32)
+        bounds = np.cumsum([0, *counts])
+        return [finite_or_none(embedded[a:b]) if b > a else None for a, b in zip(bounds, bounds[1:])]
+
+    def encode(self, batch: Sequence) -> list[np.ndarray | None]:
+        return [None if f is None else finite_or_none(f.mean(0)) for f in self.encode_frames(batch)]
+
+    def _dummy(self):
+        return np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+
+
+def finite_or_none(vec) -> np.ndarray | None:
+    """A float32 copy of `vec`, or None if any value is NaN or inf."""
+    vec = np.asarray(vec, dtype=np.float32)
+    return vec if np.isfinite(vec).all() else None
+
+
+def is_silent(wave: np.ndarray) -> bool:
+    """Empty or (near-)silent audio, which encoders answer with None rather than a feature."""
+    wave = np.asarray(wave, dtype=np.float64)
+    return wave.size == 0 or float(np.sqrt(np.mean(wave * wave))) < SILENCE_RMS
+
+
+def versions(*distributions: str) -> dict[str, str]:
+    """Installed versions of the named distributions ("missing" when absent)."""
+    found = {}
+    for dist in distributions:
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = "missing"
+    return found
+
+
+def missing_packages(*modules: str) -> list[str]:
+    """Top-level modules from `modules` that cannot be imported here."""
+    from importlib.util import find_spec
+    return [m for m in modules if find_spec(m) is None]
+
+
+def _frame_count(item) -> int:
+    """Frames in a visual item, checking it is uint8 (T, H, W, 3) RGB unless empty."""
+    if len(item) and (item.dtype != np.uint8 or item.ndim != 4 or item.shape[-1] != 3):
+        raise ValueError(f"visual items must be uint8 (T, H, W, 3) RGB arrays, got "
+                         f"{item.dtype} {item.shape}")
+    return len(item)

@@ -1,0 +1,168 @@
+"""What the transformers encoders share: where the weights come from, loading, devices, pooling.
+
+Weights are named by `model_path` (a local Hugging Face-layout directory) or `model_id` (a hub id,
+usable only where it is cached or a hub is reachable). Nothing here trusts remote code, and weights
+load from .safetensors when present, else from .bin through torch.load(weights_only=True).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from pipeline.config import ConfigError
+
+from .base import Encoder, EncoderUnavailable, missing_packages, versions
+
+AUTOCAST = {"fp16": "float16", "bf16": "bfloat16"}
+
+
+@dataclass(frozen=True)
+class HFConfig:
+    model_id: str = ""        # hub id, e.g. "TencentGameMate/chinese-hubert-large"
+    model_path: str = ""      # local directory; wins over model_id
+    autocast: str = ""        # "" | "fp16" | "bf16": mixed precision, applied on CUDA only
+
+    def __post_init__(self):
+        check_choice("autocast", self.autocast, ("", *AUTOCAST))
+
+
+@dataclass(frozen=True)
+class LayerPooling:
+    """Which hidden states make the output: hidden_states[layers], summed or averaged."""
+    layers: tuple[int, ...] = (-1,)
+    layer_reduce: str = "mean"    # "mean" | "sum"
+
+    def __post_init__(self):
+        if not self.layers:
+            raise ConfigError("layers: give at least one layer index")
+        check_choice("layer_reduce", self.layer_reduce, ("mean", "sum"))
+
+
+def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}: {value!r} is not one of {list(choices)}")
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def not_cached_message(model_id: str) -> str:
+    return (f"model {model_id!r} is not in the local Hugging Face cache and no hub is reachable: "
+            f"download it on a connected machine (hf download {model_id} --local-dir DIR), copy DIR "
+            f"here and set model_path to it")
+
+
+class HFEncoder(Encoder):
+    """Loads one transformers model (plus its preprocessor) and runs it under inference_mode."""
+
+    family = "transformers"
+    example_model: ClassVar[str]
+    DISTRIBUTIONS: ClassVar[tuple[str, ...]] = ("torch", "transformers")
+
+    def __init__(self, config, device="cpu", batch_size=8, num_threads=None, progress=False):
+        super().__init__(config, device, batch_size, num_threads, progress)
+        import torch
+        if num_threads:
+            torch.set_num_threads(num_threads)  # process-wide: torch has no per-model thread pool
+        self.torch_device = resolve_device(device)
+        self.model = self._load_model()
+
+    @classmethod
+    def local_dir(cls, config) -> str:
+        return config.model_path
+
+    @classmethod
+    def source(cls, config) -> str:
+        return cls.local_dir(config) or config.model_id
+
+    @classmethod
+    def available(cls, config) -> tuple[bool, str]:
+        missing = missing_packages("torch", "transformers")
+        if missing:
+            return False, f"{cls.name} needs {missing}: pip install 'torch==2.13.0' 'transformers>=5,<6'"
+        if not cls.source(config):
+            return False, (f"{cls.name} needs model_path (a local Hugging Face model directory) or "
+                           f"model_id (a hub id such as {cls.example_model!r})")
+        local = cls.local_dir(config)
+        if local:
+            if not (Path(local) / "config.json").is_file():
+                return False, (f"model_path {local!r} is not a Hugging Face model directory "
+                               f"(no config.json): point it at a directory written by save_pretrained "
+                               f"or by hf download --local-dir")
+            return True, ""
+        if _cached(config.model_id):
+            return True, ""
+        if hub_offline():
+            return False, not_cached_message(config.model_id)
+        return True, f"model {config.model_id!r} is not cached: it will be downloaded on first use"
+
+    def library_versions(self) -> dict[str, str]:
+        return versions(*self.DISTRIBUTIONS)
+
+    def load(self, auto_cls, **kwargs):
+        """`auto_cls.from_pretrained` on this encoder's source, failing with how to get the weights."""
+        src = self.source(self.config)
+        try:
+            return auto_cls.from_pretrained(src, local_files_only=hub_offline(), **kwargs)
+        except OSError as err:
+            if self.local_dir(self.config):
+                raise EncoderUnavailable(f"{self.name}: cannot load {auto_cls.__name__} from "
+                                         f"model_path {src!r}: {err}") from err
+            raise EncoderUnavailable(f"{self.name}: {not_cached_message(src)} ({err})") from err
+
+    def _load_model(self):
+        import torch
+        from transformers import AutoModel
+        model = self.load(AutoModel, dtype=torch.float32,
+                          use_safetensors=None)  # .safetensors if present, else .bin (weights_only)
+        return model.to(self.torch_device).eval()
+
+    def check_layers(self, layers: tuple[int, ...], n_layers: int) -> None:
+        """hidden_states holds the embedding output plus one entry per layer."""
+        n = n_layers + 1
+        bad = [i for i in layers if not -n <= i < n]
+        if bad:
+            raise ConfigError(f"{self.name}: layers {bad} out of range for a model with {n} hidden "
+                              f"states (embeddings + {n_layers} layers): use indices in [{-n}, {n - 1}]")
+
+    @contextmanager
+    def inference(self):
+        """inference_mode, plus autocast on CUDA when the config asks for it."""
+        import torch
+        autocast = nullcontext()
+        if self.config.autocast and self.torch_device.type == "cuda":
+            autocast = torch.autocast("cuda", dtype=getattr(torch, AUTOCAST[self.config.autocast]))
+        with torch.inference_mode(), autocast:
+            yield
+
+
+def resolve_device(device: str):
+    import torch
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def _cached(model_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+    return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
+
+
+def pool_layers(hidden_states, layers: tuple[int, ...], reduce: str):
+    """[B, T, D]: the chosen hidden states, summed (MER 2023 text) or averaged."""
+    import torch
+    stacked = torch.stack([hidden_states[i] for i in layers]).float()
+    return stacked.sum(0) if reduce == "sum" else stacked.mean(0)
+
+
+def masked_mean(x, keep):
+    """[B, D]: mean of x [B, T, D] over the positions where keep [B, T] is true."""
+    keep = keep.to(x.dtype).unsqueeze(-1)
+    return (x * keep).sum(1) / keep.sum(1).clamp(min=1)

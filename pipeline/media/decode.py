@@ -1,0 +1,261 @@
+"""Decode a clip once: sampled RGB frames and mono audio from a single PyAV demux pass.
+
+Frame sampling: targets lie on a grid of `interval` seconds from the clip start, and each target keeps
+the first frame whose presentation time is at or after it, so variable frame rate and dropped frames
+do not shift the grid. The interval is 1/fps unless the clip is longer than max_frames/fps; then it is
+stretched to duration/max_frames, so the kept frames cover the whole clip evenly instead of only its
+start. When the container does not state a duration, sampling stops after max_frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+# Tolerance when comparing frame times to targets: pts are rounded to the stream time base.
+_TIME_EPS = 1e-3
+# Variable frame rate: at least _VFR_SHARE of frame intervals deviate from the median by over _VFR_DEVIATION
+# (a share, so one frame lost to a corrupt packet does not count).
+_VFR_DEVIATION = 0.25
+_VFR_SHARE = 0.1
+# Media ending before this fraction of the stated duration is reported as truncated.
+_TRUNCATED_FRACTION = 0.9
+
+
+class MediaError(Exception):
+    """A clip that cannot be used. `step` names what failed ('open', 'decode', 'audio'); the message
+    names the file, gives FFmpeg's reason and says what to do."""
+
+    def __init__(self, step: str, message: str):
+        super().__init__(f"{step}: {message}")
+        self.step = step
+        self.message = message
+
+
+@dataclass
+class DecodedClip:
+    frames: np.ndarray | None       # (T, H, W, 3) uint8 RGB; None without a decodable video stream
+    frame_times: np.ndarray | None  # (T,) float64 seconds from the clip start
+    audio: np.ndarray | None        # (N,) float32 mono in [-1, 1]; None without a decodable audio stream
+    sample_rate: int
+    duration: float                 # seconds of media actually present
+    warnings: list[str] = field(default_factory=list)
+
+
+class _FrameSampler:
+    """Keeps the first frame at or after each grid time; converts only kept frames to RGB."""
+
+    def __init__(self, interval: float, max_frames: int, rate: float | None):
+        self.interval = interval
+        self.max_frames = max_frames
+        self.period = 1.0 / rate if rate else interval  # fallback spacing for frames without pts
+        self.target = 0.0
+        self.frames: list[np.ndarray] = []
+        self.times: list[float] = []
+        self.last_time: float | None = None
+        self.steps: list[float] = []  # intervals between all decoded frames, for the VFR check
+
+    @property
+    def done(self) -> bool:
+        return len(self.frames) >= self.max_frames
+
+    def add(self, frame: av.VideoFrame, t0: float) -> None:
+        t = self._time(frame, t0)
+        if self.last_time is not None and t > self.last_time:
+            self.steps.append(t - self.last_time)
+        self.last_time = t
+        if t + _TIME_EPS < self.target or self.done:
+            return
+        self.frames.append(frame.to_ndarray(format="rgb24"))
+        self.times.append(t)
+        # Next target: the first grid point after this frame, so a long gap does not pile up targets.
+        self.target += self.interval * (np.floor((t + _TIME_EPS - self.target) / self.interval) + 1)
+
+    def _time(self, frame: av.VideoFrame, t0: float) -> float:
+        if frame.time is not None:
+            return frame.time - t0
+        return 0.0 if self.last_time is None else self.last_time + self.period
+
+    @property
+    def variable_rate(self) -> bool:
+        if len(self.steps) < 2:
+            return False
+        steps = np.asarray(self.steps)
+        deviation = np.abs(steps / np.median(steps) - 1.0)
+        return bool(np.mean(deviation > _VFR_DEVIATION) >= _VFR_SHARE)
+
+
+class _AudioSink:
+    """Resamples every decoded audio frame to mono at `sample_rate`, returned as float32 in [-1, 1].
+
+    The resampler outputs s16, not flt: FFmpeg normalises the downmix matrix only for integer output,
+    so a flt downmix of stereo gains +3 dB (5.1: x3.4) and loud centred speech would clip.
+    """
+
+    def __init__(self, sample_rate: int):
+        self.sample_rate = sample_rate
+        self.resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+        self.chunks: list[np.ndarray] = []
+        self.start: float | None = None
+
+    def add(self, frame: av.AudioFrame | None, t0: float = 0.0) -> None:
+        if self.start is None and frame is not None and frame.time is not None:
+            self.start = frame.time - t0
+        for out in self.resampler.resample(frame):
+            self.chunks.append(out.to_ndarray().reshape(-1))
+
+    def finish(self) -> np.ndarray | None:
+        self.add(None)  # flush the resampler's buffered tail
+        if not self.chunks:
+            return None
+        # Audio starting after the clip start gets leading silence, so sample i is at i / sample_rate
+        # on the same clock as frame_times.
+        lead = np.zeros(round(max(self.start or 0.0, 0.0) * self.sample_rate), np.int16)
+        return np.concatenate([lead, *self.chunks]).astype(np.float32) / 32768.0
+
+
+@dataclass
+class _DemuxResult:
+    skipped: int = 0           # corrupt or undecodable packets
+    last_error: str = ""
+    end: float = 0.0           # end time of the last intact packet, seconds from the clip start
+    stopped: str = ""          # demuxer error that ended the pass early
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError("open", f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise MediaError("open", f"{path}: empty file (zero bytes); re-copy or re-export it")
+    try:
+        return av.open(str(path), metadata_errors="ignore")
+    except (av.FFmpegError, UnicodeDecodeError) as e:
+        raise MediaError("open", f"{path}: not a readable media file ({e}); check it is audio/video "
+                                 "and not truncated (an MP4 cut short loses its index)") from e
+
+
+def _start_time(container: av.container.InputContainer) -> float:
+    return container.start_time / av.time_base if container.start_time is not None else 0.0
+
+
+def _stated_duration(container: av.container.InputContainer) -> float | None:
+    if container.duration is not None and container.duration > 0:
+        return container.duration / av.time_base
+    return None
+
+
+def _interval(fps: float, max_frames: int, duration: float | None) -> float:
+    if duration is not None and duration * fps > max_frames:
+        return duration / max_frames
+    return 1.0 / fps
+
+
+def _demux(container, video, audio, sampler: _FrameSampler | None, sink: _AudioSink | None) -> _DemuxResult:
+    """One pass over the wanted streams; skips corrupt packets, stops decoding video once enough frames are kept."""
+    result = _DemuxResult()
+    t0 = _start_time(container)
+    streams = [s for s in (video, audio) if s is not None]
+    video_index = video.index if video is not None else -1
+    try:
+        for packet in container.demux(streams):
+            if packet.is_corrupt:
+                result.skipped += 1
+                continue
+            if packet.pts is not None and packet.duration is not None:
+                result.end = max(result.end, float((packet.pts + packet.duration) * packet.time_base) - t0)
+            is_video = packet.stream.index == video_index
+            if is_video and sampler.done:
+                continue  # reading on (cheap) still measures the duration and feeds the audio
+            try:
+                frames = packet.decode()
+            except av.FFmpegError as e:
+                result.skipped += 1
+                result.last_error = str(e)
+                continue
+            for frame in frames:
+                if is_video:
+                    sampler.add(frame, t0)
+                else:
+                    sink.add(frame, t0)
+    except av.FFmpegError as e:
+        result.stopped = str(e)
+    return result
+
+
+def decode_clip(path: Path, fps: float, max_frames: int, sample_rate: int = 16000) -> DecodedClip:
+    """Decode `path` once: frames sampled at `fps` (at most max_frames, see module doc) and mono audio."""
+    if fps <= 0 or max_frames < 1:
+        raise ValueError(f"need fps > 0 and max_frames >= 1, got fps={fps}, max_frames={max_frames}")
+    with _open(path) as container:
+        video = container.streams.video[0] if container.streams.video else None
+        audio = container.streams.audio[0] if container.streams.audio else None
+        if video is None and audio is None:
+            raise MediaError("open", f"{path}: no audio or video stream")
+        stated = _stated_duration(container)
+        sampler = sink = None
+        if video is not None:
+            video.thread_type = "AUTO"
+            rate = video.average_rate or video.guessed_rate
+            sampler = _FrameSampler(_interval(fps, max_frames, stated), max_frames, float(rate) if rate else None)
+        if audio is not None:
+            sink = _AudioSink(sample_rate)
+        result = _demux(container, video, audio, sampler, sink)
+    return _assemble(path, sampler, sink, result, stated, sample_rate)
+
+
+def _assemble(path, sampler, sink, result: _DemuxResult, stated: float | None, sample_rate: int) -> DecodedClip:
+    frames = times = None
+    if sampler is not None and sampler.frames:
+        frames = np.stack(sampler.frames)
+        times = np.asarray(sampler.times, dtype=np.float64)
+    audio = sink.finish() if sink is not None else None
+    if frames is None and audio is None:
+        reason = result.stopped or result.last_error or "no decodable frames or audio samples"
+        raise MediaError("decode", f"{path}: nothing decodable ({reason}); the file is empty or corrupt")
+    duration = result.end or stated or 0.0
+    return DecodedClip(frames, times, audio, sample_rate, duration,
+                       _warnings(sampler, sink, frames, audio, result, stated))
+
+
+def _warnings(sampler, sink, frames, audio, result: _DemuxResult, stated: float | None) -> list[str]:
+    warnings = []
+    if result.skipped:
+        warnings.append(f"corrupt packets skipped: {result.skipped}")
+    if result.stopped:
+        warnings.append(f"demuxing stopped early: {result.stopped}")
+    if stated and result.end < _TRUNCATED_FRACTION * stated:
+        warnings.append(f"truncated: media ends at {result.end:.2f} s of {stated:.2f} s")
+    if sampler is not None and frames is None:
+        warnings.append("video stream has no decodable frame")
+    if sink is not None and audio is None:
+        warnings.append("audio stream has no decodable sample")
+    if sampler is not None and sampler.variable_rate:
+        warnings.append("variable frame rate")
+    return warnings
+
+
+def read_audio_file(path: Path, sample_rate: int = 16000) -> np.ndarray:
+    """Any audio (or the audio track of a video) -> (N,) float32 mono in [-1, 1] at sample_rate."""
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise MediaError("audio", f"{path}: no audio stream")
+        sink = _AudioSink(sample_rate)
+        result = _demux(container, None, container.streams.audio[0], None, sink)
+    audio = sink.finish()
+    if audio is None:
+        reason = result.stopped or result.last_error or "no decodable samples"
+        raise MediaError("audio", f"{path}: no decodable audio ({reason})")
+    return audio
+
+
+def read_image(path: Path) -> np.ndarray:
+    """A still image -> (1, H, W, 3) uint8 RGB (EXIF orientation applied, alpha dropped)."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise MediaError("open", f"{path}: not a readable image (missing, empty or unsupported format)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[None]

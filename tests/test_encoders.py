@@ -1,0 +1,327 @@
+"""Encoders: tiny transformers models saved to disk and loaded through the real model_path path,
+plus the offline encoders (openSMILE, MiniLM, FER) whose weights ship in packages."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from pipeline.config import ConfigError
+from pipeline.encoders import ENCODERS, Encoder, EncoderUnavailable, config_key, make_encoder
+from pipeline.encoders.base import finite_or_none
+from pipeline.encoders.fer_tflite import preprocess
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+SR = 16000
+WORDS = "the a man woman is are playing plays guitar piano music happy sad angry today very".split()
+
+
+def noise(seconds: float, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 0.1, int(seconds * SR)).astype(np.float32)
+
+
+def faces(n: int, size: int = 48, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+# ---------------------------------------------------------------- tiny local models
+
+def _save_wav2vec2(root: Path, name: str, norm: str, model_cls=None) -> str:
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                            intermediate_size=37, conv_dim=(16, 16), conv_stride=(5, 5),
+                            conv_kernel=(10, 3), num_conv_pos_embeddings=16,
+                            num_conv_pos_embedding_groups=2, feat_extract_norm=norm,
+                            do_stable_layer_norm=norm == "layer")
+    torch.manual_seed(0)
+    model = (model_cls or Wav2Vec2Model)(config)
+    path = root / name
+    model.save_pretrained(path)
+    # HF's rule: an attention mask only for layer-norm models (group norm sees the padding anyway)
+    Wav2Vec2FeatureExtractor(return_attention_mask=norm == "layer", do_normalize=True).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def audio_models(tmp_path_factory):
+    from transformers import HubertConfig, HubertModel
+    root = tmp_path_factory.mktemp("audio")
+    paths = {"w2v-layer": _save_wav2vec2(root, "w2v-layer", "layer"),
+             "w2v-group": _save_wav2vec2(root, "w2v-group", "group")}
+    config = HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                          intermediate_size=37, conv_dim=(16, 16), conv_stride=(5, 5),
+                          conv_kernel=(10, 3), num_conv_pos_embeddings=16,
+                          num_conv_pos_embedding_groups=2, feat_extract_norm="layer",
+                          do_stable_layer_norm=True)
+    torch.manual_seed(1)
+    paths["hubert"] = str(root / "hubert")
+    HubertModel(config).save_pretrained(paths["hubert"])
+    from transformers import Wav2Vec2FeatureExtractor
+    Wav2Vec2FeatureExtractor(return_attention_mask=True).save_pretrained(paths["hubert"])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def bert_path(tmp_path_factory):
+    from transformers import BertConfig, BertModel, BertTokenizer
+    root = tmp_path_factory.mktemp("bert")
+    vocab = root / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "."]) + "\n")
+    BertTokenizer(vocab_file=str(vocab)).save_pretrained(root / "model")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(WORDS) + 6, hidden_size=32, num_hidden_layers=4,
+                        num_attention_heads=2, intermediate_size=37, max_position_embeddings=64)
+    BertModel(config).save_pretrained(root / "model")
+    return str(root / "model")
+
+
+@pytest.fixture(scope="module")
+def image_models(tmp_path_factory):
+    from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, ViTConfig,
+                              ViTImageProcessor, ViTModel)
+    root = tmp_path_factory.mktemp("image")
+    torch.manual_seed(0)
+    ViTModel(ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                       num_attention_heads=2, intermediate_size=37)).save_pretrained(root / "vit")
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(root / "vit")
+    tiny = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
+    clip = CLIPConfig(text_config=dict(tiny, vocab_size=50), projection_dim=16,
+                      vision_config=dict(tiny, image_size=32, patch_size=8))
+    CLIPModel(clip).save_pretrained(root / "clip")
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size=32).save_pretrained(root / "clip")
+    return {"vit": str(root / "vit"), "clip": str(root / "clip")}
+
+
+# ---------------------------------------------------------------- registry and config keys
+
+def test_registry_names_and_modalities():
+    assert {"egemaps", "minilm", "fer", "hf-audio", "hf-text", "hf-image"} <= set(ENCODERS)
+    for name, cls in ENCODERS.items():
+        assert cls.name == name and cls.modality in {"audio", "text", "visual"}
+        fields = {f.name for f in dataclasses.fields(cls.Config)}
+        assert not fields & set(Encoder.RUNTIME_KEYS), f"{name}: a runtime knob in its Config"
+
+
+def test_unknown_option_and_encoder_rejected():
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['layer'\].*valid keys.*layers"):
+        make_encoder("hf-audio", {"layer": [-1]})
+    with pytest.raises(ConfigError, match="unknown encoder 'nope'"):
+        make_encoder("nope", {})
+    with pytest.raises(ConfigError, match="layer_reduce"):
+        make_encoder("hf-text", {"layer_reduce": "max"})
+
+
+def test_config_key_drops_defaults_and_runtime_knobs(bert_path):
+    base = make_encoder("hf-text", {"model_path": bert_path, "batch_size": 4}, device="cpu")
+    assert base.batch_size == 4
+    assert config_key(base) == {"model_path": bert_path}
+    explicit_default = make_encoder("hf-text", {"model_path": bert_path, "layers": [-4, -3, -2, -1]})
+    assert config_key(explicit_default) == config_key(base)
+    other = make_encoder("hf-text", {"model_path": bert_path, "layers": [-1]})
+    assert config_key(other) == {"layers": [-1], "model_path": bert_path}
+
+
+def test_config_key_rejects_non_json_values():
+    from pipeline.encoders.hf_text import HFTextConfig
+    fake = SimpleNamespace(config=HFTextConfig(model_path=Path("/x")))
+    with pytest.raises(TypeError, match="model_path"):
+        config_key(fake)
+
+
+def test_finite_or_none():
+    assert finite_or_none([1.0, np.nan]) is None
+    assert finite_or_none([1.0, 2.0]).dtype == np.float32
+
+
+# ---------------------------------------------------------------- missing weights
+
+@pytest.mark.parametrize("name", ["hf-audio", "hf-text", "hf-image"])
+def test_no_model_named_says_how_to_fix(name):
+    ok, why = ENCODERS[name].available(ENCODERS[name].Config())
+    assert not ok and "model_path" in why and "model_id" in why
+    with pytest.raises(EncoderUnavailable, match="model_path"):
+        make_encoder(name, {})
+
+
+def test_uncached_model_id_offline_names_model_and_fix(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(EncoderUnavailable) as err:
+        make_encoder("hf-audio", {"model_id": "TencentGameMate/chinese-hubert-large"})
+    message = str(err.value)
+    assert "'TencentGameMate/chinese-hubert-large' is not in the local Hugging Face cache" in message
+    assert "hf download TencentGameMate/chinese-hubert-large" in message and "model_path" in message
+
+
+def test_model_path_without_model(tmp_path):
+    with pytest.raises(EncoderUnavailable, match="no config.json"):
+        make_encoder("hf-text", {"model_path": str(tmp_path)})
+
+
+# ---------------------------------------------------------------- hf-audio
+
+def _manual_audio(path: str, wave: np.ndarray, layers) -> np.ndarray:
+    """One utterance, no padding, as MER 2023 runs it."""
+    from transformers import AutoFeatureExtractor, AutoModel
+    inputs = AutoFeatureExtractor.from_pretrained(path)(wave, sampling_rate=SR, return_tensors="pt")
+    with torch.inference_mode():
+        hidden = AutoModel.from_pretrained(path)(**inputs, output_hidden_states=True).hidden_states
+    return torch.stack([hidden[i] for i in layers]).sum(0)[0].mean(0).numpy()
+
+
+def test_hf_audio_dim_layers_and_manual_sum(audio_models):
+    path = audio_models["w2v-layer"]
+    last = make_encoder("hf-audio", {"model_path": path})
+    assert last.probe_dim() == 32
+    wave = noise(1.0)
+    (v_last,) = last.encode([wave])
+    (v_prev,) = make_encoder("hf-audio", {"model_path": path, "layers": [-2]}).encode([wave])
+    assert not np.allclose(v_last, v_prev)
+    np.testing.assert_allclose(v_last, _manual_audio(path, wave, [-1]), atol=1e-5)
+    summed = make_encoder("hf-audio", {"model_path": path, "layers": [-2, -1], "layer_reduce": "sum"})
+    np.testing.assert_allclose(summed.encode([wave])[0], _manual_audio(path, wave, [-2, -1]), atol=1e-5)
+
+
+@pytest.mark.parametrize("model", ["w2v-layer", "w2v-group", "hubert"])
+def test_hf_audio_padding_invariant_and_empty_items(audio_models, model):
+    enc = make_encoder("hf-audio", {"model_path": audio_models[model]}, batch_size=4)
+    short, long = noise(0.5, seed=1), noise(1.7, seed=2)
+    (alone,) = enc.encode([short])
+    out = enc.encode([long, np.zeros(SR, np.float32), short, np.zeros(0, np.float32), noise(0.001)])
+    np.testing.assert_allclose(out[2], alone, atol=1e-4)
+    assert out[0].shape == (32,) and out[0].dtype == np.float32
+    assert out[1] is None and out[3] is None and out[4] is None  # silent, empty, shorter than one frame
+
+
+def test_hf_audio_layer_out_of_range(audio_models):
+    with pytest.raises(ConfigError, match=r"layers \[-9\] out of range"):
+        make_encoder("hf-audio", {"model_path": audio_models["hubert"], "layers": [-9]})
+
+
+def test_bin_weights_load(tmp_path):
+    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
+    src = _save_wav2vec2(tmp_path, "st", "layer")
+    binary = tmp_path / "bin"    # the layout of older checkpoints (e.g. TencentGameMate's)
+    model = Wav2Vec2Model.from_pretrained(src)
+    model.config.save_pretrained(binary)
+    torch.save(model.state_dict(), binary / "pytorch_model.bin")
+    Wav2Vec2FeatureExtractor.from_pretrained(src).save_pretrained(binary)
+    wave = noise(0.6)
+    np.testing.assert_allclose(make_encoder("hf-audio", {"model_path": str(binary)}).encode([wave])[0],
+                               make_encoder("hf-audio", {"model_path": src}).encode([wave])[0], atol=1e-6)
+
+
+# ---------------------------------------------------------------- hf-text
+
+def _manual_text(path: str, text: str, layers) -> np.ndarray:
+    from transformers import AutoModel, AutoTokenizer
+    inputs = AutoTokenizer.from_pretrained(path)(text, return_tensors="pt")
+    with torch.inference_mode():
+        hidden = AutoModel.from_pretrained(path)(**inputs, output_hidden_states=True).hidden_states
+    return torch.stack([hidden[i] for i in layers]).sum(0)[0, 1:-1].mean(0).numpy()  # drop CLS/SEP
+
+
+def test_hf_text_sums_last_four_layers_without_special_tokens(bert_path):
+    enc = make_encoder("hf-text", {"model_path": bert_path})
+    assert enc.probe_dim() == 32
+    text = "the man is playing guitar today"
+    (vec,) = enc.encode([text])
+    np.testing.assert_allclose(vec, _manual_text(bert_path, text, [-4, -3, -2, -1]), atol=1e-4)
+    (with_special,) = make_encoder("hf-text", {"model_path": bert_path,
+                                               "keep_special_tokens": True}).encode([text])
+    assert not np.allclose(vec, with_special)
+    (last,) = make_encoder("hf-text", {"model_path": bert_path, "layers": [-1]}).encode([text])
+    (prev,) = make_encoder("hf-text", {"model_path": bert_path, "layers": [-2]}).encode([text])
+    assert not np.allclose(last, prev)
+
+
+def test_hf_text_padding_invariant_and_empty(bert_path):
+    enc = make_encoder("hf-text", {"model_path": bert_path}, batch_size=8)
+    short = "a sad man"
+    (alone,) = enc.encode([short])
+    out = enc.encode(["the woman is playing piano music very happy today", "", short, "   "])
+    np.testing.assert_allclose(out[2], alone, atol=1e-4)
+    assert out[1] is None and out[3] is None
+
+
+# ---------------------------------------------------------------- hf-image
+
+def test_hf_image_pooling_and_frame_mean(image_models):
+    from transformers import AutoModel, ViTImageProcessorPil
+    path = image_models["vit"]
+    frames = faces(3)
+    pixels = ViTImageProcessorPil.from_pretrained(path)(images=list(frames), return_tensors="pt")
+    with torch.inference_mode():
+        out = AutoModel.from_pretrained(path)(**pixels)
+    expected = {"pooler": out.pooler_output, "cls": out.last_hidden_state[:, 0],
+                "mean": out.last_hidden_state.mean(1)}
+    for pooling, per_frame in expected.items():
+        enc = make_encoder("hf-image", {"model_path": path, "pooling": pooling}, batch_size=2)
+        (frame_level,) = enc.encode_frames([frames])
+        np.testing.assert_allclose(frame_level, per_frame.numpy(), atol=1e-4)
+        vec, empty = enc.encode([frames, frames[:0]])
+        np.testing.assert_allclose(vec, per_frame.numpy().mean(0), atol=1e-4)
+        assert empty is None
+    assert make_encoder("hf-image", {"model_path": path}).probe_dim() == 32
+
+
+def test_hf_image_clip_runs_vision_tower_only(image_models):
+    enc = make_encoder("hf-image", {"model_path": image_models["clip"]})
+    assert enc.probe_dim() == 32   # the vision tower's pooled output, not the 16-d projection
+    assert enc.encode([faces(2, size=40)])[0].shape == (32,)
+
+
+# ---------------------------------------------------------------- offline encoders
+
+def tone(seconds: float = 1.0, hz: float = 220.0) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (0.2 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def test_egemaps_tone_and_silence():
+    enc = make_encoder("egemaps", {})
+    vec, silent, empty = enc.encode([tone(), np.zeros(SR, np.float32), np.zeros(0, np.float32)])
+    assert vec.shape == (88,) and vec.dtype == np.float32
+    assert silent is None and empty is None
+    assert "opensmile" in enc.library_versions()
+    with pytest.raises(ConfigError, match="feature_set 'eGeMAPS9'"):
+        make_encoder("egemaps", {"feature_set": "eGeMAPS9"})
+
+
+def test_minilm_similar_sentences_closer():
+    enc = make_encoder("minilm", {})
+    assert enc.probe_dim() == 384
+    a, b, c, empty = enc.encode(["A man is playing a guitar.", "Someone plays the guitar.",
+                                 "Interest rates rose again this quarter.", ""])
+    cos = lambda x, y: float(x @ y / np.linalg.norm(x) / np.linalg.norm(y))  # noqa: E731
+    assert cos(a, b) > cos(a, c) + 0.3
+    assert empty is None
+
+
+def test_fer_embedding_probs_and_batching():
+    enc = make_encoder("fer", {}, batch_size=4)
+    assert enc.probe_dim() == 135
+    video = faces(6, size=112, seed=3)
+    (frame_level,) = enc.encode_frames([video])
+    assert frame_level.shape == (6, 135)
+    np.testing.assert_allclose(frame_level[:, 128:].sum(1), 1.0, atol=1e-5)
+    vec, none = enc.encode([video, video[:0]])
+    np.testing.assert_allclose(vec, frame_level.mean(0), atol=1e-5)
+    assert none is None
+    (alone,) = enc.encode_frames([video[4:5]])   # batch size 1 vs inside a batch of 4 and of 2
+    np.testing.assert_allclose(alone[0], frame_level[4], atol=1e-5)
+    no_probs = make_encoder("fer", {"include_probs": False})
+    np.testing.assert_allclose(no_probs.encode([video])[0], vec[:128], atol=1e-5)
+
+
+def test_fer_preprocessing_matches_fer_package():
+    """fer.FER: grey, 64x64, x/255 then (x-0.5)*2, so the model sees values in [-1, 1]."""
+    x = preprocess(list(faces(2, size=64)))
+    assert x.shape == (2, 64, 64, 1) and x.min() >= -1 and x.max() <= 1
+    white = preprocess([np.full((64, 64, 3), 255, np.uint8)])
+    np.testing.assert_allclose(white, 1.0)
