@@ -9,7 +9,9 @@ start. When the container does not state a duration, sampling stops after max_fr
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -259,3 +261,22 @@ def read_image(path: Path) -> np.ndarray:
     if bgr is None:
         raise MediaError("open", f"{path}: not a readable image (missing, empty or unsupported format)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[None]
+
+
+def reencode(frames: np.ndarray, fps: float, codec: str = "mpeg4", bit_rate: int = 400_000) -> np.ndarray:
+    """Frames after a lossy encode/decode round trip in memory (MER 2023's test2 went through DIVX/MPEG-4)."""
+    buffer = io.BytesIO()
+    height, width = frames.shape[1:3]
+    with av.open(buffer, mode="w", format="avi") as out:
+        stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
+        stream.width, stream.height, stream.pix_fmt, stream.bit_rate = width - width % 2, height - height % 2, "yuv420p", bit_rate
+        for rgb in frames:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[: stream.height, : stream.width]), format="rgb24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    buffer.seek(0)
+    with av.open(buffer, mode="r") as inp:
+        decoded = [f.to_ndarray(format="rgb24") for f in inp.decode(video=0)]
+    result = frames.copy()
+    result[:, : stream.height, : stream.width] = np.stack(decoded)[: len(frames)]
+    return result

@@ -1,0 +1,95 @@
+"""The `encode` stage's logic: run one feature's encoder over every view's items not yet in its store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.config import EncoderSpec
+from pipeline.encoders import ENCODERS, config_key, make_encoder
+from pipeline.executors import run_tasks
+from pipeline.store.features import MODALITY_KEY, FeatureStore, Identity
+from pipeline.store.media import MediaStore
+
+
+@dataclass(frozen=True)
+class EncodeTask:
+    spec: EncoderSpec
+    runtime: tuple[tuple[str, object], ...]
+    store: str
+    rows: list[dict]          # media rows: cache_key, media_store, plus the media index fields
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@lru_cache(maxsize=2)
+def _encoder(spec_name: str, options: tuple, runtime: tuple):
+    return make_encoder(spec_name, dict(options), **dict(runtime))
+
+
+def build_encoder(spec: EncoderSpec, runtime: dict):
+    if spec.encoder not in ENCODERS:
+        raise ValueError(f"unknown encoder {spec.encoder!r}; choices: {', '.join(sorted(ENCODERS))}")
+    return _encoder(spec.encoder, tuple(sorted(spec.options.items(), key=str)), tuple(sorted(runtime.items())))
+
+
+def identity_of(encoder) -> Identity:
+    return Identity(encoder.name, encoder.version, encoder.modality, config_key(encoder), encoder.library_versions())
+
+
+def pending(views: list[Path], store: FeatureStore, identity: Identity) -> pd.DataFrame:
+    """Media rows of every view whose cache key the feature store lacks, one per distinct key."""
+    frames = []
+    for view in views:
+        rows = MediaStore(view).view()
+        rows["cache_key"] = identity.cache_keys(rows[MODALITY_KEY[identity.modality]])
+        rows["media_store"] = str(view)
+        frames.append(rows[rows["cache_key"].notna()])
+    todo = pd.concat(frames, ignore_index=True).drop_duplicates("cache_key")
+    done = set(store.index()["cache_key"])
+    return todo[~todo["cache_key"].isin(done)].sort_values("cache_key")
+
+
+def encode_feature(spec: EncoderSpec, views: list[Path], store_path: Path, batch_size: int = 16,
+                   device: str = "auto", executor: str = "local", workers: int = 1, address: str = "",
+                   items_per_part: int = 256) -> dict:
+    runtime = {"batch_size": batch_size, "device": resolve_device(device)}
+    encoder = build_encoder(spec, runtime)
+    identity = identity_of(encoder)
+    store = FeatureStore(store_path).create(identity, encoder.probe_dim())
+    store.parts.remove_uncommitted()
+    todo = pending(views, store, identity)
+    tasks = [EncodeTask(spec, tuple(sorted(runtime.items())), str(store_path), chunk.to_dict("records"))
+             for chunk in (todo.iloc[i:i + items_per_part] for i in range(0, len(todo), items_per_part))]
+    missing = 0
+    for result in run_tasks(encode_part, tasks, executor, workers, address, desc=f"encode {store_path.stem}"):
+        missing += result["missing"]
+    return {"encoded": len(todo), "missing": missing, "dim": store.meta()["dim"]}
+
+
+def encode_part(task: EncodeTask) -> dict:
+    """Runs in a worker: read the inputs from the media store, encode, write one feature part."""
+    encoder = build_encoder(task.spec, dict(task.runtime))
+    inputs = [_input(row, encoder.modality) for row in task.rows]
+    vectors = encoder.encode(inputs)
+    reasons = ["" if v is not None else "encoder gave no vector (empty or silent input, or NaN/inf output)"
+               for v in vectors]
+    store = FeatureStore(task.store)
+    store.write([r["cache_key"] for r in task.rows], vectors, reasons, int(store.meta()["dim"]))
+    return {"missing": sum(v is None for v in vectors)}
+
+
+def _input(row: dict, modality: str):
+    if modality == "text":
+        return row["transcript"]
+    item = MediaStore(row["media_store"]).load(pd.Series(row))
+    return item.audio if modality == "audio" else item.found_faces

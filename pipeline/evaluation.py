@@ -1,0 +1,138 @@
+"""Score predictions the way MER 2023 does and lay out the tables and plot data `evaluate` writes.
+
+MER-MULTI (test1) and MER-NOISE (test2, corrupted view) are scored by F1_w - 0.25 * MSE; MER-SEMI
+(test3) by weighted F1 over its labelled items only. With several seeds, figures are mean and std.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import f1_score
+
+from pipeline.labels import MER_LABELS
+from pipeline.training.data import label_index
+from pipeline.training.metrics import score_split
+from pipeline.training.run import LOGIT_COLUMNS
+
+PAPER_BASELINE = {  # MER 2023 paper, best attention-fusion figures (abstract)
+    "mer_multi": {"f1_weighted": 0.7757, "valence_mse": 0.82},
+    "mer_noise": {"f1_weighted": 0.6982, "valence_mse": 1.12},
+    "mer_semi": {"f1_weighted": 0.8675},
+}
+
+
+def joined(predictions: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+    truth = manifest[["sample_id", "label", "valence", "true_label"]].rename(columns={"valence": "valence_true"})
+    return predictions.merge(truth, on="sample_id", how="left")
+
+
+def score_rows(rows: pd.DataFrame, with_valence: bool = True) -> dict:
+    """Scores of one (subset, seed, test) block of joined predictions; only labelled rows count."""
+    labelled = rows[rows["label"].notna()]
+    if labelled.empty:
+        return {"n": 0}
+    y = label_index(labelled["label"])
+    pred = labelled[LOGIT_COLUMNS].to_numpy().argmax(1)
+    v_true = labelled["valence_true"].to_numpy(float) if with_valence else None
+    if v_true is not None and np.isnan(v_true).all():
+        v_true = None
+    return score_split(y, pred, v_true, labelled["valence"].to_numpy(float) if v_true is not None else None)
+
+
+def over_seeds(blocks: list[dict]) -> dict:
+    """Mean of each figure over seeds, with its std when there are several."""
+    out = {}
+    for key in blocks[0]:
+        values = [b[key] for b in blocks if key in b]
+        out[key] = float(np.mean(values))
+        if len(values) > 1 and key != "n":
+            out[f"{key}_std"] = float(np.std(values))
+    return out
+
+
+def score(joined_rows: pd.DataFrame, subset: str, test: str, with_valence: bool = True) -> dict:
+    block = joined_rows[(joined_rows["subset"] == subset) & (joined_rows["test"] == test)]
+    if block.empty:
+        return {"n": 0}
+    return over_seeds([score_rows(g, with_valence) for _, g in block.groupby("seed")])
+
+
+def challenge_metrics(rows: pd.DataFrame, subset: str, noise_test: str) -> dict[str, dict]:
+    return {
+        "mer_multi": score(rows, subset, "test1"),
+        "mer_noise": score(rows, subset, noise_test),
+        "mer_semi": score(rows, subset, "test3", with_valence=False),
+    }
+
+
+def ablation_table(rows: pd.DataFrame, cv_runs: list[dict], noise_test: str) -> pd.DataFrame:
+    records = []
+    for subset in dict.fromkeys(r["subset"] for r in cv_runs):
+        runs = [r for r in cv_runs if r["subset"] == subset]
+        figures = challenge_metrics(rows, subset, noise_test)
+        records.append({
+            "subset": subset,
+            "cv_f1": np.mean([r["f1_weighted"] for r in runs]),
+            "cv_mse": np.mean([r.get("valence_mse", np.nan) for r in runs]),
+            "multi_f1": figures["mer_multi"].get("f1_weighted"), "multi_mse": figures["mer_multi"].get("valence_mse"),
+            "multi_combined": figures["mer_multi"].get("combined"),
+            "noise_f1": figures["mer_noise"].get("f1_weighted"), "noise_mse": figures["mer_noise"].get("valence_mse"),
+            "noise_combined": figures["mer_noise"].get("combined"),
+            "semi_f1": figures["mer_semi"].get("f1_weighted"),
+        })
+    return pd.DataFrame(records)
+
+
+def robustness_curve(rows: pd.DataFrame, split: str = "test2") -> pd.DataFrame:
+    """F1 and MSE per subset against SNR: clean view plus every fixed-SNR view of `split`."""
+    records = []
+    views = [t for t in rows["test"].unique() if t == split or t.startswith(f"{split}@snr")]
+    for subset in rows["subset"].unique():
+        for test in views:
+            snr = float(test.split("@snr")[1]) if "@snr" in test else np.nan  # clean: no x position
+            figures = score(rows, subset, test)
+            records.append({"subset": subset, "snr_db": snr, "snr": "clean" if np.isnan(snr) else f"{snr:g}",
+                            "f1_weighted": figures.get("f1_weighted"), "valence_mse": figures.get("valence_mse")})
+    frame = pd.DataFrame(records)
+    return frame.sort_values(["subset", "snr_db"], na_position="last").reset_index(drop=True) if len(frame) else frame
+
+
+def first_seed(rows: pd.DataFrame, subset: str, test: str) -> pd.DataFrame:
+    block = rows[(rows["subset"] == subset) & (rows["test"] == test)]
+    return block[block["seed"] == block["seed"].min()]
+
+
+def confusion_rows(rows: pd.DataFrame, subset: str, test: str) -> pd.DataFrame:
+    block = first_seed(rows, subset, test)
+    block = block[block["label"].notna()]
+    predicted = np.array(MER_LABELS)[block[LOGIT_COLUMNS].to_numpy().argmax(1)]
+    return pd.DataFrame({"actual": block["label"].to_numpy(), "predicted": predicted})
+
+
+def per_class_f1(confusion: pd.DataFrame) -> pd.DataFrame:
+    scores = f1_score(confusion["actual"], confusion["predicted"], labels=list(MER_LABELS), average=None, zero_division=0)
+    support = confusion["actual"].value_counts()
+    return pd.DataFrame({"label": MER_LABELS, "f1": scores, "support": [int(support.get(c, 0)) for c in MER_LABELS]})
+
+
+def valence_rows(rows: pd.DataFrame, subset: str, test: str) -> pd.DataFrame:
+    block = first_seed(rows, subset, test)
+    block = block[block["valence_true"].notna()]
+    return pd.DataFrame({"true_valence": block["valence_true"].to_numpy(), "predicted_valence": block["valence"].to_numpy()})
+
+
+def submission(rows: pd.DataFrame, subset: str, test: str) -> pd.DataFrame:
+    """The challenge's submission format: name, discrete, valence (seed-averaged logits and valence)."""
+    block = rows[(rows["subset"] == subset) & (rows["test"] == test)]
+    mean = block.groupby("sample_id", sort=True)[[*LOGIT_COLUMNS, "valence"]].mean()
+    return pd.DataFrame({"name": mean.index, "discrete": np.array(MER_LABELS)[mean[LOGIT_COLUMNS].to_numpy().argmax(1)],
+                         "valence": mean["valence"].round(4).to_numpy()})
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    cols = list(frame.columns)
+    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"

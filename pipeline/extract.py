@@ -1,0 +1,187 @@
+"""The `extract` stage's logic: manifest rows -> media store items (audio, aligned faces, transcript).
+
+Work is split into parts of `clips_per_part` items; each task decodes its clips once, finds faces,
+settles the transcript and writes one store part. A clip whose source and extraction params are
+unchanged is already in the store and is skipped, which is what makes re-runs and interrupted runs
+cheap. Failed clips go to a failures file with the step and the tool's message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import ExtractConfig
+from pipeline.executors import run_tasks
+from pipeline.media.asr import transcribe
+from pipeline.corrupt import CorruptSpec, corrupt_clip, make_source
+from pipeline.media.decode import MediaError, decode_clip, read_audio_file, read_image, reencode
+from pipeline.media.faces import extract_faces, make_detector
+from pipeline.store.media import MediaItem, MediaStore, digest, params_hash
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+# Only these change what extraction produces; executor and worker counts never do.
+OUTPUT_KEYS = ("fps", "max_frames", "face_size", "sample_rate", "face_detector", "face_model_dir", "asr", "asr_model")
+
+
+class TooManyFailures(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """How a corrupted view alters each clip between decoding and face detection."""
+    spec: CorruptSpec
+    reencode: bool
+    babble_store: str        # media store whose clean audio makes babble noise
+    babble_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PartTask:
+    rows: list[dict]
+    root: str
+    store: str
+    cfg: ExtractConfig
+    corruption: Corruption | None = None
+
+
+def output_params(cfg: ExtractConfig) -> dict:
+    return {k: v for k, v in asdict(cfg).items() if k in OUTPUT_KEYS}
+
+
+def wanted_rows(manifest: pd.DataFrame, cfg: ExtractConfig, corruption: Corruption | None = None) -> pd.DataFrame:
+    """The manifest with the (source_hash, params_hash) each item must have in the store."""
+    frame = manifest.copy()
+    frame["source_hash"] = [digest(m or "", t if isinstance(t, str) else "\0none")
+                            for m, t in zip(frame["media_hash"], frame["transcript"])]
+    params = output_params(cfg)
+    if corruption is not None:
+        params |= {"corruption": asdict(corruption.spec), "reencode": corruption.reencode,
+                   "babble_ids": digest(*corruption.babble_ids)}
+    frame["params_hash"] = params_hash(params)
+    return frame
+
+
+def extract(manifest: pd.DataFrame, root: Path, store_path: Path, cfg: ExtractConfig,
+            corruption: Corruption | None = None) -> tuple[dict, list[dict]]:
+    """Bring one view's store up to date with the manifest; returns (summary, failures)."""
+    store = MediaStore(store_path).create()
+    store.parts.remove_uncommitted()
+    wanted = wanted_rows(manifest, cfg, corruption)
+    done = set(store.current(wanted)["sample_id"])
+    todo = wanted[~wanted["sample_id"].isin(done)].sort_values("sample_id")
+    tasks = [PartTask(chunk.to_dict("records"), str(root), str(store_path), cfg, corruption)
+             for chunk in _chunks(todo, cfg.clips_per_part)]
+    failures = []
+    desc = f"extract {store_path.name}" if corruption else "extract"
+    for result in run_tasks(extract_part, tasks, cfg.executor, cfg.workers, cfg.dask_address, desc=desc):
+        failures.extend(result["failures"])
+    store.write_view(MediaStore(store_path).current(wanted))
+    summary = {"items": len(wanted), "reused": len(done), "failed": len(failures),
+               "processed": len(todo) - len(failures)}
+    return summary, failures
+
+
+def _chunks(frame: pd.DataFrame, size: int):
+    for start in range(0, len(frame), size):
+        yield frame.iloc[start:start + size]
+
+
+def write_failures(failures: list[dict], total: int, failures_path: Path, max_rate: float, stage: str) -> None:
+    """Record every failure with its reason; fail the stage above its max_failure_rate."""
+    failures_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(failures_path, "w", encoding="utf-8") as fh:
+        for failure in sorted(failures, key=lambda f: (f.get("view", ""), f["sample_id"])):
+            fh.write(json.dumps(failure) + "\n")
+    rate = len(failures) / total if total else 0.0
+    if rate > max_rate:
+        raise TooManyFailures(f"{stage}: {len(failures)} of {total} items failed ({rate:.1%} > "
+                              f"{stage}.max_failure_rate {max_rate:.1%}); reasons in {failures_path}")
+
+
+def extract_part(task: PartTask) -> dict:
+    """Runs in a worker: extract every row of the task and write them as one store part."""
+    detector = _detector(task.cfg.face_detector, task.cfg.face_model_dir)
+    corrupt = _corrupter(task.corruption) if task.corruption else None
+    items, failures = [], []
+    for row in task.rows:
+        try:
+            items.append(extract_item(row, Path(task.root), task.cfg, detector, corrupt))
+        except MediaError as err:
+            failures.append({"sample_id": row["sample_id"], "step": err.step, "error": "MediaError", "message": str(err)})
+        except Exception as err:  # noqa: BLE001 - any clip-level error is recorded, never lost
+            failures.append({"sample_id": row["sample_id"], "step": "extract",
+                             "error": type(err).__name__, "message": str(err)})
+    if items:
+        MediaStore(task.store).write(items)
+    return {"written": len(items), "failures": failures, "pid": os.getpid()}
+
+
+@lru_cache(maxsize=2)
+def _detector(name: str, model_dir: str):
+    return make_detector(name, model_dir=model_dir) if model_dir else make_detector(name)
+
+
+def _corrupter(corruption: Corruption):
+    """(sample_id, audio, frames, fps) -> corrupted (audio, frames, meta), noise drawn per clip."""
+    store = MediaStore(corruption.babble_store)
+    rows = {r["sample_id"]: r for r in store.view().to_dict("records")}
+
+    @lru_cache(maxsize=64)  # babble mixes 3-5 clips per pick: keep recent ones decoded
+    def clean_audio(sample_id: str) -> np.ndarray:
+        return store.load(pd.Series(rows[sample_id])).audio
+
+    source = make_source(corruption.spec, corruption.babble_ids, clean_audio)
+
+    def corrupt(sample_id, audio, frames, fps):
+        audio, frames, meta = corrupt_clip(sample_id, audio, frames, corruption.spec, source)
+        if frames is not None and corruption.reencode:
+            frames = reencode(frames, fps)
+        return audio, frames, meta
+
+    return corrupt
+
+
+def extract_item(row: dict, root: Path, cfg: ExtractConfig, detector, corrupt=None) -> MediaItem:
+    item = MediaItem(row["sample_id"], row["source_hash"], row["params_hash"])
+    frames, warnings = None, []
+    if row["path"]:
+        path = root / row["path"]
+        frames, item.audio, times, warnings = _read_media(path, cfg)
+        item.meta["warnings"] = warnings
+        if corrupt is not None:
+            item.audio, frames, item.meta["corruption"] = corrupt(row["sample_id"], item.audio, frames, cfg.fps)
+        if frames is not None:
+            track = extract_faces(frames, detector, cfg.face_size)
+            item.faces, item.found, item.boxes = track.crops, track.found, track.boxes
+            item.frame_time = times
+            item.meta["no_face"] = not bool(track.found.any())
+    item.transcript, item.transcript_source = _transcript(row, item.audio, cfg)
+    return item
+
+
+def _read_media(path: Path, cfg: ExtractConfig):
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return read_image(path), None, np.zeros(1, np.float32), []
+    if suffix in AUDIO_SUFFIXES:
+        return None, read_audio_file(path, cfg.sample_rate), None, []
+    clip = decode_clip(path, cfg.fps, cfg.max_frames, cfg.sample_rate)
+    return clip.frames, clip.audio, clip.frame_times, clip.warnings
+
+
+def _transcript(row: dict, audio: np.ndarray | None, cfg: ExtractConfig) -> tuple[str | None, str]:
+    given = row.get("transcript")
+    if isinstance(given, str):
+        return given, "given"
+    if cfg.asr != "none" and audio is not None and len(audio):
+        return transcribe(audio, cfg.sample_rate, cfg.asr, cfg.asr_model), f"asr:{cfg.asr}"
+    return None, "missing"

@@ -1,0 +1,66 @@
+"""Assemble model inputs: manifest rows of a media view joined with their features per modality."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.labels import MER_LABELS
+from pipeline.store.features import FeatureStore
+from pipeline.store.media import MediaStore
+
+MODALITY_LETTERS = {"A": "audio", "V": "visual", "T": "text"}
+
+
+@dataclass
+class Table:
+    """Items of one view with their targets and features (rows aligned across every field)."""
+    rows: pd.DataFrame                  # manifest rows (sample_id, split, label, valence, ...)
+    X: dict[str, np.ndarray]            # modality -> (n, d) float32, NaN rows where absent
+    present: dict[str, np.ndarray]      # modality -> (n,) bool
+
+    @property
+    def y(self) -> np.ndarray:
+        return label_index(self.rows["label"])
+
+    @property
+    def v(self) -> np.ndarray:
+        return self.rows["valence"].to_numpy(np.float64)
+
+    def take(self, mask: np.ndarray, modalities: tuple[str, ...] | None = None) -> Table:
+        keep = modalities or tuple(self.X)
+        return Table(self.rows[mask].reset_index(drop=True),
+                     {m: self.X[m][mask] for m in keep}, {m: self.present[m][mask] for m in keep})
+
+    def any_present(self, modalities: tuple[str, ...]) -> np.ndarray:
+        return np.logical_or.reduce([self.present[m] for m in modalities])
+
+
+def label_index(labels: pd.Series) -> np.ndarray:
+    """Label strings -> class indices in MER 2023 order; -1 for unlabelled."""
+    lookup = {name: i for i, name in enumerate(MER_LABELS)}
+    return np.array([lookup.get(x, -1) if isinstance(x, str) else -1 for x in labels], dtype=np.int64)
+
+
+def parse_subset(code: str) -> tuple[str, ...]:
+    """'AVT' -> ('audio', 'visual', 'text'), the order the model's branches take."""
+    unknown = set(code) - set(MODALITY_LETTERS)
+    if unknown or not code:
+        raise ValueError(f"modality subset {code!r}: use letters A (audio), V (visual), T (text)")
+    return tuple(MODALITY_LETTERS[c] for c in "AVT" if c in code)
+
+
+def load_table(manifest: pd.DataFrame, view: Path, features: dict[str, Path]) -> Table:
+    """Every manifest item in `view`'s order; an item the view lacks (failed extraction) has no modality."""
+    media = MediaStore(view).view()[["sample_id", "audio_key", "faces_key", "text_key"]]
+    rows = manifest.merge(media, on="sample_id", how="left").reset_index(drop=True)
+    X, present = {}, {}
+    for modality, path in features.items():
+        store = FeatureStore(path)
+        if store.identity().modality != modality:
+            raise ValueError(f"feature store {path} holds {store.identity().modality} features, not {modality}")
+        X[modality], present[modality] = store.load(rows)
+    return Table(rows.drop(columns=["audio_key", "faces_key", "text_key"]), X, present)

@@ -1,0 +1,128 @@
+"""The `train` stage's logic: cross-validate every modality subset and predict every test view.
+
+Like the MER 2023 baseline, each subset's fold ensemble predicts each test set; predictions are kept
+as logits and valence per (subset, seed, test, item), so `evaluate` only scores and plots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import TrainConfig
+from pipeline.labels import MER_LABELS
+from pipeline.training import cv
+from pipeline.training.data import Table, load_table, parse_subset
+
+LOGIT_COLUMNS = [f"logit_{name}" for name in MER_LABELS]
+TEST_SPLITS = ("test1", "test2", "test3")
+
+
+@dataclass
+class Views:
+    """The media views a run reads: clean, plus corrupted views of some test splits."""
+    clean: Path
+    corrupted: dict[str, Path]
+
+
+def usable_subsets(cfg: TrainConfig) -> list[str]:
+    """The ablation subsets whose modalities all have a feature, with the full set last (the main model)."""
+    have = set(cfg.features)
+    full = "".join(c for c in "AVT" if parse_subset(c)[0] in have)
+    if not full:
+        raise ValueError("train.features names no modality; map audio/visual/text to encode.features names")
+    chosen = [s for s in cfg.ablation if set(parse_subset(s)) <= have and s != full]
+    return [*dict.fromkeys(chosen), full]
+
+
+def fusion_config(cfg: TrainConfig, seed: int) -> cv.TrainConfig:
+    return cv.TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                          dropout=cfg.dropout, hidden=cfg.hidden, attention_norm=cfg.attention_norm, seed=seed)
+
+
+def load_tables(manifest: pd.DataFrame, views: Views, features: dict[str, Path]) -> dict[str, Table]:
+    """'train' plus one table per test split and view, named '<split>' (clean) or '<split>@<view>'."""
+    tables = {"train": load_table(manifest[manifest["split"] == "train"], views.clean, features)}
+    for split in TEST_SPLITS:
+        rows = manifest[manifest["split"] == split]
+        if len(rows):
+            tables[split] = load_table(rows, views.clean, features)
+            for name, path in views.corrupted.items():
+                view_rows = rows[rows["sample_id"].isin(_view_ids(path))]
+                if len(view_rows):
+                    tables[f"{split}@{name}"] = load_table(view_rows, path, features)
+    return tables
+
+
+def _view_ids(path: Path) -> set[str]:
+    from pipeline.store.media import MediaStore
+
+    return set(MediaStore(path).view()["sample_id"])
+
+
+def run_subset(tables: dict[str, Table], subset: str, cfg: TrainConfig, seed: int,
+               extra: Table | None = None, extra_weight: float = 1.0) -> tuple[cv.CVResult, np.ndarray]:
+    """Cross-validate one modality subset; `extra` rows (pseudo-labels) train in every fold.
+    Returns the result and the sample ids of the labelled training rows (the out-of-fold rows)."""
+    modalities = parse_subset(subset)
+    train = tables["train"].take(tables["train"].y >= 0, modalities)
+    train = train.take(train.any_present(modalities))  # an item with none of the subset's inputs teaches nothing
+    groups = train.rows[cfg.group_by].to_numpy() if cfg.group_by else None
+    folds = cv.make_folds(len(train.rows), cfg.folds, seed, y=train.y, groups=groups)
+    X, present, y, v, weight = train.X, train.present, train.y, train.v, np.ones(len(train.rows))
+    if extra is not None and len(extra.rows):
+        X = {m: np.concatenate([X[m], extra.X[m]]) for m in modalities}
+        present = {m: np.concatenate([present[m], extra.present[m]]) for m in modalities}
+        y, v = np.concatenate([y, extra.y]), np.concatenate([v, extra.v])
+        folds = np.concatenate([folds, np.full(len(extra.rows), -1)])
+        weight = np.concatenate([weight, np.full(len(extra.rows), extra_weight)])
+    tests = {name: _test_set(t, modalities) for name, t in tables.items() if name != "train"}
+    X = {m: np.nan_to_num(X[m]) for m in modalities}  # absent rows are masked; NaN must not reach a matmul
+    result = cv.cross_validate(X, present, y, v, folds, fusion_config(cfg, seed), tests, sample_weight=weight)
+    return result, train.rows["sample_id"].to_numpy()
+
+
+def _test_set(table: Table, modalities: tuple[str, ...]) -> cv.TestSet:
+    return cv.TestSet({m: np.nan_to_num(table.X[m]) for m in modalities}, {m: table.present[m] for m in modalities},
+                      table.y, table.v)
+
+
+def predictions_frame(result: cv.CVResult, train_ids: np.ndarray, tables: dict[str, Table], subset: str,
+                      seed: int) -> pd.DataFrame:
+    """Logits and valence per test item, plus the out-of-fold predictions of the training items."""
+    frames = []
+    for name, pred in result.tests.items():
+        rows = tables[name].rows
+        frame = pd.DataFrame(pred.logits, columns=LOGIT_COLUMNS)
+        frame.insert(0, "sample_id", rows["sample_id"].to_numpy())
+        frame.insert(0, "test", name)
+        frame["valence"] = pred.valence
+        frames.append(frame)
+    oof = pd.DataFrame(result.oof_logits[: len(train_ids)], columns=LOGIT_COLUMNS)
+    oof.insert(0, "sample_id", train_ids)
+    oof.insert(0, "test", "train-oof")
+    oof["valence"] = result.oof_valence[: len(train_ids)]
+    frames.append(oof)
+    out = pd.concat(frames, ignore_index=True)
+    out.insert(0, "seed", seed)
+    out.insert(0, "subset", subset)
+    return out
+
+
+def cv_summary(result: cv.CVResult, subset: str, seed: int, n_items: int) -> dict:
+    return {"subset": subset, "seed": seed, "items": n_items, **result.cv,
+            "best_epoch": [int(e) for e in result.best_epoch], "seconds": round(result.seconds, 2)}
+
+
+def curves_frame(result: cv.CVResult) -> pd.DataFrame:
+    frames = []
+    for fold in range(len(result.best_epoch)):
+        data = {name: values[fold] for name, values in result.curves.items()}
+        frame = pd.DataFrame(data)
+        frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+        frame.insert(0, "fold", fold)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)

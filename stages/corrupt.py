@@ -1,0 +1,50 @@
+"""corrupt: corrupted views of the MER-NOISE splits, one media store per view (params: corrupt.*).
+
+View `noisy` follows MER 2023 (per clip an SNR drawn from corrupt.snr_db and a blur factor from
+corrupt.blur); views `snr<S>` add noise at one fixed SNR and no blur, for robustness curves.
+"""
+
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import zarr
+
+from pipeline.config import CorruptConfig, load_section
+from pipeline.corrupt import CorruptSpec
+from pipeline.extract import Corruption, extract, write_failures
+from pipeline.store.media import MediaStore
+
+
+def view_specs(cfg: CorruptConfig, seed: int) -> dict[str, CorruptSpec]:
+    base = CorruptSpec(snr_db=cfg.snr_db, blur=cfg.blur, noise_source=cfg.noise_source,
+                       noise_dir=cfg.noise_dir or None, seed=seed)
+    views = {"noisy": base}
+    for snr in cfg.robustness_snr_db:
+        views[f"snr{snr:g}"] = replace(base, snr_db=(snr,), blur=(1,))
+    return views
+
+
+def babble_pool(clean: Path, manifest: pd.DataFrame) -> tuple[str, ...]:
+    """Training clips with audio: babble never mixes test speech into test clips."""
+    view = MediaStore(clean).view()
+    train = set(manifest.loc[manifest["split"] == "train", "sample_id"])
+    return tuple(sorted(view.loc[view["sample_id"].isin(train) & (view["audio_len"] > 0), "sample_id"]))
+
+
+def run(params: Path, manifest: Path, clean: Path, out: Path, failures: Path) -> dict:
+    cfg = load_section("corrupt", params)
+    extract_cfg = load_section("extract", params)
+    seed = load_section("base", params).seed
+    root = Path(load_section("prepare", params).root)
+    rows = pd.read_parquet(manifest)
+    rows = rows[rows["split"].isin(cfg.splits)]
+    zarr.open_group(str(out), mode="a")
+    pool = babble_pool(clean, pd.read_parquet(manifest))
+    summaries, failed = {}, []
+    for name, spec in view_specs(cfg, seed).items():
+        corruption = Corruption(spec, cfg.reencode, str(clean), pool)
+        summaries[name], view_failures = extract(rows, root, out / name, extract_cfg, corruption)
+        failed += [f | {"view": name} for f in view_failures]
+    write_failures(failed, len(rows) * len(summaries), failures, extract_cfg.max_failure_rate, "corrupt")
+    return summaries

@@ -1,0 +1,22 @@
+"""encode: one feature (an encoder and its options) over every media view (params: encode.features.<name>)."""
+
+from pathlib import Path
+
+from pipeline.config import load_section
+from pipeline.encode import encode_feature
+
+
+def media_views(clean: Path, corrupted: Path | None) -> list[Path]:
+    views = [clean]
+    if corrupted is not None and corrupted.is_dir():
+        views += sorted(p for p in corrupted.iterdir() if (p / "view.parquet").is_file())
+    return views
+
+
+def run(params: Path, feature: str, clean: Path, corrupted: Path | None, out: Path) -> dict:
+    cfg = load_section("encode", params)
+    if feature not in cfg.features:
+        raise KeyError(f"encode.features has no feature {feature!r}; defined: {sorted(cfg.features)}")
+    extract_cfg = load_section("extract", params)
+    return encode_feature(cfg.features[feature], media_views(clean, corrupted), out, cfg.batch_size, cfg.device,
+                          extract_cfg.executor, 1, extract_cfg.dask_address)

@@ -1,0 +1,44 @@
+"""evaluate: MER-MULTI / MER-NOISE / MER-SEMI metrics, ablation table, robustness curve, plot data.
+
+Reads the predictions of `train` (every subset) and `pseudolabel` (the main subset with pseudo-labels);
+MER-SEMI is scored on the pseudo-labelled model, with the labelled-only figure beside it.
+"""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.config import load_section
+from pipeline import evaluation as ev
+
+
+def run(params: Path, manifest: Path, predictions: Path, semi_predictions: Path, cv_metrics: Path,
+        out: Path, submissions: Path) -> dict:
+    cfg = load_section("evaluate", params)
+    rows = pd.read_parquet(manifest)
+    cv = json.loads(cv_metrics.read_text())
+    main = cv["main_subset"]
+    noise_test = f"test2@{cfg.noise_view}"
+    supervised = ev.joined(pd.read_parquet(predictions), rows)
+    semi = ev.joined(pd.read_parquet(semi_predictions), rows)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = ev.challenge_metrics(supervised, main, noise_test)
+    figures["mer_semi"] = ev.score(semi, main, "test3", with_valence=False) | {
+        "f1_weighted_labelled_only": figures["mer_semi"].get("f1_weighted")}
+    for name, values in figures.items():
+        values = values | {"subset": main, "paper_baseline": ev.PAPER_BASELINE[name]}
+        (out / f"{name}.json").write_text(json.dumps(values, indent=2))
+    ablation = ev.ablation_table(supervised, cv["runs"], noise_test)
+    (out / "ablation.json").write_text(ablation.to_json(orient="records", indent=2))
+    (out / "ablation.md").write_text(ev.markdown_table(ablation))
+    ev.robustness_curve(supervised).to_csv(out / "robustness.csv", index=False)
+    confusion = ev.confusion_rows(supervised, main, "test1")
+    confusion.to_csv(out / "confusion.csv", index=False)
+    ev.per_class_f1(confusion).to_csv(out / "per_class_f1.csv", index=False)
+    ev.valence_rows(supervised, main, "test1").to_csv(out / "valence.csv", index=False)
+    submissions.mkdir(parents=True, exist_ok=True)
+    for test, source in (("test1", supervised), ("test2", supervised), ("test3", semi)):
+        name = noise_test if test == "test2" else test
+        ev.submission(source, main, name).to_csv(submissions / f"{test}-pred.csv", index=False)
+    return figures

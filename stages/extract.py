@@ -1,0 +1,17 @@
+"""extract: manifest -> media store (audio, aligned faces, transcripts) (params: extract.*)."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.config import load_section
+from pipeline.extract import extract, write_failures
+
+
+def run(params: Path, manifest: Path, store: Path, failures: Path) -> dict:
+    cfg = load_section("extract", params)
+    root = Path(load_section("prepare", params).root)
+    rows = pd.read_parquet(manifest)
+    summary, failed = extract(rows, root, store, cfg)
+    write_failures(failed, len(rows), failures, cfg.max_failure_rate, "extract")
+    return summary
