@@ -135,5 +135,25 @@ def evaluate(params: Params = Path("params.yaml"), manifest: Annotated[Path, typ
     _echo(stage.run(params, manifest, predictions, semi_predictions, cv_metrics, out, submissions))
 
 
+@app.command()
+def doctor(params: Params = Path("params.yaml")):
+    """List each dependency, face detector and encoder with whether it can run here and, if not, why."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from pipeline import doctor as doc
+    from pipeline.config import EncodeConfig, ExtractConfig, load_section
+
+    exists = params.is_file()
+    encode_cfg = load_section("encode", params) if exists else EncodeConfig()
+    extract_cfg = load_section("extract", params) if exists else ExtractConfig()
+    table = Table("component", "ok", "details", title="mer doctor")
+    rows = doc.package_rows() + doc.runtime_rows() + doc.detector_rows(extract_cfg.face_model_dir) + doc.encoder_rows(encode_cfg)
+    for name, ok, why in rows:
+        table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", escape(why))
+    Console(width=160).print(table)
+
+
 def main() -> None:
     app()
