@@ -99,6 +99,7 @@ class TrainConfig:
     features: dict[str, str] = field(default_factory=dict)  # modality -> feature name
     folds: int = 5
     group_by: str = ""               # "" | speaker
+    feature_norm: str = "none"       # none (MER 2023) | standard (z-score with training statistics)
     epochs: int = 100
     batch_size: int = 32
     lr: float = 1e-3

@@ -33,7 +33,7 @@ def run(params: Path, manifest: Path, clean: Path, corrupted: Path | None, featu
                            "label": np.array(MER_LABELS)[pred[chosen]], "confidence": conf[chosen],
                            "valence": unlabelled["valence"].to_numpy()[chosen]})
     features = {m: features_dir / f"{n}.zarr" for m, n in train_cfg.features.items()}
-    tables = load_tables(rows, Views(clean, corrupted_views(corrupted)), features)
+    tables = load_tables(rows, Views(clean, corrupted_views(corrupted)), features, train_cfg.feature_norm)
     extra = _pseudo_table(tables["test3"], picked)
     result, train_ids = run_subset(tables, main, train_cfg, seed, extra, cfg.weight)
     out.parent.mkdir(parents=True, exist_ok=True)

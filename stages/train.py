@@ -24,7 +24,7 @@ def run(params: Path, manifest: Path, clean: Path, corrupted: Path | None, featu
         predictions: Path, metrics: Path, curves: Path) -> dict:
     cfg = load_section("train", params)
     features = {modality: features_dir / f"{name}.zarr" for modality, name in cfg.features.items()}
-    tables = load_tables(pd.read_parquet(manifest), Views(clean, corrupted_views(corrupted)), features)
+    tables = load_tables(pd.read_parquet(manifest), Views(clean, corrupted_views(corrupted)), features, cfg.feature_norm)
     for out in (predictions, metrics, curves):
         out.parent.mkdir(parents=True, exist_ok=True)
     frames, summaries = [], []

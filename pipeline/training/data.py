@@ -64,3 +64,28 @@ def load_table(manifest: pd.DataFrame, view: Path, features: dict[str, Path]) ->
             raise ValueError(f"feature store {path} holds {store.identity().modality} features, not {modality}")
         X[modality], present[modality] = store.load(rows)
     return Table(rows.drop(columns=["audio_key", "faces_key", "text_key"]), X, present)
+
+
+def standardize(tables: dict[str, Table], reference: str = "train") -> dict[str, Table]:
+    """z-score every modality with the statistics of the reference table's present rows.
+
+    MER 2023 used raw features; functionals such as eGeMAPS span several orders of magnitude,
+    which an unnormalised MLP does not survive, hence `train.feature_norm`. NaN rows (absent) stay NaN."""
+    ref = tables[reference]
+    stats = {}
+    for m, X in ref.X.items():
+        rows = X[ref.present[m]]
+        mean = rows.mean(0) if len(rows) else np.zeros(X.shape[1], np.float32)
+        std = rows.std(0) if len(rows) else np.ones(X.shape[1], np.float32)
+        # near-constant training dims (e.g. a probability the clean data never moves) must not turn a
+        # small shift in a corrupted view into hundreds of standard deviations
+        floor = max(float(np.median(std)) * 0.1, 1e-8)
+        stats[m] = (mean, np.maximum(std, floor))
+    return {name: Table(t.rows, {m: _zscore(x, *stats[m]) for m, x in t.X.items()}, t.present)
+            for name, t in tables.items()}
+
+
+def _zscore(x: np.ndarray, mean: np.ndarray, std: np.ndarray, limit: float = 6.0) -> np.ndarray:
+    """Clipped at +-limit: a corrupted view can move a feature far outside anything seen in training,
+    and an unbounded input drives the linear valence head to absurd values."""
+    return np.clip((x - mean) / std, -limit, limit).astype(np.float32)

@@ -15,7 +15,7 @@ import pandas as pd
 from pipeline.config import TrainConfig
 from pipeline.labels import MER_LABELS
 from pipeline.training import cv
-from pipeline.training.data import Table, load_table, parse_subset
+from pipeline.training.data import Table, load_table, parse_subset, standardize
 
 LOGIT_COLUMNS = [f"logit_{name}" for name in MER_LABELS]
 TEST_SPLITS = ("test1", "test2", "test3")
@@ -43,8 +43,11 @@ def fusion_config(cfg: TrainConfig, seed: int) -> cv.TrainConfig:
                           dropout=cfg.dropout, hidden=cfg.hidden, attention_norm=cfg.attention_norm, seed=seed)
 
 
-def load_tables(manifest: pd.DataFrame, views: Views, features: dict[str, Path]) -> dict[str, Table]:
-    """'train' plus one table per test split and view, named '<split>' (clean) or '<split>@<view>'."""
+def load_tables(manifest: pd.DataFrame, views: Views, features: dict[str, Path], feature_norm: str = "none") -> dict[str, Table]:
+    """'train' plus one table per test split and view, named '<split>' (clean) or '<split>@<view>';
+    with feature_norm 'standard', every table is z-scored with the training items' statistics."""
+    if feature_norm not in ("none", "standard"):
+        raise ValueError(f"train.feature_norm: {feature_norm!r} is not one of none, standard")
     tables = {"train": load_table(manifest[manifest["split"] == "train"], views.clean, features)}
     for split in TEST_SPLITS:
         rows = manifest[manifest["split"] == split]
@@ -54,7 +57,7 @@ def load_tables(manifest: pd.DataFrame, views: Views, features: dict[str, Path])
                 view_rows = rows[rows["sample_id"].isin(_view_ids(path))]
                 if len(view_rows):
                     tables[f"{split}@{name}"] = load_table(view_rows, path, features)
-    return tables
+    return standardize(tables) if feature_norm == "standard" else tables
 
 
 def _view_ids(path: Path) -> set[str]:
