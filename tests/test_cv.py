@@ -1,0 +1,155 @@
+"""pipeline.training.cv and lgbm: folds, determinism, fusion gain, batched == per-fold reference."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.training.cv import (TestSet, TrainConfig, build_model, cross_validate, fold_indices, fold_seed,
+                                  make_folds, train_fold_reference)
+from pipeline.training.lgbm import LGBMConfig, cross_validate_lgbm
+
+FAST = TrainConfig(epochs=12, batch_size=32, hidden=(32, 16), threads=1)
+
+
+def synthetic(n: int, seed: int = 0, dim: int = 16, noise: float = 0.6):
+    """6 classes; audio sees class // 3, text sees class % 3: each alone is partial, together complete.
+
+    Valence follows class // 3 (audio's half), so it is learnable too.
+    """
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 6, n)
+    proto_a, proto_t = rng.normal(size=(2, dim)), rng.normal(size=(3, dim))
+    X = {"audio": (proto_a[y // 3] + noise * rng.normal(size=(n, dim))).astype(np.float32),
+         "text": (proto_t[y % 3] + noise * rng.normal(size=(n, dim))).astype(np.float32)}
+    v = np.where(y // 3 == 0, -2.0, 2.0) + 0.3 * rng.normal(size=n)
+    return X, y, v
+
+
+# ---------------------------------------------------------------- folds
+
+def test_folds_are_stratified_and_seeded():
+    y = np.repeat(np.arange(6), [50, 40, 30, 20, 12, 7])
+    folds = make_folds(len(y), 5, seed=3, y=y)
+    for c in range(6):
+        counts = np.bincount(folds[y == c], minlength=5)
+        assert counts.max() - counts.min() <= 1
+    assert np.array_equal(folds, make_folds(len(y), 5, seed=3, y=y))
+    assert not np.array_equal(folds, make_folds(len(y), 5, seed=4, y=y))
+
+
+def test_unlabelled_rows_get_no_fold():
+    y = np.array([0, 1, -1] * 20)
+    folds = make_folds(len(y), 5, seed=0, y=y)
+    assert (folds[y < 0] == -1).all() and (folds[y >= 0] >= 0).all()
+
+
+def test_grouped_folds_never_share_a_group():
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 23, 400)
+    y = rng.integers(0, 6, 400)
+    folds = make_folds(400, 5, seed=0, y=y, groups=groups)
+    for g in np.unique(groups):
+        assert len(np.unique(folds[groups == g])) == 1
+    for train, val in fold_indices(y, folds):
+        assert not set(groups[train]) & set(groups[val])
+
+
+# ---------------------------------------------------------------- the batched trainer
+
+def test_same_seed_same_result():
+    X, y, v = synthetic(200)
+    folds = make_folds(200, 5, 0, y)
+    a = cross_validate(X, None, y, v, folds, dataclasses.replace(FAST, epochs=3))
+    b = cross_validate(X, None, y, v, folds, dataclasses.replace(FAST, epochs=3))
+    assert a.cv == b.cv and np.array_equal(a.oof_logits, b.oof_logits)
+    c = cross_validate(X, None, y, v, folds, dataclasses.replace(FAST, epochs=3, seed=1))
+    assert not np.array_equal(a.oof_logits, c.oof_logits)
+
+
+def test_result_shapes_and_test_averaging():
+    X, y, v = synthetic(150)
+    Xt, yt, vt = synthetic(40, seed=1)
+    folds = make_folds(150, 5, 0, y)
+    res = cross_validate(X, None, y, v, folds, dataclasses.replace(FAST, epochs=3), {"t": TestSet(Xt, None, yt, vt)})
+    assert res.oof_logits.shape == (150, 6) and np.isfinite(res.oof_logits).all()
+    assert res.curves["val_selection"].shape == (5, 3) and len(res.fold_scores) == 5
+    assert res.cv["combined"] == pytest.approx(np.mean([f["combined"] for f in res.fold_scores]))
+    for k, e in enumerate(res.best_epoch):
+        assert res.curves["val_selection"][k, e] == res.curves["val_selection"][k].max()
+        assert np.argmax(res.curves["val_selection"][k]) == e  # first epoch on ties
+    t = res.tests["t"]
+    assert t.fold_logits.shape == (5, 40, 6)
+    assert np.allclose(t.logits, t.fold_logits.mean(0)) and np.allclose(t.valence, t.fold_valence.mean(0))
+    assert set(t.scores) >= {"f1_weighted", "valence_mse", "combined"}
+
+
+def test_fusion_beats_each_single_modality():
+    X, y, v = synthetic(600, noise=0.8)
+    folds = make_folds(600, 5, 0, y)
+    cfg = dataclasses.replace(FAST, epochs=15)
+    fused = cross_validate(X, None, y, v, folds, cfg).cv["f1_weighted"]
+    for m in X:
+        single = cross_validate({m: X[m]}, None, y, v, folds, cfg).cv["f1_weighted"]
+        assert fused > single + 0.15, (m, fused, single)
+
+
+def test_missing_valence_and_train_only_rows():
+    X, y, v = synthetic(160)
+    v[::3] = np.nan
+    folds = make_folds(160, 4, 0, y)
+    folds[:20] = -1  # e.g. pseudo-labels: train in every fold, never validated
+    res = cross_validate(X, None, y, v, folds, dataclasses.replace(FAST, epochs=2), sample_weight=np.full(160, 0.5))
+    assert np.isnan(res.oof_logits[:20]).all() and np.isfinite(res.oof_logits[20:]).all()
+    assert np.isfinite(res.cv["valence_mse"])
+
+
+def test_without_valence_selection_is_f1():
+    X, y, _ = synthetic(120)
+    res = cross_validate(X, None, y, None, make_folds(120, 3, 0, y), dataclasses.replace(FAST, epochs=3))
+    assert np.isnan(res.cv["valence_mse"]) and np.isnan(res.cv["combined"])
+    assert np.array_equal(res.curves["val_selection"], res.curves["val_f1"])
+
+
+def test_batched_trainer_equals_per_fold_reference():
+    """Dropout 0 removes the only RNG the two loops do not share: the batched all-folds trainer must
+    then reproduce K separate DataLoader trainings step for step (uneven folds, so some folds run out
+    of batches first; absent modalities; NaN valence; sample weights)."""
+    X, y, v = synthetic(90, dim=6)
+    present = {"audio": np.arange(90) % 7 != 0, "text": np.ones(90, dtype=bool)}
+    X["audio"][~present["audio"]] = np.nan
+    v[::5] = np.nan
+    w = np.random.default_rng(1).uniform(0.5, 1.5, 90)
+    folds = np.repeat([0, 1, 2, 3], [10, 20, 30, 30])
+    cfg = TrainConfig(epochs=4, batch_size=16, dropout=0.0, hidden=(8, 4), threads=1, attention_norm="softmax")
+    Xt, _, _ = synthetic(7, seed=2, dim=6)
+    tests = {"t": TestSet(Xt)}
+    res = cross_validate(X, present, y, v, folds, cfg, tests, sample_weight=w)
+    init = build_model([6, 6], cfg, 4)
+    for k, (train, val) in enumerate(fold_indices(y, folds)):
+        ref = train_fold_reference(X, present, y, v, train, val, cfg, tests, model=init.member(k),
+                                   generator=torch.Generator().manual_seed(fold_seed(cfg.seed, k)), sample_weight=w)
+        ref_curve = [h["selection"] for h in ref["history"]]
+        assert np.allclose(res.curves["val_selection"][k], ref_curve, atol=1e-4)
+        assert res.best_epoch[k] == ref["best_epoch"]
+        assert np.allclose(res.oof_logits[val], ref["val_logits"], atol=1e-4)
+        assert np.allclose(res.tests["t"].fold_logits[k], ref["tests"]["t"][0], atol=1e-4)
+
+
+# ---------------------------------------------------------------- LightGBM
+
+def test_lightgbm_on_the_same_folds():
+    X, y, v = synthetic(300)
+    Xt, yt, vt = synthetic(30, seed=1)
+    folds = make_folds(300, 5, 0, y)
+    present = {"audio": np.arange(300) % 5 != 0}
+    cfg = LGBMConfig(n_estimators=30, num_leaves=7, n_jobs=1)
+    res = cross_validate_lgbm(X, present, y, v, folds, cfg, {"t": TestSet(Xt, None, yt, vt)})
+    assert res.model == "lightgbm" and np.array_equal(res.folds, folds) and len(res.fold_scores) == 5
+    assert np.isfinite(res.oof_logits).all() and np.allclose(res.oof_probs.sum(1), 1)
+    assert res.cv["f1_weighted"] > 0.5 and res.tests["t"].fold_logits.shape == (5, 30, 6)
+    again = cross_validate_lgbm(X, present, y, v, folds, cfg, {"t": TestSet(Xt, None, yt, vt)})
+    assert np.array_equal(res.oof_logits, again.oof_logits)  # deterministic
