@@ -13,7 +13,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {
-    "demo": {"n_train": 90, "n_test1": 30, "n_test2": 24, "n_test3_labelled": 18, "n_unlabelled": 48},
+    "demo": {"n_train": 72, "n_test1": 24, "n_test2": 18, "n_test3_labelled": 12, "n_unlabelled": 30},
     "corrupt": {"robustness_snr_db": [0]},
     "train": {"epochs": 40},
 }
@@ -55,10 +55,10 @@ def test_repro_writes_every_challenge_metric(repro):
     for figures in (multi, noise):
         assert {"f1_weighted", "accuracy", "valence_mse", "combined"} <= set(figures)
         assert figures["combined"] == pytest.approx(figures["f1_weighted"] - 0.25 * figures["valence_mse"])
-    assert multi["n"] == 30 and noise["n"] == 24 and semi["n"] == 18
+    assert multi["n"] == 24 and noise["n"] == 18 and semi["n"] == 12
     assert "valence_mse" not in semi  # MER-SEMI is scored by F1 only
     submission = pd.read_csv(repro / "models/submissions/test1-pred.csv")
-    assert list(submission.columns) == ["name", "discrete", "valence"] and len(submission) == 30
+    assert list(submission.columns) == ["name", "discrete", "valence"] and len(submission) == 24
 
 
 def test_second_repro_has_nothing_to_do(repro):
