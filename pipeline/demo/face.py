@@ -89,7 +89,7 @@ def _photo() -> np.ndarray:
     return np.ascontiguousarray(skimage.data.astronaut()[WINDOW_ROWS, WINDOW_COLS])
 
 
-def displacement(bumps: tuple[Bump, ...] | list[Bump], scale: float = 1.0) -> np.ndarray:
+def _displacement(bumps: tuple[Bump, ...] | list[Bump], scale: float = 1.0) -> np.ndarray:
     """(H, W, 2) forward displacement over the window; each Gaussian is separable, so an outer product."""
     ys = np.arange(WINDOW_ROWS.start, WINDOW_ROWS.stop, dtype=np.float32)
     xs = np.arange(WINDOW_COLS.start, WINDOW_COLS.stop, dtype=np.float32)
@@ -120,21 +120,21 @@ def _pixels(size: int) -> np.ndarray:
     return np.mgrid[0:size, 0:size][::-1].reshape(2, -1).astype(np.float32)
 
 
-def _frame(fields: np.ndarray, weights: tuple[float, float], affine: np.ndarray, size: int) -> np.ndarray:
+def _frame(fields: np.ndarray, weights: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
     """One frame: each output pixel looks up its window point q, then the photo at q - d(q).
 
-    Sampling at q - d(q) moves the content at q by about d. fields is (H, W, 4): the static expression
-    displacement and the mouth-opening one, weighted per frame.
+    Sampling at q - d(q) moves the content at q by about d. fields is (H, W, 2k): k displacement
+    fields, summed with this frame's k weights.
     """
     inverse = cv2.invertAffineTransform(affine)
     q = (inverse[:, :2] @ _pixels(size) + inverse[:, 2:]).astype(np.float32).reshape(2, size, size)
     d = cv2.remap(fields, q[0], q[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    d = weights[0] * d[..., :2] + weights[1] * d[..., 2:]
+    d = np.einsum("hwkc,k->hwc", d.reshape(size, size, -1, 2), weights.astype(np.float32))
     return cv2.remap(_photo(), q[0] - d[..., 0], q[1] - d[..., 1], cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_REFLECT)
 
 
-def head_motion(n: int, fps: float, rng: np.random.Generator) -> np.ndarray:
+def _head_motion(n: int, fps: float, rng: np.random.Generator) -> np.ndarray:
     """(n, 4) smooth drift: x, y (frame fractions), log-zoom, angle (degrees); two slow sinusoids each."""
     t = np.arange(n)[:, None] / fps
     amplitude = np.array([0.025, 0.02, 0.03, 3.0])
@@ -153,15 +153,18 @@ def render(look: Look, expression: str, intensity: float, valence_shift: float, 
     The expression sets in over the first ~0.4 s and then wavers a little, as a held expression does.
     """
     n = len(opening)
-    static = (displacement(EXPRESSIONS[expression], intensity) + displacement(look.rest)
-              + displacement(VALENCE_SMILE, valence_shift))
-    fields = np.concatenate([static, displacement(MOUTH_OPEN)], axis=2)
+    # Three fields: the expression (weighted by its onset), the constant resting face and valence
+    # smile, the jaw (weighted by the speech).
+    fields = np.concatenate([_displacement(EXPRESSIONS[expression], intensity),
+                             _displacement(look.rest) + _displacement(VALENCE_SMILE, valence_shift),
+                             _displacement(MOUTH_OPEN)], axis=2)
     t = np.arange(n) / fps
     onset = (1 - np.exp(-t / 0.15)) * (1 + 0.1 * np.sin(2 * np.pi * rng.uniform(0.3, 1.0) * t))
-    motion = head_motion(n, fps, rng)
+    weights = np.stack([onset, np.ones(n), opening], axis=1)
+    motion = _head_motion(n, fps, rng)
     gains = (np.asarray(look.gains) * rng.uniform(0.9, 1.1)).astype(np.float32)  # per-clip lighting
     frames = np.empty((n, size, size, 3), np.uint8)
     for i in range(n):
-        frame = _frame(fields, (float(onset[i]), float(opening[i])), _framing(look, size, motion[i]), size)
+        frame = _frame(fields, weights[i], _framing(look, size, motion[i]), size)
         frames[i] = np.clip(frame * gains, 0, 255).astype(np.uint8)
     return frames

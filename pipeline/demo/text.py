@@ -20,9 +20,9 @@ ACTIONS = ("went to the market", "called about the meeting", "moved the boxes to
 TIMES = ("this morning", "on Tuesday", "after lunch", "yesterday", "last week", "at noon", "today",
          "in the evening", "on the weekend", "an hour ago", "")
 
-# Emotion words per class, said through class-free frames ("I feel ...", "it was ..."): a word recurs
+# Emotion words per class, said through class-free frames ("I feel ...", "he was ..."): a word recurs
 # often enough to be learnt, and some words belong to two classes.
-FRAMES = ("I'm so {}", "I feel {}", "it was {}", "honestly I'm {}", "we were all {}", "she looked {}",
+FRAMES = ("I'm so {}", "I feel {}", "he was {}", "honestly I'm {}", "we were all {}", "she looked {}",
           "{}, really", "I was {} about it")
 WORDS: dict[str, tuple[str, ...]] = {
     "neutral": ("fine", "okay", "calm", "tired"),

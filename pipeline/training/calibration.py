@@ -58,5 +58,5 @@ def calibrate(logits, y, n_bins: int = 15) -> CalibrationReport:
     """Fit T on (out-of-fold) logits and report NLL and ECE before and after, on the same rows."""
     logits, y = _usable(logits, y)
     t = fit_temperature(logits, y)
-    return CalibrationReport(t, len(y), nll(logits, y), nll(logits, y, t),
-                             ece(apply_temperature(logits, 1.0), y, n_bins), ece(apply_temperature(logits, t), y, n_bins))
+    before, after = apply_temperature(logits, 1.0), apply_temperature(logits, t)
+    return CalibrationReport(t, len(y), nll(logits, y), nll(logits, y, t), ece(before, y, n_bins), ece(after, y, n_bins))

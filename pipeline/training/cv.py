@@ -18,7 +18,8 @@ Speed, without changing the protocol:
   best-epoch outputs).
 
 Extensions: rows with y = -1 are unused; rows with fold -1 train in every fold and are never
-validated (pseudo-labels); `sample_weight` scales each row's loss; rows with NaN valence add CE only.
+validated (pseudo-labels); `sample_weight` scales each row's loss (batch loss = sum_i w_i * loss_i / B,
+so weight 1 everywhere is the baseline's mean); rows with NaN valence add CE only.
 `train_fold_reference` is the baseline's loop shape (DataLoader, per-step Python, every test set each
 epoch), kept for the speed benchmark and the equivalence test.
 """
@@ -42,7 +43,8 @@ from pipeline.labels import MER_LABELS
 from pipeline.models.fusion import AttentionFusion
 from pipeline.training.metrics import combined, score_split, selection_metric, valence_mse, weighted_f1
 
-CURVE_KEYS = {"val_f1": "f1_weighted", "val_mse": "valence_mse", "val_combined": "combined", "val_selection": "selection"}
+CURVE_KEYS = {"val_f1": "f1_weighted", "val_mse": "valence_mse", "val_combined": "combined",
+              "val_selection": "selection"}  # curve name -> fold_figures key
 EVAL_CHUNK = 4096  # test rows per forward: bounds the (K, rows, d) activations on large test sets
 
 
@@ -403,7 +405,8 @@ def cross_validate(X: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray
         with torch.no_grad():
             for p, best in zip(model.parameters(), tracker.weights):
                 p.copy_(best)
-        test_preds = {name: _test_prediction(model, ts, modalities, cfg, len(splits)) for name, ts in (tests or {}).items()}
+        test_preds = {name: _test_prediction(model, ts, modalities, cfg, len(splits))
+                      for name, ts in (tests or {}).items()}
     return _result("fusion", modalities, folds, y, splits, tracker, curves, test_preds, start, cfg.n_classes)
 
 
@@ -484,7 +487,8 @@ def train_fold_reference(X: Mapping[str, np.ndarray], present, y, v, train_rows:
         logits, vhat = _reference_predict(model, [x[val_rows] for x in data.xs], data.present[val_rows], cfg.batch_size)
         figures = fold_figures(yv, vv, logits, vhat)
         history.append(figures)
-        test_out = {name: _reference_predict(model, td.xs, td.present, cfg.batch_size) for name, td in test_data.items()}
+        test_out = {name: _reference_predict(model, td.xs, td.present, cfg.batch_size)
+                    for name, td in test_data.items()}
         if figures["selection"] > best["selection"]:
             best = {"selection": figures["selection"], "best_epoch": epoch, "figures": figures,
                     "val_logits": logits, "val_valence": vhat, "tests": test_out}

@@ -63,7 +63,9 @@ class _FoldModel:
         self.n_classes = cfg.n_classes
         self.clf = LGBMClassifier(**_params(cfg)).fit(F[rows], y[rows], sample_weight=w[rows])
         with_v = rows[np.isfinite(v[rows])]
-        self.reg = LGBMRegressor(**_params(cfg)).fit(F[with_v], v[with_v], sample_weight=w[with_v]) if len(with_v) else None
+        self.reg = None
+        if len(with_v):
+            self.reg = LGBMRegressor(**_params(cfg)).fit(F[with_v], v[with_v], sample_weight=w[with_v])
 
     def log_probs(self, F: np.ndarray) -> np.ndarray:
         out = np.full((len(F), self.n_classes), np.log(LOG_FLOOR))
