@@ -88,8 +88,8 @@ def test_same_spec_gives_identical_corpus(corpus, decoded, tmp_path):
 def test_haar_finds_the_face_after_h264(decoded):
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
     frames = [frame for clip in decoded for frame in clip.frames]
-    found = [len(cascade.detectMultiScale(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), scaleFactor=1.1, minNeighbors=5)) > 0
-             for f in frames]
+    found = [len(cascade.detectMultiScale(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), scaleFactor=1.1,
+                                          minNeighbors=5)) > 0 for f in frames]
     assert np.mean(found) >= 0.8
 
 
@@ -105,8 +105,8 @@ def _loudness_slope(root: Path, spec: DemoSpec) -> float:
 
 
 def test_audio_strength_controls_the_emotion_in_the_voice(tmp_path):
-    spec = DemoSpec(seed=0, n_train=12, n_test1=0, n_test2=0, n_test3_labelled=0, n_unlabelled=0, seconds=1.0,
-                    n_speakers=2, size=64)
+    spec = DemoSpec(seed=0, n_train=12, n_test1=0, n_test2=0, n_test3_labelled=0, n_unlabelled=0,
+                    seconds=1.0, n_speakers=2, size=64)
     silent = _loudness_slope(tmp_path / "none", replace(spec, audio_strength=0.0))
     clear = _loudness_slope(tmp_path / "full", replace(spec, audio_strength=1.0))
     assert abs(silent) < 0.2, silent
