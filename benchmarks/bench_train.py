@@ -6,7 +6,11 @@ validation every epoch, test sets at the best epochs). The reference loop is tim
 `--ref-folds` folds x `--ref-epochs` epochs with every test set evaluated each epoch, as the baseline
 does, and scaled linearly to the full protocol (its per-epoch cost is constant); the JSON says so.
 
-    python benchmarks/bench_train.py [--runs 3] [--ref-epochs 10] [--ref-folds 1]
+    python benchmarks/bench_train.py [--runs 3] [--ref-epochs 10] [--ref-folds 1] [--threads N]
+
+On a machine shared with other jobs, run with OMP_WAIT_POLICY=PASSIVE (read by libgomp when torch
+loads): with the default spin-waiting, a 2-thread run whose second thread gets preempted spins at
+every barrier and ran 7x slower than 1 thread here. The JSON records the policy and the load average.
 """
 
 from __future__ import annotations
@@ -104,7 +108,7 @@ def main() -> None:
         "reference_runs_seconds_measured": [round(w, 2) for w, _ in ref],
         "items": ITEMS, "dims": DIMS, "tests": TESTS, "folds": 5, "epochs": args.epochs, "batch_size": cfg.batch_size,
         "runs": args.runs, "cores": available_cores(), "threads": threads,
-        "cpu": cpu_model(), "torch": torch.__version__,
+        "cpu": cpu_model(), "torch": torch.__version__, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
         "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -31,19 +31,21 @@ VALENCE_SD = 0.9
 
 @dataclass(frozen=True)
 class _Channel:
-    """How a modality misleads: with chance `misleads` it shows the cue of a class it confuses."""
+    """How a modality misleads: with chance `misleads` it shows the cue of a class it confuses. `gain`
+    scales its cues so that at equal strengths no modality dominates (fusion has something to gain)."""
     misleads: float
     confusable: dict[str, tuple[str, ...]]
+    gain: float = 1.0
 
 
 # The voice confuses classes of similar arousal, the face classes sharing facial actions; words are
 # explicit, so they mislead less often, and then towards any class.
-VOICE = _Channel(0.2, {"neutral": ("sad", "worried"), "angry": ("happy", "surprise"),
-                       "happy": ("surprise", "angry"), "sad": ("neutral", "worried"),
-                       "worried": ("sad", "surprise"), "surprise": ("happy", "angry")})
-FACE = _Channel(0.2, {"neutral": ("sad", "angry"), "angry": ("sad", "neutral"),
-                      "happy": ("neutral", "surprise"), "sad": ("worried", "angry"),
-                      "worried": ("sad", "surprise"), "surprise": ("worried", "happy")})
+VOICE = _Channel(0.2, gain=1.15, confusable={
+    "neutral": ("sad", "worried"), "angry": ("happy", "surprise"), "happy": ("surprise", "angry"),
+    "sad": ("neutral", "worried"), "worried": ("sad", "surprise"), "surprise": ("happy", "angry")})
+FACE = _Channel(0.2, gain=0.75, confusable={
+    "neutral": ("sad", "angry"), "angry": ("sad", "neutral"), "happy": ("neutral", "surprise"),
+    "sad": ("worried", "angry"), "worried": ("sad", "surprise"), "surprise": ("worried", "happy")})
 WORDS = _Channel(0.1, {c: tuple(o for o in MER_LABELS if o != c) for c in MER_LABELS})
 # Speaker streams are keyed apart from clip streams, which use [seed, clip_index].
 _SPEAKER_STREAM = 1 << 40
@@ -102,7 +104,7 @@ def _evidence(label: str, strength: float, channel: _Channel, rng: np.random.Gen
     if rng.random() < channel.misleads:
         options = channel.confusable[label]
         cls = options[int(rng.integers(len(options)))]
-    return _Evidence(cls, strength * float(rng.uniform(0.3, 1.0)))
+    return _Evidence(cls, channel.gain * strength * float(rng.uniform(0.3, 1.0)))
 
 
 def _valence(label: str, rng: np.random.Generator) -> float:
