@@ -77,6 +77,7 @@ class CorruptConfig:
     noise_dir: str = ""
     reencode: bool = False
     robustness_snr_db: tuple[float, ...] = ()   # extra fixed-SNR views for robustness curves
+    robustness_blur: tuple[int, ...] = ()      # extra fixed-blur views (clean audio) for robustness curves
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from scipy.signal import resample_poly
 SR = 16_000
 # Largest float sample that survives conversion to int16 without clipping (the baseline's guard).
 PEAK = 32767 / 32768
-NOISE_SOURCES = ("babble", "white", "pink", "folder")
+NOISE_SOURCES = ("babble", "white", "pink", "folder", "none")  # none: audio left clean (blur-only views)
 AUDIO_SUFFIXES = (".wav", ".flac")
 
 
@@ -237,6 +237,8 @@ def make_source(
         return BabbleSource(tuple(babble_ids), load)
     if spec.noise_source == "folder":
         return FolderSource(spec.noise_dir)
+    if spec.noise_source == "none":
+        return WhiteSource()  # never picked from: corrupt_clip adds no noise
     return WhiteSource() if spec.noise_source == "white" else PinkSource()
 
 
@@ -307,10 +309,12 @@ def corrupt_clip(
     """
     rng = clip_rng(spec.seed, sample_id)
     params = _draw(spec, rng)
+    if spec.noise_source == "none":
+        params["snr_db"] = None  # drawn (fixed draw order) but not applied
     meta = {"sample_id": sample_id, "seed": spec.seed, **params}
     if frames is not None:
         frames = blur_frames(frames, params["blur"])
-    if audio is not None:
+    if audio is not None and spec.noise_source != "none":
         audio, info = corrupt_audio(audio, source.for_clip(sample_id), params["snr_db"], rng)
         meta |= info
     return audio, frames, meta

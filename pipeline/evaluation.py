@@ -85,17 +85,25 @@ def ablation_table(rows: pd.DataFrame, cv_runs: list[dict], noise_test: str) -> 
 
 
 def robustness_curve(rows: pd.DataFrame, split: str = "test2") -> pd.DataFrame:
-    """F1 and MSE per subset against SNR: clean view plus every fixed-SNR view of `split`."""
+    """F1 and valence MSE per subset on every view of `split`: clean, fixed SNR (`@snr<S>`, no blur)
+    and fixed blur (`@blur<r>`, clean audio). Each row has an x position on at most one curve: snr_db
+    for the SNR views, blur for the clean (1) and blur views; the other is empty."""
     records = []
-    views = [t for t in rows["test"].unique() if t == split or t.startswith(f"{split}@snr")]
-    for subset in rows["subset"].unique():
-        for test in views:
-            snr = float(test.split("@snr")[1]) if "@snr" in test else np.nan  # clean: no x position
+    for test in rows["test"].unique():
+        view = "clean" if test == split else test.removeprefix(f"{split}@")
+        if not test.startswith(split) or not (view == "clean" or view.startswith(("snr", "blur"))):
+            continue  # other splits, and the MER-NOISE view itself (random SNR and blur per clip)
+        snr = float(view[3:]) if view.startswith("snr") else np.nan
+        blur = np.nan if view.startswith("snr") else int(view[4:]) if view.startswith("blur") else 1
+        for subset in rows["subset"].unique():
             figures = score(rows, subset, test)
-            records.append({"subset": subset, "snr_db": snr, "snr": "clean" if np.isnan(snr) else f"{snr:g}",
+            records.append({"subset": subset, "view": view, "snr_db": snr, "blur": blur,
+                            "snr": view.removeprefix("snr") if view.startswith("snr") else view,
                             "f1_weighted": figures.get("f1_weighted"), "valence_mse": figures.get("valence_mse")})
     frame = pd.DataFrame(records)
-    return frame.sort_values(["subset", "snr_db"], na_position="last").reset_index(drop=True) if len(frame) else frame
+    if frame.empty:
+        return frame
+    return frame.sort_values(["subset", "snr_db", "blur"], na_position="last").reset_index(drop=True)
 
 
 def first_seed(rows: pd.DataFrame, subset: str, test: str) -> pd.DataFrame:
@@ -132,7 +140,11 @@ def submission(rows: pd.DataFrame, subset: str, test: str) -> pd.DataFrame:
 
 def markdown_table(frame: pd.DataFrame) -> str:
     cols = list(frame.columns)
-    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
+    def fmt(v) -> str:
+        if isinstance(v, float):
+            return "" if np.isnan(v) else f"{v:.4f}"
+        return "" if v is None else str(v)
+
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines) + "\n"

@@ -20,7 +20,7 @@ import pandas as pd
 from pipeline.config import ExtractConfig
 from pipeline.executors import run_tasks
 from pipeline.media.asr import transcribe
-from pipeline.corrupt import CorruptSpec, corrupt_clip, make_source
+from pipeline.corrupt import CorruptSpec, corrupt_clip, draw_params, make_source
 from pipeline.media.decode import MediaError, decode_clip, read_audio_file, read_image, reencode
 from pipeline.media.faces import extract_faces, make_detector
 from pipeline.store.media import MediaItem, MediaStore, digest, params_hash
@@ -110,7 +110,7 @@ def write_failures(failures: list[dict], total: int, failures_path: Path, max_ra
 def extract_part(task: PartTask) -> dict:
     """Runs in a worker: extract every row of the task and write them as one store part."""
     detector = _detector(task.cfg.face_detector, task.cfg.face_model_dir)
-    corrupt = _corrupter(task.corruption) if task.corruption else None
+    corrupt = _Corrupter(task.corruption) if task.corruption else None
     items, failures = [], []
     for row in task.rows:
         try:
@@ -130,30 +130,42 @@ def _detector(name: str, model_dir: str):
     return make_detector(name, model_dir=model_dir) if model_dir else make_detector(name)
 
 
-def _corrupter(corruption: Corruption):
+class _Corrupter:
     """(sample_id, audio, frames, fps) -> corrupted (audio, frames, meta), noise drawn per clip."""
-    store = MediaStore(corruption.babble_store)
-    rows = {r["sample_id"]: r for r in store.view().to_dict("records")}
 
-    @lru_cache(maxsize=64)  # babble mixes 3-5 clips per pick: keep recent ones decoded
-    def clean_audio(sample_id: str) -> np.ndarray:
-        return store.load(pd.Series(rows[sample_id])).audio
+    def __init__(self, corruption: Corruption):
+        self.corruption = corruption
+        self.store = MediaStore(corruption.babble_store)
+        self.rows = {r["sample_id"]: r for r in self.store.view().to_dict("records")}
+        self.clean_audio = lru_cache(maxsize=64)(self._clean_audio)  # babble mixes 3-5 clips per pick
+        self.source = make_source(corruption.spec, corruption.babble_ids, self.clean_audio)
 
-    source = make_source(corruption.spec, corruption.babble_ids, clean_audio)
+    def _clean_audio(self, sample_id: str) -> np.ndarray:
+        return self.store.load(pd.Series(self.rows[sample_id])).audio
 
-    def corrupt(sample_id, audio, frames, fps):
-        audio, frames, meta = corrupt_clip(sample_id, audio, frames, corruption.spec, source)
-        if frames is not None and corruption.reencode:
+    def __call__(self, sample_id, audio, frames, fps):
+        audio, frames, meta = corrupt_clip(sample_id, audio, frames, self.corruption.spec, self.source)
+        if frames is not None and self.corruption.reencode:
             frames = reencode(frames, fps)
         return audio, frames, meta
 
-    return corrupt
+    def unchanged_clean_item(self, row: dict) -> MediaItem | None:
+        """The clean view's item when this clip's frames come out unchanged (blur factor 1, no
+        re-encoding): its faces are then reused instead of decoding and detecting them again."""
+        clean = self.rows.get(row["sample_id"])
+        if (clean is None or clean["source_hash"] != row["source_hash"] or self.corruption.reencode
+                or draw_params(self.corruption.spec, row["sample_id"])["blur"] != 1):
+            return None
+        return self.store.load(pd.Series(clean))
 
 
 def extract_item(row: dict, root: Path, cfg: ExtractConfig, detector, corrupt=None) -> MediaItem:
     item = MediaItem(row["sample_id"], row["source_hash"], row["params_hash"])
     frames, warnings = None, []
-    if row["path"]:
+    clean = corrupt.unchanged_clean_item(row) if corrupt is not None else None
+    if clean is not None:
+        _corrupt_clean_item(item, clean, corrupt)
+    elif row["path"]:
         path = root / row["path"]
         frames, item.audio, times, warnings = _read_media(path, cfg)
         item.meta["warnings"] = warnings
@@ -166,6 +178,13 @@ def extract_item(row: dict, root: Path, cfg: ExtractConfig, detector, corrupt=No
             item.meta["no_face"] = not bool(track.found.any())
     item.transcript, item.transcript_source = _transcript(row, item.audio, cfg)
     return item
+
+
+def _corrupt_clean_item(item: MediaItem, clean: MediaItem, corrupt: _Corrupter) -> None:
+    """Corrupt the clean view's audio and keep its faces (the frames are unchanged, so are the faces)."""
+    item.audio, _, item.meta["corruption"] = corrupt(item.sample_id, clean.audio, None, None)
+    item.faces, item.found, item.boxes, item.frame_time = clean.faces, clean.found, clean.boxes, clean.frame_time
+    item.meta |= {k: clean.meta[k] for k in ("warnings", "no_face") if k in clean.meta}
 
 
 def _read_media(path: Path, cfg: ExtractConfig):

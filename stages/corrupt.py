@@ -1,7 +1,8 @@
 """corrupt: corrupted views of the MER-NOISE splits, one media store per view (params: corrupt.*).
 
 View `noisy` follows MER 2023 (per clip an SNR drawn from corrupt.snr_db and a blur factor from
-corrupt.blur); views `snr<S>` add noise at one fixed SNR and no blur, for robustness curves.
+corrupt.blur); views `snr<S>` add noise at one fixed SNR and no blur, views `blur<r>` blur by one
+fixed factor and leave the audio clean: the points of the robustness curves.
 """
 
 from dataclasses import replace
@@ -22,6 +23,8 @@ def view_specs(cfg: CorruptConfig, seed: int) -> dict[str, CorruptSpec]:
     views = {"noisy": base}
     for snr in cfg.robustness_snr_db:
         views[f"snr{snr:g}"] = replace(base, snr_db=(snr,), blur=(1,))
+    for r in cfg.robustness_blur:
+        views[f"blur{r}"] = replace(base, noise_source="none", noise_dir=None, blur=(r,))
     return views
 
 

@@ -14,7 +14,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {
     "demo": {"n_train": 72, "n_test1": 24, "n_test2": 18, "n_test3_labelled": 12, "n_unlabelled": 30},
-    "corrupt": {"robustness_snr_db": [0]},
+    "corrupt": {"robustness_snr_db": [0], "robustness_blur": [4]},
     "train": {"epochs": 40},
 }
 
@@ -38,6 +38,7 @@ def project_copy(dest: Path, overrides: dict) -> Path:
     run(["git", "init", "-q"], dest)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "init"], dest)
     run(["dvc", "init", "-q"], dest)
+    shutil.copytree(REPO / ".dvc/plots", dest / ".dvc/plots")
     return dest
 
 
@@ -80,3 +81,5 @@ def test_noise_hurts_audio_but_not_text(repro):
     text = curve[curve["subset"] == "T"].set_index("snr")["f1_weighted"]
     assert audio["0"] < audio["clean"]
     assert text["0"] == pytest.approx(text["clean"])  # transcripts are given, so noise cannot touch them
+    # The blur view leaves the audio as it was: the audio-only model must score exactly as on clean clips.
+    assert audio["blur4"] == pytest.approx(audio["clean"]) and text["blur4"] == pytest.approx(text["clean"])
