@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export HF_HUB_OFFLINE ?= 1
+export DVC_NO_ANALYTICS ?= 1
 
 $(BIN)/mer: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -1,5 +1,6 @@
 """Corrupted views through the real prepare -> extract -> corrupt stages on generated clips."""
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,6 +9,7 @@ import yaml
 from pipeline.corrupt import draw_params
 from pipeline.evaluation import robustness_curve
 from pipeline.labels import MER_LABELS
+from pipeline.media.decode import reencode
 from pipeline.training.run import LOGIT_COLUMNS
 from pipeline.store.media import MediaStore
 from stages import corrupt as corrupt_stage
@@ -15,7 +17,7 @@ from stages import extract as extract_stage
 from stages import prepare as prepare_stage
 from stages.corrupt import view_specs
 from pipeline.config import load_section
-from tests.media_fixtures import write_clip
+from media_fixtures import astronaut_face, write_clip
 
 N_TRAIN, N_TEST = 7, 4
 
@@ -150,3 +152,14 @@ def test_robustness_curve_places_each_view_on_its_axis():
     assert curve["snr_db"].tolist()[:2] == [-5.0, 0.0] and curve.loc[["clean", "blur4"], "snr_db"].isna().all()
     assert curve.loc["clean", "blur"] == 1 and curve.loc["blur4", "blur"] == 4 and np.isnan(curve.loc["snr0", "blur"])
     assert (curve["valence_mse"] == 1.0).all()
+
+
+@pytest.mark.parametrize("h, w", [(64, 48), (37, 53)])
+def test_reencode_is_a_lossy_size_preserving_round_trip(h, w):
+    face = cv2.resize(astronaut_face(), (w, h))
+    frames = np.stack([np.roll(face, k, axis=1) for k in range(6)])
+    once, twice = reencode(frames, 8.0), reencode(frames, 8.0)
+    assert once.shape == frames.shape and once.dtype == np.uint8
+    assert np.array_equal(once, twice)  # deterministic: the corrupted view stays reproducible
+    mse = np.mean((once.astype(float) - frames) ** 2)
+    assert 0 < mse and 10 * np.log10(255**2 / mse) > 20  # lossy, but the face survives
