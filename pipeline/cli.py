@@ -93,12 +93,14 @@ def train(params: Params = Path("params.yaml"), manifest: Annotated[Path, typer.
           features: Annotated[Path, typer.Option(help="folder of feature stores")] = FEATURES,
           predictions: Annotated[Path, typer.Option()] = Path("models/predictions.parquet"),
           metrics: Annotated[Path, typer.Option()] = Path("metrics/cv.json"),
-          curves: Annotated[Path, typer.Option()] = Path("metrics/train_curves.csv")):
-    """Five-fold cross-validation of the attention fusion (MER 2023 protocol) for every modality subset in
-    train.ablation; the fold ensembles predict every test split and corrupted view."""
+          curves: Annotated[Path, typer.Option(help="folder of per-fold training curves")] = Path("metrics/train_curves"),
+          checkpoint: Annotated[Path, typer.Option(help="folder for the main model's fold ensemble")] = Path("models/checkpoint")):
+    """Five-fold cross-validation (MER 2023 protocol) of train.model (attention fusion or LightGBM) for every
+    modality subset in train.ablation; the fold ensembles predict every test split and corrupted view, and
+    the main subset's ensemble is saved as a checkpoint for `mer predict`."""
     from stages import train as stage
 
-    report = stage.run(params, manifest, clean, corrupted, features, predictions, metrics, curves)
+    report = stage.run(params, manifest, clean, corrupted, features, predictions, metrics, curves, checkpoint)
     for run in report["runs"]:
         typer.echo(f"{run['subset']:>4} seed {run['seed']}: CV F1 {run['f1_weighted']:.3f} "
                    f"MSE {run.get('valence_mse', float('nan')):.3f}")
