@@ -138,6 +138,20 @@ def evaluate(params: Params = Path("params.yaml"), manifest: Annotated[Path, typ
 
 
 @app.command()
+def predict(clips: Annotated[list[Path], typer.Argument(help="video (or audio/image) files to recognise")],
+            checkpoint: Annotated[Path, typer.Option(help="checkpoint folder written by `mer train`")] = Path("models/checkpoint"),
+            params: Params = Path("params.yaml"),
+            out: Annotated[Path | None, typer.Option(help="write JSON, or CSV when the name ends in .csv; default: print JSON")] = None,
+            work: Annotated[Path | None, typer.Option(help="keep the media and feature stores here (reused by later calls); default: a temporary folder")] = None):
+    """Recognise new clips with a trained fold ensemble: extract (extract.*), encode with the features the
+    checkpoint was trained on (encode.features), then per clip the emotion, its probabilities and the valence.
+    Refuses features that differ from the checkpoint's, naming the encoder."""
+    from pipeline.predict import predict_clips, write
+
+    typer.echo(write(predict_clips(clips, checkpoint, params, work), out))
+
+
+@app.command()
 def doctor(params: Params = Path("params.yaml")):
     """List each dependency, face detector and encoder with whether it can run here and, if not, why."""
     from rich.console import Console

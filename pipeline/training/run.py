@@ -89,13 +89,14 @@ def run_subset(tables: dict[str, Table], subset: str, cfg: TrainConfig, seed: in
         y, v = np.concatenate([y, extra.y]), np.concatenate([v, extra.v])
         folds = np.concatenate([folds, np.full(len(extra.rows), -1)])
         weight = np.concatenate([weight, np.full(len(extra.rows), extra_weight)])
-    tests = {name: _test_set(t, modalities) for name, t in tables.items() if name != "train"}
+    tests = {name: model_input(t, modalities) for name, t in tables.items() if name != "train"}
     X = {m: np.nan_to_num(X[m]) for m in modalities}  # absent rows are masked; NaN must not reach a matmul
     result = cross_validate(cfg, seed, X, present, y, v, folds, tests, weight)
     return result, train.rows["sample_id"].to_numpy()
 
 
-def _test_set(table: Table, modalities: tuple[str, ...]) -> cv.TestSet:
+def model_input(table: Table, modalities: tuple[str, ...]) -> cv.TestSet:
+    """A table as model input: absent rows are masked by `present`, so their NaN become 0."""
     return cv.TestSet({m: np.nan_to_num(table.X[m]) for m in modalities}, {m: table.present[m] for m in modalities},
                       table.y, table.v)
 
