@@ -11,7 +11,6 @@ a media view of those items: the store reads `load_table` does for `train` (the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench_train import write_result
 from pipeline.store.features import MODALITY_KEY, FeatureStore, Identity
 from pipeline.store.media import digest
 from pipeline.training.cv import available_cores
@@ -77,9 +77,7 @@ def main() -> None:
         "runs": args.runs, "cores": available_cores(),
         "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,12 @@ FLOP_PER_CYCLE = 32  # FP32 per core: two 256-bit FMA units x 8 lanes x 2
 OUT = Path(__file__).parent / "results" / "train_speed.json"
 
 
+def write_result(result: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
 def random_features(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     return {m: rng.normal(size=(n, d)).astype(np.float32) for m, d in DIMS.items()}
 
@@ -225,9 +231,7 @@ def main() -> None:
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
         "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 import platform
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.encoders.base import versions
 from pipeline.labels import MER_LABELS
 from pipeline.store.features import FeatureStore
 from pipeline.training.cv import CVResult, TestPrediction, TestSet
@@ -45,13 +45,7 @@ def feature_record(feature: str, store: Path) -> dict:
 
 
 def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+    return {"python": platform.python_version(), **versions(*LIBRARIES)}
 
 
 def save(out: Path, result: CVResult, features: dict[str, dict], norm: dict[str, NormStats] | None,
