@@ -95,3 +95,14 @@ def test_predict_refuses_another_visual_encoder(trained, tmp_path):
                                     "--params", str(params)])
     assert isinstance(done.exception, FeatureMismatch)
     assert "visual: encoder 'fer'" in str(done.exception) and "audio" not in str(done.exception)
+
+
+def test_train_stage_writes_checkpoint_curves_per_fold_and_seed_summary(trained):
+    curves = sorted((trained / "curves").glob("fold*.csv"))
+    assert [p.name for p in curves] == ["fold0.csv", "fold1.csv"]
+    frame = pd.read_csv(curves[0])
+    assert list(frame["epoch"]) == [1, 2, 3] and {"train_loss", "val_combined"} <= set(frame.columns)
+    report = json.loads((trained / "cv.json").read_text())
+    assert report["over_seeds"]["AV"]["f1_weighted"] == pytest.approx(report["runs"][0]["f1_weighted"])
+    meta = json.loads((trained / "checkpoint/checkpoint.json").read_text())
+    assert meta["features"]["audio"]["encoder"] == "egemaps" and meta["architecture"]["n_models"] == 2

@@ -20,9 +20,11 @@ Speed, without changing the protocol:
 What it cannot remove: at the MER 2023 shape (2,700 training rows per fold, 1024+1024+512-d inputs)
 the protocol itself is ~6 TFLOP of fp32 matmuls (500 fold-epochs x 2,700 rows x ~4 MFLOP for forward
 and backward, plus validation) and Adam streams ~1 TB of weights, gradients and moments (42,500
-fold-steps x 0.89 M parameters x 28 bytes). On two AVX2 cores (~60 GFLOP/s, ~15-20 GB/s) that is
-roughly 2.5-3 minutes however the loop is written; the speed-up over the baseline's loop is the overhead
-on top of that floor (DataLoader, per-step Python, unfused Adam, test sets every epoch).
+fold-steps x 0.89 M parameters x 28 bytes). Even at the theoretical FP32 peak of two 2 GHz AVX2 cores
+(2 x 2 GHz x 32 FLOP/cycle = 128 GFLOP/s) the matmuls alone take 47 s, however the loop is written;
+benchmarks/bench_train.py measures this floor (the same matmuls and Adam updates on preallocated
+tensors) beside the trainer. The speed-up over the baseline's loop is the overhead on top of that
+floor (DataLoader, per-step Python, unfused Adam, test sets every epoch).
 
 Extensions: rows with y = -1 are unused; rows with fold -1 train in every fold and are never
 validated (pseudo-labels); `sample_weight` scales each row's loss (batch loss = sum_i w_i * loss_i / B,
