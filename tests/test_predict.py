@@ -106,3 +106,22 @@ def test_train_stage_writes_checkpoint_curves_per_fold_and_seed_summary(trained)
     assert report["over_seeds"]["AV"]["f1_weighted"] == pytest.approx(report["runs"][0]["f1_weighted"])
     meta = json.loads((trained / "checkpoint/checkpoint.json").read_text())
     assert meta["features"]["audio"]["encoder"] == "egemaps" and meta["architecture"]["n_models"] == 2
+
+
+def test_lightgbm_checkpoint_predicts_like_its_training_run(trained, tmp_path):
+    params = tmp_path / "params.yaml"
+    raw = yaml.safe_load((trained / "params.yaml").read_text())
+    raw["train"] |= {"model": "lightgbm", "lightgbm": {"n_estimators": 10, "num_leaves": 4, "min_child_samples": 2}}
+    params.write_text(yaml.safe_dump(raw))
+    train.run(params, trained / "manifest.parquet", trained / "media.zarr", None, trained / "features",
+              tmp_path / "predictions.parquet", tmp_path / "cv.json", tmp_path / "curves", tmp_path / "checkpoint")
+    assert not list((tmp_path / "curves").glob("*.csv"))  # no epochs, no curves
+    done = CliRunner().invoke(app, ["predict", str(trained / "corpus/new.mp4"), "--checkpoint", str(tmp_path / "checkpoint"),
+                                    "--params", str(params), "--out", str(tmp_path / "pred.json")])
+    assert done.exit_code == 0, done.output
+    record = json.loads((tmp_path / "pred.json").read_text())[0]
+    preds = pd.read_parquet(tmp_path / "predictions.parquet")
+    expected = preds[(preds["test"] == "test1") & (preds["sample_id"] == "new")].iloc[0]
+    assert np.allclose([record["probabilities"][c] for c in MER_LABELS],
+                       softmax(expected[LOGIT_COLUMNS].to_numpy(float)), atol=1e-6)
+    assert record["valence"] == pytest.approx(expected["valence"], abs=1e-6)
