@@ -93,12 +93,14 @@ def train(params: Params = Path("params.yaml"), manifest: Annotated[Path, typer.
           features: Annotated[Path, typer.Option(help="folder of feature stores")] = FEATURES,
           predictions: Annotated[Path, typer.Option()] = Path("models/predictions.parquet"),
           metrics: Annotated[Path, typer.Option()] = Path("metrics/cv.json"),
-          curves: Annotated[Path, typer.Option()] = Path("metrics/train_curves.csv")):
-    """Five-fold cross-validation of the attention fusion (MER 2023 protocol) for every modality subset in
-    train.ablation; the fold ensembles predict every test split and corrupted view."""
+          curves: Annotated[Path, typer.Option(help="folder of per-fold training curves")] = Path("metrics/train_curves"),
+          checkpoint: Annotated[Path, typer.Option(help="folder for the main model's fold ensemble")] = Path("models/checkpoint")):
+    """Five-fold cross-validation (MER 2023 protocol) of train.model (attention fusion or LightGBM) for every
+    modality subset in train.ablation; the fold ensembles predict every test split and corrupted view, and
+    the main subset's ensemble is saved as a checkpoint for `mer predict`."""
     from stages import train as stage
 
-    report = stage.run(params, manifest, clean, corrupted, features, predictions, metrics, curves)
+    report = stage.run(params, manifest, clean, corrupted, features, predictions, metrics, curves, checkpoint)
     for run in report["runs"]:
         typer.echo(f"{run['subset']:>4} seed {run['seed']}: CV F1 {run['f1_weighted']:.3f} "
                    f"MSE {run.get('valence_mse', float('nan')):.3f}")
@@ -133,6 +135,20 @@ def evaluate(params: Params = Path("params.yaml"), manifest: Annotated[Path, typ
     from stages import evaluate as stage
 
     _echo(stage.run(params, manifest, predictions, semi_predictions, cv_metrics, out, submissions))
+
+
+@app.command()
+def predict(clips: Annotated[list[Path], typer.Argument(help="video (or audio/image) files to recognise")],
+            checkpoint: Annotated[Path, typer.Option(help="checkpoint folder written by `mer train`")] = Path("models/checkpoint"),
+            params: Params = Path("params.yaml"),
+            out: Annotated[Path | None, typer.Option(help="write JSON, or CSV when the name ends in .csv; default: print JSON")] = None,
+            work: Annotated[Path | None, typer.Option(help="keep the media and feature stores here (reused by later calls); default: a temporary folder")] = None):
+    """Recognise new clips with a trained fold ensemble: extract (extract.*), encode with the features the
+    checkpoint was trained on (encode.features), then per clip the emotion, its probabilities and the valence.
+    Refuses features that differ from the checkpoint's, naming the encoder."""
+    from pipeline.predict import predict_clips, write
+
+    typer.echo(write(predict_clips(clips, checkpoint, params, work), out))
 
 
 @app.command()

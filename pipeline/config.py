@@ -95,12 +95,8 @@ class EncodeConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    model: str = "fusion"            # fusion | lightgbm
-    features: dict[str, str] = field(default_factory=dict)  # modality -> feature name
-    folds: int = 5
-    group_by: str = ""               # "" | speaker
-    feature_norm: str = "none"       # none (MER 2023) | standard (z-score with training statistics)
+class FusionParams:
+    """Attention-fusion hyperparameters: train.* keys, and the base of the trainer's own config."""
     epochs: int = 100
     batch_size: int = 32
     lr: float = 1e-3
@@ -108,6 +104,31 @@ class TrainConfig:
     dropout: float = 0.3
     hidden: tuple[int, ...] = (256, 128)
     attention_norm: str = "none"     # none (the baseline's code) | softmax (the paper's Eq. 5)
+
+
+@dataclass(frozen=True)
+class LightGBMParams:
+    """train.lightgbm: the LightGBM early-fusion baseline's hyperparameters."""
+    n_estimators: int = 300
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_child_samples: int = 20
+    colsample_bytree: float = 0.5
+    subsample: float = 1.0
+    reg_lambda: float = 0.0
+
+
+MODELS = ("fusion", "lightgbm")
+
+
+@dataclass(frozen=True)
+class TrainConfig(FusionParams):
+    model: str = "fusion"            # fusion | lightgbm
+    features: dict[str, str] = field(default_factory=dict)  # modality -> feature name
+    folds: int = 5
+    group_by: str = ""               # "" | speaker
+    feature_norm: str = "none"       # none (MER 2023) | standard (z-score with training statistics)
+    lightgbm: LightGBMParams = field(default_factory=LightGBMParams)
     seeds: tuple[int, ...] = (0,)
     ablation: tuple[str, ...] = ("A", "V", "T", "AV", "AT", "VT", "AVT")
 

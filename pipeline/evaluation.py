@@ -11,8 +11,9 @@ import pandas as pd
 from sklearn.metrics import f1_score
 
 from pipeline.labels import MER_LABELS
+from pipeline.training.calibration import apply_temperature, calibrate
 from pipeline.training.data import label_index
-from pipeline.training.metrics import score_split
+from pipeline.training.metrics import ece, score_split
 from pipeline.training.run import LOGIT_COLUMNS
 
 PAPER_BASELINE = {  # MER 2023 paper, best attention-fusion figures (abstract)
@@ -148,3 +149,49 @@ def markdown_table(frame: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines) + "\n"
+
+
+def correlation(a, b) -> float | None:
+    """Pearson r; None when either side is constant (no correlation is defined)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(a) < 2 or a.std() == 0 or b.std() == 0:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def emotion_valence(rows: pd.DataFrame, subset: str, tests=("train-oof", "test1")) -> pd.DataFrame:
+    """Per class: how discrete emotion and valence go together, in the labels and in the model.
+
+    truth_r = corr(1[label = c], true valence) (point-biserial); model_r = corr(p_c, predicted valence),
+    the same relation inside the model's two heads. Labelled items with valence, first seed."""
+    records = []
+    for test in tests:
+        block = first_seed(rows, subset, test)
+        block = block[block["label"].notna() & block["valence_true"].notna()]
+        y, v_true = label_index(block["label"]), block["valence_true"].to_numpy(float)
+        probs = apply_temperature(block[LOGIT_COLUMNS].to_numpy(float), 1.0)
+        for c, name in enumerate(MER_LABELS):
+            mine = y == c
+            records.append({"test": test, "label": name, "n": int(mine.sum()),
+                            "mean_valence": float(v_true[mine].mean()) if mine.any() else None,
+                            "truth_r": correlation(mine, v_true),
+                            "model_r": correlation(probs[:, c], block["valence"].to_numpy(float))})
+    return pd.DataFrame(records)
+
+
+def calibration(rows: pd.DataFrame, subset: str, test: str = "test1", n_bins: int = 15) -> dict:
+    """Temperature scaling fit on the out-of-fold logits (first seed): ECE and NLL of the raw and the
+    scaled out-of-fold probabilities, and ECE on `test` with the same temperature (held out from the fit)."""
+    oof = first_seed(rows, subset, "train-oof")
+    oof = oof[oof["label"].notna()]
+    report = calibrate(oof[LOGIT_COLUMNS].to_numpy(float), label_index(oof["label"]), n_bins)
+    out = {"subset": subset, "n_bins": n_bins, "temperature": report.temperature, "oof_n": report.n,
+           "oof_ece_raw": report.ece_before, "oof_ece_scaled": report.ece_after,
+           "oof_nll_raw": report.nll_before, "oof_nll_scaled": report.nll_after}
+    held = first_seed(rows, subset, test)
+    held = held[held["label"].notna()]
+    if len(held):
+        logits, y = held[LOGIT_COLUMNS].to_numpy(float), label_index(held["label"])
+        out |= {f"{test}_n": len(held), f"{test}_ece_raw": ece(apply_temperature(logits, 1.0), y, n_bins),
+                f"{test}_ece_scaled": ece(apply_temperature(logits, report.temperature), y, n_bins)}
+    return out

@@ -1,4 +1,5 @@
-"""evaluate: MER-MULTI / MER-NOISE / MER-SEMI metrics, ablation table, robustness curve, plot data.
+"""evaluate: MER-MULTI / MER-NOISE / MER-SEMI metrics, ablation table, robustness curve, plot data,
+emotion-valence correlation per class, calibration (ECE before and after temperature scaling).
 
 Reads the predictions of `train` (every subset) and `pseudolabel` (the main subset with pseudo-labels);
 MER-SEMI is scored on the pseudo-labelled model, with the labelled-only figure beside it.
@@ -39,6 +40,8 @@ def run(params: Path, manifest: Path, predictions: Path, semi_predictions: Path,
     confusion.to_csv(out / "confusion.csv", index=False)
     ev.per_class_f1(confusion).to_csv(out / "per_class_f1.csv", index=False)
     ev.valence_rows(supervised, main, "test1").to_csv(out / "valence.csv", index=False)
+    ev.emotion_valence(supervised, main).to_csv(out / "emotion_valence.csv", index=False)
+    (out / "calibration.json").write_text(json.dumps(ev.calibration(supervised, main), indent=2))
     submissions.mkdir(parents=True, exist_ok=True)
     for test, source in (("test1", supervised), ("test2", supervised), ("test3", semi)):
         name = noise_test if test == "test2" else test

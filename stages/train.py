@@ -1,7 +1,9 @@
-"""train: cross-validated attention fusion for every modality subset (params: train.*).
+"""train: cross-validated fold ensembles (train.model: fusion | lightgbm) for every modality subset (params: train.*).
 
 Writes the fold ensembles' predictions on every test view (models/predictions.parquet), the
-cross-validation figures (metrics/cv.json) and the main model's training curves.
+cross-validation figures per run and their mean and std over train.seeds (metrics/cv.json), the main
+model's training curves, one file per fold (metrics/train_curves/), and the main model's checkpoint
+(first seed) for `mer predict` (models/checkpoint/).
 """
 
 import json
@@ -10,8 +12,12 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import load_section
+from pipeline.evaluation import over_seeds
+from pipeline.training import checkpoint
 from pipeline.training.run import (Views, curves_frame, cv_summary, load_tables, predictions_frame, run_subset,
                                    usable_subsets)
+
+CV_FIGURES = ("f1_weighted", "valence_mse", "combined")
 
 
 def corrupted_views(path: Path | None) -> dict[str, Path]:
@@ -21,11 +27,11 @@ def corrupted_views(path: Path | None) -> dict[str, Path]:
 
 
 def run(params: Path, manifest: Path, clean: Path, corrupted: Path | None, features_dir: Path,
-        predictions: Path, metrics: Path, curves: Path) -> dict:
+        predictions: Path, metrics: Path, curves: Path, checkpoint_dir: Path | None = None) -> dict:
     cfg = load_section("train", params)
     features = {modality: features_dir / f"{name}.zarr" for modality, name in cfg.features.items()}
     tables = load_tables(pd.read_parquet(manifest), Views(clean, corrupted_views(corrupted)), features, cfg.feature_norm)
-    for out in (predictions, metrics, curves):
+    for out in (predictions, metrics):
         out.parent.mkdir(parents=True, exist_ok=True)
     frames, summaries = [], []
     subsets = usable_subsets(cfg)
@@ -35,8 +41,32 @@ def run(params: Path, manifest: Path, clean: Path, corrupted: Path | None, featu
             frames.append(predictions_frame(result, train_ids, tables, subset, seed))
             summaries.append(cv_summary(result, subset, seed, len(train_ids)))
             if subset == subsets[-1] and seed == cfg.seeds[0]:
-                curves_frame(result).to_csv(curves, index=False)
+                write_curves(result, curves)
+                if checkpoint_dir is not None:
+                    records = {m: checkpoint.feature_record(cfg.features[m], features[m]) for m in result.modalities}
+                    checkpoint.save(checkpoint_dir, result, records, tables["train"].norm,
+                                    {"subset": subset, "seed": seed, "feature_norm_kind": cfg.feature_norm})
     pd.concat(frames, ignore_index=True).to_parquet(predictions, index=False)
-    report = {"main_subset": subsets[-1], "model": cfg.model, "runs": summaries}
+    report = {"main_subset": subsets[-1], "model": cfg.model, "seeds": list(cfg.seeds),
+              "over_seeds": over_seeds_by_subset(summaries), "runs": summaries}
     metrics.write_text(json.dumps(report, indent=2))
     return report
+
+
+def over_seeds_by_subset(summaries: list[dict]) -> dict[str, dict]:
+    """Per subset: each CV figure's mean over seeds, and its std (key `<figure>_std`) with several seeds."""
+    out = {}
+    for subset in dict.fromkeys(s["subset"] for s in summaries):
+        runs = [{k: s[k] for k in CV_FIGURES if k in s} for s in summaries if s["subset"] == subset]
+        out[subset] = over_seeds(runs)
+    return out
+
+
+def write_curves(result, folder: Path) -> None:
+    """One CSV per fold (epoch, train_loss, val_*), so `dvc plots` draws a line per fold."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("fold*.csv"):
+        old.unlink()
+    frame = curves_frame(result)
+    for fold, rows in frame.groupby("fold"):
+        rows.drop(columns="fold").to_csv(folder / f"fold{fold}.csv", index=False)

@@ -84,18 +84,18 @@ class FeatureStore:
         return part
 
     def matrix(self) -> tuple[np.ndarray, dict[str, int], dict[str, str]]:
-        """All stored vectors as one matrix, a row per ok cache key, and the reason per missing key."""
+        """All stored vectors as one matrix, a row per ok cache key, and the reason per missing key.
+
+        Column-wise (no per-row Python loop): loading a training set's features is on every train run."""
         index = self.index()
-        blocks, lookup, missing, offset = [], {}, {}, 0
-        for part, rows in index.groupby("part", sort=True):
-            utt = self.parts.array(part, "utt")[...]
-            blocks.append(utt)
-            for key, row, status, reason in rows[["cache_key", "row", "status", "reason"]].itertuples(index=False):
-                if status == "ok":
-                    lookup[key] = offset + int(row)
-                else:
-                    missing.setdefault(key, reason)
-            offset += len(utt)
+        parts = sorted(index["part"].unique())
+        blocks = [self.parts.array(part, "utt")[...] for part in parts]
+        offsets = dict(zip(parts, np.cumsum([0] + [len(b) for b in blocks[:-1]]).tolist()))
+        ok = (index["status"] == "ok").to_numpy()
+        rows = index.loc[ok, "part"].map(offsets).to_numpy(np.int64) + index.loc[ok, "row"].to_numpy(np.int64)
+        lookup = dict(zip(index.loc[ok, "cache_key"].tolist(), rows.tolist()))  # a later part wins, as it was written later
+        first_missing = index[~ok].drop_duplicates("cache_key")
+        missing = dict(zip(first_missing["cache_key"].tolist(), first_missing["reason"].tolist()))
         dim = int(self.meta()["dim"])
         matrix = np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float32)
         return matrix, lookup, missing

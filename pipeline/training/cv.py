@@ -20,9 +20,11 @@ Speed, without changing the protocol:
 What it cannot remove: at the MER 2023 shape (2,700 training rows per fold, 1024+1024+512-d inputs)
 the protocol itself is ~6 TFLOP of fp32 matmuls (500 fold-epochs x 2,700 rows x ~4 MFLOP for forward
 and backward, plus validation) and Adam streams ~1 TB of weights, gradients and moments (42,500
-fold-steps x 0.89 M parameters x 28 bytes). On two AVX2 cores (~60 GFLOP/s, ~15-20 GB/s) that is
-roughly 2.5-3 minutes however the loop is written; the speed-up over the baseline's loop is the overhead
-on top of that floor (DataLoader, per-step Python, unfused Adam, test sets every epoch).
+fold-steps x 0.89 M parameters x 28 bytes). Even at the theoretical FP32 peak of two 2 GHz AVX2 cores
+(2 x 2 GHz x 32 FLOP/cycle = 128 GFLOP/s) the matmuls alone take 47 s, however the loop is written;
+benchmarks/bench_train.py measures this floor (the same matmuls and Adam updates on preallocated
+tensors) beside the trainer. The speed-up over the baseline's loop is the overhead on top of that
+floor (DataLoader, per-step Python, unfused Adam, test sets every epoch).
 
 Extensions: rows with y = -1 are unused; rows with fold -1 train in every fold and are never
 validated (pseudo-labels); `sample_weight` scales each row's loss (batch loss = sum_i w_i * loss_i / B,
@@ -33,6 +35,7 @@ epoch), kept for the speed benchmark and the equivalence test.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -46,6 +49,7 @@ import torch.nn.functional as F
 from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
 from torch.utils.data import DataLoader, SubsetRandomSampler, TensorDataset
 
+from pipeline.config import FusionParams
 from pipeline.labels import MER_LABELS
 from pipeline.models.fusion import AttentionFusion
 from pipeline.training.metrics import combined, score_split, selection_metric, valence_mse, weighted_f1
@@ -56,14 +60,8 @@ EVAL_CHUNK = 4096  # test rows per forward: bounds the (K, rows, d) activations 
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 100
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    dropout: float = 0.3
-    hidden: tuple[int, ...] = (256, 128)
-    attention_norm: str = "none"     # none (the baseline's code) | softmax (the paper's Eq. 5)
+class TrainConfig(FusionParams):
+    """The trainer's config: train.* hyperparameters (FusionParams) plus what a run decides."""
     n_classes: int = len(MER_LABELS)
     ce_weight: float = 1.0
     mse_weight: float = 1.0
@@ -71,6 +69,11 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 1                 # torch threads (0 = every core): the per-step ops are so small that
                                      # intra-op threads cost more than they give
+
+    @classmethod
+    def from_params(cls, params: FusionParams, seed: int, **overrides) -> TrainConfig:
+        shared = {f.name: getattr(params, f.name) for f in dataclasses.fields(FusionParams)}
+        return cls(**shared, seed=seed, **overrides)
 
 
 @dataclass
@@ -112,6 +115,7 @@ class CVResult:
     best_epoch: np.ndarray           # (K,); -1 where not applicable
     curves: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (K, epochs)
     seconds: float = 0.0
+    ensemble: object = None          # the fold models at their best epochs (for checkpoints)
 
     @property
     def oof_probs(self) -> np.ndarray:
@@ -184,10 +188,35 @@ class _Targets:
     w: torch.Tensor      # (N,) float loss weight
 
 
-def _targets(y, v, sample_weight, device: str) -> _Targets:
+@dataclass
+class CVInputs:
+    """The arguments every cross-validation takes, checked and as numpy arrays."""
+    modalities: tuple[str, ...]
+    y: np.ndarray          # (N,) int64, -1 = unused
+    v: np.ndarray          # (N,) float64, NaN = no valence
+    w: np.ndarray          # (N,) loss weight
+    folds: np.ndarray      # (N,) int64
+    splits: list[tuple[np.ndarray, np.ndarray]]
+    start: float           # perf_counter at the call
+
+
+def cv_inputs(X: Mapping[str, np.ndarray], y, v, folds, sample_weight) -> CVInputs:
+    start = time.perf_counter()
+    folds = np.asarray(folds, dtype=np.int64)
+    y, v, w = _label_arrays(y, v, sample_weight)
+    return CVInputs(tuple(X), y, v, w, folds, fold_indices(y, folds), start)
+
+
+def _label_arrays(y, v, sample_weight) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """y as int64; v as float64 (None -> all NaN); weights (None -> 1)."""
     y = np.asarray(y, dtype=np.int64)
     v = np.full(len(y), np.nan) if v is None else np.asarray(v, dtype=np.float64)
     w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    return y, v, w
+
+
+def _targets(y, v, w, device: str) -> _Targets:
+    """Tensors of cv_inputs' y, v (NaN allowed) and w."""
     has_v = np.isfinite(v)
     as_t = lambda a, dt: torch.as_tensor(a, dtype=dt, device=device)  # noqa: E731
     return _Targets(as_t(y, torch.long), as_t(np.where(has_v, v, 0.0), torch.float32),
@@ -399,22 +428,21 @@ def cross_validate(X: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray
                    cfg: TrainConfig = TrainConfig(), tests: Mapping[str, TestSet] | None = None,
                    sample_weight=None) -> CVResult:
     """K-fold CV of AttentionFusion over the modalities of X (in X's key order); see the module doc."""
-    start = time.perf_counter()
-    modalities = tuple(X)
-    y, folds = np.asarray(y, dtype=np.int64), np.asarray(folds, dtype=np.int64)
-    splits = fold_indices(y, folds)
+    a = cv_inputs(X, y, v, folds, sample_weight)
+    k = len(a.splits)
     with _torch_threads(cfg.threads):
-        data = _inputs(X, present, modalities, cfg.device)
-        tg = _targets(y, v, sample_weight, cfg.device)
-        model = build_model([x.shape[1] for x in data.xs], cfg, len(splits))
-        model.seed_dropout(int(np.random.SeedSequence([cfg.seed, len(splits)]).generate_state(1)[0]))
-        tracker, curves = _fit(model, data, tg, y, v, splits, cfg)
+        data = _inputs(X, present, a.modalities, cfg.device)
+        tg = _targets(a.y, a.v, a.w, cfg.device)
+        model = build_model([x.shape[1] for x in data.xs], cfg, k)
+        model.seed_dropout(int(np.random.SeedSequence([cfg.seed, k]).generate_state(1)[0]))
+        tracker, curves = _fit(model, data, tg, a.y, a.v, a.splits, cfg)
         with torch.no_grad():
             for p, best in zip(model.parameters(), tracker.weights):
                 p.copy_(best)
-        test_preds = {name: _test_prediction(model, ts, modalities, cfg, len(splits))
-                      for name, ts in (tests or {}).items()}
-    return _result("fusion", modalities, folds, y, splits, tracker, curves, test_preds, start, cfg.n_classes)
+        test_preds = {name: predict_folds(model, ts, a.modalities, cfg.device) for name, ts in (tests or {}).items()}
+    result = _result("fusion", a, tracker, curves, test_preds, cfg.n_classes)
+    result.ensemble = model.eval()
+    return result
 
 
 def _fit(model, data, tg, y, v, splits, cfg: TrainConfig) -> tuple[_BestTracker, dict[str, np.ndarray]]:
@@ -434,11 +462,12 @@ def _fit(model, data, tg, y, v, splits, cfg: TrainConfig) -> tuple[_BestTracker,
     return tracker, curves
 
 
-def _test_prediction(model, ts: TestSet, modalities, cfg: TrainConfig, k: int) -> TestPrediction:
+def predict_folds(model: AttentionFusion, ts: TestSet, modalities: tuple[str, ...], device: str = "cpu") -> TestPrediction:
+    """The stacked fold ensemble's prediction on a test set (scored when it has labels)."""
     missing = [m for m in modalities if m not in ts.X]
     if missing:
         raise ValueError(f"test set lacks modalities {missing}")
-    fold_logits, fold_val = _predict_stacked(model, _inputs(ts.X, ts.present, modalities, cfg.device), k)
+    fold_logits, fold_val = _predict_stacked(model, _inputs(ts.X, ts.present, modalities, device), model.n_models)
     return make_test_prediction(fold_logits, fold_val, ts)
 
 
@@ -450,15 +479,14 @@ def make_test_prediction(fold_logits: np.ndarray, fold_val: np.ndarray, ts: Test
     return pred
 
 
-def _result(model_name, modalities, folds, y, splits, tracker: _BestTracker, curves, test_preds, start,
-            n_classes) -> CVResult:
-    oof_logits = np.full((len(y), n_classes), np.nan)
-    oof_val = np.full(len(y), np.nan)
-    for (_, val_rows), out in zip(splits, tracker.outputs):
+def _result(model_name, a: CVInputs, tracker: _BestTracker, curves, test_preds, n_classes) -> CVResult:
+    oof_logits = np.full((len(a.y), n_classes), np.nan)
+    oof_val = np.full(len(a.y), np.nan)
+    for (_, val_rows), out in zip(a.splits, tracker.outputs):
         if out is not None:
             oof_logits[val_rows], oof_val[val_rows] = out
-    return CVResult(model_name, modalities, folds, oof_logits, oof_val, tracker.figures,
-                    mean_figures(tracker.figures), test_preds, tracker.epoch, curves, time.perf_counter() - start)
+    return CVResult(model_name, a.modalities, a.folds, oof_logits, oof_val, tracker.figures,
+                    mean_figures(tracker.figures), test_preds, tracker.epoch, curves, time.perf_counter() - a.start)
 
 
 def mean_figures(figures: list[dict]) -> dict[str, float]:
@@ -479,7 +507,7 @@ def train_fold_reference(X: Mapping[str, np.ndarray], present, y, v, train_rows:
     """
     modalities = tuple(X)
     data = _inputs(X, present, modalities, "cpu")
-    tg = _targets(y, v, sample_weight, "cpu")
+    tg = _targets(*_label_arrays(y, v, sample_weight), "cpu")
     model = model or build_model([x.shape[1] for x in data.xs], cfg, None)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ds = TensorDataset(*data.xs, data.present, tg.y, tg.v, tg.has_v, tg.w)

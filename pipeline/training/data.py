@@ -15,12 +15,25 @@ from pipeline.store.media import MediaStore
 MODALITY_LETTERS = {"A": "audio", "V": "visual", "T": "text"}
 
 
+@dataclass(frozen=True)
+class NormStats:
+    """Per-dimension mean and (floored) std of a modality's training features."""
+    mean: np.ndarray
+    std: np.ndarray
+
+    def apply(self, x: np.ndarray, limit: float = 6.0) -> np.ndarray:
+        """Clipped at +-limit: a corrupted view can move a feature far outside anything seen in training,
+        and an unbounded input drives the linear valence head to absurd values. NaN stays NaN."""
+        return np.clip((x - self.mean) / self.std, -limit, limit).astype(np.float32)
+
+
 @dataclass
 class Table:
     """Items of one view with their targets and features (rows aligned across every field)."""
     rows: pd.DataFrame                  # manifest rows (sample_id, split, label, valence, ...)
     X: dict[str, np.ndarray]            # modality -> (n, d) float32, NaN rows where absent
     present: dict[str, np.ndarray]      # modality -> (n,) bool
+    norm: dict[str, NormStats] | None = None   # the z-scoring applied to X, if any
 
     @property
     def y(self) -> np.ndarray:
@@ -33,7 +46,7 @@ class Table:
     def take(self, mask: np.ndarray, modalities: tuple[str, ...] | None = None) -> Table:
         keep = modalities or tuple(self.X)
         return Table(self.rows[mask].reset_index(drop=True),
-                     {m: self.X[m][mask] for m in keep}, {m: self.present[m][mask] for m in keep})
+                     {m: self.X[m][mask] for m in keep}, {m: self.present[m][mask] for m in keep}, self.norm)
 
     def any_present(self, modalities: tuple[str, ...]) -> np.ndarray:
         return np.logical_or.reduce([self.present[m] for m in modalities])
@@ -71,21 +84,22 @@ def standardize(tables: dict[str, Table], reference: str = "train") -> dict[str,
 
     MER 2023 used raw features; functionals such as eGeMAPS span several orders of magnitude,
     which an unnormalised MLP does not survive, hence `train.feature_norm`. NaN rows (absent) stay NaN."""
-    ref = tables[reference]
+    stats = norm_stats(tables[reference])
+    return {name: normalized(t, stats) for name, t in tables.items()}
+
+
+def norm_stats(table: Table) -> dict[str, NormStats]:
     stats = {}
-    for m, X in ref.X.items():
-        rows = X[ref.present[m]]
+    for m, X in table.X.items():
+        rows = X[table.present[m]]
         mean = rows.mean(0) if len(rows) else np.zeros(X.shape[1], np.float32)
         std = rows.std(0) if len(rows) else np.ones(X.shape[1], np.float32)
         # near-constant training dims (e.g. a probability the clean data never moves) must not turn a
         # small shift in a corrupted view into hundreds of standard deviations
         floor = max(float(np.median(std)) * 0.1, 1e-8)
-        stats[m] = (mean, np.maximum(std, floor))
-    return {name: Table(t.rows, {m: _zscore(x, *stats[m]) for m, x in t.X.items()}, t.present)
-            for name, t in tables.items()}
+        stats[m] = NormStats(mean.astype(np.float32), np.maximum(std, floor).astype(np.float32))
+    return stats
 
 
-def _zscore(x: np.ndarray, mean: np.ndarray, std: np.ndarray, limit: float = 6.0) -> np.ndarray:
-    """Clipped at +-limit: a corrupted view can move a feature far outside anything seen in training,
-    and an unbounded input drives the linear valence head to absurd values."""
-    return np.clip((x - mean) / std, -limit, limit).astype(np.float32)
+def normalized(table: Table, stats: dict[str, NormStats]) -> Table:
+    return Table(table.rows, {m: stats[m].apply(x) for m, x in table.X.items()}, table.present, stats)

@@ -8,32 +8,32 @@ Test predictions average the folds' log-probabilities (the "logits" of this mode
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from lightgbm import LGBMClassifier, LGBMRegressor
+from lightgbm import Booster, LGBMClassifier, LGBMRegressor
 
+from pipeline.config import LightGBMParams
 from pipeline.labels import MER_LABELS
-from pipeline.training.cv import (CVResult, TestSet, fold_figures, available_cores, fold_indices,
-                                  make_test_prediction, mean_figures)
+from pipeline.training.cv import (CVResult, TestPrediction, TestSet, available_cores, cv_inputs, fold_figures, make_test_prediction,
+                                  mean_figures)
 
 LOG_FLOOR = 1e-12  # log-probability floor for a class absent from a fold's training rows
 
 
 @dataclass(frozen=True)
-class LGBMConfig:
-    n_estimators: int = 300
-    learning_rate: float = 0.05
-    num_leaves: int = 31
-    min_child_samples: int = 20
-    colsample_bytree: float = 0.5
-    subsample: float = 1.0
-    reg_lambda: float = 0.0
+class LGBMConfig(LightGBMParams):
+    """train.lightgbm hyperparameters plus what a run decides."""
     n_classes: int = len(MER_LABELS)
     seed: int = 0
     n_jobs: int = 0                  # 0 = every core this process may use
+
+    @classmethod
+    def from_params(cls, params: LightGBMParams, seed: int, **overrides) -> LGBMConfig:
+        return cls(**dataclasses.asdict(params), seed=seed, **overrides)
 
 
 def early_fusion_matrix(X: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray] | None,
@@ -56,45 +56,60 @@ def _params(cfg: LGBMConfig) -> dict:
                 n_jobs=cfg.n_jobs or available_cores(), verbose=-1)
 
 
-class _FoldModel:
-    """One fold's classifier and (when the fold has valence) regressor."""
+class FoldModel:
+    """One fold's classifier booster (over the classes its training rows had) and, when the fold has
+    valence, regressor booster. Boosters (not the sklearn wrappers) so a checkpoint round-trips them."""
 
-    def __init__(self, cfg: LGBMConfig, F, y, v, w, rows: np.ndarray):
-        self.n_classes = cfg.n_classes
-        self.clf = LGBMClassifier(**_params(cfg)).fit(F[rows], y[rows], sample_weight=w[rows])
+    def __init__(self, classes: np.ndarray, emotion: Booster, valence: Booster | None, n_classes: int):
+        self.classes, self.emotion, self.reg, self.n_classes = np.asarray(classes), emotion, valence, n_classes
+
+    @classmethod
+    def fit(cls, cfg: LGBMConfig, F, y, v, w, rows: np.ndarray) -> FoldModel:
+        clf = LGBMClassifier(**_params(cfg)).fit(F[rows], y[rows], sample_weight=w[rows])
         with_v = rows[np.isfinite(v[rows])]
-        self.reg = None
-        if len(with_v):
-            self.reg = LGBMRegressor(**_params(cfg)).fit(F[with_v], v[with_v], sample_weight=w[with_v])
+        reg = LGBMRegressor(**_params(cfg)).fit(F[with_v], v[with_v], sample_weight=w[with_v]) if len(with_v) else None
+        return cls(clf.classes_, clf.booster_, reg.booster_ if reg is not None else None, cfg.n_classes)
 
     def log_probs(self, F: np.ndarray) -> np.ndarray:
+        probs = self.emotion.predict(F)
+        if probs.ndim == 1:  # binary objective: probability of the second class
+            probs = np.stack([1 - probs, probs], axis=1)
         out = np.full((len(F), self.n_classes), np.log(LOG_FLOOR))
-        out[:, self.clf.classes_] = np.log(np.maximum(self.clf.predict_proba(F), LOG_FLOOR))
+        out[:, self.classes] = np.log(np.maximum(probs, LOG_FLOOR))
         return out
 
     def valence(self, F: np.ndarray) -> np.ndarray:
         return self.reg.predict(F) if self.reg is not None else np.full(len(F), np.nan)
 
+    def to_dict(self) -> dict:
+        return {"classes": self.classes.tolist(), "emotion": self.emotion.model_to_string(),
+                "valence": self.reg.model_to_string() if self.reg is not None else None}
+
+    @classmethod
+    def from_dict(cls, d: dict, n_classes: int) -> FoldModel:
+        reg = Booster(model_str=d["valence"]) if d["valence"] is not None else None
+        return cls(np.array(d["classes"]), Booster(model_str=d["emotion"]), reg, n_classes)
+
+
+def predict_folds(models: list[FoldModel], ts: TestSet, modalities: tuple[str, ...]) -> TestPrediction:
+    """The fold ensemble's prediction: mean of the folds' log-probabilities and valences."""
+    F = early_fusion_matrix(ts.X, ts.present, modalities)
+    return make_test_prediction(np.stack([m.log_probs(F) for m in models]), np.stack([m.valence(F) for m in models]), ts)
+
 
 def cross_validate_lgbm(X: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray] | None, y, v, folds,
                         cfg: LGBMConfig = LGBMConfig(), tests: Mapping[str, TestSet] | None = None,
                         sample_weight=None) -> CVResult:
-    start = time.perf_counter()
-    modalities = tuple(X)
-    y, folds = np.asarray(y, dtype=np.int64), np.asarray(folds, dtype=np.int64)
-    v = np.full(len(y), np.nan) if v is None else np.asarray(v, dtype=np.float64)
-    w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    F = early_fusion_matrix(X, present, modalities)
-    test_F = {name: early_fusion_matrix(ts.X, ts.present, modalities) for name, ts in (tests or {}).items()}
+    a = cv_inputs(X, y, v, folds, sample_weight)
+    y, v = a.y, a.v
+    F = early_fusion_matrix(X, present, a.modalities)
     oof_logits, oof_val = np.full((len(y), cfg.n_classes), np.nan), np.full(len(y), np.nan)
-    figures, test_out = [], {name: ([], []) for name in test_F}
-    for train_rows, val_rows in fold_indices(y, folds):
-        model = _FoldModel(cfg, F, y, v, w, train_rows)
+    figures, models = [], []
+    for train_rows, val_rows in a.splits:
+        model = FoldModel.fit(cfg, F, y, v, a.w, train_rows)
+        models.append(model)
         oof_logits[val_rows], oof_val[val_rows] = model.log_probs(F[val_rows]), model.valence(F[val_rows])
         figures.append(fold_figures(y[val_rows], v[val_rows], oof_logits[val_rows], oof_val[val_rows]))
-        for name, tf in test_F.items():
-            test_out[name][0].append(model.log_probs(tf))
-            test_out[name][1].append(model.valence(tf))
-    preds = {name: make_test_prediction(np.stack(lo), np.stack(va), tests[name]) for name, (lo, va) in test_out.items()}
-    return CVResult("lightgbm", modalities, folds, oof_logits, oof_val, figures, mean_figures(figures), preds,
-                    np.full(len(figures), -1), {}, time.perf_counter() - start)
+    preds = {name: predict_folds(models, ts, a.modalities) for name, ts in (tests or {}).items()}
+    return CVResult("lightgbm", a.modalities, a.folds, oof_logits, oof_val, figures, mean_figures(figures), preds,
+                    np.full(len(figures), -1), {}, time.perf_counter() - a.start, models)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.config import TrainConfig
+from pipeline.config import MODELS, TrainConfig
 from pipeline.labels import MER_LABELS
 from pipeline.training import cv
 from pipeline.training.data import Table, load_table, parse_subset, standardize
@@ -38,9 +38,16 @@ def usable_subsets(cfg: TrainConfig) -> list[str]:
     return [*dict.fromkeys(chosen), full]
 
 
-def fusion_config(cfg: TrainConfig, seed: int) -> cv.TrainConfig:
-    return cv.TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                          dropout=cfg.dropout, hidden=cfg.hidden, attention_norm=cfg.attention_norm, seed=seed)
+def cross_validate(cfg: TrainConfig, seed: int, X, present, y, v, folds, tests, sample_weight) -> cv.CVResult:
+    """Cross-validation by the model family train.model names: same folds, metrics and outputs."""
+    if cfg.model == "fusion":
+        return cv.cross_validate(X, present, y, v, folds, cv.TrainConfig.from_params(cfg, seed), tests, sample_weight)
+    if cfg.model == "lightgbm":
+        from pipeline.training.lgbm import LGBMConfig, cross_validate_lgbm
+
+        return cross_validate_lgbm(X, present, y, v, folds, LGBMConfig.from_params(cfg.lightgbm, seed), tests,
+                                   sample_weight)
+    raise ValueError(f"train.model: {cfg.model!r} is not one of {', '.join(MODELS)}")
 
 
 def load_tables(manifest: pd.DataFrame, views: Views, features: dict[str, Path], feature_norm: str = "none") -> dict[str, Table]:
@@ -82,13 +89,14 @@ def run_subset(tables: dict[str, Table], subset: str, cfg: TrainConfig, seed: in
         y, v = np.concatenate([y, extra.y]), np.concatenate([v, extra.v])
         folds = np.concatenate([folds, np.full(len(extra.rows), -1)])
         weight = np.concatenate([weight, np.full(len(extra.rows), extra_weight)])
-    tests = {name: _test_set(t, modalities) for name, t in tables.items() if name != "train"}
+    tests = {name: model_input(t, modalities) for name, t in tables.items() if name != "train"}
     X = {m: np.nan_to_num(X[m]) for m in modalities}  # absent rows are masked; NaN must not reach a matmul
-    result = cv.cross_validate(X, present, y, v, folds, fusion_config(cfg, seed), tests, sample_weight=weight)
+    result = cross_validate(cfg, seed, X, present, y, v, folds, tests, weight)
     return result, train.rows["sample_id"].to_numpy()
 
 
-def _test_set(table: Table, modalities: tuple[str, ...]) -> cv.TestSet:
+def model_input(table: Table, modalities: tuple[str, ...]) -> cv.TestSet:
+    """A table as model input: absent rows are masked by `present`, so their NaN become 0."""
     return cv.TestSet({m: np.nan_to_num(table.X[m]) for m in modalities}, {m: table.present[m] for m in modalities},
                       table.y, table.v)
 
@@ -121,6 +129,9 @@ def cv_summary(result: cv.CVResult, subset: str, seed: int, n_items: int) -> dic
 
 
 def curves_frame(result: cv.CVResult) -> pd.DataFrame:
+    """Per fold and epoch, every training curve (no rows for a model without epochs, e.g. LightGBM)."""
+    if not result.curves:
+        return pd.DataFrame(columns=["fold", "epoch"])
     frames = []
     for fold in range(len(result.best_epoch)):
         data = {name: values[fold] for name, values in result.curves.items()}

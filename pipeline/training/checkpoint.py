@@ -1,0 +1,153 @@
+"""Fold-ensemble checkpoints: the trained models plus everything needed to feed them the right inputs.
+
+A checkpoint is a folder:
+- `checkpoint.json`: model family, modalities, the feature each modality was encoded with (feature
+  name, encoder, version, config, library versions, identity key, dim), the label set, the feature
+  normalisation statistics, model hyperparameters and the library versions of training;
+- `weights.safetensors` (attention fusion: the stacked fold weights at their best epochs), or
+  `lightgbm.json` (the folds' boosters as LightGBM model strings).
+
+Loading checks the features a caller will feed against the recorded ones and refuses a mismatch,
+naming the modality and what differs: predictions from features of another encoder are meaningless.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.encoders.base import versions
+from pipeline.labels import MER_LABELS
+from pipeline.store.features import FeatureStore
+from pipeline.training.cv import CVResult, TestPrediction, TestSet
+from pipeline.training.data import NormStats
+
+FORMAT = 1
+META, WEIGHTS, BOOSTERS = "checkpoint.json", "weights.safetensors", "lightgbm.json"
+LIBRARIES = ("torch", "numpy", "lightgbm", "safetensors", "scikit-learn", "mer-pipeline")
+FEATURE_FIELDS = ("encoder", "version", "config", "libraries", "dim")  # what must match, in report order
+
+
+class FeatureMismatch(ValueError):
+    """The features offered to a checkpoint are not the ones it was trained on."""
+
+
+def feature_record(feature: str, store: Path) -> dict:
+    """What a checkpoint records of one modality's features, from the feature store's metadata."""
+    meta = FeatureStore(store).meta()
+    ident = meta["identity"]
+    return {"feature": feature, "encoder": ident["encoder"], "version": ident["version"], "config": ident["config"],
+            "libraries": ident["libraries"], "identity_key": meta["identity_key"], "dim": int(meta["dim"])}
+
+
+def library_versions() -> dict[str, str]:
+    return {"python": platform.python_version(), **versions(*LIBRARIES)}
+
+
+def save(out: Path, result: CVResult, features: dict[str, dict], norm: dict[str, NormStats] | None,
+         extra: dict | None = None) -> Path:
+    """Write `result`'s fold ensemble to folder `out`; `features`: modality -> feature_record()."""
+    missing = [m for m in result.modalities if m not in features]
+    if missing:
+        raise ValueError(f"no feature record for modalities {missing}")
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format": FORMAT, "model": result.model, "modalities": list(result.modalities),
+        "features": {m: features[m] for m in result.modalities}, "labels": list(MER_LABELS),
+        "folds": int(len(result.fold_scores)), "cv": result.cv,
+        "feature_norm": None if norm is None else {m: {"mean": norm[m].mean.tolist(), "std": norm[m].std.tolist()}
+                                                   for m in result.modalities},
+        "libraries": library_versions(), **(extra or {}),
+    }
+    if result.model == "fusion":
+        from safetensors.torch import save_file
+
+        model = result.ensemble
+        meta["architecture"] = {"dims": list(model.dims), "n_classes": model.n_classes, "hidden": list(model.hidden),
+                                "dropout": model.dropout, "attention_norm": model.attention_norm,
+                                "n_models": model.n_models}
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS))
+    else:
+        (out / BOOSTERS).write_text(json.dumps([m.to_dict() for m in result.ensemble]))
+    (out / META).write_text(json.dumps(meta, indent=1))
+    return out
+
+
+@dataclass
+class Checkpoint:
+    meta: dict
+    ensemble: object
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.meta["modalities"])
+
+    @property
+    def features(self) -> dict[str, dict]:
+        return self.meta["features"]
+
+    @property
+    def norm(self) -> dict[str, NormStats] | None:
+        stats = self.meta["feature_norm"]
+        if stats is None:
+            return None
+        return {m: NormStats(np.asarray(s["mean"], np.float32), np.asarray(s["std"], np.float32)) for m, s in stats.items()}
+
+    def check_features(self, offered: dict[str, dict]) -> None:
+        """Refuse features (modality -> feature_record()) that differ from the training features."""
+        problems = []
+        for m, want in self.features.items():
+            have = offered.get(m)
+            if have is None:
+                problems.append(f"{m}: the checkpoint needs feature {want['feature']!r} (encoder {want['encoder']}), none given")
+                continue
+            diffs = [f"{key} {have.get(key)!r} != trained {want[key]!r}" for key in FEATURE_FIELDS if have.get(key) != want[key]]
+            if diffs or have.get("identity_key") != want["identity_key"]:
+                problems.append(f"{m}: encoder {have.get('encoder')!r} (feature {have.get('feature')!r}) differs from the "
+                                f"trained {want['encoder']!r} (feature {want['feature']!r}): "
+                                + ("; ".join(diffs) or "identity key differs"))
+        if problems:
+            raise FeatureMismatch("features do not match the checkpoint:\n  " + "\n  ".join(problems))
+
+    def predict(self, ts: TestSet) -> TestPrediction:
+        if self.meta["model"] == "fusion":
+            from pipeline.training.cv import predict_folds
+
+            return predict_folds(self.ensemble, ts, self.modalities)
+        from pipeline.training.lgbm import predict_folds
+
+        return predict_folds(self.ensemble, ts, self.modalities)
+
+
+def load(path: Path) -> Checkpoint:
+    path = Path(path)
+    if not (path / META).is_file():
+        raise FileNotFoundError(f"{path} is not a checkpoint (no {META}): run the train stage")
+    meta = json.loads((path / META).read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: checkpoint format {meta.get('format')!r}, this code reads format {FORMAT}")
+    if tuple(meta["labels"]) != MER_LABELS:
+        raise ValueError(f"{path}: label set {meta['labels']} differs from this code's {list(MER_LABELS)}")
+    return Checkpoint(meta, _load_fusion(path, meta) if meta["model"] == "fusion" else _load_lightgbm(path, meta))
+
+
+def _load_fusion(path: Path, meta: dict):
+    from safetensors.torch import load_file
+
+    from pipeline.models.fusion import AttentionFusion
+
+    arch = meta["architecture"]
+    model = AttentionFusion(arch["dims"], arch["n_classes"], arch["hidden"], arch["dropout"], arch["attention_norm"],
+                            arch["n_models"])
+    model.load_state_dict(load_file(str(path / WEIGHTS)))
+    return model.eval()
+
+
+def _load_lightgbm(path: Path, meta: dict):
+    from pipeline.training.lgbm import FoldModel
+
+    return [FoldModel.from_dict(d, len(meta["labels"])) for d in json.loads((path / BOOSTERS).read_text())]

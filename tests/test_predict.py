@@ -1,0 +1,127 @@
+"""`mer predict` on generated clips: the same extract/encode/normalise/ensemble path as `train`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scipy.special import softmax
+from typer.testing import CliRunner
+
+from media_fixtures import write_clip
+from pipeline.cli import app
+from pipeline.datasets import Candidate, validate
+from pipeline.extract import extract
+from pipeline.config import load_section
+from pipeline.encode import encode_feature
+from pipeline.labels import MER_LABELS
+from pipeline.training.checkpoint import FeatureMismatch
+from pipeline.training.run import LOGIT_COLUMNS
+from stages import train
+
+PARAMS = {
+    "extract": {"workers": 1},
+    "encode": {"features": {"egemaps": {"encoder": "egemaps", "options": {}}, "fer": {"encoder": "fer", "options": {}}}},
+    "train": {"features": {"audio": "egemaps", "visual": "fer"}, "folds": 2, "epochs": 3, "hidden": [16, 8],
+              "feature_norm": "standard", "ablation": [], "seeds": [0]},
+}
+
+
+def write_params(path, overrides: dict | None = None):
+    params = yaml.safe_load(yaml.safe_dump(PARAMS))
+    for key, value in (overrides or {}).items():
+        params["encode"]["features"][key] = value
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """12 labelled clips (lengths and faces vary) and one test clip, through extract, encode and train."""
+    work = tmp_path_factory.mktemp("predict")
+    corpus = work / "corpus"
+    corpus.mkdir()
+    candidates = []
+    for i in range(12):
+        write_clip(corpus / f"c{i:02d}.mp4", seconds=0.6 + 0.05 * i, face=i % 3 != 0)
+        candidates.append(Candidate(f"c{i:02d}", "train", f"c{i:02d}.mp4", MER_LABELS[i % 6], float(i % 5 - 2)))
+    write_clip(corpus / "new.mp4", seconds=0.8)
+    candidates.append(Candidate("new", "test1", "new.mp4", "happy", 1.0))
+    manifest, rejects = validate(candidates, corpus, MER_LABELS, {})
+    assert rejects.empty
+    params = write_params(work / "params.yaml")
+    manifest.to_parquet(work / "manifest.parquet")
+    extract(manifest, corpus, work / "media.zarr", load_section("extract", params))
+    for name, spec in load_section("encode", params).features.items():
+        encode_feature(spec, [work / "media.zarr"], work / "features" / f"{name}.zarr")
+    train.run(params, work / "manifest.parquet", work / "media.zarr", None, work / "features",
+              work / "predictions.parquet", work / "cv.json", work / "curves", work / "checkpoint")
+    return work
+
+
+def test_predict_matches_the_trained_ensemble_on_the_same_clip(trained, tmp_path):
+    out = tmp_path / "pred.json"
+    done = CliRunner().invoke(app, ["predict", str(trained / "corpus/new.mp4"), str(tmp_path / "absent.mp4"),
+                                    "--checkpoint", str(trained / "checkpoint"), "--params", str(trained / "params.yaml"),
+                                    "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    records = {r["sample_id"]: r for r in json.loads(out.read_text())}
+    new, absent = records["new"], records["absent"]
+    preds = pd.read_parquet(trained / "predictions.parquet")
+    expected = preds[(preds["test"] == "test1") & (preds["sample_id"] == "new")].iloc[0]
+    probs = softmax(expected[LOGIT_COLUMNS].to_numpy(float))
+    assert np.allclose([new["probabilities"][c] for c in MER_LABELS], probs, atol=1e-5)
+    assert new["valence"] == pytest.approx(expected["valence"], abs=1e-5)
+    assert new["emotion"] == MER_LABELS[int(np.argmax(probs))] and new["modalities"] == "audio,visual"
+    assert new["error"] == ""
+    assert "missing file" in absent["error"] and absent["probabilities"] is None and absent["emotion"] is None
+
+
+def test_predict_writes_csv(trained, tmp_path):
+    out = tmp_path / "pred.csv"
+    done = CliRunner().invoke(app, ["predict", str(trained / "corpus/c01.mp4"), "--checkpoint", str(trained / "checkpoint"),
+                                    "--params", str(trained / "params.yaml"), "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    frame = pd.read_csv(out)
+    assert list(frame["sample_id"]) == ["c01"] and frame[[f"prob_{c}" for c in MER_LABELS]].sum(axis=1).iloc[0] == pytest.approx(1)
+
+
+def test_predict_refuses_another_visual_encoder(trained, tmp_path):
+    params = write_params(tmp_path / "params.yaml", {"fer": {"encoder": "fer", "options": {"include_probs": False}}})
+    done = CliRunner().invoke(app, ["predict", str(trained / "corpus/new.mp4"), "--checkpoint", str(trained / "checkpoint"),
+                                    "--params", str(params)])
+    assert isinstance(done.exception, FeatureMismatch)
+    assert "visual: encoder 'fer'" in str(done.exception) and "audio" not in str(done.exception)
+
+
+def test_train_stage_writes_checkpoint_curves_per_fold_and_seed_summary(trained):
+    curves = sorted((trained / "curves").glob("fold*.csv"))
+    assert [p.name for p in curves] == ["fold0.csv", "fold1.csv"]
+    frame = pd.read_csv(curves[0])
+    assert list(frame["epoch"]) == [1, 2, 3] and {"train_loss", "val_combined"} <= set(frame.columns)
+    report = json.loads((trained / "cv.json").read_text())
+    assert report["over_seeds"]["AV"]["f1_weighted"] == pytest.approx(report["runs"][0]["f1_weighted"])
+    meta = json.loads((trained / "checkpoint/checkpoint.json").read_text())
+    assert meta["features"]["audio"]["encoder"] == "egemaps" and meta["architecture"]["n_models"] == 2
+
+
+def test_lightgbm_checkpoint_predicts_like_its_training_run(trained, tmp_path):
+    params = tmp_path / "params.yaml"
+    raw = yaml.safe_load((trained / "params.yaml").read_text())
+    raw["train"] |= {"model": "lightgbm", "lightgbm": {"n_estimators": 10, "num_leaves": 4, "min_child_samples": 2}}
+    params.write_text(yaml.safe_dump(raw))
+    train.run(params, trained / "manifest.parquet", trained / "media.zarr", None, trained / "features",
+              tmp_path / "predictions.parquet", tmp_path / "cv.json", tmp_path / "curves", tmp_path / "checkpoint")
+    assert not list((tmp_path / "curves").glob("*.csv"))  # no epochs, no curves
+    done = CliRunner().invoke(app, ["predict", str(trained / "corpus/new.mp4"), "--checkpoint", str(tmp_path / "checkpoint"),
+                                    "--params", str(params), "--out", str(tmp_path / "pred.json")])
+    assert done.exit_code == 0, done.output
+    record = json.loads((tmp_path / "pred.json").read_text())[0]
+    preds = pd.read_parquet(tmp_path / "predictions.parquet")
+    expected = preds[(preds["test"] == "test1") & (preds["sample_id"] == "new")].iloc[0]
+    assert np.allclose([record["probabilities"][c] for c in MER_LABELS],
+                       softmax(expected[LOGIT_COLUMNS].to_numpy(float)), atol=1e-6)
+    assert record["valence"] == pytest.approx(expected["valence"], abs=1e-6)
