@@ -105,25 +105,27 @@ def train(params: Params = Path("params.yaml"), manifest: Annotated[Path, typer.
 
 
 @app.command()
-def pseudolabel(params: Params = Path("params.yaml"), manifest: Annotated[Path, typer.Option()] = MANIFEST,
+def pseudolabel(round_name: Annotated[str, typer.Argument(metavar="ROUND", help="a key of pseudolabel.rounds")],
+                params: Params = Path("params.yaml"), manifest: Annotated[Path, typer.Option()] = MANIFEST,
                 clean: Annotated[Path, typer.Option()] = MEDIA, corrupted: Annotated[Path, typer.Option()] = CORRUPTED,
                 features: Annotated[Path, typer.Option()] = FEATURES,
-                predictions: Annotated[Path, typer.Option(help="train's predictions")] = Path("models/predictions.parquet"),
                 cv_metrics: Annotated[Path, typer.Option()] = Path("metrics/cv.json"),
-                out: Annotated[Path, typer.Option()] = Path("models/pseudolabel_predictions.parquet"),
-                metrics: Annotated[Path, typer.Option()] = Path("metrics/pseudolabel.json"),
-                selected: Annotated[Path, typer.Option()] = Path("metrics/pseudolabel_selected.csv")):
-    """MER-SEMI: class thresholds from the main model's out-of-fold confidences (eta-quantile of correct
-    predictions, pseudolabel.eta), select unlabelled test3 items above them, retrain with the selection."""
+                out: Annotated[Path, typer.Option(help="this round's predictions")] = Path("models/pseudolabel/r1.parquet"),
+                metrics: Annotated[Path, typer.Option(help="folder for selection.json, selected.csv, class_balance.csv")]
+                = Path("metrics/pseudolabel/r1")):
+    """MER-SEMI, one round: class thresholds from the start model's out-of-fold confidences (eta-quantile of
+    correct predictions, pseudolabel.eta), select unlabelled test3 items above them, retrain with the selection.
+    The round starts from the predictions pseudolabel.rounds names for it."""
     from stages import pseudolabel as stage
 
-    _echo(stage.run(params, manifest, clean, corrupted, features, predictions, cv_metrics, out, metrics, selected))
+    _echo(stage.run(params, round_name, manifest, clean, corrupted, features, cv_metrics, out, metrics))
 
 
 @app.command()
 def evaluate(params: Params = Path("params.yaml"), manifest: Annotated[Path, typer.Option()] = MANIFEST,
              predictions: Annotated[Path, typer.Option()] = Path("models/predictions.parquet"),
-             semi_predictions: Annotated[Path, typer.Option()] = Path("models/pseudolabel_predictions.parquet"),
+             semi_predictions: Annotated[Path, typer.Option(help="pseudolabel's folder (last round) or one predictions file")]
+             = Path("models/pseudolabel"),
              cv_metrics: Annotated[Path, typer.Option()] = Path("metrics/cv.json"),
              out: Annotated[Path, typer.Option(help="metrics folder")] = Path("metrics"),
              submissions: Annotated[Path, typer.Option()] = Path("models/submissions")):
