@@ -121,6 +121,29 @@ def pseudolabel(round_name: Annotated[str, typer.Argument(metavar="ROUND", help=
     _echo(stage.run(params, round_name, manifest, clean, corrupted, features, cv_metrics, out, metrics))
 
 
+@app.command("semi-study")
+def semi_study(out: Annotated[Path, typer.Option(help="CSV, one row per experiment and round")] = Path("metrics/semi_study.csv"),
+               exp_json: Annotated[Path | None, typer.Option(help="saved `dvc exp show --json` output; default: run it")] = None):
+    """Collect an eta sweep (`dvc exp run -S pseudolabel.eta=...`) into one CSV: per experiment and round, eta,
+    pseudo-labels selected, their precision where true labels are known, and test F1 (MER-SEMI, MER-MULTI).
+    Plot with `dvc plots show OUT -x eta -y mer_semi_f1` or `-x selected`."""
+    import subprocess
+
+    import pandas as pd
+
+    from pipeline.training.semi import study_frame
+
+    text = exp_json.read_text() if exp_json else subprocess.run(
+        ["dvc", "exp", "show", "--json"], check=True, capture_output=True, text=True).stdout
+    frame = study_frame(json.loads(text))
+    if frame.empty:
+        raise typer.BadParameter("no experiment has metrics/pseudolabel/<round>/selection.json; run the sweep first")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False)
+    with pd.option_context("display.width", 160):
+        typer.echo(frame[frame["final"]].to_string(index=False))
+
+
 @app.command()
 def evaluate(params: Params = Path("params.yaml"), manifest: Annotated[Path, typer.Option()] = MANIFEST,
              predictions: Annotated[Path, typer.Option()] = Path("models/predictions.parquet"),
