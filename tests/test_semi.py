@@ -165,6 +165,7 @@ for i, name in enumerate(p["rounds"]):
 """
 
 
+@pytest.mark.slow
 def test_study_collects_dvc_experiments(tmp_path):
     """`mer semi-study` on real `dvc exp run -S pseudolabel.eta=...` runs of a one-stage project."""
     (tmp_path / "write_rounds.py").write_text(WRITE_ROUNDS)
