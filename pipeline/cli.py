@@ -107,25 +107,50 @@ def train(params: Params = Path("params.yaml"), manifest: Annotated[Path, typer.
 
 
 @app.command()
-def pseudolabel(params: Params = Path("params.yaml"), manifest: Annotated[Path, typer.Option()] = MANIFEST,
+def pseudolabel(round_name: Annotated[str, typer.Argument(metavar="ROUND", help="a key of pseudolabel.rounds")],
+                params: Params = Path("params.yaml"), manifest: Annotated[Path, typer.Option()] = MANIFEST,
                 clean: Annotated[Path, typer.Option()] = MEDIA, corrupted: Annotated[Path, typer.Option()] = CORRUPTED,
                 features: Annotated[Path, typer.Option()] = FEATURES,
-                predictions: Annotated[Path, typer.Option(help="train's predictions")] = Path("models/predictions.parquet"),
                 cv_metrics: Annotated[Path, typer.Option()] = Path("metrics/cv.json"),
-                out: Annotated[Path, typer.Option()] = Path("models/pseudolabel_predictions.parquet"),
-                metrics: Annotated[Path, typer.Option()] = Path("metrics/pseudolabel.json"),
-                selected: Annotated[Path, typer.Option()] = Path("metrics/pseudolabel_selected.csv")):
-    """MER-SEMI: class thresholds from the main model's out-of-fold confidences (eta-quantile of correct
-    predictions, pseudolabel.eta), select unlabelled test3 items above them, retrain with the selection."""
+                out: Annotated[Path, typer.Option(help="this round's predictions")] = Path("models/pseudolabel/r1.parquet"),
+                metrics: Annotated[Path, typer.Option(help="folder for selection.json, selected.csv, class_balance.csv")]
+                = Path("metrics/pseudolabel/r1")):
+    """MER-SEMI, one round: class thresholds from the start model's out-of-fold confidences (eta-quantile of
+    correct predictions, pseudolabel.eta), select unlabelled test3 items above them, retrain with the selection.
+    The round starts from the predictions pseudolabel.rounds names for it."""
     from stages import pseudolabel as stage
 
-    _echo(stage.run(params, manifest, clean, corrupted, features, predictions, cv_metrics, out, metrics, selected))
+    _echo(stage.run(params, round_name, manifest, clean, corrupted, features, cv_metrics, out, metrics))
+
+
+@app.command("semi-study")
+def semi_study(out: Annotated[Path, typer.Option(help="CSV, one row per experiment and round")] = Path("metrics/semi_study.csv"),
+               exp_json: Annotated[Path | None, typer.Option(help="saved `dvc exp show --json` output; default: run it")] = None):
+    """Collect an eta sweep (`dvc exp run -S pseudolabel.eta=...`) into one CSV: per experiment and round, eta,
+    pseudo-labels selected, their precision where true labels are known, and test F1 (MER-SEMI, MER-MULTI).
+    Plot with `dvc plots show OUT -x eta -y mer_semi_f1` or `-x selected`."""
+    import subprocess
+
+    import pandas as pd
+
+    from pipeline.training.semi import study_frame
+
+    text = exp_json.read_text() if exp_json else subprocess.run(
+        ["dvc", "exp", "show", "--json"], check=True, capture_output=True, text=True).stdout
+    frame = study_frame(json.loads(text))
+    if frame.empty:
+        raise typer.BadParameter("no experiment has metrics/pseudolabel/<round>/selection.json; run the sweep first")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False)
+    with pd.option_context("display.width", 160):
+        typer.echo(frame[frame["final"]].to_string(index=False))
 
 
 @app.command()
 def evaluate(params: Params = Path("params.yaml"), manifest: Annotated[Path, typer.Option()] = MANIFEST,
              predictions: Annotated[Path, typer.Option()] = Path("models/predictions.parquet"),
-             semi_predictions: Annotated[Path, typer.Option()] = Path("models/pseudolabel_predictions.parquet"),
+             semi_predictions: Annotated[Path, typer.Option(help="pseudolabel's folder (last round) or one predictions file")]
+             = Path("models/pseudolabel"),
              cv_metrics: Annotated[Path, typer.Option()] = Path("metrics/cv.json"),
              out: Annotated[Path, typer.Option(help="metrics folder")] = Path("metrics"),
              submissions: Annotated[Path, typer.Option()] = Path("models/submissions")):

@@ -138,6 +138,7 @@ class PseudolabelConfig:
     eta: float = 0.5
     max_per_class: int = 0           # 0 = no cap
     weight: float = 1.0              # loss weight of a pseudo-labelled item
+    rounds: dict[str, str] = field(default_factory=dict)  # round name -> the predictions it starts from
 
 
 @dataclass(frozen=True)

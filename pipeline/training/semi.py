@@ -1,21 +1,33 @@
 """MER-SEMI: confidence-based pseudo-labelling, Algorithm 1 of the MER 2023 paper used as a selector.
 
 For each labelled item whose out-of-fold prediction is right, its confidence (max softmax) joins its
-class's list; lambda_j is the eta-quantile of class j's list; an unlabelled item predicted as j with
-confidence above lambda_j is selected with its predicted label and valence. The paper's text says
-"highest eta portion" while its algorithm takes the eta-quantile (which keeps the top 1 - eta): this
-follows the algorithm, so a larger eta selects fewer, more confident items.
+class's list G_j; lambda_j is the eta-quantile of G_j; an unlabelled item predicted as j with confidence
+above lambda_j is selected, with its predicted label and valence as pseudo-targets.
+
+The paper's text says "highest eta portion" while its algorithm takes the eta-quantile, which keeps
+the top (1 - eta) of each class's correct confidences. This follows the algorithm: a larger eta
+selects fewer, more confident items (eta 0 keeps everything above the least confident correct item).
 """
 
 from __future__ import annotations
 
-import numpy as np
+import re
 
+import numpy as np
+import pandas as pd
+
+from pipeline.labels import MER_LABELS
 from pipeline.training.cv import softmax_np
+from pipeline.training.data import Table, label_index
+from pipeline.training.run import LOGIT_COLUMNS
+
+SELECTED_COLUMNS = ["sample_id", "label", "confidence", "valence"]
 
 
 def class_thresholds(oof_logits: np.ndarray, y: np.ndarray, eta: float, n_classes: int) -> np.ndarray:
     """lambda_j per class; +inf for a class with no correctly predicted labelled item (selects nothing)."""
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"pseudolabel.eta must lie in [0, 1], got {eta}")
     probs = softmax_np(oof_logits)
     pred, conf = probs.argmax(1), probs.max(1)
     right = (pred == y) & np.isfinite(conf)
@@ -25,7 +37,7 @@ def class_thresholds(oof_logits: np.ndarray, y: np.ndarray, eta: float, n_classe
 
 def select(logits: np.ndarray, thresholds: np.ndarray, max_per_class: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(selected mask, predicted class, confidence) for unlabelled items; with a cap, the most confident
-    items of each class are kept."""
+    items of each class are kept. Vectorised over the logits only, so memory is O(items x classes)."""
     probs = softmax_np(logits)
     pred, conf = probs.argmax(1), probs.max(1)
     chosen = conf > thresholds[pred]
@@ -35,3 +47,88 @@ def select(logits: np.ndarray, thresholds: np.ndarray, max_per_class: int = 0) -
             if len(members) > max_per_class:
                 chosen[members[np.argsort(-conf[members], kind="stable")[max_per_class:]]] = False
     return chosen, pred, conf
+
+
+def select_items(oof: pd.DataFrame, unlabelled: pd.DataFrame, eta: float,
+                 max_per_class: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Algorithm 1 on prediction frames: `oof` holds the labelled items' out-of-fold logits and their
+    `label`, `unlabelled` the model's logits and valence for the pool. Returns the selected items
+    (sample_id, pseudo-label, confidence, pseudo-valence, in the pool's order) and lambda per class."""
+    thresholds = class_thresholds(oof[LOGIT_COLUMNS].to_numpy(), label_index(oof["label"]), eta, len(MER_LABELS))
+    chosen, pred, conf = select(unlabelled[LOGIT_COLUMNS].to_numpy(), thresholds, max_per_class)
+    picked = pd.DataFrame({"sample_id": unlabelled["sample_id"].to_numpy()[chosen],
+                           "label": np.array(MER_LABELS, dtype=object)[pred[chosen]],
+                           "confidence": conf[chosen], "valence": unlabelled["valence"].to_numpy()[chosen]})
+    return picked, thresholds
+
+
+def pseudo_table(pool: Table, picked: pd.DataFrame) -> Table:
+    """The pool's rows of the selected items, with the pseudo-label and predicted valence as targets."""
+    table = pool.take(pool.rows["sample_id"].isin(picked["sample_id"]).to_numpy())
+    targets = picked.set_index("sample_id").loc[table.rows["sample_id"]]
+    table.rows = table.rows.assign(label=targets["label"].to_numpy(), valence=targets["valence"].to_numpy())
+    return table
+
+
+def with_truth(picked: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+    """Selected items with their hidden true label where the corpus knows it (generated corpora)."""
+    return picked.merge(manifest[["sample_id", "true_label"]], on="sample_id", how="left")
+
+
+def class_balance(picked: pd.DataFrame, thresholds: np.ndarray, oof: pd.DataFrame) -> pd.DataFrame:
+    """Per class: lambda_j, the size of G_j (correct out-of-fold items), items selected, and the
+    pseudo-label precision where true labels are known (`picked` from `with_truth`)."""
+    y = label_index(oof["label"])
+    right = oof[LOGIT_COLUMNS].to_numpy().argmax(1) == y
+    records = []
+    for j, name in enumerate(MER_LABELS):
+        mine = picked[picked["label"] == name]
+        known = mine["true_label"].notna()
+        records.append({"label": name, "threshold": None if np.isinf(thresholds[j]) else float(thresholds[j]),
+                        "correct_labelled": int((right & (y == j)).sum()), "selected": len(mine),
+                        "precision": float((mine.loc[known, "true_label"] == name).mean()) if known.any() else None})
+    return pd.DataFrame(records)
+
+
+def precision(picked: pd.DataFrame) -> float | None:
+    """Share of selected items whose pseudo-label equals the known true label (None: no truth known)."""
+    known = picked["true_label"].notna()
+    return float((picked.loc[known, "label"] == picked.loc[known, "true_label"]).mean()) if known.any() else None
+
+
+# ---------------------------------------------------------------- threshold study
+
+STUDY_COLUMNS = ["experiment", "eta", "round", "final", "selected", "precision", "mer_semi_f1", "mer_multi_f1",
+                 "mer_semi_f1_start", "mer_multi_f1_start"]
+_ROUND_METRICS = re.compile(r"(?:^|/)metrics/pseudolabel/(?P<round>[^/]+)/selection\.json$")
+
+
+def study_frame(exp_show: list[dict]) -> pd.DataFrame:
+    """One row per (experiment, round) from `dvc exp show --json`: eta, pseudo-labels selected, their
+    precision and the test F1 of the round's model. The workspace row repeats the last run and is left out."""
+    records = []
+    for state in _exp_states(exp_show):
+        data = state.get("data") or {}
+        if state.get("rev") == "workspace" or not data:
+            continue
+        rounds = [(m.group("round"), f["data"]) for path, f in (data.get("metrics") or {}).items()
+                  if (m := _ROUND_METRICS.search(path.replace("\\", "/"))) and "data" in f]
+        order = {name: i for i, name in enumerate(_params(data).get("rounds") or {})}
+        rounds.sort(key=lambda r: order.get(r[0], len(order)))
+        for i, (name, figures) in enumerate(rounds):
+            records.append({"experiment": state.get("name") or state["rev"][:7], "eta": figures.get("eta"),
+                            "round": name, "final": i == len(rounds) - 1}
+                           | {k: figures.get(k) for k in STUDY_COLUMNS[4:]})
+    frame = pd.DataFrame(records, columns=STUDY_COLUMNS)
+    return frame.sort_values(["eta", "experiment", "round"], kind="stable").reset_index(drop=True)
+
+
+def _exp_states(exp_show: list[dict]):
+    for state in exp_show:
+        yield state
+        for exp_range in state.get("experiments") or []:
+            yield from _exp_states(exp_range.get("revs") or [])
+
+
+def _params(data: dict) -> dict:
+    return ((data.get("params") or {}).get("params.yaml", {}).get("data") or {}).get("pseudolabel") or {}
