@@ -155,5 +155,19 @@ def doctor(params: Params = Path("params.yaml")):
     Console(width=160).print(table)
 
 
+@app.command("diff-report")
+def diff_report(base: Annotated[str, typer.Argument(help="git revision to compare against, e.g. origin/main")],
+                repo: Annotated[Path, typer.Option(help="project root (a git + DVC repository)")] = Path("."),
+                all_metrics: Annotated[bool, typer.Option("--all", help="list unchanged metrics too")] = False):
+    """Markdown tables of `dvc metrics diff` (with deltas) and `dvc params diff` between BASE and the
+    workspace. A BASE without metrics prints "No baseline yet" and exits 0."""
+    from pipeline.reporting.diff import UnknownRevision, diff_report as render
+
+    try:
+        typer.echo(render(repo, base, all_metrics))
+    except UnknownRevision as exc:
+        raise typer.BadParameter(str(exc), param_hint="BASE") from exc
+
+
 def main() -> None:
     app()
