@@ -169,5 +169,17 @@ def diff_report(base: Annotated[str, typer.Argument(help="git revision to compar
         raise typer.BadParameter(str(exc), param_hint="BASE") from exc
 
 
+@app.command()
+def report(metrics: Annotated[Path, typer.Option(help="metrics folder (evaluate, train, pseudolabel outputs)")] = Path("metrics"),
+           html: Annotated[Path, typer.Option(help="self-contained HTML page to write")] = Path("reports/report.html"),
+           summary: Annotated[Path, typer.Option(help="markdown summary to write")] = Path("reports/summary.md")):
+    """One HTML page (figures embedded, nothing fetched) and a markdown summary: challenge figures beside the
+    MER 2023 baseline, ablation, confusion matrix, per-class F1, robustness, pseudo-labels, training curves.
+    Missing metrics files are noted on the page."""
+    from pipeline.reporting.report import write_report
+
+    _echo(write_report(metrics, html, summary))
+
+
 def main() -> None:
     app()
