@@ -20,7 +20,7 @@ def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def project_copy(dest: Path, overrides: dict) -> Path:
-    for name in ("dvc.yaml", ".dvcignore"):
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(REPO / name, dest / name)
     for folder in ("pipeline", "stages"):
         shutil.copytree(REPO / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
