@@ -10,7 +10,6 @@ from pathlib import Path
 
 from dvc.repo import Repo
 from dvc.scm import RevError, resolve_rev
-
 import pandas as pd
 
 from pipeline.evaluation import markdown_table

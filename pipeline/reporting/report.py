@@ -77,18 +77,18 @@ def headline(folder: MetricsFolder) -> Section:
     section = Section("Challenge figures beside the MER 2023 baseline")
     rows = []
     for name, task in TASKS.items():
-        figures_ = folder.read(f"{name}.json", section)
-        if figures_ is None:
+        run = folder.read(f"{name}.json", section)
+        if run is None:
             continue
         paper = dict(PAPER_BASELINE[name])
         if "valence_mse" in paper:
             paper["combined"] = combined(paper["f1_weighted"], paper["valence_mse"])
         for key, label in FIGURES.items():
-            if key in figures_:
-                ours, theirs = figures_[key], paper.get(key)
+            if key in run:
+                ours, theirs = run[key], paper.get(key)
                 rows.append({"task": task, "figure": label, "this run": ours, "MER 2023 baseline": theirs,
                              "difference": None if theirs is None else ours - theirs,
-                             "items": int(figures_.get("n", 0)), "subset": figures_.get("subset", "")})
+                             "items": int(run.get("n", 0)), "subset": run.get("subset", "")})
     if rows:
         section.table(pd.DataFrame(rows))
         section.note("Baseline: the MER 2023 paper's best attention-fusion results on the challenge data; "
