@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from pipeline.labels import MER_LABELS  # noqa: E402
@@ -33,7 +34,7 @@ def confusion_matrix(confusion: pd.DataFrame) -> str:
     ax.set(xticks=range(len(MER_LABELS)), yticks=range(len(MER_LABELS)), xlabel="predicted", ylabel="actual")
     ax.set_xticklabels(MER_LABELS, rotation=35, ha="right")
     ax.set_yticklabels(MER_LABELS)
-    fig.colorbar(image, ax=ax, shrink=0.8, label="clips")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="clips").ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     return png_data_uri(fig)
 
 
