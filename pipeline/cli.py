@@ -196,5 +196,31 @@ def doctor(params: Params = Path("params.yaml")):
     Console(width=160).print(table)
 
 
+@app.command("diff-report")
+def diff_report(base: Annotated[str, typer.Argument(help="git revision to compare against, e.g. origin/main")],
+                repo: Annotated[Path, typer.Option(help="project root (a git + DVC repository)")] = Path("."),
+                all_metrics: Annotated[bool, typer.Option("--all", help="list unchanged metrics too")] = False):
+    """Markdown tables of `dvc metrics diff` (with deltas) and `dvc params diff` between BASE and the
+    workspace. A BASE without metrics prints "No baseline yet" and exits 0."""
+    from pipeline.reporting.diff import UnknownRevision, diff_report as render
+
+    try:
+        typer.echo(render(repo, base, all_metrics))
+    except UnknownRevision as exc:
+        raise typer.BadParameter(str(exc), param_hint="BASE") from exc
+
+
+@app.command()
+def report(metrics: Annotated[Path, typer.Option(help="metrics folder (evaluate, train, pseudolabel outputs)")] = Path("metrics"),
+           html: Annotated[Path, typer.Option(help="self-contained HTML page to write")] = Path("reports/report.html"),
+           summary: Annotated[Path, typer.Option(help="markdown summary to write")] = Path("reports/summary.md")):
+    """One HTML page (figures embedded, nothing fetched) and a markdown summary: challenge figures beside the
+    MER 2023 baseline, ablation, confusion matrix, per-class F1, robustness, pseudo-labels, training curves.
+    Missing metrics files are noted on the page."""
+    from pipeline.reporting.report import write_report
+
+    _echo(write_report(metrics, html, summary))
+
+
 def main() -> None:
     app()

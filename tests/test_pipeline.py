@@ -1,45 +1,18 @@
 """End to end: real `dvc repro` of every stage on a small generated corpus, in a fresh git repo."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from dvc_project import project_copy, run
+
 SMALL = {
     "demo": {"n_train": 72, "n_test1": 24, "n_test2": 18, "n_test3_labelled": 12, "n_unlabelled": 30},
     "corrupt": {"robustness_snr_db": [0], "robustness_blur": [4]},
     "train": {"epochs": 40},
 }
-
-
-def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
-    return done
-
-
-def project_copy(dest: Path, overrides: dict) -> Path:
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(REPO / name, dest / name)
-    for folder in ("pipeline", "stages"):
-        shutil.copytree(REPO / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in overrides.items():
-        params[section].update(values)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], dest)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "init"], dest)
-    run(["dvc", "init", "-q"], dest)
-    shutil.copytree(REPO / ".dvc/plots", dest / ".dvc/plots")
-    return dest
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,210 @@
+"""`mer report`: one self-contained HTML page (figures embedded as PNG) and a markdown summary of a run,
+read from the metrics folder `evaluate`, `train` and `pseudolabel` write.
+
+A missing or unreadable file leaves a note in its section instead of stopping the report.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.evaluation import PAPER_BASELINE, markdown_table
+from pipeline.labels import MER_LABELS
+from pipeline.training.metrics import combined
+
+from . import figures
+
+TASKS = {"mer_multi": "MER-MULTI", "mer_noise": "MER-NOISE", "mer_semi": "MER-SEMI"}
+FIGURES = {"f1_weighted": "weighted F1", "valence_mse": "valence MSE", "combined": "F1 - 0.25 MSE"}
+
+
+@dataclass
+class Section:
+    title: str
+    html: list[str] = field(default_factory=list)
+    markdown: list[str] = field(default_factory=list)
+
+    def table(self, frame: pd.DataFrame) -> None:
+        self.html.append(html_table(frame))
+        self.markdown.append(markdown_table(frame))
+
+    def figure(self, uri: str, caption: str) -> None:
+        self.html.append(f'<figure><img src="{uri}" alt="{html.escape(caption)}">'
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+    def note(self, text: str) -> None:
+        self.html.append(f'<p class="note">{html.escape(text)}</p>')
+        self.markdown.append(f"_{text}_\n")
+
+
+def html_table(frame: pd.DataFrame) -> str:
+    """A plain HTML table; numeric columns right-aligned, floats to 4 decimals, missing values as a dash."""
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
+    cell = lambda tag, text, num: f'<{tag} class="num">{text}</{tag}>' if num else f"<{tag}>{text}</{tag}>"  # noqa: E731
+    text = lambda v: "—" if pd.isna(v) else (f"{v:.4f}" if isinstance(v, float) else html.escape(str(v)))  # noqa: E731
+    head = "".join(cell("th", html.escape(str(c)), n) for c, n in zip(frame.columns, numeric))
+    rows = ["<tr>" + "".join(cell("td", text(v), n) for v, n in zip(row, numeric)) + "</tr>"
+            for row in frame.itertuples(index=False)]
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+class MetricsFolder:
+    """Reads files of the metrics folder; a missing or unreadable one becomes a note in `section`."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.missing: list[str] = []
+
+    def read(self, name: str, section: Section):
+        path = self.root / name
+        if not path.is_file():
+            self.missing.append(name)
+            section.note(f"{path} not found: run the stage that writes it (dvc repro).")
+            return None
+        try:
+            return json.loads(path.read_text()) if path.suffix == ".json" else pd.read_csv(path)
+        except (OSError, ValueError) as exc:
+            section.note(f"{path} could not be read: {exc}")
+            return None
+
+
+def headline(folder: MetricsFolder) -> Section:
+    section = Section("Challenge figures beside the MER 2023 baseline")
+    rows = []
+    for name, task in TASKS.items():
+        run = folder.read(f"{name}.json", section)
+        if run is None:
+            continue
+        paper = dict(PAPER_BASELINE[name])
+        if "valence_mse" in paper:
+            paper["combined"] = combined(paper["f1_weighted"], paper["valence_mse"])
+        for key, label in FIGURES.items():
+            if key in run:
+                ours, theirs = run[key], paper.get(key)
+                rows.append({"task": task, "figure": label, "this run": ours, "MER 2023 baseline": theirs,
+                             "difference": None if theirs is None else ours - theirs,
+                             "items": int(run.get("n", 0)), "subset": run.get("subset", "")})
+    if rows:
+        section.table(pd.DataFrame(rows))
+        section.note("Baseline: the MER 2023 paper's best attention-fusion results on the challenge data; "
+                     "a demo-corpus run is not comparable in absolute terms. Its F1 - 0.25 MSE is computed "
+                     "from the published F1 and MSE.")
+    return section
+
+
+def ablation(folder: MetricsFolder) -> Section:
+    section = Section("Ablation: modality subsets")
+    records = folder.read("ablation.json", section)
+    if records is not None:
+        section.table(pd.DataFrame(records))
+    return section
+
+
+def per_class(folder: MetricsFolder) -> Section:
+    section = Section("Per class (MER-MULTI, main subset)")
+    confusion = folder.read("confusion.csv", section)
+    if confusion is not None:
+        section.figure(figures.confusion_matrix(confusion), "Confusion matrix on test1 (clip counts)")
+    valence = folder.read("valence.csv", section)
+    if valence is not None:
+        section.figure(figures.valence_scatter(valence), "Predicted against true valence on test1")
+    scores = folder.read("per_class_f1.csv", section)
+    if scores is not None:
+        section.table(scores)
+    return section
+
+
+def robustness(folder: MetricsFolder) -> Section:
+    section = Section("Robustness to noise")
+    curve = folder.read("robustness.csv", section)
+    if curve is None:
+        return section
+    if curve["snr_db"].notna().any():
+        section.figure(figures.robustness_curve(curve), "test2 at fixed SNRs (no blur); dotted: the clean view")
+    else:
+        section.note("robustness.csv has no fixed-SNR view (corrupt.robustness_snr_db is empty): no curve.")
+    by_snr = curve.pivot_table(index="subset", columns="snr", values="f1_weighted", sort=False)
+    by_snr.columns.name = None
+    section.table(by_snr.reset_index())
+    return section
+
+
+def pseudolabels(folder: MetricsFolder) -> Section:
+    section = Section("Pseudo-labels (MER-SEMI)")
+    summary = folder.read("pseudolabel.json", section)
+    selected = folder.read("pseudolabel_selected.csv", section)
+    if summary is None:
+        return section
+    precision = summary.get("precision")
+    section.note(f"eta {summary['eta']}: {summary['selected']} of {summary['unlabelled']} unlabelled items selected"
+                 + (f", precision {precision:.3f} against their true labels" if precision is not None else "")
+                 + (f". {summary['note']}" if summary.get("note") else ""))
+    if selected is None or selected.empty:
+        section.note("No selected items: no threshold curve.")
+    else:
+        section.figure(figures.threshold_curve(selected, summary["thresholds"]),
+                       "Items kept and their precision under a stricter global confidence cut; "
+                       "dashed: the per-class thresholds")
+    section.table(per_class_selection(summary, selected))
+    return section
+
+
+def per_class_selection(summary: dict, selected: pd.DataFrame | None) -> pd.DataFrame:
+    rows = []
+    for label in MER_LABELS:
+        row = {"class": label, "threshold": summary["thresholds"].get(label), "selected": summary["per_class"].get(label)}
+        if selected is not None and not selected.empty:
+            mine = selected[(selected["label"] == label) & selected["true_label"].notna()]
+            row["precision"] = figures.precision(mine)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def training(folder: MetricsFolder) -> Section:
+    section = Section("Training curves (main subset)")
+    curves = folder.read("train_curves.csv", section)
+    if curves is not None:
+        section.figure(figures.training_curves(curves), "Validation F1 - 0.25 MSE per epoch, one line per fold")
+    return section
+
+
+SECTIONS = (headline, ablation, per_class, robustness, pseudolabels, training)
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.25em; border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.8em; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
+th, td { padding: .3em .7em; border-bottom: 1px solid #e3e3e3; text-align: left; }
+th { background: #f4f6f8; } .num { text-align: right; font-variant-numeric: tabular-nums; }
+.flow { display: flex; flex-wrap: wrap; gap: .5em 2.5em; align-items: flex-start; }
+.flow > .note { flex-basis: 100%; margin: .3em 0; }
+figure { margin: .8em 0; max-width: 100%; } img { max-width: 100%; height: auto; }
+figcaption, .note { color: #555; font-size: .9em; }
+"""
+
+
+def render_html(title: str, sections: list[Section]) -> str:
+    body = "\n".join(f'<section><h2>{html.escape(s.title)}</h2>\n<div class="flow">' + "\n".join(s.html) + "</div></section>"
+                     for s in sections)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{STYLE}</style></head>\n<body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n")
+
+
+def render_markdown(title: str, sections: list[Section]) -> str:
+    parts = [f"# {title}\n"]
+    parts += [f"## {s.title}\n\n" + "\n".join(s.markdown) for s in sections if s.markdown]
+    return "\n".join(parts)
+
+
+def write_report(metrics: Path, html_out: Path, markdown_out: Path, title: str = "Emotion recognition run") -> dict:
+    folder = MetricsFolder(metrics)
+    sections = [make(folder) for make in SECTIONS]
+    for path, text in ((html_out, render_html(title, sections)), (markdown_out, render_markdown(title, sections))):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return {"html": str(html_out), "markdown": str(markdown_out), "missing": folder.missing}

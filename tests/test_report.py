@@ -1,0 +1,77 @@
+"""`mer report`: the HTML page and markdown summary from the committed metrics, missing-file notes, and
+the page as headless Chromium renders it."""
+
+import base64
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.reporting.report import write_report
+
+METRICS = Path(__file__).resolve().parents[1] / "metrics"
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    shutil.copytree(METRICS, out / "metrics")
+    result = write_report(out / "metrics", out / "report.html", out / "summary.md")
+    assert result["missing"] == []
+    return out
+
+
+def test_page_has_every_section_with_embedded_figures(rendered):
+    page = (rendered / "report.html").read_text()
+    for title in ("MER 2023 baseline", "Ablation", "Per class", "Robustness", "Pseudo-labels", "Training curves"):
+        assert title in page
+    # the committed MER-MULTI F1 beside the paper's, and an ablation row
+    assert re.search(r"<td>MER-MULTI</td><td>weighted F1</td><td class=\"num\">0.4921</td><td class=\"num\">0.7757</td>", page)
+    assert "<td>AVT</td>" in page and "0.6351" in page
+    images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) == 5  # confusion, valence, robustness, threshold curve, training curves
+    assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
+    assert not re.search(r'(src|href)="(https?:)?//', page)  # self-contained: nothing fetched
+
+
+def test_summary_has_the_headline_and_per_class_tables(rendered):
+    summary = (rendered / "summary.md").read_text()
+    assert "| MER-SEMI | weighted F1 | 0.7755 | 0.8675 |" in summary
+    assert "| sad | 0.5263 | 11 |" in summary
+    assert "| angry | 0.6874 | 12 | 1.0000 |" in summary  # pseudo-label threshold, count, precision
+
+
+def test_missing_and_broken_files_become_notes(tmp_path):
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    shutil.copy(METRICS / "mer_multi.json", metrics)
+    shutil.copy(METRICS / "pseudolabel.json", metrics)
+    (metrics / "ablation.json").write_text("{not json")
+    result = write_report(metrics, tmp_path / "r.html", tmp_path / "r.md")
+    page = (tmp_path / "r.html").read_text()
+    assert "mer_noise.json" in result["missing"] and "confusion.csv" in result["missing"]
+    assert "ablation.json could not be read" in page
+    assert "pseudolabel_selected.csv not found" in page and "no threshold curve" in page
+    assert "0.4921" in page and "<img" not in page
+
+
+def test_headless_chromium_renders_a_non_blank_page(rendered, tmp_path):
+    browser = next((b for b in BROWSERS if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip(f"no headless browser on PATH (looked for {', '.join(BROWSERS)}); apt-get install chromium")
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+                    f"--screenshot={shot}", "--window-size=1200,2000", (rendered / "report.html").as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=int)
+    assert pixels.shape == (2000, 1200, 3)
+    ink = (pixels < 235).any(axis=2)
+    assert 0.03 < ink.mean() < 0.6, ink.mean()  # text, tables and figures, not an empty or error page
+    blue = (pixels[..., 2] - pixels[..., 0] > 60) & (pixels[..., 2] > 120)
+    assert blue.sum() > 2000  # the confusion matrix (Blues) is drawn in the first screen
