@@ -2,12 +2,14 @@
 the page as headless Chromium renders it."""
 
 import base64
+import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -26,38 +28,55 @@ def rendered(tmp_path_factory) -> Path:
     return out
 
 
+def committed(name: str):
+    path = METRICS / name
+    return json.loads(path.read_text()) if path.suffix == ".json" else pd.read_csv(path)
+
+
+def last_round() -> str:
+    return sorted((p.parent.name for p in METRICS.glob("pseudolabel/*/selection.json")), key=lambda r: (len(r), r))[-1]
+
+
 def test_page_has_every_section_with_embedded_figures(rendered):
     page = (rendered / "report.html").read_text()
     for title in ("MER 2023 baseline", "Ablation", "Per class", "Robustness", "Pseudo-labels", "Training curves"):
         assert title in page
-    # the committed MER-MULTI F1 beside the paper's, and an ablation row
-    assert re.search(r"<td>MER-MULTI</td><td>weighted F1</td><td class=\"num\">0.4921</td><td class=\"num\">0.7757</td>", page)
-    assert "<td>AVT</td>" in page and "0.6351" in page
+    multi = committed("mer_multi.json")["f1_weighted"]  # the run's MER-MULTI F1 beside the paper's
+    assert re.search(rf'<td>MER-MULTI</td><td>weighted F1</td><td class="num">{multi:.4f}</td><td class="num">0.7757</td>', page)
+    for row in committed("ablation.json"):
+        assert f"<td>{row['subset']}</td>" in page
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(images) == 5  # confusion, valence, robustness, threshold curve, training curves
+    threshold_curve = not committed(f"pseudolabel/{last_round()}/selected.csv").empty
+    study = (METRICS / "semi_study.csv").is_file()
+    # confusion, valence, robustness, training curves, and the pseudo-label figures that have data
+    assert len(images) == 4 + threshold_curve + study
     assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
     assert not re.search(r'(src|href)="(https?:)?//', page)  # self-contained: nothing fetched
 
 
 def test_summary_has_the_headline_and_per_class_tables(rendered):
     summary = (rendered / "summary.md").read_text()
-    assert "| MER-SEMI | weighted F1 | 0.7755 | 0.8675 |" in summary
-    assert "| sad | 0.5263 | 11 |" in summary
-    assert "| angry | 0.6874 | 12 | 1.0000 |" in summary  # pseudo-label threshold, count, precision
+    semi = committed("mer_semi.json")["f1_weighted"]
+    assert f"| MER-SEMI | weighted F1 | {semi:.4f} | 0.8675 |" in summary
+    first = committed("per_class_f1.csv").iloc[0]
+    assert f"| {first['label']} | {first['f1']:.4f} |" in summary
+    selection = committed(f"pseudolabel/{last_round()}/selection.json")
+    label, threshold = next((c, t) for c, t in selection["thresholds"].items() if t is not None)
+    assert f"| {label} | {threshold:.4f} | {selection['per_class'][label]} |" in summary
 
 
 def test_missing_and_broken_files_become_notes(tmp_path):
     metrics = tmp_path / "metrics"
-    metrics.mkdir()
+    (metrics / "pseudolabel/r1").mkdir(parents=True)
     shutil.copy(METRICS / "mer_multi.json", metrics)
-    shutil.copy(METRICS / "pseudolabel.json", metrics)
+    shutil.copy(METRICS / f"pseudolabel/{last_round()}/selection.json", metrics / "pseudolabel/r1")
     (metrics / "ablation.json").write_text("{not json")
     result = write_report(metrics, tmp_path / "r.html", tmp_path / "r.md")
     page = (tmp_path / "r.html").read_text()
     assert "mer_noise.json" in result["missing"] and "confusion.csv" in result["missing"]
     assert "ablation.json could not be read" in page
-    assert "pseudolabel_selected.csv not found" in page and "no threshold curve" in page
-    assert "0.4921" in page and "<img" not in page
+    assert "selected.csv not found" in page and "no threshold curve" in page
+    assert f"{committed('mer_multi.json')['f1_weighted']:.4f}" in page and "<img" not in page
 
 
 def test_headless_chromium_renders_a_non_blank_page(rendered, tmp_path):

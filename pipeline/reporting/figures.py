@@ -75,6 +75,20 @@ def threshold_curve(selected: pd.DataFrame, thresholds: dict[str, float | None])
     return png_data_uri(fig)
 
 
+def eta_study(study: pd.DataFrame) -> str:
+    """Final-round test F1 (MER-SEMI and MER-MULTI) against eta and against the pseudo-labels selected."""
+    final = study[study["final"].astype(bool)].sort_values("eta")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    for x, ax in zip(("eta", "selected"), axes):
+        for column, label in (("mer_semi_f1", "MER-SEMI F1"), ("mer_multi_f1", "MER-MULTI F1")):
+            ax.plot(final[x], final[column], marker="o", label=label)
+        ax.axhline(final["mer_semi_f1_start"].mean(), color="grey", linestyle=":", label="labelled only (SEMI)")
+        ax.set(xlabel="eta" if x == "eta" else "pseudo-labels selected", ylabel="weighted F1")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return png_data_uri(fig)
+
+
 def precision(rows: pd.DataFrame) -> float:
     """Share of pseudo-labels equal to the true label (NaN for no rows)."""
     return float((rows["label"] == rows["true_label"]).mean()) if len(rows) else np.nan

@@ -60,6 +60,11 @@ class MetricsFolder:
         self.root = root
         self.missing: list[str] = []
 
+    def rounds(self) -> list[str]:
+        """Pseudo-labelling rounds with a selection file, in round order (r1, r2, ..., r10)."""
+        found = [p.parent.name for p in (self.root / "pseudolabel").glob("*/selection.json")]
+        return sorted(found, key=lambda r: (len(r), r))
+
     def read(self, name: str, section: Section):
         path = self.root / name
         if not path.is_file():
@@ -135,22 +140,34 @@ def robustness(folder: MetricsFolder) -> Section:
 
 
 def pseudolabels(folder: MetricsFolder) -> Section:
+    """The last pseudo-labelling round in detail, every round in one table, and the eta study if run."""
     section = Section("Pseudo-labels (MER-SEMI)")
-    summary = folder.read("pseudolabel.json", section)
-    selected = folder.read("pseudolabel_selected.csv", section)
+    rounds = folder.rounds()
+    if not rounds:
+        section.note(f"{folder.root / 'pseudolabel'} holds no round: run the pseudolabel stages (dvc repro).")
+        return section
+    summaries = {r: folder.read(f"pseudolabel/{r}/selection.json", section) for r in rounds}
+    last = rounds[-1]
+    summary, selected = summaries[last], folder.read(f"pseudolabel/{last}/selected.csv", section)
     if summary is None:
         return section
-    precision = summary.get("precision")
-    section.note(f"eta {summary['eta']}: {summary['selected']} of {summary['unlabelled']} unlabelled items selected"
-                 + (f", precision {precision:.3f} against their true labels" if precision is not None else "")
-                 + (f". {summary['note']}" if summary.get("note") else ""))
+    section.table(pd.DataFrame([{"round": r, "eta": s["eta"], "unlabelled": s["unlabelled"], "selected": s["selected"],
+                                 "precision": s.get("precision")} for r, s in summaries.items() if s is not None]))
+    if summary.get("note"):
+        section.note(f"{last}: {summary['note']}")
     if selected is None or selected.empty:
-        section.note("No selected items: no threshold curve.")
+        section.note(f"{last}: no selected items, no threshold curve.")
     else:
         section.figure(figures.threshold_curve(selected, summary["thresholds"]),
-                       "Items kept and their precision under a stricter global confidence cut; "
+                       f"{last}: items kept and their precision under a stricter global confidence cut; "
                        "dashed: the per-class thresholds")
     section.table(per_class_selection(summary, selected))
+    study = folder.root / "semi_study.csv"
+    if study.is_file():
+        section.figure(figures.eta_study(pd.read_csv(study)), "Threshold study: test F1 against eta and against "
+                       "the number of pseudo-labels (one point per experiment, final round)")
+    else:
+        section.note("No threshold study yet: run the eta sweep and `mer semi-study` (README, MER-SEMI).")
     return section
 
 
@@ -167,9 +184,12 @@ def per_class_selection(summary: dict, selected: pd.DataFrame | None) -> pd.Data
 
 def training(folder: MetricsFolder) -> Section:
     section = Section("Training curves (main subset)")
-    curves = folder.read("train_curves.csv", section)
-    if curves is not None:
-        section.figure(figures.training_curves(curves), "Validation F1 - 0.25 MSE per epoch, one line per fold")
+    files = sorted((folder.root / "train_curves").glob("fold*.csv"))
+    if not files:
+        section.note(f"{folder.root / 'train_curves'} holds no fold curves (LightGBM has none; else run train).")
+        return section
+    curves = pd.concat([pd.read_csv(f).assign(fold=int(f.stem[4:])) for f in files])
+    section.figure(figures.training_curves(curves), "Validation F1 - 0.25 MSE per epoch, one line per fold")
     return section
 
 
