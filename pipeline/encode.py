@@ -11,7 +11,7 @@ import pandas as pd
 from pipeline.config import EncoderSpec
 from pipeline.encoders import ENCODERS, config_key, make_encoder
 from pipeline.executors import run_tasks
-from pipeline.store.features import MODALITY_KEY, FeatureStore, Identity
+from pipeline.store.features import FeatureStore, Identity
 from pipeline.store.media import MediaStore
 
 
@@ -51,7 +51,7 @@ def pending(views: list[Path], store: FeatureStore, identity: Identity) -> pd.Da
     frames = []
     for view in views:
         rows = MediaStore(view).view()
-        rows["cache_key"] = identity.cache_keys(rows[MODALITY_KEY[identity.modality]])
+        rows["cache_key"] = identity.cache_keys(rows[identity.column])
         rows["media_store"] = str(view)
         frames.append(rows[rows["cache_key"].notna()])
     todo = pd.concat(frames, ignore_index=True).drop_duplicates("cache_key")
