@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -32,14 +33,16 @@ def resolve_device(device: str) -> str:
 
 
 @lru_cache(maxsize=2)
-def _encoder(spec_name: str, options: tuple, runtime: tuple):
-    return make_encoder(spec_name, dict(options), **dict(runtime))
+def _encoder(spec_name: str, options: str, runtime: tuple):
+    return make_encoder(spec_name, json.loads(options), **dict(runtime))
 
 
 def build_encoder(spec: EncoderSpec, runtime: dict):
+    """One encoder per (spec, runtime) and process: tasks of a run share the loaded model."""
     if spec.encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {spec.encoder!r}; choices: {', '.join(sorted(ENCODERS))}")
-    return _encoder(spec.encoder, tuple(sorted(spec.options.items(), key=str)), tuple(sorted(runtime.items())))
+    # options hold lists (layers): JSON text is their hashable form
+    return _encoder(spec.encoder, json.dumps(spec.options, sort_keys=True), tuple(sorted(runtime.items())))
 
 
 def identity_of(encoder) -> Identity:

@@ -46,19 +46,17 @@ def save_hubert(path: Path) -> str:
     return str(path)
 
 
-def save_bert(path: Path, seed: int = 0, nan_output: bool = False) -> str:
-    """nan_output: a NaN in the last layer's output LayerNorm, so every output is NaN."""
+def save_bert(path: Path, seed: int = 0, nan_word: str = "") -> str:
+    """nan_word: that word's embedding is NaN, so any text containing it encodes to NaN."""
     from transformers import BertConfig, BertModel, BertTokenizer
-    path.mkdir(parents=True, exist_ok=True)
-    vocab = path / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "."]) + "\n")
-    BertTokenizer(vocab_file=str(vocab)).save_pretrained(path)
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "."]
+    BertTokenizer(vocab={t: i for i, t in enumerate(tokens)}).save_pretrained(path)
     torch.manual_seed(seed)
     model = BertModel(BertConfig(vocab_size=len(WORDS) + 6, num_hidden_layers=4, max_position_embeddings=64,
                                  **TINY))
-    if nan_output:
+    if nan_word:
         with torch.no_grad():
-            model.encoder.layer[-1].output.LayerNorm.weight[0] = float("nan")
+            model.embeddings.word_embeddings.weight[5 + WORDS.index(nan_word)] = float("nan")
     model.save_pretrained(path)
     return str(path)
 
