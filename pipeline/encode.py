@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
+from tqdm import tqdm
 
 from pipeline.config import EncoderSpec
 from pipeline.encoders import ENCODERS, config_key, make_encoder
+from pipeline.encoders.base import is_silent
 from pipeline.executors import run_tasks
 from pipeline.store.features import FeatureStore, Identity
 from pipeline.store.media import MediaStore
@@ -73,26 +78,72 @@ def encode_feature(spec: EncoderSpec, views: list[Path], store_path: Path, batch
     todo = pending(views, store, identity)
     tasks = [EncodeTask(spec, tuple(sorted(runtime.items())), str(store_path), chunk.to_dict("records"))
              for chunk in (todo.iloc[i:i + items_per_part] for i in range(0, len(todo), items_per_part))]
-    missing = 0
-    for result in run_tasks(encode_part, tasks, executor, workers, address, desc=f"encode {store_path.stem}"):
-        missing += result["missing"]
+    desc = f"encode {store_path.stem}"
+    if executor == "local" and workers == 1:
+        results = run_pipelined(tasks, desc)
+    else:
+        results = run_tasks(encode_part, tasks, executor, workers, address, desc=desc)
+    missing = sum(result["missing"] for result in results)
     return {"encoded": len(todo), "missing": missing, "dim": store.meta()["dim"]}
 
 
 def encode_part(task: EncodeTask) -> dict:
     """Runs in a worker: read the inputs from the media store, encode, write one feature part."""
-    encoder = build_encoder(task.spec, dict(task.runtime))
-    inputs = [_input(row, encoder.modality) for row in task.rows]
-    vectors = encoder.encode(inputs)
-    reasons = ["" if v is not None else "encoder gave no vector (empty or silent input, or NaN/inf output)"
-               for v in vectors]
+    inputs = read_inputs(task)
+    return write_part(task, inputs, build_encoder(task.spec, dict(task.runtime)).encode(inputs))
+
+
+def run_pipelined(tasks: list[EncodeTask], desc: str, prefetch: int = 2) -> Iterator[dict]:
+    """One process: while part i encodes (torch over all cores), a reader thread loads the media of
+    the next parts and a writer thread commits the previous ones, so I/O hides behind compute."""
+    bar = tqdm(total=len(tasks), desc=desc, unit="part")
+    with ThreadPoolExecutor(1, "encode-read") as reader, ThreadPoolExecutor(1, "encode-write") as writer:
+        reads = deque(reader.submit(read_inputs, t) for t in tasks[:prefetch])
+        writes: deque[Future] = deque()
+        for i, task in enumerate(tasks):
+            inputs = reads.popleft().result()
+            if i + prefetch < len(tasks):
+                reads.append(reader.submit(read_inputs, tasks[i + prefetch]))
+            vectors = build_encoder(task.spec, dict(task.runtime)).encode(inputs)
+            writes.append(writer.submit(write_part, task, inputs, vectors))
+            while writes and (writes[0].done() or len(writes) > prefetch):
+                bar.update(1)
+                yield writes.popleft().result()
+        for write in writes:
+            bar.update(1)
+            yield write.result()
+    bar.close()
+
+
+def read_inputs(task: EncodeTask) -> list:
+    modality = ENCODERS[task.spec.encoder].modality
+    stores: dict[str, MediaStore] = {}
+    return [_input(row, modality, stores) for row in task.rows]
+
+
+def write_part(task: EncodeTask, inputs: list, vectors: list) -> dict:
+    modality = ENCODERS[task.spec.encoder].modality
+    reasons = ["" if v is not None else why_missing(x, modality) for x, v in zip(inputs, vectors)]
     store = FeatureStore(task.store)
     store.write([r["cache_key"] for r in task.rows], vectors, reasons, int(store.meta()["dim"]))
     return {"missing": sum(v is None for v in vectors)}
 
 
-def _input(row: dict, modality: str):
+def why_missing(item, modality: str) -> str:
+    """Why an encoder gave no vector for this input."""
+    if modality == "audio" and is_silent(item):
+        return "silent or empty audio"
+    if modality == "text" and not (isinstance(item, str) and item.strip()):
+        return "empty transcript"
+    if modality == "visual" and len(item) == 0:
+        return "no face found"
+    return "NaN/inf output, or input too short for the encoder"
+
+
+def _input(row: dict, modality: str, stores: dict[str, MediaStore]):
     if modality == "text":
         return row["transcript"]
-    item = MediaStore(row["media_store"]).load(pd.Series(row))
+    path = row["media_store"]
+    store = stores.setdefault(path, MediaStore(path))
+    item = store.load(pd.Series(row))
     return item.audio if modality == "audio" else item.found_faces

@@ -25,6 +25,7 @@ PARTS_DIR = "parts"
 class PartStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        self._open: dict[tuple[str, str], zarr.Array] = {}   # committed parts never change
 
     def create(self) -> PartStore:
         """Create the group skeleton once, before writers start (writers then only add parts)."""
@@ -39,6 +40,7 @@ class PartStore:
         return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:20]
 
     def write_part(self, part: str, arrays: dict[str, np.ndarray], index: pd.DataFrame, chunk_rows: dict[str, int]):
+        self._open = {k: v for k, v in self._open.items() if k[0] != part}
         group = zarr.open_group(str(self.root / PARTS_DIR / part), mode="w")
         for name, data in arrays.items():
             rows = max(1, min(chunk_rows.get(name, 64), len(data)))
@@ -72,7 +74,9 @@ class PartStore:
         return stale
 
     def array(self, part: str, name: str) -> zarr.Array:
-        return zarr.open_array(str(self.root / PARTS_DIR / part / name), mode="r")
+        if (part, name) not in self._open:
+            self._open[part, name] = zarr.open_array(str(self.root / PARTS_DIR / part / name), mode="r")
+        return self._open[part, name]
 
     def read(self, part: str, name: str, start: int, stop: int) -> np.ndarray:
         return self.array(part, name)[start:stop]
