@@ -213,4 +213,5 @@ def test_dask_local_cluster_store_equals_local_store(models, tmp_path):
     cols = ["cache_key", "row", "status", "part"]
     by_key = lambda s: FeatureStore(s).index()[cols].sort_values("cache_key").reset_index(drop=True)  # noqa: E731
     pd.testing.assert_frame_equal(by_key(local), by_key(dask))
-    np.testing.assert_array_equal(loaded(local, view), loaded(dask, view))
+    # workers run torch on one thread, the local run on all cores: float sums differ in the last bit
+    np.testing.assert_allclose(loaded(local, view), loaded(dask, view), rtol=1e-6, atol=1e-6)
