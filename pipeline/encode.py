@@ -14,7 +14,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline.config import EncoderSpec
-from pipeline.encoders import ENCODERS, config_key, make_encoder
+from pipeline.encoders import ENCODERS, config_key, make_config, make_encoder
 from pipeline.encoders.base import is_silent
 from pipeline.executors import run_tasks
 from pipeline.store.features import FeatureStore, Identity
@@ -51,7 +51,17 @@ def build_encoder(spec: EncoderSpec, runtime: dict):
 
 
 def identity_of(encoder) -> Identity:
-    return Identity(encoder.name, encoder.version, encoder.modality, config_key(encoder), encoder.library_versions())
+    return identity_for(type(encoder), encoder.config)
+
+
+def identity_for(cls, config) -> Identity:
+    return Identity(cls.name, cls.version, cls.modality, config_key(config), cls.library_versions())
+
+
+def spec_identity(spec: EncoderSpec) -> Identity:
+    """The identity a spec's encoder will have, without loading its model."""
+    cls, config, _ = make_config(spec.encoder, spec.options)
+    return identity_for(cls, config)
 
 
 def pending(views: list[Path], store: FeatureStore, identity: Identity) -> pd.DataFrame:
@@ -70,12 +80,15 @@ def pending(views: list[Path], store: FeatureStore, identity: Identity) -> pd.Da
 def encode_feature(spec: EncoderSpec, views: list[Path], store_path: Path, batch_size: int = 16,
                    device: str = "auto", executor: str = "local", workers: int = 1, address: str = "",
                    items_per_part: int = 256) -> dict:
+    identity = spec_identity(spec)
+    store = FeatureStore(store_path)
+    todo = pending(views, store, identity)   # committed parts only: uncommitted ones never count
+    if todo.empty and store.holds(identity):
+        return {"encoded": 0, "missing": 0, "dim": store.meta()["dim"]}   # no model loaded
     runtime = {"batch_size": batch_size, "device": resolve_device(device)}
     encoder = build_encoder(spec, runtime)
-    identity = identity_of(encoder)
-    store = FeatureStore(store_path).create(identity, encoder.probe_dim())
+    store.create(identity, encoder.probe_dim())
     store.parts.remove_uncommitted()
-    todo = pending(views, store, identity)
     tasks = [EncodeTask(spec, tuple(sorted(runtime.items())), str(store_path), chunk.to_dict("records"))
              for chunk in (todo.iloc[i:i + items_per_part] for i in range(0, len(todo), items_per_part))]
     desc = f"encode {store_path.stem}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -65,18 +64,17 @@ def test_unknown_option_and_encoder_rejected():
 def test_config_key_drops_defaults_and_runtime_knobs(bert_path):
     base = make_encoder("hf-text", {"model_path": bert_path, "batch_size": 4}, device="cpu")
     assert base.batch_size == 4
-    assert config_key(base) == {"model_path": bert_path}
+    assert config_key(base.config) == {"model_path": bert_path}
     explicit_default = make_encoder("hf-text", {"model_path": bert_path, "layers": [-4, -3, -2, -1]})
-    assert config_key(explicit_default) == config_key(base)
+    assert config_key(explicit_default.config) == config_key(base.config)
     other = make_encoder("hf-text", {"model_path": bert_path, "layers": [-1]})
-    assert config_key(other) == {"layers": [-1], "model_path": bert_path}
+    assert config_key(other.config) == {"layers": [-1], "model_path": bert_path}
 
 
 def test_config_key_rejects_non_json_values():
     from pipeline.encoders.hf_text import HFTextConfig
-    fake = SimpleNamespace(config=HFTextConfig(model_path=Path("/x")))
     with pytest.raises(TypeError, match="model_path"):
-        config_key(fake)
+        config_key(HFTextConfig(model_path=Path("/x")))
 
 
 def test_finite_or_none():

@@ -108,8 +108,9 @@ class HFEncoder(Encoder):
             return False, not_cached_message(config.model_id)
         return True, f"model {config.model_id!r} is not cached: it will be downloaded on first use"
 
-    def library_versions(self) -> dict[str, str]:
-        return versions(*self.DISTRIBUTIONS)
+    @classmethod
+    def library_versions(cls) -> dict[str, str]:
+        return versions(*cls.DISTRIBUTIONS)
 
     def load(self, auto_cls, **kwargs):
         """`auto_cls.from_pretrained` on this encoder's source, failing with how to get the weights."""

@@ -84,6 +84,10 @@ class FeatureStore:
             raise FileNotFoundError(f"{self.root} is not a feature store (no {self.META}): run the encode stage")
         return json.loads(path.read_text())
 
+    def holds(self, identity: Identity) -> bool:
+        """Whether this store exists and was last written by `identity`."""
+        return (self.root / self.META).is_file() and self.meta()["identity_key"] == identity.key
+
     def identity(self) -> Identity:
         return Identity(**self.meta()["identity"])
 
