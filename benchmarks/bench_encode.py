@@ -9,7 +9,8 @@
 3. Loading all utterance features of a `--store-items` item store (dim `--dim`, parts of 256 items,
    as the encode stage writes them) for training: FeatureStore.load over a view of every item.
 
-    python benchmarks/bench_encode.py [--runs 3] [--items 64] [--batch-size 8] [--store-items 100000]
+    python benchmarks/bench_encode.py [--runs 3] [--items 64] [--batch-size 8] [--items-per-part 8]
+                                      [--store-items 100000] [--dim 1024]
 """
 
 from __future__ import annotations
@@ -60,9 +61,10 @@ def bare_forward(path: str, waves: list[np.ndarray], batch_size: int) -> None:
             model(**inputs, output_hidden_states=True)
 
 
-def encode_run(spec: EncoderSpec, view: Path, store: Path, batch_size: int) -> dict:
+def encode_run(spec: EncoderSpec, view: Path, store: Path, batch_size: int, items_per_part: int) -> dict:
     encode_mod._encoder.cache_clear()   # each run loads its model, as a fresh `mer encode` does
-    return encode_mod.encode_feature(spec, [view], store, batch_size=batch_size, device="cpu", items_per_part=32)
+    return encode_mod.encode_feature(spec, [view], store, batch_size=batch_size, device="cpu",
+                                     items_per_part=items_per_part)
 
 
 def bench_encode(root: Path, args) -> dict:
@@ -77,9 +79,9 @@ def bench_encode(root: Path, args) -> dict:
     for run in range(args.runs):
         store = root / f"feat{run}.zarr"
         bare.append(timed(lambda: bare_forward(path, waves, args.batch_size)))
-        full.append(timed(lambda: encode_run(spec, view, store, args.batch_size)))
-        noop.append(timed(lambda: encode_run(spec, view, store, args.batch_size)))
-    assert encode_run(spec, view, store, args.batch_size)["encoded"] == 0
+        full.append(timed(lambda: encode_run(spec, view, store, args.batch_size, args.items_per_part)))
+        noop.append(timed(lambda: encode_run(spec, view, store, args.batch_size, args.items_per_part)))
+    assert encode_run(spec, view, store, args.batch_size, args.items_per_part)["encoded"] == 0
     med = {k: statistics.median(v) for k, v in {"full": full, "bare": bare, "noop": noop}.items()}
     return {
         "encode_seconds": round(med["full"], 3), "bare_forward_seconds": round(med["bare"], 3),
@@ -88,7 +90,7 @@ def bench_encode(root: Path, args) -> dict:
         "encode_runs_seconds": [round(x, 3) for x in full], "bare_runs_seconds": [round(x, 3) for x in bare],
         "noop_runs_seconds": [round(x, 3) for x in noop],
         "items": args.items, "audio_seconds_total": round(sum(len(w) for w in waves) / SR, 1),
-        "batch_size": args.batch_size, "items_per_part": 32,
+        "batch_size": args.batch_size, "items_per_part": args.items_per_part,
         "model": "wav2vec2 " + ", ".join(f"{k}={v}" for k, v in MODEL.items()),
     }
 
@@ -119,6 +121,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--items", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--items-per-part", type=int, default=8, help="parts per run = items / this")
     parser.add_argument("--store-items", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=1024)
     args = parser.parse_args()

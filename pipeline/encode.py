@@ -21,6 +21,9 @@ from pipeline.store.features import FeatureStore, Identity
 from pipeline.store.media import MediaStore
 
 
+INPUT_LENGTH = {"audio": "audio_len", "visual": "n_faces"}   # text: the transcript's length
+
+
 @dataclass(frozen=True)
 class EncodeTask:
     spec: EncoderSpec
@@ -74,7 +77,10 @@ def pending(views: list[Path], store: FeatureStore, identity: Identity) -> pd.Da
         frames.append(rows[rows["cache_key"].notna()])
     todo = pd.concat(frames, ignore_index=True).drop_duplicates("cache_key")
     done = set(store.index()["cache_key"])
-    return todo[~todo["cache_key"].isin(done)].sort_values("cache_key")
+    todo = todo[~todo["cache_key"].isin(done)]
+    # length buckets across the whole run: each part, and each batch in it, holds similar lengths
+    lengths = todo["transcript"].str.len() if identity.modality == "text" else todo[INPUT_LENGTH[identity.modality]]
+    return todo.assign(length=lengths).sort_values(["length", "cache_key"]).drop(columns="length")
 
 
 def encode_feature(spec: EncoderSpec, views: list[Path], store_path: Path, batch_size: int = 16,

@@ -133,16 +133,14 @@ class FeatureStore:
     def matrix(self) -> tuple[np.ndarray, dict[str, int], dict[str, str]]:
         """All stored vectors as one matrix, a row per ok cache key, and the reason per missing key."""
         index = self.index()
-        blocks, lookup, missing, offset = [], {}, {}, 0
-        for part, rows in index.groupby("part", sort=True):
-            utt = self.parts.array(part, "utt")[...]
-            blocks.append(utt)
-            for key, row, status, reason in rows[["cache_key", "row", "status", "reason"]].itertuples(index=False):
-                if status == "ok":
-                    lookup[key] = offset + int(row)
-                else:
-                    missing.setdefault(key, reason)
-            offset += len(utt)
+        parts = sorted(index["part"].unique())
+        blocks = self.parts.read_all(parts, "utt")
+        offsets = dict(zip(parts, np.cumsum([0] + [len(b) for b in blocks[:-1]])))
+        ok = index["status"] == "ok"
+        rows = index["row"][ok].to_numpy() + index["part"][ok].map(offsets).to_numpy()
+        lookup = dict(zip(index["cache_key"][ok], rows.tolist()))
+        gone = index[~ok].drop_duplicates("cache_key")
+        missing = dict(zip(gone["cache_key"], gone["reason"]))
         dim = int(self.meta()["dim"])
         matrix = np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float32)
         return matrix, lookup, missing
