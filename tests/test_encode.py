@@ -215,3 +215,25 @@ def test_dask_local_cluster_store_equals_local_store(models, tmp_path):
     pd.testing.assert_frame_equal(by_key(local), by_key(dask))
     # workers run torch on one thread, the local run on all cores: float sums differ in the last bit
     np.testing.assert_allclose(loaded(local, view), loaded(dask, view), rtol=1e-6, atol=1e-6)
+
+
+def test_export_of_an_encoded_store_names_files_by_sample_id(models, tmp_path):
+    from pipeline.store.exchange import export_hdf5, export_npy, import_npy
+    clips = items(4) + [media_item("quiet", transcript="")]
+    view = media_view(tmp_path / "media.zarr", clips)
+    store = tmp_path / "text.zarr"
+    encode(text(models), view, store)
+    rows = MediaStore(view).view().sort_values("sample_id")
+    X, present = FeatureStore(store).load(rows)
+    folder = export_npy(FeatureStore(store), tmp_path / "out", view=view)
+    assert sorted(p.stem for p in folder.glob("*.npy")) == sorted(rows["sample_id"][present])
+    for sample, x in zip(rows["sample_id"][present], X[present]):
+        np.testing.assert_array_equal(np.load(folder / f"{sample}.npy"), x)
+    import_npy(folder, "text", tmp_path / "back.zarr")   # and back in, keyed by sample id
+    X_back, present_back = FeatureStore(tmp_path / "back.zarr").load(rows)
+    assert present_back.tolist() == present.tolist()
+    np.testing.assert_array_equal(X_back[present], X[present])
+    import h5py
+    with h5py.File(export_hdf5(FeatureStore(store), tmp_path / "t.h5", view=view)) as h5:
+        np.testing.assert_array_equal(h5["utterance"][...], X[present])
+        assert "frames" not in h5
