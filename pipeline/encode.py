@@ -1,4 +1,10 @@
-"""The `encode` stage's logic: run one feature's encoder over every view's items not yet in its store."""
+"""The `encode` stage's logic: run one feature's encoder over every view's items not yet in its store.
+
+Pending items are sorted by input length and cut into parts (the unit of commit and resume); the
+encoder batches within a part with padding masks. In one process a reader thread prefetches parts
+and a writer thread commits them while the model runs; with several workers or Dask, each task
+reads, encodes and writes its own part. A run with nothing pending never loads the model.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +25,6 @@ from pipeline.encoders.base import is_silent
 from pipeline.executors import run_tasks
 from pipeline.store.features import FeatureStore, Identity
 from pipeline.store.media import MediaStore
-
 
 INPUT_LENGTH = {"audio": "audio_len", "visual": "n_faces"}   # text: the transcript's length
 
