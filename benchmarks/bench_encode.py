@@ -135,7 +135,7 @@ def main() -> None:
                "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
     OUT.mkdir(exist_ok=True)
     results = {
-        "encode_overhead": {"figure": "encode wall time / bare forward passes, same inputs and batch size "
+        "overhead": {"figure": "encode wall time / bare forward passes, same inputs and batch size "
                                       "(target <= 1.25); no-op re-run / full run (target < 0.05)", **encode},
         "feature_load": {"figure": "seconds to load all utterance features of the store for training", **load},
     }
