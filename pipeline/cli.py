@@ -87,6 +87,40 @@ def encode(feature: Annotated[str, typer.Argument(help="a feature name from enco
     _echo(stage.run(params, feature, clean, corrupted, out or FEATURES / f"{feature}.zarr"))
 
 
+@app.command("export-features")
+def export_features(store: Annotated[Path, typer.Argument(help="feature store, e.g. featurestore/features/egemaps.zarr")],
+                    out: Annotated[Path, typer.Option(help="npy: root folder that gets features/<NAME>/; hdf5: the .h5 file")],
+                    format: Annotated[str, typer.Option(help="npy (MER 2023 baseline layout) | hdf5")] = "npy",
+                    view: Annotated[Path | None, typer.Option(help="media view whose sample ids name the files; "
+                                                              "not needed for imported stores")] = MEDIA,
+                    level: Annotated[str, typer.Option(help="npy: utterance (1-D per sample) | frame ([T, D])")] = "utterance",
+                    name: Annotated[str, typer.Option(help="npy: FEATURE_NAME folder; default <store>-UTT / -FRA")] = ""):
+    """Write a feature store's features per sample: MER 2023's features/<NAME>/<sample>.npy, or one HDF5 file
+    (names, utterance matrix, frames with offsets, missing samples with reasons, encoder identity)."""
+    from pipeline.store import exchange
+    from pipeline.store.features import FeatureStore
+
+    features = FeatureStore(store)
+    view = view if view is not None and features.identity().keyed_by == "" else None
+    if format == "npy":
+        _echo(str(exchange.export_npy(features, out, view, level, name)))
+    elif format == "hdf5":
+        _echo(str(exchange.export_hdf5(features, out, view)))
+    else:
+        raise typer.BadParameter(f"format {format!r}: use npy or hdf5")
+
+
+@app.command("import-features")
+def import_features(folder: Annotated[Path, typer.Argument(help="a features/<FEATURE_NAME>/ folder of <sample>.npy files")],
+                    modality: Annotated[str, typer.Option(help="audio | visual | text")],
+                    out: Annotated[Path | None, typer.Option(help="feature store; default featurestore/features/<FEATURE_NAME>.zarr")] = None):
+    """Read pre-extracted features in the MER 2023 layout (1-D utterance vector or [T, D] frames per sample) into a
+    feature store keyed by sample id; select it for training with train.features.<modality>: <FEATURE_NAME>."""
+    from pipeline.store import exchange
+
+    _echo(exchange.import_npy(folder, modality, out or FEATURES / f"{folder.name}.zarr"))
+
+
 @app.command()
 def train(params: Params = Path("params.yaml"), manifest: Annotated[Path, typer.Option()] = MANIFEST,
           clean: Annotated[Path, typer.Option()] = MEDIA, corrupted: Annotated[Path, typer.Option()] = CORRUPTED,

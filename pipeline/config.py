@@ -92,6 +92,7 @@ class EncodeConfig:
     batch_size: int = 16
     device: str = "auto"             # auto | cpu | cuda
     max_failure_rate: float = 0.1
+    items_per_part: int = 256        # items per task and per committed store part (the unit of resume)
 
 
 @dataclass(frozen=True)

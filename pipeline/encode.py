@@ -1,18 +1,32 @@
-"""The `encode` stage's logic: run one feature's encoder over every view's items not yet in its store."""
+"""The `encode` stage's logic: run one feature's encoder over every view's items not yet in its store.
+
+Pending items are sorted by input length and cut into parts (the unit of commit and resume); the
+encoder batches within a part with padding masks. In one process a reader thread prefetches parts
+and a writer thread commits them while the model runs; with several workers or Dask, each task
+reads, encodes and writes its own part. A run with nothing pending never loads the model.
+"""
 
 from __future__ import annotations
 
+import json
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
+from tqdm import tqdm
 
 from pipeline.config import EncoderSpec
-from pipeline.encoders import ENCODERS, config_key, make_encoder
+from pipeline.encoders import ENCODERS, config_key, make_config, make_encoder
+from pipeline.encoders.base import is_silent
 from pipeline.executors import run_tasks
-from pipeline.store.features import MODALITY_KEY, FeatureStore, Identity
+from pipeline.store.features import FeatureStore, Identity
 from pipeline.store.media import MediaStore
+
+INPUT_LENGTH = {"audio": "audio_len", "visual": "n_faces"}   # text: the transcript's length
 
 
 @dataclass(frozen=True)
@@ -32,18 +46,30 @@ def resolve_device(device: str) -> str:
 
 
 @lru_cache(maxsize=2)
-def _encoder(spec_name: str, options: tuple, runtime: tuple):
-    return make_encoder(spec_name, dict(options), **dict(runtime))
+def _encoder(spec_name: str, options: str, runtime: tuple):
+    return make_encoder(spec_name, json.loads(options), **dict(runtime))
 
 
 def build_encoder(spec: EncoderSpec, runtime: dict):
+    """One encoder per (spec, runtime) and process: tasks of a run share the loaded model."""
     if spec.encoder not in ENCODERS:
         raise ValueError(f"unknown encoder {spec.encoder!r}; choices: {', '.join(sorted(ENCODERS))}")
-    return _encoder(spec.encoder, tuple(sorted(spec.options.items(), key=str)), tuple(sorted(runtime.items())))
+    # options hold lists (layers): JSON text is their hashable form
+    return _encoder(spec.encoder, json.dumps(spec.options, sort_keys=True), tuple(sorted(runtime.items())))
 
 
 def identity_of(encoder) -> Identity:
-    return Identity(encoder.name, encoder.version, encoder.modality, config_key(encoder), encoder.library_versions())
+    return identity_for(type(encoder), encoder.config)
+
+
+def identity_for(cls, config) -> Identity:
+    return Identity(cls.name, cls.version, cls.modality, config_key(config), cls.library_versions())
+
+
+def spec_identity(spec: EncoderSpec) -> Identity:
+    """The identity a spec's encoder will have, without loading its model."""
+    cls, config, _ = make_config(spec.encoder, spec.options)
+    return identity_for(cls, config)
 
 
 def pending(views: list[Path], store: FeatureStore, identity: Identity) -> pd.DataFrame:
@@ -51,45 +77,97 @@ def pending(views: list[Path], store: FeatureStore, identity: Identity) -> pd.Da
     frames = []
     for view in views:
         rows = MediaStore(view).view()
-        rows["cache_key"] = identity.cache_keys(rows[MODALITY_KEY[identity.modality]])
+        rows["cache_key"] = identity.cache_keys(rows[identity.column])
         rows["media_store"] = str(view)
         frames.append(rows[rows["cache_key"].notna()])
     todo = pd.concat(frames, ignore_index=True).drop_duplicates("cache_key")
     done = set(store.index()["cache_key"])
-    return todo[~todo["cache_key"].isin(done)].sort_values("cache_key")
+    todo = todo[~todo["cache_key"].isin(done)]
+    # length buckets across the whole run: each part, and each batch in it, holds similar lengths
+    lengths = todo["transcript"].str.len() if identity.modality == "text" else todo[INPUT_LENGTH[identity.modality]]
+    return todo.assign(length=lengths).sort_values(["length", "cache_key"]).drop(columns="length")
 
 
 def encode_feature(spec: EncoderSpec, views: list[Path], store_path: Path, batch_size: int = 16,
                    device: str = "auto", executor: str = "local", workers: int = 1, address: str = "",
                    items_per_part: int = 256) -> dict:
+    identity = spec_identity(spec)
+    store = FeatureStore(store_path)
+    todo = pending(views, store, identity)   # committed parts only: uncommitted ones never count
+    if todo.empty and store.holds(identity):
+        return {"encoded": 0, "missing": 0, "dim": store.meta()["dim"]}   # no model loaded
     runtime = {"batch_size": batch_size, "device": resolve_device(device)}
     encoder = build_encoder(spec, runtime)
-    identity = identity_of(encoder)
-    store = FeatureStore(store_path).create(identity, encoder.probe_dim())
+    store.create(identity, encoder.probe_dim())
     store.parts.remove_uncommitted()
-    todo = pending(views, store, identity)
     tasks = [EncodeTask(spec, tuple(sorted(runtime.items())), str(store_path), chunk.to_dict("records"))
              for chunk in (todo.iloc[i:i + items_per_part] for i in range(0, len(todo), items_per_part))]
-    missing = 0
-    for result in run_tasks(encode_part, tasks, executor, workers, address, desc=f"encode {store_path.stem}"):
-        missing += result["missing"]
+    desc = f"encode {store_path.stem}"
+    if executor == "local" and workers == 1:
+        results = run_pipelined(tasks, desc)
+    else:
+        results = run_tasks(encode_part, tasks, executor, workers, address, desc=desc)
+    missing = sum(result["missing"] for result in results)
     return {"encoded": len(todo), "missing": missing, "dim": store.meta()["dim"]}
 
 
 def encode_part(task: EncodeTask) -> dict:
     """Runs in a worker: read the inputs from the media store, encode, write one feature part."""
-    encoder = build_encoder(task.spec, dict(task.runtime))
-    inputs = [_input(row, encoder.modality) for row in task.rows]
-    vectors = encoder.encode(inputs)
-    reasons = ["" if v is not None else "encoder gave no vector (empty or silent input, or NaN/inf output)"
-               for v in vectors]
+    inputs = read_inputs(task)
+    return write_part(task, inputs, build_encoder(task.spec, dict(task.runtime)).encode(inputs))
+
+
+def run_pipelined(tasks: list[EncodeTask], desc: str, prefetch: int = 2) -> Iterator[dict]:
+    """One process: while part i encodes (torch over all cores), a reader thread loads the media of
+    the next parts and a writer thread commits the previous ones, so I/O hides behind compute."""
+    bar = tqdm(total=len(tasks), desc=desc, unit="part")
+    with ThreadPoolExecutor(1, "encode-read") as reader, ThreadPoolExecutor(1, "encode-write") as writer:
+        reads = deque(reader.submit(read_inputs, t) for t in tasks[:prefetch])
+        writes: deque[Future] = deque()
+        for i, task in enumerate(tasks):
+            inputs = reads.popleft().result()
+            if i + prefetch < len(tasks):
+                reads.append(reader.submit(read_inputs, tasks[i + prefetch]))
+            vectors = build_encoder(task.spec, dict(task.runtime)).encode(inputs)
+            writes.append(writer.submit(write_part, task, inputs, vectors))
+            while writes and (writes[0].done() or len(writes) > prefetch):
+                bar.update(1)
+                yield writes.popleft().result()
+        for write in writes:
+            bar.update(1)
+            yield write.result()
+    bar.close()
+
+
+def read_inputs(task: EncodeTask) -> list:
+    modality = ENCODERS[task.spec.encoder].modality
+    stores: dict[str, MediaStore] = {}
+    return [_input(row, modality, stores) for row in task.rows]
+
+
+def write_part(task: EncodeTask, inputs: list, vectors: list) -> dict:
+    modality = ENCODERS[task.spec.encoder].modality
+    reasons = ["" if v is not None else why_missing(x, modality) for x, v in zip(inputs, vectors)]
     store = FeatureStore(task.store)
     store.write([r["cache_key"] for r in task.rows], vectors, reasons, int(store.meta()["dim"]))
     return {"missing": sum(v is None for v in vectors)}
 
 
-def _input(row: dict, modality: str):
+def why_missing(item, modality: str) -> str:
+    """Why an encoder gave no vector for this input."""
+    if modality == "audio" and is_silent(item):
+        return "silent or empty audio"
+    if modality == "text" and not (isinstance(item, str) and item.strip()):
+        return "empty transcript"
+    if modality == "visual" and len(item) == 0:
+        return "no face found"
+    return "NaN/inf output, or input too short for the encoder"
+
+
+def _input(row: dict, modality: str, stores: dict[str, MediaStore]):
     if modality == "text":
         return row["transcript"]
-    item = MediaStore(row["media_store"]).load(pd.Series(row))
+    path = row["media_store"]
+    store = stores.setdefault(path, MediaStore(path))
+    item = store.load(pd.Series(row))
     return item.audio if modality == "audio" else item.found_faces

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,84 +17,29 @@ from pipeline.encoders.fer_tflite import preprocess
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-SR = 16000
-WORDS = "the a man woman is are playing plays guitar piano music happy sad angry today very".split()
-
-
-def noise(seconds: float, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).normal(0, 0.1, int(seconds * SR)).astype(np.float32)
-
-
-def faces(n: int, size: int = 48, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+from encode_fixtures import (SR, faces, noise, save_bert, save_clip, save_hubert, save_resnet, save_vit,
+                             save_wav2vec2)
 
 
 # ---------------------------------------------------------------- tiny local models
 
-def _save_wav2vec2(root: Path, name: str, norm: str, model_cls=None) -> str:
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
-    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
-                            intermediate_size=37, conv_dim=(16, 16), conv_stride=(5, 5),
-                            conv_kernel=(10, 3), num_conv_pos_embeddings=16,
-                            num_conv_pos_embedding_groups=2, feat_extract_norm=norm,
-                            do_stable_layer_norm=norm == "layer")
-    torch.manual_seed(0)
-    model = (model_cls or Wav2Vec2Model)(config)
-    path = root / name
-    model.save_pretrained(path)
-    # HF's rule: an attention mask only for layer-norm models (group norm sees the padding anyway)
-    Wav2Vec2FeatureExtractor(return_attention_mask=norm == "layer", do_normalize=True).save_pretrained(path)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def audio_models(tmp_path_factory):
-    from transformers import HubertConfig, HubertModel
     root = tmp_path_factory.mktemp("audio")
-    paths = {"w2v-layer": _save_wav2vec2(root, "w2v-layer", "layer"),
-             "w2v-group": _save_wav2vec2(root, "w2v-group", "group")}
-    config = HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                          intermediate_size=37, conv_dim=(16, 16), conv_stride=(5, 5),
-                          conv_kernel=(10, 3), num_conv_pos_embeddings=16,
-                          num_conv_pos_embedding_groups=2, feat_extract_norm="layer",
-                          do_stable_layer_norm=True)
-    torch.manual_seed(1)
-    paths["hubert"] = str(root / "hubert")
-    HubertModel(config).save_pretrained(paths["hubert"])
-    from transformers import Wav2Vec2FeatureExtractor
-    Wav2Vec2FeatureExtractor(return_attention_mask=True).save_pretrained(paths["hubert"])
-    return paths
+    return {"w2v-layer": save_wav2vec2(root / "w2v-layer", "layer"),
+            "w2v-group": save_wav2vec2(root / "w2v-group", "group"),
+            "hubert": save_hubert(root / "hubert")}
 
 
 @pytest.fixture(scope="module")
 def bert_path(tmp_path_factory):
-    from transformers import BertConfig, BertModel, BertTokenizer
-    root = tmp_path_factory.mktemp("bert")
-    vocab = root / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "."]) + "\n")
-    BertTokenizer(vocab_file=str(vocab)).save_pretrained(root / "model")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(WORDS) + 6, hidden_size=32, num_hidden_layers=4,
-                        num_attention_heads=2, intermediate_size=37, max_position_embeddings=64)
-    BertModel(config).save_pretrained(root / "model")
-    return str(root / "model")
+    return save_bert(tmp_path_factory.mktemp("bert") / "model")
 
 
 @pytest.fixture(scope="module")
 def image_models(tmp_path_factory):
-    from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, ViTConfig,
-                              ViTImageProcessor, ViTModel)
     root = tmp_path_factory.mktemp("image")
-    torch.manual_seed(0)
-    ViTModel(ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
-                       num_attention_heads=2, intermediate_size=37)).save_pretrained(root / "vit")
-    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(root / "vit")
-    tiny = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
-    clip = CLIPConfig(text_config=dict(tiny, vocab_size=50), projection_dim=16,
-                      vision_config=dict(tiny, image_size=32, patch_size=8))
-    CLIPModel(clip).save_pretrained(root / "clip")
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size=32).save_pretrained(root / "clip")
-    return {"vit": str(root / "vit"), "clip": str(root / "clip")}
+    return {"vit": save_vit(root / "vit"), "clip": save_clip(root / "clip"), "resnet": save_resnet(root / "resnet")}
 
 
 # ---------------------------------------------------------------- registry and config keys
@@ -120,18 +64,17 @@ def test_unknown_option_and_encoder_rejected():
 def test_config_key_drops_defaults_and_runtime_knobs(bert_path):
     base = make_encoder("hf-text", {"model_path": bert_path, "batch_size": 4}, device="cpu")
     assert base.batch_size == 4
-    assert config_key(base) == {"model_path": bert_path}
+    assert config_key(base.config) == {"model_path": bert_path}
     explicit_default = make_encoder("hf-text", {"model_path": bert_path, "layers": [-4, -3, -2, -1]})
-    assert config_key(explicit_default) == config_key(base)
+    assert config_key(explicit_default.config) == config_key(base.config)
     other = make_encoder("hf-text", {"model_path": bert_path, "layers": [-1]})
-    assert config_key(other) == {"layers": [-1], "model_path": bert_path}
+    assert config_key(other.config) == {"layers": [-1], "model_path": bert_path}
 
 
 def test_config_key_rejects_non_json_values():
     from pipeline.encoders.hf_text import HFTextConfig
-    fake = SimpleNamespace(config=HFTextConfig(model_path=Path("/x")))
     with pytest.raises(TypeError, match="model_path"):
-        config_key(fake)
+        config_key(HFTextConfig(model_path=Path("/x")))
 
 
 def test_finite_or_none():
@@ -205,7 +148,7 @@ def test_hf_audio_layer_out_of_range(audio_models):
 
 def test_bin_weights_load(tmp_path):
     from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
-    src = _save_wav2vec2(tmp_path, "st", "layer")
+    src = save_wav2vec2(tmp_path / "st", "layer")
     binary = tmp_path / "bin"    # the layout of older checkpoints (e.g. TencentGameMate's)
     model = Wav2Vec2Model.from_pretrained(src)
     model.config.save_pretrained(binary)
@@ -325,3 +268,74 @@ def test_fer_preprocessing_matches_fer_package():
     assert x.shape == (2, 64, 64, 1) and x.min() >= -1 and x.max() <= 1
     white = preprocess([np.full((64, 64, 3), 255, np.uint8)])
     np.testing.assert_allclose(white, 1.0)
+
+
+# ---------------------------------------------------------------- layer and pooling policy
+
+def test_last_k_equals_the_explicit_layer_list(bert_path, audio_models):
+    text = "the woman is playing piano"
+    explicit = make_encoder("hf-text", {"model_path": bert_path, "layers": [-3, -2, -1]}).encode([text])[0]
+    last3 = make_encoder("hf-text", {"model_path": bert_path, "last_k": 3}).encode([text])[0]
+    np.testing.assert_array_equal(explicit, last3)
+    np.testing.assert_allclose(last3, _manual_text(bert_path, text, [-3, -2, -1]), atol=1e-4)
+    with pytest.raises(ConfigError, match=r"out of range"):
+        make_encoder("hf-audio", {"model_path": audio_models["hubert"], "last_k": 9})
+
+
+def test_text_pooling_max_and_cls(bert_path):
+    from transformers import AutoModel, AutoTokenizer
+    text = "a happy man"
+    inputs = AutoTokenizer.from_pretrained(bert_path)(text, return_tensors="pt")
+    with torch.inference_mode():
+        hidden = AutoModel.from_pretrained(bert_path)(**inputs, output_hidden_states=True).hidden_states
+    summed = torch.stack(hidden[-4:]).sum(0)[0]
+    enc = {p: make_encoder("hf-text", {"model_path": bert_path, "pooling": p}) for p in ("max", "cls")}
+    np.testing.assert_allclose(enc["max"].encode([text])[0], summed[1:-1].amax(0).numpy(), atol=1e-4)
+    np.testing.assert_allclose(enc["cls"].encode([text])[0], summed[0].numpy(), atol=1e-4)
+    # padding must not leak into the max: alone == inside a batch with a longer sentence
+    alone = enc["max"].encode([text])[0]
+    batched = make_encoder("hf-text", {"model_path": bert_path, "pooling": "max"}, batch_size=4).encode(
+        ["the woman is playing piano music very happy today", text])[1]
+    np.testing.assert_allclose(batched, alone, atol=1e-4)
+
+
+def test_audio_max_pooling_ignores_padding(audio_models):
+    enc = make_encoder("hf-audio", {"model_path": audio_models["w2v-layer"], "pooling": "max"}, batch_size=4)
+    short = noise(0.4, seed=5)
+    (alone,) = enc.encode([short])
+    assert not np.allclose(alone, make_encoder("hf-audio", {"model_path": audio_models["w2v-layer"]}).encode([short])[0])
+    np.testing.assert_allclose(enc.encode([noise(1.5, seed=6), short])[1], alone, atol=1e-4)
+
+
+def test_hf_image_resnet_global_pool(image_models):
+    from transformers import AutoModel, ConvNextImageProcessorPil
+    path = image_models["resnet"]
+    frames = faces(2, size=40)
+    pixels = ConvNextImageProcessorPil.from_pretrained(path)(images=list(frames), return_tensors="pt")
+    with torch.inference_mode():
+        pooled = AutoModel.from_pretrained(path)(**pixels).pooler_output.flatten(1).numpy()
+    enc = make_encoder("hf-image", {"model_path": path})
+    assert enc.probe_dim() == 24
+    np.testing.assert_allclose(enc.encode([frames])[0], pooled.mean(0), atol=1e-4)
+    with pytest.raises(ConfigError, match="no CLS token"):
+        make_encoder("hf-image", {"model_path": path, "pooling": "cls"}).encode([frames])
+
+
+def test_pickled_code_in_bin_weights_is_never_run(tmp_path):
+    """A .bin checkpoint whose pickle calls a function is refused (torch.load weights_only=True)."""
+    import pickle
+    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
+    src = save_wav2vec2(tmp_path / "st", "layer")
+    evil = tmp_path / "evil"
+    Wav2Vec2Model.from_pretrained(src).config.save_pretrained(evil)
+    Wav2Vec2FeatureExtractor.from_pretrained(src).save_pretrained(evil)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    torch.save({"x": Payload()}, evil / "pytorch_model.bin", pickle_module=pickle)
+    with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
+        make_encoder("hf-audio", {"model_path": str(evil)})
+    assert not marker.exists()

@@ -23,29 +23,36 @@ ENCODERS: dict[str, type[Encoder]] = {
     for cls in (OpenSmileEncoder, MiniLMEncoder, FEREncoder, HFAudioEncoder, HFTextEncoder, HFImageEncoder)
 }
 
-__all__ = ["ENCODERS", "Encoder", "EncoderUnavailable", "config_key", "make_encoder"]
+__all__ = ["ENCODERS", "Encoder", "EncoderUnavailable", "config_key", "make_config", "make_encoder"]
 
 
 def make_encoder(name: str, options: dict[str, Any] | None = None, **runtime) -> Encoder:
     """Build encoder `name` from its options; runtime knobs (batch_size, device, ...) may come in
     either `options` or `runtime` (the latter wins) and never reach the Config."""
+    cls, config, in_options = make_config(name, options)
+    runtime = in_options | runtime
+    unknown = sorted(set(runtime) - set(Encoder.RUNTIME_KEYS))
+    if unknown:
+        raise ConfigError(f"encoder {name}: unknown runtime key(s) {unknown}; valid: {list(Encoder.RUNTIME_KEYS)}")
+    return cls(config, **runtime)
+
+
+def make_config(name: str, options: dict[str, Any] | None = None) -> tuple[type[Encoder], Any, dict[str, Any]]:
+    """(encoder class, its Config from options, the runtime knobs found in options); loads no model."""
     if name not in ENCODERS:
         raise ConfigError(f"unknown encoder {name!r}; known: {sorted(ENCODERS)}")
     cls = ENCODERS[name]
     options = dict(options or {})
-    runtime = {k: options.pop(k) for k in Encoder.RUNTIME_KEYS if k in options} | runtime
-    unknown = sorted(set(runtime) - set(Encoder.RUNTIME_KEYS))
-    if unknown:
-        raise ConfigError(f"encoder {name}: unknown runtime key(s) {unknown}; valid: {list(Encoder.RUNTIME_KEYS)}")
-    return cls(build(cls.Config, options, where=f"encoder {name}"), **runtime)
+    runtime = {k: options.pop(k) for k in Encoder.RUNTIME_KEYS if k in options}
+    return cls, build(cls.Config, options, where=f"encoder {name}"), runtime
 
 
-def config_key(encoder: Encoder) -> dict[str, Any]:
-    """The options that differ from their defaults, as JSON-ready values: part of a cache key, so
-    adding an option with a default later leaves existing keys unchanged."""
+def config_key(config) -> dict[str, Any]:
+    """The options of an encoder Config that differ from their defaults, as JSON-ready values: part
+    of a cache key, so adding an option with a default later leaves existing keys unchanged."""
     key = {}
-    for f in dataclasses.fields(encoder.config):
-        value = getattr(encoder.config, f.name)
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
         if value != _default(f):
             key[f.name] = _plain(value, f.name)
     return dict(sorted(key.items()))

@@ -59,8 +59,9 @@ class Encoder(ABC):
     def available(cls, config) -> tuple[bool, str]:
         """Whether it can run here; if not, why and how to fix it."""
 
+    @classmethod
     @abstractmethod
-    def library_versions(self) -> dict[str, str]:
+    def library_versions(cls) -> dict[str, str]:
         """Versions of the libraries (and packaged weights) that affect the output."""
 
     @abstractmethod

@@ -66,7 +66,8 @@ class FEREncoder(VisualEncoder):
             return False, f"fer: model file {model_file()} is missing: reinstall fer"
         return True, ""
 
-    def library_versions(self) -> dict[str, str]:
+    @classmethod
+    def library_versions(cls) -> dict[str, str]:
         return versions("fer", "ai-edge-litert", "opencv-python-headless")
 
     def embed_frames(self, frames: list[np.ndarray]) -> np.ndarray:

@@ -32,14 +32,21 @@ class HFConfig:
 
 @dataclass(frozen=True)
 class LayerPooling:
-    """Which hidden states make the output: hidden_states[layers], summed or averaged."""
+    """Which hidden states make the output: hidden_states[layers] (or the last k), summed or averaged."""
     layers: tuple[int, ...] = (-1,)
     layer_reduce: str = "mean"    # "mean" | "sum"
+    last_k: int = 0               # > 0: the last k hidden states, instead of `layers`
 
     def __post_init__(self):
         if not self.layers:
             raise ConfigError("layers: give at least one layer index")
+        if self.last_k < 0:
+            raise ConfigError(f"last_k: {self.last_k} must be >= 0 (0 = use layers)")
         check_choice("layer_reduce", self.layer_reduce, ("mean", "sum"))
+
+    @property
+    def selected_layers(self) -> tuple[int, ...]:
+        return tuple(range(-self.last_k, 0)) if self.last_k else self.layers
 
 
 def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -101,8 +108,9 @@ class HFEncoder(Encoder):
             return False, not_cached_message(config.model_id)
         return True, f"model {config.model_id!r} is not cached: it will be downloaded on first use"
 
-    def library_versions(self) -> dict[str, str]:
-        return versions(*self.DISTRIBUTIONS)
+    @classmethod
+    def library_versions(cls) -> dict[str, str]:
+        return versions(*cls.DISTRIBUTIONS)
 
     def load(self, auto_cls, **kwargs):
         """`auto_cls.from_pretrained` on this encoder's source, failing with how to get the weights."""
@@ -162,7 +170,9 @@ def pool_layers(hidden_states, layers: tuple[int, ...], reduce: str):
     return stacked.sum(0) if reduce == "sum" else stacked.mean(0)
 
 
-def masked_mean(x, keep):
-    """[B, D]: mean of x [B, T, D] over the positions where keep [B, T] is true."""
+def masked_pool(x, keep, how: str = "mean"):
+    """[B, D]: mean or max of x [B, T, D] over the positions where keep [B, T] is true."""
+    if how == "max":
+        return x.masked_fill(~keep.unsqueeze(-1), float("-inf")).amax(1)
     keep = keep.to(x.dtype).unsqueeze(-1)
     return (x * keep).sum(1) / keep.sum(1).clamp(min=1)

@@ -16,17 +16,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from .base import SAMPLE_RATE, finite_or_none, is_silent
-from .hf import HFConfig, HFEncoder, LayerPooling, check_choice, masked_mean, pool_layers
+from .hf import HFConfig, HFEncoder, LayerPooling, check_choice, masked_pool, pool_layers
 
 
 @dataclass(frozen=True)
 class HFAudioConfig(HFConfig, LayerPooling):
-    pooling: str = "mean"     # over time, padded frames excluded
+    pooling: str = "mean"     # "mean" | "max" over time, padded frames excluded
 
     def __post_init__(self):
         HFConfig.__post_init__(self)
         LayerPooling.__post_init__(self)
-        check_choice("pooling", self.pooling, ("mean",))
+        check_choice("pooling", self.pooling, ("mean", "max"))
 
 
 class HFAudioEncoder(HFEncoder):
@@ -40,7 +40,7 @@ class HFAudioEncoder(HFEncoder):
         super().__init__(config, device, batch_size, num_threads, progress)
         from transformers import AutoFeatureExtractor
         self.extractor = self.load(AutoFeatureExtractor)
-        self.check_layers(config.layers, self.model.config.num_hidden_layers)
+        self.check_layers(config.selected_layers, self.model.config.num_hidden_layers)
         self.frame_lengths = getattr(self.model, "_get_feat_extract_output_lengths", None)
         if self.frame_lengths and "add_adapter" in inspect.signature(self.frame_lengths).parameters:
             # hidden_states come from the encoder, before any adapter shortens the sequence
@@ -64,12 +64,12 @@ class HFAudioEncoder(HFEncoder):
                                 return_attention_mask=self.masked).to(self.torch_device)
         with self.inference():
             hidden = self.model(**inputs, output_hidden_states=True).hidden_states
-        x = pool_layers(hidden, self.config.layers, self.config.layer_reduce)
+        x = pool_layers(hidden, self.config.selected_layers, self.config.layer_reduce)
         keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
         if self.masked:
             lengths = self.frame_lengths(inputs["attention_mask"].sum(-1))
             keep = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
-        return [finite_or_none(v) for v in masked_mean(x, keep).cpu().numpy()]
+        return [finite_or_none(v) for v in masked_pool(x, keep, self.config.pooling).cpu().numpy()]
 
     def _dummy(self):
         return np.random.default_rng(0).normal(0, 0.1, SAMPLE_RATE).astype(np.float32)

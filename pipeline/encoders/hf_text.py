@@ -13,20 +13,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from .base import finite_or_none, missing_packages
-from .hf import HFConfig, HFEncoder, LayerPooling, check_choice, masked_mean, pool_layers
+from .hf import HFConfig, HFEncoder, LayerPooling, check_choice, masked_pool, pool_layers
 
 
 @dataclass(frozen=True)
 class HFTextConfig(HFConfig, LayerPooling):
     layers: tuple[int, ...] = (-4, -3, -2, -1)
     layer_reduce: str = "sum"
-    pooling: str = "mean"                # over tokens
+    pooling: str = "mean"                # over tokens: "mean" | "max" | "cls" (the first token's state)
     keep_special_tokens: bool = False    # True: also average [CLS]/[SEP] (sentence-transformers' way)
 
     def __post_init__(self):
         HFConfig.__post_init__(self)
         LayerPooling.__post_init__(self)
-        check_choice("pooling", self.pooling, ("mean",))
+        check_choice("pooling", self.pooling, ("mean", "max", "cls"))
 
 
 class HFTextEncoder(HFEncoder):
@@ -41,7 +41,7 @@ class HFTextEncoder(HFEncoder):
         super().__init__(config, device, batch_size, num_threads, progress)
         from transformers import AutoTokenizer
         self.tokenizer = self.load(AutoTokenizer)
-        self.check_layers(config.layers, self.model.config.num_hidden_layers)
+        self.check_layers(config.selected_layers, self.model.config.num_hidden_layers)
         self.max_length = min(self.tokenizer.model_max_length,
                               getattr(self.model.config, "max_position_embeddings", np.inf))
 
@@ -58,8 +58,11 @@ class HFTextEncoder(HFEncoder):
         inputs = inputs.to(self.torch_device)
         with self.inference():
             hidden = self.model(**inputs, output_hidden_states=True).hidden_states
-        x = pool_layers(hidden, self.config.layers, self.config.layer_reduce)
-        pooled = masked_mean(x, keep.to(x.device)).cpu().numpy()
+        x = pool_layers(hidden, self.config.selected_layers, self.config.layer_reduce)
+        if self.config.pooling == "cls":
+            pooled = x[:, 0].cpu().numpy()
+        else:
+            pooled = masked_pool(x, keep.to(x.device), self.config.pooling).cpu().numpy()
         return [finite_or_none(v) if n else None for v, n in zip(pooled, keep.sum(1).tolist())]
 
     def _dummy(self):

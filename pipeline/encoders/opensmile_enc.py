@@ -42,7 +42,8 @@ class OpenSmileEncoder(Encoder):
             return False, "egemaps needs openSMILE's Python package: pip install 'opensmile>=2.5,<3'"
         return True, ""
 
-    def library_versions(self) -> dict[str, str]:
+    @classmethod
+    def library_versions(cls) -> dict[str, str]:
         return versions("opensmile")
 
     def encode(self, batch) -> list[np.ndarray | None]:

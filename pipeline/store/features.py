@@ -5,11 +5,16 @@ encoder's name, version, canonical config (defaults and runtime knobs removed) a
 that shape its output. So batch size, device or worker count never invalidate anything; a new layer,
 pooling or checkpoint re-encodes that feature only; identical inputs in several views (a transcript
 that corruption leaves alone, a clip drawn with no blur) are encoded once.
+
+Each entry has an utterance vector and, optionally, a frame-level [T, D] sequence. Imported features
+(pre-extracted by others, see pipeline.store.exchange) have no input content to key on: their
+identity is keyed by sample id instead (`keyed_by`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +25,8 @@ from pipeline.store.media import digest
 from pipeline.store.parts import PartStore
 
 MODALITY_KEY = {"audio": "audio_key", "visual": "faces_key", "text": "text_key"}
-INDEX_COLUMNS = ["cache_key", "row", "status", "reason"]
+INDEX_COLUMNS = ["cache_key", "row", "status", "reason", "frame_start", "n_frames", "name"]
+CHUNK_ROWS = {"utt": 1024, "frames": 4096}
 
 
 @dataclass(frozen=True)
@@ -30,15 +36,30 @@ class Identity:
     modality: str
     config: dict
     libraries: dict
+    keyed_by: str = ""     # "" = the modality's content key; "sample_id" for imported features
 
     @property
     def key(self) -> str:
         return digest(json.dumps([self.encoder, self.version, self.config, self.libraries], sort_keys=True))
 
+    @property
+    def column(self) -> str:
+        """The media view column an entry's cache key is derived from."""
+        return self.keyed_by or MODALITY_KEY[self.modality]
+
     def cache_keys(self, content_keys: pd.Series) -> pd.Series:
         """Cache key per item; None where the item has no input for this modality."""
         ident = self.key
         return content_keys.map(lambda c: digest(ident, c) if isinstance(c, str) else None)
+
+
+@dataclass(frozen=True)
+class Entry:
+    cache_key: str
+    name: str                       # sample id for imported entries, else ""
+    utt: np.ndarray | None          # None: missing, with its reason
+    frames: np.ndarray | None
+    reason: str
 
 
 class FeatureStore:
@@ -63,25 +84,51 @@ class FeatureStore:
             raise FileNotFoundError(f"{self.root} is not a feature store (no {self.META}): run the encode stage")
         return json.loads(path.read_text())
 
+    def holds(self, identity: Identity) -> bool:
+        """Whether this store exists and was last written by `identity`."""
+        return (self.root / self.META).is_file() and self.meta()["identity_key"] == identity.key
+
     def identity(self) -> Identity:
         return Identity(**self.meta()["identity"])
 
     def index(self) -> pd.DataFrame:
-        frame = self.parts.index()
-        return frame if not frame.empty else pd.DataFrame(columns=[*INDEX_COLUMNS, "part"])
+        frame = self.parts.index().reindex(columns=[*INDEX_COLUMNS, "part"])
+        # stores written before frame sequences and names existed lack these columns
+        frame = frame.fillna({"frame_start": 0, "n_frames": -1, "name": ""})
+        return frame.astype({"frame_start": "int64", "n_frames": "int64"})
 
-    def write(self, keys: list[str], vectors: list[np.ndarray | None], reasons: list[str], dim: int) -> str:
-        """One part: the vectors that exist, plus an index row for every key (status ok or missing)."""
+    def write(self, keys: list[str], vectors: list[np.ndarray | None], reasons: list[str], dim: int,
+              frames: list[np.ndarray | None] | None = None, names: list[str] | None = None) -> str:
+        """One part: the vectors (and frame sequences) that exist, plus an index row for every key
+        (status ok or missing)."""
+        frames = frames or [None] * len(keys)
+        names = names or [""] * len(keys)
         ok = [v for v in vectors if v is not None]
-        utt = np.stack(ok).astype(np.float32) if ok else np.zeros((0, dim), np.float32)
-        rows, pos = [], 0
-        for key, vec, reason in zip(keys, vectors, reasons):
+        seqs = [f for v, f in zip(vectors, frames) if v is not None and f is not None]
+        rows, pos, start = [], 0, 0
+        for key, vec, seq, reason, name in zip(keys, vectors, frames, reasons, names, strict=True):
+            n = len(seq) if vec is not None and seq is not None else -1
             rows.append({"cache_key": key, "row": pos if vec is not None else -1,
-                         "status": "ok" if vec is not None else "missing", "reason": reason})
+                         "status": "ok" if vec is not None else "missing", "reason": reason,
+                         "frame_start": start, "n_frames": n, "name": name})
             pos += vec is not None
+            start += max(n, 0)
+        arrays = {"utt": _stack(ok, dim)}
+        if seqs:
+            arrays["frames"] = _stack(seqs, dim, concat=True)
         part = PartStore.part_id(keys)
-        self.parts.write_part(part, {"utt": utt}, pd.DataFrame(rows, columns=INDEX_COLUMNS), {"utt": 1024})
+        self.parts.write_part(part, arrays, pd.DataFrame(rows, columns=INDEX_COLUMNS), CHUNK_ROWS)
         return part
+
+    def entries(self) -> Iterator[Entry]:
+        """Every committed entry, part by part, with its vector and frame sequence."""
+        for part, rows in self.index().groupby("part", sort=True):
+            utt = self.parts.array(part, "utt")[...]
+            frames = self.parts.array(part, "frames")[...] if (rows["n_frames"] > 0).any() else None
+            for r in rows.itertuples(index=False):
+                ok = r.status == "ok"
+                seq = frames[r.frame_start:r.frame_start + r.n_frames] if ok and r.n_frames >= 0 else None
+                yield Entry(r.cache_key, r.name or "", utt[r.row] if ok else None, seq, r.reason)
 
     def matrix(self) -> tuple[np.ndarray, dict[str, int], dict[str, str]]:
         """All stored vectors as one matrix, a row per ok cache key, and the reason per missing key.
@@ -89,13 +136,13 @@ class FeatureStore:
         Column-wise (no per-row Python loop): loading a training set's features is on every train run."""
         index = self.index()
         parts = sorted(index["part"].unique())
-        blocks = [self.parts.array(part, "utt")[...] for part in parts]
-        offsets = dict(zip(parts, np.cumsum([0] + [len(b) for b in blocks[:-1]]).tolist()))
-        ok = (index["status"] == "ok").to_numpy()
-        rows = index.loc[ok, "part"].map(offsets).to_numpy(np.int64) + index.loc[ok, "row"].to_numpy(np.int64)
-        lookup = dict(zip(index.loc[ok, "cache_key"].tolist(), rows.tolist()))  # a later part wins, as it was written later
-        first_missing = index[~ok].drop_duplicates("cache_key")
-        missing = dict(zip(first_missing["cache_key"].tolist(), first_missing["reason"].tolist()))
+        blocks = self.parts.read_all(parts, "utt")
+        offsets = dict(zip(parts, np.cumsum([0] + [len(b) for b in blocks[:-1]])))
+        ok = index["status"] == "ok"
+        rows = index["row"][ok].to_numpy() + index["part"][ok].map(offsets).to_numpy()
+        lookup = dict(zip(index["cache_key"][ok], rows.tolist()))
+        gone = index[~ok].drop_duplicates("cache_key")
+        missing = dict(zip(gone["cache_key"], gone["reason"]))
         dim = int(self.meta()["dim"])
         matrix = np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float32)
         return matrix, lookup, missing
@@ -103,10 +150,16 @@ class FeatureStore:
     def load(self, view: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Features for the items of a media view, in its row order: (X, present). Absent rows are NaN."""
         ident = self.identity()
-        keys = ident.cache_keys(view[MODALITY_KEY[ident.modality]])
+        keys = ident.cache_keys(view[ident.column])
         matrix, lookup, _ = self.matrix()
         rows = np.array([lookup.get(k, -1) if k else -1 for k in keys], dtype=np.int64)
         present = rows >= 0
         X = np.full((len(view), matrix.shape[1]), np.nan, np.float32)
         X[present] = matrix[rows[present]]
         return X, present
+
+
+def _stack(arrays: list[np.ndarray], dim: int, concat: bool = False) -> np.ndarray:
+    if not arrays:
+        return np.zeros((0, dim), np.float32)
+    return (np.concatenate if concat else np.stack)(arrays).astype(np.float32, copy=False)

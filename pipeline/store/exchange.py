@@ -1,0 +1,140 @@
+"""Features in and out of a feature store: HDF5, and the MER 2023 baseline's folder layout.
+
+The baseline (and the features the challenge community shares) keeps one `<name>.npy` per sample in
+`features/<FEATURE_NAME>/`: a 1-D utterance vector, or a 2-D [T, D] frame matrix. Imported features
+are keyed by sample id, since no media content produced them here; a 2-D matrix is kept as the
+entry's frame sequence and its mean over frames is the utterance vector, as the baseline's loader
+averages it. Values are stored as float32, so float32 files round-trip exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from pipeline.store.features import MODALITY_KEY, FeatureStore, Identity
+from pipeline.store.media import MediaStore
+
+LEVELS = {"utterance": "UTT", "frame": "FRA"}
+IMPORTED = "imported"
+
+
+def named_keys(store: FeatureStore, view: Path | None) -> dict[str, list[str]]:
+    """cache key -> sample names: from a media view, or from the names an imported store holds."""
+    ident = store.identity()
+    if view is not None:
+        rows = MediaStore(view).view()
+        keys = ident.cache_keys(rows[ident.column])
+        pairs = zip(keys, rows["sample_id"])
+    else:
+        index = store.index()
+        pairs = zip(index["cache_key"], index["name"])
+    names: dict[str, list[str]] = {}
+    for key, name in pairs:
+        if isinstance(key, str) and name:
+            names.setdefault(key, []).append(name)
+    if not names:
+        raise ValueError(f"{store.root}: no sample names to export under: pass the media view the "
+                         f"features were encoded from (--view)")
+    return names
+
+
+def export_npy(store: FeatureStore, out: Path, view: Path | None = None, level: str = "utterance",
+               feature_name: str = "") -> Path:
+    """Write out/features/<FEATURE_NAME>/<name>.npy per present sample; returns the folder."""
+    check_level(level)
+    names = named_keys(store, view)
+    folder = Path(out) / "features" / (feature_name or f"{store.root.stem}-{LEVELS[level]}")
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in tqdm(store.entries(), desc=f"export {folder.name}", unit="item"):
+        if entry.utt is None or entry.cache_key not in names:
+            continue
+        if level == "frame" and entry.frames is None:
+            raise ValueError(f"{store.root}: entry {names[entry.cache_key][0]} has no frame-level "
+                             f"features: export level 'utterance'")
+        for name in names[entry.cache_key]:
+            np.save(folder / f"{name}.npy", entry.utt if level == "utterance" else entry.frames)
+    return folder
+
+
+def export_hdf5(store: FeatureStore, out: Path, view: Path | None = None) -> Path:
+    """One HDF5 file: names, utterance [N, D], frames [sum T, D] with frame_offsets [N + 1] when the
+    store has sequences, the missing samples with their reasons, and the store's identity as JSON."""
+    import h5py
+
+    names = named_keys(store, view)
+    got, utt, seqs, missing = [], [], [], []
+    for entry in store.entries():
+        for name in names.get(entry.cache_key, []):
+            if entry.utt is None:
+                missing.append((name, entry.reason))
+                continue
+            got.append(name)
+            utt.append(entry.utt)
+            seqs.append(entry.frames)
+    order = np.argsort(got, kind="stable")
+    dim = int(store.meta()["dim"])
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(out, "w") as h5:
+        h5.attrs["identity"] = json.dumps(store.meta()["identity"], sort_keys=True)
+        h5.attrs["dim"] = dim
+        text = h5py.string_dtype()
+        h5.create_dataset("names", data=[got[i] for i in order], dtype=text)
+        h5["utterance"] = np.stack([utt[i] for i in order]) if got else np.zeros((0, dim), np.float32)
+        if got and all(s is not None for s in seqs):
+            lengths = [len(seqs[i]) for i in order]
+            h5["frames"] = np.concatenate([seqs[i] for i in order])
+            h5["frame_offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        missing.sort()
+        h5.create_dataset("missing_names", data=[m[0] for m in missing], dtype=text)
+        h5.create_dataset("missing_reasons", data=[m[1] for m in missing], dtype=text)
+    return Path(out)
+
+
+def import_npy(folder: Path, modality: str, out: Path, items_per_part: int = 1024) -> dict:
+    """Read a features/<FEATURE_NAME>/ folder of <name>.npy files into a feature store keyed by
+    sample id. Non-finite or empty arrays become missing entries with their reason."""
+    folder = Path(folder)
+    if modality not in MODALITY_KEY:
+        raise ValueError(f"modality {modality!r}: use one of {sorted(MODALITY_KEY)}")
+    files = sorted(folder.glob("*.npy"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no .npy files (expected features/<FEATURE_NAME>/<name>.npy)")
+    ident = Identity(IMPORTED, "1", modality, {"source": folder.name}, {}, keyed_by="sample_id")
+    dim = _read(files[0])[0].shape[-1]
+    store = FeatureStore(out).create(ident, int(dim))
+    store.parts.remove_uncommitted()
+    missing = 0
+    for start in tqdm(range(0, len(files), items_per_part), desc=f"import {folder.name}", unit="part"):
+        chunk = files[start:start + items_per_part]
+        read = [_read(f, dim) for f in chunk]
+        names = [f.stem for f in chunk]
+        keys = list(ident.cache_keys(pd.Series(names)))
+        store.write(keys, [r[1] for r in read], [r[3] for r in read], int(dim),
+                    frames=[r[2] for r in read], names=names)
+        missing += sum(r[1] is None for r in read)
+    return {"imported": len(files), "missing": missing, "dim": int(dim), "store": str(out)}
+
+
+def _read(path: Path, dim: int | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, str]:
+    """(array, utterance vector, frames, reason); vector None with a reason when unusable."""
+    array = np.load(path, allow_pickle=False)
+    if array.ndim not in (1, 2) or (dim is not None and array.shape[-1] != dim):
+        raise ValueError(f"{path}: shape {array.shape}; expected [D] or [T, D]"
+                         + (f" with D = {dim} like the folder's first file" if dim is not None else ""))
+    array = array.astype(np.float32, copy=False)
+    frames = array if array.ndim == 2 else None
+    if array.ndim == 2 and len(array) == 0:
+        return array, None, None, "no frames"
+    if not np.isfinite(array).all():
+        return array, None, None, "NaN or inf in the file"
+    return array, array.mean(0) if frames is not None else array, frames, ""
+
+
+def check_level(level: str) -> None:
+    if level not in LEVELS:
+        raise ValueError(f"level {level!r}: use one of {sorted(LEVELS)}")
