@@ -21,12 +21,11 @@ from pipeline.config import ExtractConfig
 from pipeline.executors import run_tasks
 from pipeline.media.asr import transcribe
 from pipeline.corrupt import CorruptSpec, corrupt_clip, make_source
-from pipeline.media.decode import MediaError, decode_clip, read_audio_file, read_image, reencode
+from pipeline.media.decode import IMAGE_SUFFIXES, MediaError, decode_clip, read_audio_file, read_frames, read_image, reencode
 from pipeline.media.faces import extract_faces, make_detector
 from pipeline.store.media import MediaItem, MediaStore, digest, params_hash
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 # Only these change what extraction produces; executor and worker counts never do.
 OUTPUT_KEYS = ("fps", "max_frames", "face_size", "sample_rate", "face_detector", "face_model_dir", "asr", "asr_model")
 
@@ -170,6 +169,9 @@ def extract_item(row: dict, root: Path, cfg: ExtractConfig, detector, corrupt=No
 
 def _read_media(path: Path, cfg: ExtractConfig):
     suffix = path.suffix.lower()
+    if path.is_dir():
+        frames, times = read_frames(path, cfg.fps, cfg.max_frames)
+        return frames, None, times, []
     if suffix in IMAGE_SUFFIXES:
         return read_image(path), None, np.zeros(1, np.float32), []
     if suffix in AUDIO_SUFFIXES:
