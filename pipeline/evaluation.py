@@ -10,10 +10,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
-from pipeline.labels import MER_LABELS
+from pipeline.labels import logit_columns, predicted_labels
 from pipeline.training.data import label_index
 from pipeline.training.metrics import score_split
-from pipeline.training.run import LOGIT_COLUMNS
 
 PAPER_BASELINE = {  # MER 2023 paper, best attention-fusion figures (abstract)
     "mer_multi": {"f1_weighted": 0.7757, "valence_mse": 0.82},
@@ -32,8 +31,9 @@ def score_rows(rows: pd.DataFrame, with_valence: bool = True) -> dict:
     labelled = rows[rows["label"].notna()]
     if labelled.empty:
         return {"n": 0}
-    y = label_index(labelled["label"])
-    pred = labelled[LOGIT_COLUMNS].to_numpy().argmax(1)
+    labels = predicted_labels(rows)
+    y = label_index(labelled["label"], labels)
+    pred = labelled[logit_columns(labels)].to_numpy().argmax(1)
     v_true = labelled["valence_true"].to_numpy(float) if with_valence else None
     if v_true is not None and np.isnan(v_true).all():
         v_true = None
@@ -71,8 +71,8 @@ def ablation_table(rows: pd.DataFrame, cv_runs: list[dict], noise_test: str) -> 
     for subset in dict.fromkeys(r["subset"] for r in cv_runs):
         runs = [r for r in cv_runs if r["subset"] == subset]
         figures = challenge_metrics(rows, subset, noise_test)
-        records.append({
-            "subset": subset,
+        records.append({  # *_n: how many items each figure covers (those with one of the subset's modalities)
+            "subset": subset, "cv_n": runs[0].get("items"),
             "cv_f1": np.mean([r["f1_weighted"] for r in runs]),
             "cv_mse": np.mean([r.get("valence_mse", np.nan) for r in runs]),
             "multi_f1": figures["mer_multi"].get("f1_weighted"), "multi_mse": figures["mer_multi"].get("valence_mse"),
@@ -80,6 +80,8 @@ def ablation_table(rows: pd.DataFrame, cv_runs: list[dict], noise_test: str) -> 
             "noise_f1": figures["mer_noise"].get("f1_weighted"), "noise_mse": figures["mer_noise"].get("valence_mse"),
             "noise_combined": figures["mer_noise"].get("combined"),
             "semi_f1": figures["mer_semi"].get("f1_weighted"),
+            "multi_n": figures["mer_multi"].get("n"), "noise_n": figures["mer_noise"].get("n"),
+            "semi_n": figures["mer_semi"].get("n"),
         })
     return pd.DataFrame(records)
 
@@ -106,14 +108,15 @@ def first_seed(rows: pd.DataFrame, subset: str, test: str) -> pd.DataFrame:
 def confusion_rows(rows: pd.DataFrame, subset: str, test: str) -> pd.DataFrame:
     block = first_seed(rows, subset, test)
     block = block[block["label"].notna()]
-    predicted = np.array(MER_LABELS)[block[LOGIT_COLUMNS].to_numpy().argmax(1)]
+    labels = predicted_labels(rows)
+    predicted = np.array(labels)[block[logit_columns(labels)].to_numpy().argmax(1)]
     return pd.DataFrame({"actual": block["label"].to_numpy(), "predicted": predicted})
 
 
-def per_class_f1(confusion: pd.DataFrame) -> pd.DataFrame:
-    scores = f1_score(confusion["actual"], confusion["predicted"], labels=list(MER_LABELS), average=None, zero_division=0)
+def per_class_f1(confusion: pd.DataFrame, labels: tuple[str, ...]) -> pd.DataFrame:
+    scores = f1_score(confusion["actual"], confusion["predicted"], labels=list(labels), average=None, zero_division=0)
     support = confusion["actual"].value_counts()
-    return pd.DataFrame({"label": MER_LABELS, "f1": scores, "support": [int(support.get(c, 0)) for c in MER_LABELS]})
+    return pd.DataFrame({"label": labels, "f1": scores, "support": [int(support.get(c, 0)) for c in labels]})
 
 
 def valence_rows(rows: pd.DataFrame, subset: str, test: str) -> pd.DataFrame:
@@ -125,8 +128,9 @@ def valence_rows(rows: pd.DataFrame, subset: str, test: str) -> pd.DataFrame:
 def submission(rows: pd.DataFrame, subset: str, test: str) -> pd.DataFrame:
     """The challenge's submission format: name, discrete, valence (seed-averaged logits and valence)."""
     block = rows[(rows["subset"] == subset) & (rows["test"] == test)]
-    mean = block.groupby("sample_id", sort=True)[[*LOGIT_COLUMNS, "valence"]].mean()
-    return pd.DataFrame({"name": mean.index, "discrete": np.array(MER_LABELS)[mean[LOGIT_COLUMNS].to_numpy().argmax(1)],
+    labels = predicted_labels(rows)
+    mean = block.groupby("sample_id", sort=True)[[*logit_columns(labels), "valence"]].mean()
+    return pd.DataFrame({"name": mean.index, "discrete": np.array(labels)[mean[logit_columns(labels)].to_numpy().argmax(1)],
                          "valence": mean["valence"].round(4).to_numpy()})
 
 

@@ -21,10 +21,11 @@ class Table:
     rows: pd.DataFrame                  # manifest rows (sample_id, split, label, valence, ...)
     X: dict[str, np.ndarray]            # modality -> (n, d) float32, NaN rows where absent
     present: dict[str, np.ndarray]      # modality -> (n,) bool
+    labels: tuple[str, ...] = MER_LABELS  # the label set, in class-index order
 
     @property
     def y(self) -> np.ndarray:
-        return label_index(self.rows["label"])
+        return label_index(self.rows["label"], self.labels)
 
     @property
     def v(self) -> np.ndarray:
@@ -33,15 +34,15 @@ class Table:
     def take(self, mask: np.ndarray, modalities: tuple[str, ...] | None = None) -> Table:
         keep = modalities or tuple(self.X)
         return Table(self.rows[mask].reset_index(drop=True),
-                     {m: self.X[m][mask] for m in keep}, {m: self.present[m][mask] for m in keep})
+                     {m: self.X[m][mask] for m in keep}, {m: self.present[m][mask] for m in keep}, self.labels)
 
     def any_present(self, modalities: tuple[str, ...]) -> np.ndarray:
         return np.logical_or.reduce([self.present[m] for m in modalities])
 
 
-def label_index(labels: pd.Series) -> np.ndarray:
-    """Label strings -> class indices in MER 2023 order; -1 for unlabelled."""
-    lookup = {name: i for i, name in enumerate(MER_LABELS)}
+def label_index(labels: pd.Series, names: tuple[str, ...] = MER_LABELS) -> np.ndarray:
+    """Label strings -> class indices in the order of `names`; -1 for unlabelled."""
+    lookup = {name: i for i, name in enumerate(names)}
     return np.array([lookup.get(x, -1) if isinstance(x, str) else -1 for x in labels], dtype=np.int64)
 
 
@@ -53,7 +54,7 @@ def parse_subset(code: str) -> tuple[str, ...]:
     return tuple(MODALITY_LETTERS[c] for c in "AVT" if c in code)
 
 
-def load_table(manifest: pd.DataFrame, view: Path, features: dict[str, Path]) -> Table:
+def load_table(manifest: pd.DataFrame, view: Path, features: dict[str, Path], labels=MER_LABELS) -> Table:
     """Every manifest item in `view`'s order; an item the view lacks (failed extraction) has no modality."""
     media = MediaStore(view).view()[["sample_id", "audio_key", "faces_key", "text_key"]]
     rows = manifest.merge(media, on="sample_id", how="left").reset_index(drop=True)
@@ -63,7 +64,7 @@ def load_table(manifest: pd.DataFrame, view: Path, features: dict[str, Path]) ->
         if store.identity().modality != modality:
             raise ValueError(f"feature store {path} holds {store.identity().modality} features, not {modality}")
         X[modality], present[modality] = store.load(rows)
-    return Table(rows.drop(columns=["audio_key", "faces_key", "text_key"]), X, present)
+    return Table(rows.drop(columns=["audio_key", "faces_key", "text_key"]), X, present, tuple(labels))
 
 
 def standardize(tables: dict[str, Table], reference: str = "train") -> dict[str, Table]:
@@ -81,7 +82,7 @@ def standardize(tables: dict[str, Table], reference: str = "train") -> dict[str,
         # small shift in a corrupted view into hundreds of standard deviations
         floor = max(float(np.median(std)) * 0.1, 1e-8)
         stats[m] = (mean, np.maximum(std, floor))
-    return {name: Table(t.rows, {m: _zscore(x, *stats[m]) for m, x in t.X.items()}, t.present)
+    return {name: Table(t.rows, {m: _zscore(x, *stats[m]) for m, x in t.X.items()}, t.present, t.labels)
             for name, t in tables.items()}
 
 
