@@ -138,10 +138,13 @@ def _corrupter(corruption: Corruption):
     def clean_audio(sample_id: str) -> np.ndarray:
         return store.load(pd.Series(rows[sample_id])).audio
 
-    source = make_source(corruption.spec, corruption.babble_ids, clean_audio)
+    @lru_cache(maxsize=1)  # built on first use: clips without audio need no noise (nor a babble pool)
+    def source():
+        return make_source(corruption.spec, corruption.babble_ids, clean_audio)
 
     def corrupt(sample_id, audio, frames, fps):
-        audio, frames, meta = corrupt_clip(sample_id, audio, frames, corruption.spec, source)
+        noise = source() if audio is not None else None
+        audio, frames, meta = corrupt_clip(sample_id, audio, frames, corruption.spec, noise)
         if frames is not None and corruption.reencode:
             frames = reencode(frames, fps)
         return audio, frames, meta
