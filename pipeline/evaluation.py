@@ -114,7 +114,10 @@ def confusion_rows(rows: pd.DataFrame, subset: str, test: str) -> pd.DataFrame:
 
 
 def per_class_f1(confusion: pd.DataFrame, labels: tuple[str, ...]) -> pd.DataFrame:
-    scores = f1_score(confusion["actual"], confusion["predicted"], labels=list(labels), average=None, zero_division=0)
+    if confusion.empty:  # no labelled test1 item: a corpus with a training split only
+        scores = np.full(len(labels), np.nan)
+    else:
+        scores = f1_score(confusion["actual"], confusion["predicted"], labels=list(labels), average=None, zero_division=0)
     support = confusion["actual"].value_counts()
     return pd.DataFrame({"label": labels, "f1": scores, "support": [int(support.get(c, 0)) for c in labels]})
 

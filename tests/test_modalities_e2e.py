@@ -120,3 +120,44 @@ def test_every_figure_says_how_many_items_it_covers(corpus_run):
     if kind == "mixed":  # one modality alone covers about half the items, more modalities cover more
         n = {r["subset"]: r["multi_n"] for r in ablation}
         assert n["A"] < n["AT"] < n["AVT"] and n["T"] < n["AT"]
+
+
+RAVDESS_CODES = {"neutral": "01", "happy": "03", "sad": "04", "angry": "05", "worried": "06", "surprise": "08"}
+RAVDESS_8 = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
+
+
+def ravdess_corpus(demo_root: Path, rows: pd.DataFrame, out: Path) -> dict[str, str]:
+    """The demo's labelled clips as RAVDESS audio-only WAVs (Actor_NN/03-01-EE-II-SS-RR-NN.wav);
+    returns file stem -> RAVDESS label. Intensity, statement and repetition keep the names unique."""
+    taken: dict[tuple[str, int], int] = {}
+    truth = {}
+    for row in rows[rows["label"] != ""].to_dict("records"):
+        code, actor = RAVDESS_CODES[row["label"]], int(row["speaker"].removeprefix("spk")) + 1
+        n = taken[(code, actor)] = taken.get((code, actor), -1) + 1
+        if n >= (4 if code == "01" else 8):  # neutral has no strong intensity
+            continue
+        stem = f"03-01-{code}-{n // 4 + 1:02d}-{n // 2 % 2 + 1:02d}-{n % 2 + 1:02d}-{actor:02d}"
+        (out / f"Actor_{actor:02d}").mkdir(parents=True, exist_ok=True)
+        write_wav(out / f"Actor_{actor:02d}" / f"{stem}.wav", read_audio_file(demo_root / row["path"], AUDIO_RATE), AUDIO_RATE)
+        truth[stem] = RAVDESS_8[int(code) - 1]
+    return truth
+
+
+def test_ravdess_named_audio_with_its_eight_classes_and_speaker_folds(demo, tmp_path):
+    overrides = OVERRIDES | {"prepare": {"adapter": "ravdess", "root": "data/corpus", "labels": RAVDESS_8,
+                                         "label_map": {}, "test_speakers": ["7", "8"]},
+                             "train": OVERRIDES["train"] | {"group_by": "speaker"}}
+    work = project_copy(tmp_path, overrides)
+    truth = ravdess_corpus(*demo, work / "data" / "corpus")
+    run(["dvc", "repro", "evaluate"], work)
+    manifest = pd.read_parquet(work / "data" / "manifest.parquet").set_index("sample_id")
+    assert manifest["label"].to_dict() == truth and not manifest["has_video"].any()
+    cv = json.loads((work / "metrics" / "cv.json").read_text())
+    multi = json.loads((work / "metrics" / "mer_multi.json").read_text())
+    assert cv["labels"] == multi["labels"] == RAVDESS_8 and cv["main_subset"] == "A"
+    assert multi["n"] == int(manifest["speaker"].isin(["7", "8"]).sum()) > 0
+    assert cv["runs"][0]["items"] == int((manifest["split"] == "train").sum())
+    per_class = pd.read_csv(work / "metrics" / "per_class_f1.csv")
+    assert per_class["label"].tolist() == RAVDESS_8
+    predictions = pd.read_parquet(work / "models" / "predictions.parquet")
+    assert [c for c in predictions.columns if c.startswith("logit_")] == [f"logit_{c}" for c in RAVDESS_8]
