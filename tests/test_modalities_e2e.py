@@ -154,7 +154,8 @@ def test_ravdess_named_audio_with_its_eight_classes_and_speaker_folds(demo, tmp_
     assert manifest["label"].to_dict() == truth and not manifest["has_video"].any()
     cv = json.loads((work / "metrics" / "cv.json").read_text())
     multi = json.loads((work / "metrics" / "mer_multi.json").read_text())
-    assert cv["labels"] == multi["labels"] == RAVDESS_8 and cv["main_subset"] == "A"
+    assert cv["labels"] == multi["labels"] == RAVDESS_8
+    assert [r["subset"] for r in cv["runs"]] == ["A", "T", "AT"]  # the spoken statement is the transcript
     assert multi["n"] == int(manifest["speaker"].isin(["7", "8"]).sum()) > 0
     assert cv["runs"][0]["items"] == int((manifest["split"] == "train").sum())
     per_class = pd.read_csv(work / "metrics" / "per_class_f1.csv")
