@@ -82,6 +82,7 @@ def run_subset(tables: dict[str, Table], subset: str, cfg: TrainConfig, seed: in
     groups = fold_groups(train.rows, cfg.group_by, cfg.folds)
     folds = cv.make_folds(len(train.rows), cfg.folds, seed, y=train.y, groups=groups)
     X, present, y, v, weight = train.X, train.present, train.y, train.v, np.ones(len(train.rows))
+    extra = covered(extra, modalities) if extra is not None else None
     if extra is not None and len(extra.rows):
         X = {m: np.concatenate([X[m], extra.X[m]]) for m in modalities}
         present = {m: np.concatenate([present[m], extra.present[m]]) for m in modalities}
@@ -113,8 +114,9 @@ def fold_groups(rows: pd.DataFrame, group_by: str, k: int) -> np.ndarray | None:
     if group_by not in rows.columns:
         raise ValueError(f"train.group_by: no manifest column {group_by!r}")
     groups = rows[group_by]
-    if groups.isna().any() or (groups.astype(str).str.strip() == "").any():
-        raise ValueError(f"train.group_by: {int(groups.isna().sum())} training items have no {group_by}; "
+    missing = groups.isna() | (groups.astype(str).str.strip() == "")
+    if missing.any():
+        raise ValueError(f"train.group_by: {int(missing.sum())} training items have no {group_by}; "
                          f"fill it in or set train.group_by to \"\"")
     if groups.nunique() < k:
         raise ValueError(f"train.group_by: {groups.nunique()} {group_by} groups cannot make {k} folds; lower train.folds")
