@@ -42,9 +42,10 @@ def demo_corpus(params: Params = Path("params.yaml"),
 def prepare(params: Params = Path("params.yaml"),
             manifest: Annotated[Path, typer.Option(help="Parquet manifest to write")] = MANIFEST,
             rejects: Annotated[Path, typer.Option(help="CSV of rejected rows with reasons")] = Path("data/rejects.csv")):
-    """Read the corpus named by prepare.adapter (mer2023 | csv | demo) at prepare.root, validate every row
-    (file inside the root, readable container, known label, valid valence, unique id) and write the manifest.
-    Fails above prepare.max_reject_rate."""
+    """Read the corpus named by prepare.adapter (mer2023 | csv | demo | ravdess | cremad) at prepare.root,
+    validate every row (media inside the root, readable, label in prepare.labels after prepare.label_map, valid
+    valence, unique id), record which modalities each item has and write the manifest. Fails above
+    prepare.max_reject_rate (items left out by the label map do not count)."""
     from stages import prepare as stage
 
     typer.echo(stage.run(params, manifest, rejects).summary())

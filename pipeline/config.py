@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from pipeline.labels import MER_LABELS
+
 
 class ConfigError(ValueError):
     """params.yaml does not match what the code expects."""
@@ -44,11 +46,13 @@ class DemoConfig:
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    adapter: str = "demo"            # demo | csv | mer2023
+    adapter: str = "demo"            # demo | csv | mer2023 | ravdess | cremad
     root: str = "data/demo"          # corpus root; every media path must stay inside it
     manifest: str = "manifest.csv"   # csv/demo adapters: the manifest file, relative to root
-    label_map: dict[str, str] = field(default_factory=dict)  # corpus label -> project label
+    label_map: dict[str, str] = field(default_factory=dict)  # corpus label -> project label ("" = leave out)
     max_reject_rate: float = 0.05
+    labels: tuple[str, ...] = MER_LABELS  # the project's label set, in model order
+    test_speakers: tuple[str, ...] = ()   # ravdess/cremad: these speakers' items form test1, the rest train
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
-from pipeline.labels import MER_LABELS
+from pipeline.labels import logit_columns, predicted_labels
 from pipeline.training.calibration import apply_temperature, calibrate
 from pipeline.training.data import label_index
 from pipeline.training.metrics import ece, score_split
-from pipeline.training.run import LOGIT_COLUMNS
 
 PAPER_BASELINE = {  # MER 2023 paper, best attention-fusion figures (abstract)
     "mer_multi": {"f1_weighted": 0.7757, "valence_mse": 0.82},
@@ -33,8 +32,9 @@ def score_rows(rows: pd.DataFrame, with_valence: bool = True) -> dict:
     labelled = rows[rows["label"].notna()]
     if labelled.empty:
         return {"n": 0}
-    y = label_index(labelled["label"])
-    pred = labelled[LOGIT_COLUMNS].to_numpy().argmax(1)
+    labels = predicted_labels(rows)
+    y = label_index(labelled["label"], labels)
+    pred = labelled[logit_columns(labels)].to_numpy().argmax(1)
     v_true = labelled["valence_true"].to_numpy(float) if with_valence else None
     if v_true is not None and np.isnan(v_true).all():
         v_true = None
@@ -72,8 +72,8 @@ def ablation_table(rows: pd.DataFrame, cv_runs: list[dict], noise_test: str) -> 
     for subset in dict.fromkeys(r["subset"] for r in cv_runs):
         runs = [r for r in cv_runs if r["subset"] == subset]
         figures = challenge_metrics(rows, subset, noise_test)
-        records.append({
-            "subset": subset,
+        records.append({  # *_n: how many items each figure covers (those with one of the subset's modalities)
+            "subset": subset, "cv_n": runs[0].get("items"),
             "cv_f1": np.mean([r["f1_weighted"] for r in runs]),
             "cv_mse": np.mean([r.get("valence_mse", np.nan) for r in runs]),
             "multi_f1": figures["mer_multi"].get("f1_weighted"), "multi_mse": figures["mer_multi"].get("valence_mse"),
@@ -81,6 +81,8 @@ def ablation_table(rows: pd.DataFrame, cv_runs: list[dict], noise_test: str) -> 
             "noise_f1": figures["mer_noise"].get("f1_weighted"), "noise_mse": figures["mer_noise"].get("valence_mse"),
             "noise_combined": figures["mer_noise"].get("combined"),
             "semi_f1": figures["mer_semi"].get("f1_weighted"),
+            "multi_n": figures["mer_multi"].get("n"), "noise_n": figures["mer_noise"].get("n"),
+            "semi_n": figures["mer_semi"].get("n"),
         })
     return pd.DataFrame(records)
 
@@ -115,14 +117,18 @@ def first_seed(rows: pd.DataFrame, subset: str, test: str) -> pd.DataFrame:
 def confusion_rows(rows: pd.DataFrame, subset: str, test: str) -> pd.DataFrame:
     block = first_seed(rows, subset, test)
     block = block[block["label"].notna()]
-    predicted = np.array(MER_LABELS)[block[LOGIT_COLUMNS].to_numpy().argmax(1)]
+    labels = predicted_labels(rows)
+    predicted = np.array(labels)[block[logit_columns(labels)].to_numpy().argmax(1)]
     return pd.DataFrame({"actual": block["label"].to_numpy(), "predicted": predicted})
 
 
-def per_class_f1(confusion: pd.DataFrame) -> pd.DataFrame:
-    scores = f1_score(confusion["actual"], confusion["predicted"], labels=list(MER_LABELS), average=None, zero_division=0)
+def per_class_f1(confusion: pd.DataFrame, labels: tuple[str, ...]) -> pd.DataFrame:
+    if confusion.empty:  # no labelled test1 item: a corpus with a training split only
+        scores = np.full(len(labels), np.nan)
+    else:
+        scores = f1_score(confusion["actual"], confusion["predicted"], labels=list(labels), average=None, zero_division=0)
     support = confusion["actual"].value_counts()
-    return pd.DataFrame({"label": MER_LABELS, "f1": scores, "support": [int(support.get(c, 0)) for c in MER_LABELS]})
+    return pd.DataFrame({"label": labels, "f1": scores, "support": [int(support.get(c, 0)) for c in labels]})
 
 
 def valence_rows(rows: pd.DataFrame, subset: str, test: str) -> pd.DataFrame:
@@ -134,8 +140,9 @@ def valence_rows(rows: pd.DataFrame, subset: str, test: str) -> pd.DataFrame:
 def submission(rows: pd.DataFrame, subset: str, test: str) -> pd.DataFrame:
     """The challenge's submission format: name, discrete, valence (seed-averaged logits and valence)."""
     block = rows[(rows["subset"] == subset) & (rows["test"] == test)]
-    mean = block.groupby("sample_id", sort=True)[[*LOGIT_COLUMNS, "valence"]].mean()
-    return pd.DataFrame({"name": mean.index, "discrete": np.array(MER_LABELS)[mean[LOGIT_COLUMNS].to_numpy().argmax(1)],
+    labels = predicted_labels(rows)
+    mean = block.groupby("sample_id", sort=True)[[*logit_columns(labels), "valence"]].mean()
+    return pd.DataFrame({"name": mean.index, "discrete": np.array(labels)[mean[logit_columns(labels)].to_numpy().argmax(1)],
                          "valence": mean["valence"].round(4).to_numpy()})
 
 
@@ -168,9 +175,10 @@ def emotion_valence(rows: pd.DataFrame, subset: str, tests=("train-oof", "test1"
     for test in tests:
         block = first_seed(rows, subset, test)
         block = block[block["label"].notna() & block["valence_true"].notna()]
-        y, v_true = label_index(block["label"]), block["valence_true"].to_numpy(float)
-        probs = apply_temperature(block[LOGIT_COLUMNS].to_numpy(float), 1.0)
-        for c, name in enumerate(MER_LABELS):
+        labels = predicted_labels(block)
+        y, v_true = label_index(block["label"], labels), block["valence_true"].to_numpy(float)
+        probs = apply_temperature(block[logit_columns(labels)].to_numpy(float), 1.0)
+        for c, name in enumerate(labels):
             mine = y == c
             records.append({"test": test, "label": name, "n": int(mine.sum()),
                             "mean_valence": float(v_true[mine].mean()) if mine.any() else None,
@@ -184,14 +192,15 @@ def calibration(rows: pd.DataFrame, subset: str, test: str = "test1", n_bins: in
     scaled out-of-fold probabilities, and ECE on `test` with the same temperature (held out from the fit)."""
     oof = first_seed(rows, subset, "train-oof")
     oof = oof[oof["label"].notna()]
-    report = calibrate(oof[LOGIT_COLUMNS].to_numpy(float), label_index(oof["label"]), n_bins)
+    labels = predicted_labels(oof)
+    report = calibrate(oof[logit_columns(labels)].to_numpy(float), label_index(oof["label"], labels), n_bins)
     out = {"subset": subset, "n_bins": n_bins, "temperature": report.temperature, "oof_n": report.n,
            "oof_ece_raw": report.ece_before, "oof_ece_scaled": report.ece_after,
            "oof_nll_raw": report.nll_before, "oof_nll_scaled": report.nll_after}
     held = first_seed(rows, subset, test)
     held = held[held["label"].notna()]
     if len(held):
-        logits, y = held[LOGIT_COLUMNS].to_numpy(float), label_index(held["label"])
+        logits, y = held[logit_columns(labels)].to_numpy(float), label_index(held["label"], labels)
         out |= {f"{test}_n": len(held), f"{test}_ece_raw": ece(apply_temperature(logits, 1.0), y, n_bins),
                 f"{test}_ece_scaled": ece(apply_temperature(logits, report.temperature), y, n_bins)}
     return out

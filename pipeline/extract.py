@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +21,11 @@ from pipeline.config import ExtractConfig
 from pipeline.executors import run_tasks
 from pipeline.media.asr import transcribe
 from pipeline.corrupt import CorruptSpec, corrupt_clip, draw_params, make_source
-from pipeline.media.decode import MediaError, decode_clip, read_audio_file, read_image, reencode
+from pipeline.media.decode import IMAGE_SUFFIXES, MediaError, decode_clip, read_audio_file, read_frames, read_image, reencode
 from pipeline.media.faces import extract_faces, make_detector
 from pipeline.store.media import MediaItem, MediaStore, digest, params_hash
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 # Only these change what extraction produces; executor and worker counts never do.
 OUTPUT_KEYS = ("fps", "max_frames", "face_size", "sample_rate", "face_detector", "face_model_dir", "asr", "asr_model")
 
@@ -60,7 +59,7 @@ def output_params(cfg: ExtractConfig) -> dict:
 def wanted_rows(manifest: pd.DataFrame, cfg: ExtractConfig, corruption: Corruption | None = None) -> pd.DataFrame:
     """The manifest with the (source_hash, params_hash) each item must have in the store."""
     frame = manifest.copy()
-    frame["source_hash"] = [digest(m or "", t if isinstance(t, str) else "\0none")
+    frame["source_hash"] = [digest(m if isinstance(m, str) else "", t if isinstance(t, str) else "\0none")
                             for m, t in zip(frame["media_hash"], frame["transcript"])]
     params = output_params(cfg)
     if corruption is not None:
@@ -138,13 +137,18 @@ class _Corrupter:
         self.store = MediaStore(corruption.babble_store)
         self.rows = {r["sample_id"]: r for r in self.store.view().to_dict("records")}
         self.clean_audio = lru_cache(maxsize=64)(self._clean_audio)  # babble mixes 3-5 clips per pick
-        self.source = make_source(corruption.spec, corruption.babble_ids, self.clean_audio)
 
     def _clean_audio(self, sample_id: str) -> np.ndarray:
         return self.store.load(pd.Series(self.rows[sample_id])).audio
 
+    @cached_property
+    def source(self):
+        """Built on first use: a corpus without audio needs no noise (nor a babble pool)."""
+        return make_source(self.corruption.spec, self.corruption.babble_ids, self.clean_audio)
+
     def __call__(self, sample_id, audio, frames, fps):
-        audio, frames, meta = corrupt_clip(sample_id, audio, frames, self.corruption.spec, self.source)
+        noise = self.source if audio is not None else None
+        audio, frames, meta = corrupt_clip(sample_id, audio, frames, self.corruption.spec, noise)
         if frames is not None and self.corruption.reencode:
             frames = reencode(frames, fps)
         return audio, frames, meta
@@ -165,7 +169,7 @@ def extract_item(row: dict, root: Path, cfg: ExtractConfig, detector, corrupt=No
     clean = corrupt.unchanged_clean_item(row) if corrupt is not None else None
     if clean is not None:
         _corrupt_clean_item(item, clean, corrupt)
-    elif row["path"]:
+    elif isinstance(row["path"], str) and row["path"]:  # text-only rows have no path (None or NaN)
         path = root / row["path"]
         frames, item.audio, times, warnings = _read_media(path, cfg)
         item.meta["warnings"] = warnings
@@ -189,6 +193,9 @@ def _corrupt_clean_item(item: MediaItem, clean: MediaItem, corrupt: _Corrupter) 
 
 def _read_media(path: Path, cfg: ExtractConfig):
     suffix = path.suffix.lower()
+    if path.is_dir():
+        frames, times = read_frames(path, cfg.fps, cfg.max_frames)
+        return frames, None, times, []
     if suffix in IMAGE_SUFFIXES:
         return read_image(path), None, np.zeros(1, np.float32), []
     if suffix in AUDIO_SUFFIXES:

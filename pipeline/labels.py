@@ -1,6 +1,26 @@
-"""Label sets. MER 2023 fixes the order of its six classes; indices follow it everywhere."""
+"""Label sets. MER 2023 fixes the order of its six classes; indices follow it everywhere.
+
+A corpus may use another label set (`prepare.labels`, e.g. RAVDESS's eight classes). `prepare` stores
+the set in the manifest's attributes; models, predictions (one `logit_<label>` column per class, in
+order) and metrics follow it from there.
+"""
 
 MER_LABELS: tuple[str, ...] = ("neutral", "angry", "happy", "sad", "worried", "surprise")
 VALENCE_RANGE: tuple[float, float] = (-5.0, 5.0)
 # The baseline's placeholder for unlabelled items in label-6way.npz: never a training target.
 PLACEHOLDER_VALENCE = -10.0
+LOGIT_PREFIX = "logit_"
+
+
+def logit_columns(labels) -> list[str]:
+    return [f"{LOGIT_PREFIX}{name}" for name in labels]
+
+
+def predicted_labels(frame) -> tuple[str, ...]:
+    """The label set of a predictions frame, in model order, read from its logit columns."""
+    return tuple(c.removeprefix(LOGIT_PREFIX) for c in frame.columns if c.startswith(LOGIT_PREFIX))
+
+
+def manifest_labels(manifest) -> tuple[str, ...]:
+    """The label set `prepare` recorded in a manifest frame (MER 2023's six for older manifests)."""
+    return tuple(manifest.attrs.get("labels") or MER_LABELS)

@@ -26,7 +26,10 @@ from pipeline.training import checkpoint
 from pipeline.training.data import load_table, normalized
 from pipeline.training.run import model_input
 
-PROB_COLUMNS = [f"prob_{name}" for name in MER_LABELS]
+
+
+def prob_columns(labels) -> list[str]:
+    return [f"prob_{name}" for name in labels]
 
 
 def clip_manifest(clips: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
@@ -56,14 +59,14 @@ def predict_clips(clips: list[Path], checkpoint_dir: Path, params: Path, work: P
     if len(manifest):
         frame = _predict_manifest(ckpt, manifest, root, params, Path(work))
     else:
-        frame = pd.DataFrame(columns=["sample_id", "emotion", *PROB_COLUMNS, "valence", "modalities"])
+        frame = pd.DataFrame(columns=["sample_id", "emotion", *prob_columns(ckpt.labels), "valence", "modalities"])
     errors |= {sid: "no usable modality (extraction failed or nothing found)"
                for sid, mods in zip(frame["sample_id"], frame["modalities"]) if not mods}
     ids = [*manifest["sample_id"], *rejects["sample_id"]]
     paths = [str(root / p) for p in manifest["path"]] + list(rejects["path"])
     out = pd.DataFrame({"clip": paths, "sample_id": ids}).merge(frame, on="sample_id", how="left")
     out["error"] = out["sample_id"].map(errors).fillna("")
-    out.loc[out["error"] != "", ["emotion", *PROB_COLUMNS, "valence"]] = None
+    out.loc[out["error"] != "", ["emotion", *prob_columns(ckpt.labels), "valence"]] = None
     return out
 
 
@@ -85,8 +88,8 @@ def _predict_manifest(ckpt: checkpoint.Checkpoint, manifest: pd.DataFrame, root:
     if ckpt.norm is not None:
         table = normalized(table, ckpt.norm)
     pred = ckpt.predict(model_input(table, ckpt.modalities))
-    frame = pd.DataFrame(pred.probs, columns=PROB_COLUMNS)
-    frame.insert(0, "emotion", np.array(MER_LABELS)[pred.pred])
+    frame = pd.DataFrame(pred.probs, columns=prob_columns(ckpt.labels))
+    frame.insert(0, "emotion", np.array(ckpt.labels)[pred.pred])
     frame.insert(0, "sample_id", table.rows["sample_id"].to_numpy())
     frame["valence"] = pred.valence
     frame["modalities"] = [",".join(m for m in ckpt.modalities if table.present[m][i]) for i in range(len(frame))]
@@ -101,7 +104,7 @@ def write(frame: pd.DataFrame, out: Path | None) -> str:
     records = []
     for row in frame.to_dict("records"):
         row = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
-        probs = {name: row.pop(f"prob_{name}") for name in MER_LABELS}
+        probs = {name.removeprefix("prob_"): row.pop(name) for name in [c for c in row if c.startswith("prob_")]}
         records.append(row | {"probabilities": None if row["error"] else probs})
     text = json.dumps(records, indent=2)
     if out is None:

@@ -45,7 +45,8 @@ def run(params: Path, manifest: Path, clean: Path, out: Path, failures: Path) ->
     zarr.open_group(str(out), mode="a")
     pool = babble_pool(clean, pd.read_parquet(manifest))
     summaries, failed = {}, []
-    for name, spec in view_specs(cfg, seed).items():
+    # a corpus with none of corrupt.splits (e.g. train and test1 only) has nothing to corrupt
+    for name, spec in (view_specs(cfg, seed) if len(rows) else {}).items():
         corruption = Corruption(spec, cfg.reencode, str(clean), pool)
         summaries[name], view_failures = extract(rows, root, out / name, extract_cfg, corruption)
         failed += [f | {"view": name} for f in view_failures]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import load_section
+from pipeline.labels import manifest_labels
 from pipeline import evaluation as ev
 from stages.pseudolabel import final_round_predictions
 
@@ -30,8 +31,9 @@ def run(params: Path, manifest: Path, predictions: Path, semi_predictions: Path,
     figures = ev.challenge_metrics(supervised, main, noise_test)
     figures["mer_semi"] = ev.score(semi, main, "test3", with_valence=False) | {
         "f1_weighted_labelled_only": figures["mer_semi"].get("f1_weighted")}
+    labels = manifest_labels(rows)
     for name, values in figures.items():
-        values = values | {"subset": main, "paper_baseline": ev.PAPER_BASELINE[name]}
+        values = values | {"subset": main, "labels": list(labels), "paper_baseline": ev.PAPER_BASELINE[name]}
         (out / f"{name}.json").write_text(json.dumps(values, indent=2))
     ablation = ev.ablation_table(supervised, cv["runs"], noise_test)
     (out / "ablation.json").write_text(ablation.to_json(orient="records", indent=2))
@@ -41,7 +43,7 @@ def run(params: Path, manifest: Path, predictions: Path, semi_predictions: Path,
     (out / "robustness.md").write_text(ev.markdown_table(robustness))
     confusion = ev.confusion_rows(supervised, main, "test1")
     confusion.to_csv(out / "confusion.csv", index=False)
-    ev.per_class_f1(confusion).to_csv(out / "per_class_f1.csv", index=False)
+    ev.per_class_f1(confusion, labels).to_csv(out / "per_class_f1.csv", index=False)
     ev.valence_rows(supervised, main, "test1").to_csv(out / "valence.csv", index=False)
     ev.emotion_valence(supervised, main).to_csv(out / "emotion_valence.csv", index=False)
     (out / "calibration.json").write_text(json.dumps(ev.calibration(supervised, main), indent=2))

@@ -16,7 +16,7 @@ import pandas as pd
 
 from pipeline import evaluation as ev
 from pipeline.config import ConfigError, PseudolabelConfig, TrainConfig, load_section
-from pipeline.labels import MER_LABELS
+from pipeline.labels import manifest_labels, predicted_labels
 from pipeline.training import semi
 from pipeline.training.data import Table
 from pipeline.training.run import Views, load_tables, predictions_frame, run_subset
@@ -30,10 +30,11 @@ def run(params: Path, round_name: str, manifest: Path, clean: Path, corrupted: P
     cfg, train_cfg = load_section("pseudolabel", params), load_section("train", params)
     start_path = round_start(cfg, round_name)
     rows = pd.read_parquet(manifest)
+    labels = manifest_labels(rows)
     main = json.loads(cv_metrics.read_text())["main_subset"]
     start = model_predictions(pd.read_parquet(start_path), main, train_cfg.seeds[0])
     features = {m: features_dir / f"{n}.zarr" for m, n in train_cfg.features.items()}
-    tables = load_tables(rows, Views(clean, corrupted_views(corrupted)), features, train_cfg.feature_norm)
+    tables = load_tables(rows, Views(clean, corrupted_views(corrupted)), features, train_cfg.feature_norm, labels)
     predictions, picked, thresholds = semi_round(tables, rows, start, cfg, train_cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
     predictions.to_parquet(out, index=False)
@@ -100,15 +101,15 @@ def round_report(round_name: str, start_path: str, cfg: PseudolabelConfig, thres
                  picked: pd.DataFrame, start: pd.DataFrame, predictions: pd.DataFrame, manifest: pd.DataFrame) -> dict:
     """The round's metrics: selection size and balance, pseudo-label precision (where truth is known),
     and MER-SEMI (test3) / MER-MULTI (test1) F1 of the retrained model beside the start model's."""
-    subset = start["subset"].iloc[0]
+    subset, labels = start["subset"].iloc[0], predicted_labels(start)
     before, after = ev.joined(start, manifest), ev.joined(predictions, manifest)
     f1 = lambda rows, test: ev.score(rows, subset, test, with_valence=False).get("f1_weighted")  # noqa: E731
     return {
         "round": round_name, "start": start_path, "eta": cfg.eta, "max_per_class": cfg.max_per_class,
         "weight": cfg.weight, "unlabelled": int(len(unlabelled_pool(start, manifest))), "selected": len(picked),
         "empty": picked.empty, "note": EMPTY_NOTE if picked.empty else "",
-        "thresholds": {c: (None if np.isinf(t) else round(float(t), 4)) for c, t in zip(MER_LABELS, thresholds)},
-        "per_class": {c: int((picked["label"] == c).sum()) for c in MER_LABELS},
+        "thresholds": {c: (None if np.isinf(t) else round(float(t), 4)) for c, t in zip(labels, thresholds)},
+        "per_class": {c: int((picked["label"] == c).sum()) for c in labels},
         "precision": semi.precision(picked),
         "mer_semi_f1": f1(after, "test3"), "mer_semi_f1_start": f1(before, "test3"),
         "mer_multi_f1": f1(after, "test1"), "mer_multi_f1_start": f1(before, "test1"),

@@ -13,6 +13,7 @@ import pandas as pd
 
 from pipeline.config import load_section
 from pipeline.evaluation import over_seeds
+from pipeline.labels import manifest_labels
 from pipeline.training import checkpoint
 from pipeline.training.run import (Views, curves_frame, cv_summary, load_tables, predictions_frame, run_subset,
                                    usable_subsets)
@@ -30,11 +31,15 @@ def run(params: Path, manifest: Path, clean: Path, corrupted: Path | None, featu
         predictions: Path, metrics: Path, curves: Path, checkpoint_dir: Path | None = None) -> dict:
     cfg = load_section("train", params)
     features = {modality: features_dir / f"{name}.zarr" for modality, name in cfg.features.items()}
-    tables = load_tables(pd.read_parquet(manifest), Views(clean, corrupted_views(corrupted)), features, cfg.feature_norm)
+    rows = pd.read_parquet(manifest)
+    labels = manifest_labels(rows)
+    tables = load_tables(rows, Views(clean, corrupted_views(corrupted)), features, cfg.feature_norm, labels)
     for out in (predictions, metrics):
         out.parent.mkdir(parents=True, exist_ok=True)
     frames, summaries = [], []
-    subsets = usable_subsets(cfg)
+    labelled = tables["train"].y >= 0
+    coverage = {m: int(p[labelled].sum()) for m, p in tables["train"].present.items()}
+    subsets = usable_subsets(cfg, tuple(m for m, n in coverage.items() if n))
     for seed in cfg.seeds:
         for subset in subsets:
             result, train_ids = run_subset(tables, subset, cfg, seed)
@@ -45,10 +50,10 @@ def run(params: Path, manifest: Path, clean: Path, corrupted: Path | None, featu
                 if checkpoint_dir is not None:
                     records = {m: checkpoint.feature_record(cfg.features[m], features[m]) for m in result.modalities}
                     checkpoint.save(checkpoint_dir, result, records, tables["train"].norm,
-                                    {"subset": subset, "seed": seed, "feature_norm_kind": cfg.feature_norm})
+                                    {"subset": subset, "seed": seed, "feature_norm_kind": cfg.feature_norm}, labels)
     pd.concat(frames, ignore_index=True).to_parquet(predictions, index=False)
-    report = {"main_subset": subsets[-1], "model": cfg.model, "seeds": list(cfg.seeds),
-              "over_seeds": over_seeds_by_subset(summaries), "runs": summaries}
+    report = {"main_subset": subsets[-1], "model": cfg.model, "labels": list(labels), "seeds": list(cfg.seeds),
+              "train_items_with": coverage, "over_seeds": over_seeds_by_subset(summaries), "runs": summaries}
     metrics.write_text(json.dumps(report, indent=2))
     return report
 

@@ -21,6 +21,10 @@ TONE_AMPLITUDE = 0.3
 AUDIO_RATE = 44100
 
 _MP4_LIKE = {".mp4", ".m4a", ".mov"}
+# Codecs by file suffix (video, audio); anything else gets H.264 + AAC. FLV as CREMA-D ships it, but with
+# Sorenson H.263 instead of VP6, which FFmpeg decodes and cannot encode.
+_CODECS = {".wav": ("libx264", "pcm_s16le"), ".flac": ("libx264", "flac"), ".mp3": ("libx264", "libmp3lame"),
+           ".ogg": ("libx264", "libopus"), ".flv": ("flv", "libmp3lame")}
 
 
 def astronaut_face() -> np.ndarray:
@@ -29,8 +33,9 @@ def astronaut_face() -> np.ndarray:
 
 def write_clip(path: Path, seconds: float = 2.0, fps: float = 15, size: int | tuple[int, int] = 160,
                with_video: bool = True, with_audio: bool = True, face: bool = True, two_faces: bool = False,
-               vfr: bool = False, faststart: bool = True) -> Path:
-    """H.264 (yuv420p) + AAC clip; audio-only when with_video=False (a .wav path gets PCM instead of AAC).
+               vfr: bool = False, faststart: bool = True, audio_rate: int = AUDIO_RATE, channels: int = 2) -> Path:
+    """H.264 (yuv420p) + AAC clip; audio-only when with_video=False (.wav, .flac, .mp3, .ogg and .flv paths
+    get the usual codec of that format, see _CODECS). The tone is written at audio_rate with `channels`.
 
     size: square side or (width, height). face=False gives a noisy plain background. two_faces puts one
     face left and one right whose sizes cross over during the clip (left shrinks, right grows). vfr
@@ -40,20 +45,21 @@ def write_clip(path: Path, seconds: float = 2.0, fps: float = 15, size: int | tu
     path = Path(path)
     width, height = (size, size) if isinstance(size, int) else size
     options = {"movflags": "faststart"} if faststart and path.suffix in _MP4_LIKE else {}
+    video_codec, audio_codec = _CODECS.get(path.suffix, ("libx264", "aac"))
+    layout = {1: "mono", 2: "stereo"}[channels]
     with av.open(str(path), "w", options=options) as container:
         # Every stream must exist before the first packet is muxed.
-        video = _add_video(container, fps, width, height) if with_video else None
-        audio = (container.add_stream("pcm_s16le" if path.suffix == ".wav" else "aac", rate=AUDIO_RATE,
-                                      layout="stereo") if with_audio else None)
+        video = _add_video(container, fps, width, height, video_codec) if with_video else None
+        audio = container.add_stream(audio_codec, rate=audio_rate, layout=layout) if with_audio else None
         if video is not None:
             _write_video(container, video, seconds, fps, face, two_faces, vfr)
         if audio is not None:
-            _write_audio(container, audio, seconds)
+            _write_audio(container, audio, seconds, audio_rate, channels)
     return path
 
 
-def _add_video(container, fps, width, height):
-    stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+def _add_video(container, fps, width, height, codec="libx264"):
+    stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
     # Half-frame time units let VFR steps of 1.5 and 0.5 frames be integers.
     stream.codec_context.time_base = 1 / (2 * Fraction(fps).limit_denominator(1000))
@@ -105,13 +111,13 @@ def tone(seconds: float, rate: int = AUDIO_RATE) -> np.ndarray:
     return (TONE_AMPLITUDE * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32)
 
 
-def _write_audio(container, stream, seconds) -> None:
-    signal = tone(seconds)
-    block = AUDIO_RATE // 10
+def _write_audio(container, stream, seconds, rate=AUDIO_RATE, channels=2) -> None:
+    signal = tone(seconds, rate)
+    block = rate // 10
     for start in range(0, len(signal), block):
         chunk = signal[start:start + block]
-        frame = av.AudioFrame.from_ndarray(np.stack([chunk, chunk]), format="fltp", layout="stereo")
-        frame.sample_rate, frame.pts, frame.time_base = AUDIO_RATE, start, Fraction(1, AUDIO_RATE)
+        frame = av.AudioFrame.from_ndarray(np.stack([chunk] * channels), format="fltp", layout=stream.layout.name)
+        frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
         container.mux(stream.encode(frame))  # PyAV re-frames and converts to the codec's format
     container.mux(stream.encode())
 

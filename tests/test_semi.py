@@ -5,8 +5,6 @@ per-modality evidence as feature vectors, with the unlabelled pool's true labels
 
 from __future__ import annotations
 
-import json
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 

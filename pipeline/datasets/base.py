@@ -3,11 +3,15 @@
 An adapter only knows its corpus layout; it yields `Candidate`s. `validate` applies the same rules to
 every corpus: media inside the root, readable container, known label, valid valence, unique id.
 Bad rows become rejects with their reason; nothing is dropped silently.
+
+Media kinds: a video (with or without audio), an audio file, a still image, a folder of frames, or none
+(a text-only row). `has_video`, `has_audio` and `transcript` record what each item really has.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -17,12 +21,13 @@ import av
 import pandas as pd
 
 from pipeline.labels import PLACEHOLDER_VALENCE, VALENCE_RANGE
+from pipeline.media.decode import IMAGE_SUFFIXES, frame_files
 
 SPLITS = ("train", "test1", "test2", "test3")
 
 MANIFEST_COLUMNS = [
     "sample_id", "split", "path", "label", "valence", "transcript", "speaker",
-    "has_video", "has_audio", "media_hash", "true_label", "true_valence",
+    "has_video", "has_audio", "media_hash", "true_label", "true_valence", "meta",
 ]
 
 
@@ -37,6 +42,8 @@ class Candidate:
     speaker: str | None = None
     true_label: str | None = None  # known truth of an unlabelled item (generated corpora only)
     true_valence: float | None = None
+    meta: dict | None = None       # corpus-specific attributes (e.g. intensity, statement), kept as JSON
+    skip: Reject | None = None     # the adapter already knows why this file cannot be an item
 
 
 class Reject(Exception):
@@ -45,16 +52,27 @@ class Reject(Exception):
         self.reason = reason
 
 
+class Excluded(Reject):
+    """Left out on purpose (its label maps to "" in prepare.label_map): recorded, not counted as a reject."""
+
+
 def file_hash(path: Path) -> str:
+    """sha256 of a file, or of a frame folder's file names and contents."""
+    if path.is_dir():
+        return hashlib.sha256("".join(f"{f.name}:{file_hash(f)}\n" for f in frame_files(path)).encode()).hexdigest()
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def resolve_inside(root: Path, rel: str) -> Path:
-    """The media path, refusing anything that escapes the data root (`..`, absolute paths, links)."""
+    """The media path (a file or a folder of frames), refusing anything that escapes the data root."""
     full = (root / rel).resolve()
     if not full.is_relative_to(root.resolve()):
         raise Reject(f"path escapes the data root: {rel}")
+    if full.is_dir():
+        if not frame_files(full):
+            raise Reject(f"folder holds no image frames ({', '.join(sorted(IMAGE_SUFFIXES))}): {rel}")
+        return full
     if not full.is_file():
         raise Reject(f"missing file: {rel}")
     return full
@@ -62,7 +80,7 @@ def resolve_inside(root: Path, rel: str) -> Path:
 
 def probe_streams(path: Path) -> tuple[bool, bool]:
     """(has_video, has_audio) of a media file; Reject when no demuxer can open it."""
-    if path.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp"}:
+    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         return True, False
     try:
         with av.open(str(path)) as container:
@@ -72,9 +90,13 @@ def probe_streams(path: Path) -> tuple[bool, bool]:
 
 
 def map_label(label: str | None, labels: tuple[str, ...], label_map: dict[str, str]) -> str | None:
+    """A corpus label in the project's label set; prepare.label_map applies to labels outside the set."""
     if label is None or (isinstance(label, float) and math.isnan(label)) or str(label).strip() == "":
         return None
-    mapped = label_map.get(str(label), str(label))
+    label = str(label)
+    mapped = label if label in labels else label_map.get(label, label)
+    if mapped == "":
+        raise Excluded(f"excluded by prepare.label_map: label {label!r}")
     if mapped not in labels:
         raise Reject(f"unknown label {label!r} (known: {', '.join(labels)}; map others with prepare.label_map)")
     return mapped
@@ -114,13 +136,15 @@ def validate(
             rows.append(_check(cand, root, labels, label_map, seen))
             seen.add(cand.sample_id)
         except Reject as rej:
-            rejects.append({"sample_id": cand.sample_id, "split": cand.split,
-                            "path": cand.path, "reason": rej.reason})
+            rejects.append({"sample_id": cand.sample_id, "split": cand.split, "path": cand.path,
+                            "reason": rej.reason, "excluded": isinstance(rej, Excluded)})
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    return manifest, pd.DataFrame(rejects, columns=["sample_id", "split", "path", "reason"])
+    return manifest, pd.DataFrame(rejects, columns=["sample_id", "split", "path", "reason", "excluded"])
 
 
 def _check(cand: Candidate, root: Path, labels, label_map, seen: set[str]) -> dict:
+    if cand.skip is not None:
+        raise cand.skip
     if cand.sample_id in seen:
         raise Reject(f"duplicate sample id {cand.sample_id!r}")
     if cand.split not in SPLITS:
@@ -149,6 +173,7 @@ def _check(cand: Candidate, root: Path, labels, label_map, seen: set[str]) -> di
         "media_hash": media_hash,
         "true_label": map_label(cand.true_label, labels, label_map),
         "true_valence": check_valence(cand.true_valence),
+        "meta": json.dumps(cand.meta, sort_keys=True) if cand.meta else None,
     }
 
 

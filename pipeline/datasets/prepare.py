@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from pipeline.config import PrepareConfig
 from pipeline.datasets import ADAPTERS, validate
-from pipeline.labels import MER_LABELS
+from pipeline.labels import manifest_labels
 
 
 class TooManyRejects(RuntimeError):
@@ -25,27 +25,48 @@ class PrepareResult:
     def summary(self) -> str:
         counts = self.manifest.groupby("split").size().to_dict()
         reasons = self.rejects["reason"].str.split(":").str[0].value_counts().to_dict()
-        return f"{len(self.manifest)} items {counts}; {len(self.rejects)} rejected {reasons}"
+        media = {kind: int(n) for kind, n in modality_counts(self.manifest).items()}
+        return (f"{len(self.manifest)} items {counts}; with {media}; labels {list(manifest_labels(self.manifest))}; "
+                f"{len(self.rejects)} rejected or excluded {reasons}")
 
 
-def prepare(cfg: PrepareConfig, manifest_out: Path, rejects_out: Path, labels=MER_LABELS) -> PrepareResult:
+def modality_counts(manifest: pd.DataFrame) -> dict[str, int]:
+    """Items per present modality (audio, visual, text)."""
+    text = manifest["transcript"].fillna("").str.len() > 0
+    return {"audio": manifest["has_audio"].sum(), "visual": manifest["has_video"].sum(), "text": text.sum()}
+
+
+def check_labels(cfg: PrepareConfig) -> tuple[str, ...]:
+    labels = tuple(cfg.labels)
+    if not labels or len(set(labels)) != len(labels):
+        raise ValueError(f"prepare.labels: need a non-empty list of distinct labels, got {list(labels)}")
+    wrong = {k: v for k, v in cfg.label_map.items() if v != "" and v not in labels}
+    if wrong:
+        raise ValueError(f"prepare.label_map maps onto labels outside prepare.labels: {wrong}")
+    return labels
+
+
+def prepare(cfg: PrepareConfig, manifest_out: Path, rejects_out: Path) -> PrepareResult:
     if cfg.adapter not in ADAPTERS:
         raise ValueError(f"prepare.adapter: unknown adapter {cfg.adapter!r}; choices: {sorted(ADAPTERS)}")
     root = Path(cfg.root)
     if not root.is_dir():
         raise FileNotFoundError(f"prepare.root: {root} is not a directory")
+    labels = check_labels(cfg)
     candidates = tqdm(ADAPTERS[cfg.adapter](cfg, root), desc="prepare", unit="item")
-    manifest, rejects = validate(candidates, root, tuple(labels), cfg.label_map)
+    manifest, rejects = validate(candidates, root, labels, cfg.label_map)
+    manifest.attrs["labels"] = list(labels)  # stored in the Parquet file; training reads it from there
     result = PrepareResult(manifest, rejects)
     manifest_out.parent.mkdir(parents=True, exist_ok=True)
     rejects_out.parent.mkdir(parents=True, exist_ok=True)
     manifest.to_parquet(manifest_out, index=False)
     rejects.to_csv(rejects_out, index=False)
-    total = len(manifest) + len(rejects)
-    rate = len(rejects) / total if total else 1.0
+    n_bad = int((~rejects["excluded"].astype(bool)).sum())
+    total = len(manifest) + n_bad
+    rate = n_bad / total if total else 1.0
     if total == 0 or rate > cfg.max_reject_rate:
         raise TooManyRejects(
-            f"{len(rejects)} of {total} rows rejected ({rate:.1%} > prepare.max_reject_rate "
+            f"{n_bad} of {total} rows rejected ({rate:.1%} > prepare.max_reject_rate "
             f"{cfg.max_reject_rate:.1%}); see {rejects_out}. {result.summary()}"
         )
     return result

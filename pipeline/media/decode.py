@@ -280,3 +280,24 @@ def reencode(frames: np.ndarray, fps: float, codec: str = "mpeg4", bit_rate: int
     result = frames.copy()
     result[:, : stream.height, : stream.width] = np.stack(decoded)[: len(frames)]
     return result
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """The image files of a frame folder, in name order (frame_0001.png, frame_0002.png, ...)."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_frames(folder: Path, fps: float, max_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """A folder of frames -> ((T, H, W, 3) uint8 RGB, (T,) times): at most max_frames, spread evenly over
+    the folder. A folder carries no timestamps, so frame i is taken to be at i / fps."""
+    files = frame_files(folder)
+    if not files:
+        raise MediaError("open", f"{folder}: no image frames ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    picks = np.unique(np.linspace(0, len(files) - 1, min(max_frames, len(files))).round().astype(int))
+    frames = [read_image(files[i])[0] for i in picks]
+    if len({f.shape for f in frames}) > 1:
+        raise MediaError("decode", f"{folder}: frames differ in size; resize them to one size")
+    return np.stack(frames), picks / fps

@@ -49,15 +49,16 @@ def library_versions() -> dict[str, str]:
 
 
 def save(out: Path, result: CVResult, features: dict[str, dict], norm: dict[str, NormStats] | None,
-         extra: dict | None = None) -> Path:
-    """Write `result`'s fold ensemble to folder `out`; `features`: modality -> feature_record()."""
+         extra: dict | None = None, labels: tuple[str, ...] = MER_LABELS) -> Path:
+    """Write `result`'s fold ensemble to folder `out`; `features`: modality -> feature_record();
+    `labels`: the label set in class-index order."""
     missing = [m for m in result.modalities if m not in features]
     if missing:
         raise ValueError(f"no feature record for modalities {missing}")
     out.mkdir(parents=True, exist_ok=True)
     meta = {
         "format": FORMAT, "model": result.model, "modalities": list(result.modalities),
-        "features": {m: features[m] for m in result.modalities}, "labels": list(MER_LABELS),
+        "features": {m: features[m] for m in result.modalities}, "labels": list(labels),
         "folds": int(len(result.fold_scores)), "cv": result.cv,
         "feature_norm": None if norm is None else {m: {"mean": norm[m].mean.tolist(), "std": norm[m].std.tolist()}
                                                    for m in result.modalities},
@@ -85,6 +86,10 @@ class Checkpoint:
     @property
     def modalities(self) -> tuple[str, ...]:
         return tuple(self.meta["modalities"])
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.meta["labels"])
 
     @property
     def features(self) -> dict[str, dict]:
@@ -130,8 +135,6 @@ def load(path: Path) -> Checkpoint:
     meta = json.loads((path / META).read_text())
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: checkpoint format {meta.get('format')!r}, this code reads format {FORMAT}")
-    if tuple(meta["labels"]) != MER_LABELS:
-        raise ValueError(f"{path}: label set {meta['labels']} differs from this code's {list(MER_LABELS)}")
     return Checkpoint(meta, _load_fusion(path, meta) if meta["model"] == "fusion" else _load_lightgbm(path, meta))
 
 

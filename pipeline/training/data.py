@@ -34,10 +34,11 @@ class Table:
     X: dict[str, np.ndarray]            # modality -> (n, d) float32, NaN rows where absent
     present: dict[str, np.ndarray]      # modality -> (n,) bool
     norm: dict[str, NormStats] | None = None   # the z-scoring applied to X, if any
+    labels: tuple[str, ...] = MER_LABELS        # the label set, in class-index order
 
     @property
     def y(self) -> np.ndarray:
-        return label_index(self.rows["label"])
+        return label_index(self.rows["label"], self.labels)
 
     @property
     def v(self) -> np.ndarray:
@@ -46,15 +47,16 @@ class Table:
     def take(self, mask: np.ndarray, modalities: tuple[str, ...] | None = None) -> Table:
         keep = modalities or tuple(self.X)
         return Table(self.rows[mask].reset_index(drop=True),
-                     {m: self.X[m][mask] for m in keep}, {m: self.present[m][mask] for m in keep}, self.norm)
+                     {m: self.X[m][mask] for m in keep}, {m: self.present[m][mask] for m in keep},
+                     norm=self.norm, labels=self.labels)
 
     def any_present(self, modalities: tuple[str, ...]) -> np.ndarray:
         return np.logical_or.reduce([self.present[m] for m in modalities])
 
 
-def label_index(labels: pd.Series) -> np.ndarray:
-    """Label strings -> class indices in MER 2023 order; -1 for unlabelled."""
-    lookup = {name: i for i, name in enumerate(MER_LABELS)}
+def label_index(labels: pd.Series, names: tuple[str, ...] = MER_LABELS) -> np.ndarray:
+    """Label strings -> class indices in the order of `names`; -1 for unlabelled."""
+    lookup = {name: i for i, name in enumerate(names)}
     return np.array([lookup.get(x, -1) if isinstance(x, str) else -1 for x in labels], dtype=np.int64)
 
 
@@ -66,7 +68,7 @@ def parse_subset(code: str) -> tuple[str, ...]:
     return tuple(MODALITY_LETTERS[c] for c in "AVT" if c in code)
 
 
-def load_table(manifest: pd.DataFrame, view: Path, features: dict[str, Path]) -> Table:
+def load_table(manifest: pd.DataFrame, view: Path, features: dict[str, Path], labels=MER_LABELS) -> Table:
     """Every manifest item in `view`'s order; an item the view lacks (failed extraction) has no modality."""
     media = MediaStore(view).view()[["sample_id", "audio_key", "faces_key", "text_key"]]
     rows = manifest.merge(media, on="sample_id", how="left").reset_index(drop=True)
@@ -76,7 +78,7 @@ def load_table(manifest: pd.DataFrame, view: Path, features: dict[str, Path]) ->
         if store.identity().modality != modality:
             raise ValueError(f"feature store {path} holds {store.identity().modality} features, not {modality}")
         X[modality], present[modality] = store.load(rows)
-    return Table(rows.drop(columns=["audio_key", "faces_key", "text_key"]), X, present)
+    return Table(rows.drop(columns=["audio_key", "faces_key", "text_key"]), X, present, labels=tuple(labels))
 
 
 def standardize(tables: dict[str, Table], reference: str = "train") -> dict[str, Table]:
@@ -102,4 +104,5 @@ def norm_stats(table: Table) -> dict[str, NormStats]:
 
 
 def normalized(table: Table, stats: dict[str, NormStats]) -> Table:
-    return Table(table.rows, {m: stats[m].apply(x) for m, x in table.X.items()}, table.present, stats)
+    return Table(table.rows, {m: stats[m].apply(x) for m, x in table.X.items()}, table.present,
+                 norm=stats, labels=table.labels)

@@ -2,6 +2,9 @@
 
 Like the MER 2023 baseline, each subset's fold ensemble predicts each test set; predictions are kept
 as logits and valence per (subset, seed, test, item), so `evaluate` only scores and plots.
+
+A subset trains and predicts only on the items that have at least one of its modalities (an audio-only
+model never scores a text-only item), and modalities no training item has are left out of every subset.
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import MODELS, TrainConfig
-from pipeline.labels import MER_LABELS
+from pipeline.labels import MER_LABELS, logit_columns
 from pipeline.training import cv
 from pipeline.training.data import Table, load_table, parse_subset, standardize
 
-LOGIT_COLUMNS = [f"logit_{name}" for name in MER_LABELS]
+LOGIT_COLUMNS = logit_columns(MER_LABELS)
 TEST_SPLITS = ("test1", "test2", "test3")
 
 
@@ -28,9 +31,10 @@ class Views:
     corrupted: dict[str, Path]
 
 
-def usable_subsets(cfg: TrainConfig) -> list[str]:
-    """The ablation subsets whose modalities all have a feature, with the full set last (the main model)."""
-    have = set(cfg.features)
+def usable_subsets(cfg: TrainConfig, available: tuple[str, ...] | None = None) -> list[str]:
+    """The ablation subsets whose modalities all have a feature (and, given `available`, training items),
+    with the full set last (the main model)."""
+    have = set(cfg.features) if available is None else set(cfg.features) & set(available)
     full = "".join(c for c in "AVT" if parse_subset(c)[0] in have)
     if not full:
         raise ValueError("train.features names no modality; map audio/visual/text to encode.features names")
@@ -38,32 +42,35 @@ def usable_subsets(cfg: TrainConfig) -> list[str]:
     return [*dict.fromkeys(chosen), full]
 
 
-def cross_validate(cfg: TrainConfig, seed: int, X, present, y, v, folds, tests, sample_weight) -> cv.CVResult:
+def cross_validate(cfg: TrainConfig, seed: int, n_classes: int, X, present, y, v, folds, tests,
+                   sample_weight) -> cv.CVResult:
     """Cross-validation by the model family train.model names: same folds, metrics and outputs."""
     if cfg.model == "fusion":
-        return cv.cross_validate(X, present, y, v, folds, cv.TrainConfig.from_params(cfg, seed), tests, sample_weight)
+        return cv.cross_validate(X, present, y, v, folds, cv.TrainConfig.from_params(cfg, seed, n_classes=n_classes),
+                                 tests, sample_weight)
     if cfg.model == "lightgbm":
         from pipeline.training.lgbm import LGBMConfig, cross_validate_lgbm
 
-        return cross_validate_lgbm(X, present, y, v, folds, LGBMConfig.from_params(cfg.lightgbm, seed), tests,
-                                   sample_weight)
+        return cross_validate_lgbm(X, present, y, v, folds, LGBMConfig.from_params(cfg.lightgbm, seed, n_classes=n_classes),
+                                   tests, sample_weight)
     raise ValueError(f"train.model: {cfg.model!r} is not one of {', '.join(MODELS)}")
 
 
-def load_tables(manifest: pd.DataFrame, views: Views, features: dict[str, Path], feature_norm: str = "none") -> dict[str, Table]:
+def load_tables(manifest: pd.DataFrame, views: Views, features: dict[str, Path], feature_norm: str = "none",
+                labels: tuple[str, ...] = MER_LABELS) -> dict[str, Table]:
     """'train' plus one table per test split and view, named '<split>' (clean) or '<split>@<view>';
     with feature_norm 'standard', every table is z-scored with the training items' statistics."""
     if feature_norm not in ("none", "standard"):
         raise ValueError(f"train.feature_norm: {feature_norm!r} is not one of none, standard")
-    tables = {"train": load_table(manifest[manifest["split"] == "train"], views.clean, features)}
+    tables = {"train": load_table(manifest[manifest["split"] == "train"], views.clean, features, labels)}
     for split in TEST_SPLITS:
         rows = manifest[manifest["split"] == split]
         if len(rows):
-            tables[split] = load_table(rows, views.clean, features)
+            tables[split] = load_table(rows, views.clean, features, labels)
             for name, path in views.corrupted.items():
                 view_rows = rows[rows["sample_id"].isin(_view_ids(path))]
                 if len(view_rows):
-                    tables[f"{split}@{name}"] = load_table(view_rows, path, features)
+                    tables[f"{split}@{name}"] = load_table(view_rows, path, features, labels)
     return standardize(tables) if feature_norm == "standard" else tables
 
 
@@ -79,20 +86,48 @@ def run_subset(tables: dict[str, Table], subset: str, cfg: TrainConfig, seed: in
     Returns the result and the sample ids of the labelled training rows (the out-of-fold rows)."""
     modalities = parse_subset(subset)
     train = tables["train"].take(tables["train"].y >= 0, modalities)
-    train = train.take(train.any_present(modalities))  # an item with none of the subset's inputs teaches nothing
-    groups = train.rows[cfg.group_by].to_numpy() if cfg.group_by else None
+    train = covered(train, modalities)  # an item with none of the subset's inputs teaches nothing
+    groups = fold_groups(train.rows, cfg.group_by, cfg.folds)
     folds = cv.make_folds(len(train.rows), cfg.folds, seed, y=train.y, groups=groups)
     X, present, y, v, weight = train.X, train.present, train.y, train.v, np.ones(len(train.rows))
+    extra = covered(extra, modalities) if extra is not None else None
     if extra is not None and len(extra.rows):
         X = {m: np.concatenate([X[m], extra.X[m]]) for m in modalities}
         present = {m: np.concatenate([present[m], extra.present[m]]) for m in modalities}
         y, v = np.concatenate([y, extra.y]), np.concatenate([v, extra.v])
         folds = np.concatenate([folds, np.full(len(extra.rows), -1)])
         weight = np.concatenate([weight, np.full(len(extra.rows), extra_weight)])
-    tests = {name: model_input(t, modalities) for name, t in tables.items() if name != "train"}
+    tests = {name: model_input(t, modalities) for name, t in covered_tests(tables, modalities).items()}
     X = {m: np.nan_to_num(X[m]) for m in modalities}  # absent rows are masked; NaN must not reach a matmul
-    result = cross_validate(cfg, seed, X, present, y, v, folds, tests, weight)
+    result = cross_validate(cfg, seed, len(train.labels), X, present, y, v, folds, tests, weight)
     return result, train.rows["sample_id"].to_numpy()
+
+
+def covered(table: Table, modalities: tuple[str, ...]) -> Table:
+    """The items of `table` that have at least one of `modalities`: the ones a subset can speak for."""
+    return table.take(table.any_present(modalities), modalities)
+
+
+def covered_tests(tables: dict[str, Table], modalities: tuple[str, ...]) -> dict[str, Table]:
+    tests = {name: covered(t, modalities) for name, t in tables.items() if name != "train"}
+    return {name: t for name, t in tests.items() if len(t.rows)}
+
+
+def fold_groups(rows: pd.DataFrame, group_by: str, k: int) -> np.ndarray | None:
+    """The column folds must not split (train.group_by), checked: every item needs a value, and there
+    must be at least as many groups as folds."""
+    if not group_by:
+        return None
+    if group_by not in rows.columns:
+        raise ValueError(f"train.group_by: no manifest column {group_by!r}")
+    groups = rows[group_by]
+    missing = groups.isna() | (groups.astype(str).str.strip() == "")
+    if missing.any():
+        raise ValueError(f"train.group_by: {int(missing.sum())} training items have no {group_by}; "
+                         f"fill it in or set train.group_by to \"\"")
+    if groups.nunique() < k:
+        raise ValueError(f"train.group_by: {groups.nunique()} {group_by} groups cannot make {k} folds; lower train.folds")
+    return groups.astype(str).to_numpy()
 
 
 def model_input(table: Table, modalities: tuple[str, ...]) -> cv.TestSet:
@@ -104,15 +139,16 @@ def model_input(table: Table, modalities: tuple[str, ...]) -> cv.TestSet:
 def predictions_frame(result: cv.CVResult, train_ids: np.ndarray, tables: dict[str, Table], subset: str,
                       seed: int) -> pd.DataFrame:
     """Logits and valence per test item, plus the out-of-fold predictions of the training items."""
-    frames = []
+    frames, columns = [], logit_columns(tables["train"].labels)
+    tests = covered_tests(tables, parse_subset(subset))
     for name, pred in result.tests.items():
-        rows = tables[name].rows
-        frame = pd.DataFrame(pred.logits, columns=LOGIT_COLUMNS)
+        rows = tests[name].rows
+        frame = pd.DataFrame(pred.logits, columns=columns)
         frame.insert(0, "sample_id", rows["sample_id"].to_numpy())
         frame.insert(0, "test", name)
         frame["valence"] = pred.valence
         frames.append(frame)
-    oof = pd.DataFrame(result.oof_logits[: len(train_ids)], columns=LOGIT_COLUMNS)
+    oof = pd.DataFrame(result.oof_logits[: len(train_ids)], columns=columns)
     oof.insert(0, "sample_id", train_ids)
     oof.insert(0, "test", "train-oof")
     oof["valence"] = result.oof_valence[: len(train_ids)]
@@ -124,7 +160,9 @@ def predictions_frame(result: cv.CVResult, train_ids: np.ndarray, tables: dict[s
 
 
 def cv_summary(result: cv.CVResult, subset: str, seed: int, n_items: int) -> dict:
+    """CV figures over `items` training items; `test_items`: how many items of each test view it predicts."""
     return {"subset": subset, "seed": seed, "items": n_items, **result.cv,
+            "test_items": {name: len(pred.valence) for name, pred in result.tests.items()},
             "best_epoch": [int(e) for e in result.best_epoch], "seconds": round(result.seconds, 2)}
 
 

@@ -16,10 +16,9 @@ import re
 import numpy as np
 import pandas as pd
 
-from pipeline.labels import MER_LABELS
+from pipeline.labels import logit_columns, predicted_labels
 from pipeline.training.cv import softmax_np
 from pipeline.training.data import Table, label_index
-from pipeline.training.run import LOGIT_COLUMNS
 
 SELECTED_COLUMNS = ["sample_id", "label", "confidence", "valence"]
 
@@ -54,10 +53,12 @@ def select_items(oof: pd.DataFrame, unlabelled: pd.DataFrame, eta: float,
     """Algorithm 1 on prediction frames: `oof` holds the labelled items' out-of-fold logits and their
     `label`, `unlabelled` the model's logits and valence for the pool. Returns the selected items
     (sample_id, pseudo-label, confidence, pseudo-valence, in the pool's order) and lambda per class."""
-    thresholds = class_thresholds(oof[LOGIT_COLUMNS].to_numpy(), label_index(oof["label"]), eta, len(MER_LABELS))
-    chosen, pred, conf = select(unlabelled[LOGIT_COLUMNS].to_numpy(), thresholds, max_per_class)
+    labels = predicted_labels(oof)  # the label set, from the logit columns
+    columns = logit_columns(labels)
+    thresholds = class_thresholds(oof[columns].to_numpy(), label_index(oof["label"], labels), eta, len(labels))
+    chosen, pred, conf = select(unlabelled[columns].to_numpy(), thresholds, max_per_class)
     picked = pd.DataFrame({"sample_id": unlabelled["sample_id"].to_numpy()[chosen],
-                           "label": np.array(MER_LABELS, dtype=object)[pred[chosen]],
+                           "label": np.array(labels, dtype=object)[pred[chosen]],
                            "confidence": conf[chosen], "valence": unlabelled["valence"].to_numpy()[chosen]})
     return picked, thresholds
 
@@ -78,10 +79,11 @@ def with_truth(picked: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
 def class_balance(picked: pd.DataFrame, thresholds: np.ndarray, oof: pd.DataFrame) -> pd.DataFrame:
     """Per class: lambda_j, the size of G_j (correct out-of-fold items), items selected, and the
     pseudo-label precision where true labels are known (`picked` from `with_truth`)."""
-    y = label_index(oof["label"])
-    right = oof[LOGIT_COLUMNS].to_numpy().argmax(1) == y
+    labels = predicted_labels(oof)
+    y = label_index(oof["label"], labels)
+    right = oof[logit_columns(labels)].to_numpy().argmax(1) == y
     records = []
-    for j, name in enumerate(MER_LABELS):
+    for j, name in enumerate(labels):
         mine = picked[picked["label"] == name]
         known = mine["true_label"].notna()
         records.append({"label": name, "threshold": None if np.isinf(thresholds[j]) else float(thresholds[j]),
