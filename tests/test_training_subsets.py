@@ -27,7 +27,7 @@ def table(n: int, present: dict[str, np.ndarray], labels=MER_LABELS, n_speakers:
     rows = pd.DataFrame({"sample_id": [f"{split}{i:03d}" for i in range(n)], "split": split,
                          "label": np.array(labels)[y], "valence": np.nan,
                          "speaker": [f"s{i % n_speakers}" for i in range(n)]})
-    return Table(rows, X, {m: np.asarray(p, bool) for m, p in present.items()}, tuple(labels))
+    return Table(rows, X, {m: np.asarray(p, bool) for m, p in present.items()}, labels=tuple(labels))
 
 
 def mixed_presence(n: int) -> dict[str, np.ndarray]:
