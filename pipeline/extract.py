@@ -61,7 +61,8 @@ def output_params(cfg: ExtractConfig) -> dict:
 def wanted_rows(manifest: pd.DataFrame, cfg: ExtractConfig, corruption: Corruption | None = None) -> pd.DataFrame:
     """The manifest with the (source_hash, params_hash) each item must have in the store."""
     frame = manifest.copy()
-    frame["source_hash"] = [digest(m or "", t if isinstance(t, str) else "\0none")
+    # Absent values may be None or NaN, depending on how the manifest was built.
+    frame["source_hash"] = [digest(m if isinstance(m, str) else "", t if isinstance(t, str) else "\0none")
                             for m, t in zip(frame["media_hash"], frame["transcript"])]
     params = output_params(cfg)
     if corruption is not None:
@@ -157,7 +158,7 @@ def _corrupter(corruption: Corruption):
 def extract_item(row: dict, root: Path, cfg: ExtractConfig, detector, corrupt=None) -> MediaItem:
     item = MediaItem(row["sample_id"], row["source_hash"], row["params_hash"])
     frames, warnings = None, []
-    if row["path"]:
+    if isinstance(row["path"], str):  # None or NaN: a text-only item
         path = root / row["path"]
         frames, item.audio, times, warnings = _read_media(path, cfg)
         item.meta["warnings"] = warnings

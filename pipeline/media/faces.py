@@ -60,13 +60,14 @@ class HaarDetector:
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
         self.min_face = min_face
-        self.window = min(self.cascade.getOriginalWindowSize())
+        # Haar cost grows with pixels, so frames are shrunk until the smallest wanted face is this many
+        # pixels. Not down to the cascade's 24 px window: a face that small overlaps too few window positions
+        # to reach min_neighbors, and is lost.
+        self.min_face_pixels = 2 * min(self.cascade.getOriginalWindowSize())
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
-        # Haar cost grows with pixels: shrink the frame until the smallest wanted face just fills the
-        # cascade's window, so the search starts at the smallest face worth keeping and no pixel is wasted.
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        scale = min(1.0, self.window / (self.min_face * min(grey.shape)))
+        scale = min(1.0, self.min_face_pixels / (self.min_face * min(grey.shape)))
         if scale < 1.0:
             grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         grey = cv2.equalizeHist(grey)
