@@ -116,7 +116,7 @@ def overhead(work: Path, root: Path, manifest: pd.DataFrame, runs: int) -> dict:
         found, detect_wall, detect_cpu = timed(detect_pass, detector, clips)
         # The former settings only once: they are the slowest pass and only the found rate is compared.
         found_before, before_wall, before_cpu = timed(detect_pass, before, clips) if run == 0 else (None, None, None)
-        summary, wall, cpu = run_extract(manifest, root, fresh(work / "store"), CFG)
+        summary, wall, cpu = run_extract(manifest, root, fresh(work / "store_overhead"), CFG)
         frames = sum(len(c) for c in clips)
         rows.append({"extract_wall": wall, "extract_cpu": cpu, "decode_wall": decode_wall, "decode_cpu": decode_cpu,
                      "detect_wall": detect_wall, "detect_cpu": detect_cpu, "frames": frames,
@@ -135,7 +135,7 @@ def overhead(work: Path, root: Path, manifest: pd.DataFrame, runs: int) -> dict:
         "detector_before_ms_per_frame_cpu": round(1000 * med["detect_before_cpu"] / frames, 2),
         "face_found_rate": round(rows[0]["frames_with_face"] / frames, 4),
         "face_found_rate_before": round(rows[0]["frames_with_face_before"] / frames, 4),
-        "face_kept_rate_in_store": stored_found_rate(work / "store"),
+        "face_kept_rate_in_store": stored_found_rate(work / "store_overhead"),
         "detector": {"min_face": CFG.min_face, "scale_factor": CFG.haar_scale_factor},
         "detector_before": {"min_face": 1 / 8, "scale_factor": CFG.haar_scale_factor},
         "per_run": rows,
@@ -146,7 +146,7 @@ def incremental(work: Path, root: Path, manifest: pd.DataFrame, n: int, runs: in
     base, grown = manifest.iloc[:n], manifest.iloc[:n + n // 10]
     rows = []
     for run in range(runs):
-        store = fresh(work / "store")
+        store = fresh(work / "store_incremental")
         _, full, _ = run_extract(base, root, store, CFG)
         noop_summary, noop, _ = run_extract(base, root, store, CFG)
         add_summary, add, _ = run_extract(grown, root, store, CFG)
@@ -165,7 +165,7 @@ def scaling(work: Path, root: Path, manifest: pd.DataFrame, runs: int) -> dict:
     for run in range(runs):
         row = {}
         for workers in (1, 2):
-            _, wall, cpu = run_extract(manifest, root, fresh(work / "store"), replace(CFG, workers=workers))
+            _, wall, cpu = run_extract(manifest, root, fresh(work / "store_scaling"), replace(CFG, workers=workers))
             row |= {f"w{workers}_wall": wall, f"w{workers}_cpu": cpu, f"w{workers}_clips_per_s": len(manifest) / wall}
         row["speedup"] = row["w1_wall"] / row["w2_wall"]
         rows.append(row | {"load": load()})
