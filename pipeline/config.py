@@ -63,6 +63,8 @@ class ExtractConfig:
     sample_rate: int = 16000
     face_detector: str = "haar"
     face_model_dir: str = ""
+    min_face: float = 0.25           # smallest face searched, as a share of the frame's shorter side (haar)
+    haar_scale_factor: float = 1.1
     asr: str = "none"                # none | whisper
     asr_model: str = ""
     executor: str = "local"          # local | dask

@@ -8,6 +8,7 @@ summary, so the same task runs unchanged on a `ProcessPoolExecutor` or a `distri
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -19,13 +20,16 @@ EXECUTORS = ("local", "dask")
 
 
 def single_thread_worker() -> None:
-    """One process per core: stop each library from also spawning a thread per core."""
+    """One process per core: stop each library from also spawning a thread per core.
+
+    torch is not imported here (seconds of start-up a task may not need): it reads OMP_NUM_THREADS
+    when a task first imports it, and is told directly only if it is already loaded."""
     os.environ["OMP_NUM_THREADS"] = "1"
     import cv2
-    import torch
 
     cv2.setNumThreads(1)
-    torch.set_num_threads(1)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 def run_tasks(fn: Callable, tasks: list[Any], executor: str = "local", workers: int = 0,

@@ -27,7 +27,8 @@ from pipeline.store.media import MediaItem, MediaStore, digest, params_hash
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"}
 # Only these change what extraction produces; executor and worker counts never do.
-OUTPUT_KEYS = ("fps", "max_frames", "face_size", "sample_rate", "face_detector", "face_model_dir", "asr", "asr_model")
+OUTPUT_KEYS = ("fps", "max_frames", "face_size", "sample_rate", "face_detector", "face_model_dir", "min_face",
+               "haar_scale_factor", "asr", "asr_model")
 
 
 class TooManyFailures(RuntimeError):
@@ -59,6 +60,7 @@ def output_params(cfg: ExtractConfig) -> dict:
 def wanted_rows(manifest: pd.DataFrame, cfg: ExtractConfig, corruption: Corruption | None = None) -> pd.DataFrame:
     """The manifest with the (source_hash, params_hash) each item must have in the store."""
     frame = manifest.copy()
+    # Absent values may be None or NaN, depending on how the manifest was built.
     frame["source_hash"] = [digest(m if isinstance(m, str) else "", t if isinstance(t, str) else "\0none")
                             for m, t in zip(frame["media_hash"], frame["transcript"])]
     params = output_params(cfg)
@@ -108,7 +110,7 @@ def write_failures(failures: list[dict], total: int, failures_path: Path, max_ra
 
 def extract_part(task: PartTask) -> dict:
     """Runs in a worker: extract every row of the task and write them as one store part."""
-    detector = _detector(task.cfg.face_detector, task.cfg.face_model_dir)
+    detector = face_detector(task.cfg)
     corrupt = _Corrupter(task.corruption) if task.corruption else None
     items, failures = [], []
     for row in task.rows:
@@ -125,8 +127,11 @@ def extract_part(task: PartTask) -> dict:
 
 
 @lru_cache(maxsize=2)
-def _detector(name: str, model_dir: str):
-    return make_detector(name, model_dir=model_dir) if model_dir else make_detector(name)
+def face_detector(cfg: ExtractConfig):
+    """The configured detector, loaded once per worker process."""
+    if cfg.face_detector == "haar":
+        return make_detector("haar", min_face=cfg.min_face, scale_factor=cfg.haar_scale_factor)
+    return make_detector(cfg.face_detector, model_dir=cfg.face_model_dir)
 
 
 class _Corrupter:

@@ -279,13 +279,14 @@ def test_landmarks_align_to_the_arcface_template():
 def test_haar_downscales_large_frames_and_scales_boxes_back(clips, haar):
     rgb = decode_clip(clips["clip.mp4"], fps=FPS, max_frames=1).frames[0]
     (small,) = haar.detect(rgb)
-    (large,) = haar.detect(cv2.resize(rgb, (5 * SIZE, 5 * SIZE)))  # detected at 320 px, boxes in 800 px
+    (large,) = haar.detect(cv2.resize(rgb, (5 * SIZE, 5 * SIZE)))  # detected at 384 px, boxes in 800 px
     np.testing.assert_allclose(large.box, 5 * np.array(small.box), rtol=0.1)
     assert small.score > 0
 
 
-def test_weak_false_positive_does_not_start_the_track(haar):
+def test_weak_false_positive_does_not_start_the_track():
     rgb = skimage.data.astronaut()
+    haar = make_detector("haar", min_face=0.15)  # searched at 320 px, where the cascade also fires on the suit
     assert len(haar.detect(rgb)) == 2  # her face, and a larger, weak hit on the suit
     box = extract_faces(rgb[None], haar).boxes[0]
     assert 150 < (box[0] + box[2]) / 2 < 300 and (box[1] + box[3]) / 2 < 200  # her face
@@ -294,6 +295,14 @@ def test_weak_false_positive_does_not_start_the_track(haar):
 def test_extract_faces_on_no_frames(haar):
     track = extract_faces(np.zeros((0, 32, 32, 3), np.uint8), haar)
     assert track.crops.shape == (0, 112, 112, 3) and track.found.shape == (0,) and track.boxes.shape == (0, 4)
+
+
+def test_haar_min_face_skips_smaller_faces(clips):
+    rgb = decode_clip(clips["clip.mp4"], fps=FPS, max_frames=1).frames[0]  # face ~0.55 of the frame side
+    assert len(make_detector("haar", min_face=0.4).detect(rgb)) == 1
+    assert make_detector("haar", min_face=0.8).detect(rgb) == []
+    with pytest.raises(ValueError, match="min_face"):
+        make_detector("haar", min_face=0)
 
 
 def test_detector_registry(tmp_path):

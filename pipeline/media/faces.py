@@ -49,21 +49,25 @@ class HaarDetector:
     name = "haar"
 
     def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", scale_factor: float = 1.1,
-                 min_neighbors: int = 5, min_face: float = 1 / 8, max_short_side: int = 320):
+                 min_neighbors: int = 5, min_face: float = 1 / 8):
         path = Path(cv2.data.haarcascades) / cascade
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():
             raise FileNotFoundError(f"OpenCV Haar cascade not found or unreadable: {path} "
                                     "(needs opencv-python-headless < 5, which ships the cascades)")
+        if not 0 < min_face <= 1:
+            raise ValueError(f"min_face is a share of the frame's shorter side, in (0, 1]; got {min_face}")
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
         self.min_face = min_face
-        self.max_short_side = max_short_side
+        # Haar cost grows with pixels, so frames are shrunk until the smallest wanted face is this many
+        # pixels. Not down to the cascade's 24 px window: a face that small overlaps too few window positions
+        # to reach min_neighbors, and is lost.
+        self.min_face_pixels = 2 * min(self.cascade.getOriginalWindowSize())
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        # Haar cost grows with pixels; faces worth keeping survive a downscale to ~320 px.
-        scale = min(1.0, self.max_short_side / min(grey.shape))
+        scale = min(1.0, self.min_face_pixels / (self.min_face * min(grey.shape)))
         if scale < 1.0:
             grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         grey = cv2.equalizeHist(grey)

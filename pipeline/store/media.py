@@ -121,8 +121,10 @@ class MediaStore:
 
     def load(self, row) -> MediaItem:
         """The stored item behind one index row."""
+        # Parquet round trips may turn an absent transcript into NaN; absent is None.
+        transcript = row.transcript if isinstance(row.transcript, str) else None
         item = MediaItem(row.sample_id, row.source_hash, row.params_hash,
-                         transcript=row.transcript, transcript_source=row.transcript_source,
+                         transcript=transcript, transcript_source=row.transcript_source,
                          meta=json.loads(row.meta))
         if row.audio_len >= 0:
             raw = self.parts.read(row.part, "audio", row.audio_start, row.audio_start + row.audio_len)
