@@ -99,6 +99,7 @@ class EncodeConfig:
     device: str = "auto"             # auto | cpu | cuda
     max_failure_rate: float = 0.1
     items_per_part: int = 256        # items per task and per committed store part (the unit of resume)
+    workers: int = 1                 # 1: one process, torch on all cores; N: N single-threaded processes (extract.executor)
 
 
 @dataclass(frozen=True)

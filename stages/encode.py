@@ -19,4 +19,4 @@ def run(params: Path, feature: str, clean: Path, corrupted: Path | None, out: Pa
         raise KeyError(f"encode.features has no feature {feature!r}; defined: {sorted(cfg.features)}")
     extract_cfg = load_section("extract", params)
     return encode_feature(cfg.features[feature], media_views(clean, corrupted), out, cfg.batch_size, cfg.device,
-                          extract_cfg.executor, 1, extract_cfg.dask_address, cfg.items_per_part)
+                          extract_cfg.executor, cfg.workers, extract_cfg.dask_address, cfg.items_per_part)
