@@ -21,7 +21,6 @@ from typing import Protocol
 import cv2
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 SR = 16_000
 # Largest float sample that survives conversion to int16 without clipping (the baseline's guard).
@@ -133,6 +132,8 @@ def read_mono_16k(path: str | Path) -> np.ndarray:
     mono = audio.mean(axis=1)
     if sr != SR:
         g = math.gcd(sr, SR)
+        from scipy.signal import resample_poly  # here, not at the top: scipy.signal adds ~1.3 s to every worker's start
+
         mono = resample_poly(mono, SR // g, sr // g)
     return mono.astype(np.float32)
 
