@@ -28,6 +28,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from pipeline.datasets.acted import read_ravdess
 from pipeline.corrupt import BabbleSource, CorruptSpec, WhiteSource, corrupt_clip, read_mono_16k
 from pipeline.encoders import make_encoder
 
@@ -35,14 +36,11 @@ OUT = Path(__file__).parent / "results" / "noise_real.json"
 
 
 def ravdess_files(data: Path) -> list[tuple[str, str, str]]:
-    """(path, emotion code, actor) per speech file, sorted."""
-    rows = []
-    for path in sorted(data.glob("*.wav")):
-        parts = path.stem.split("-")
-        if len(parts) == 7 and parts[0] == "03":
-            rows.append((str(path), parts[2], parts[6]))
+    """(path, emotion, actor) per speech recording, parsed by the project's RAVDESS adapter."""
+    rows = [(str(data / c.path), c.label, c.speaker) for c in read_ravdess(data)
+            if c.skip is None and c.meta["modality"] == "audio" and c.meta["vocal_channel"] == "speech"]
     if not rows:
-        raise SystemExit(f"{data}: no RAVDESS speech files (03-01-EE-II-SS-RR-AA.wav)")
+        raise SystemExit(f"{data}: no RAVDESS audio-only speech files (03-01-EE-II-SS-RR-AA.wav)")
     return rows
 
 

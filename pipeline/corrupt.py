@@ -230,8 +230,9 @@ def make_source(
     spec: CorruptSpec,
     babble_ids: Iterable[str] = (),
     load: Callable[[str], np.ndarray] | None = None,
-) -> NoiseSource:
-    """The noise source `spec` names; babble needs the corpus ids and a loader for their clean audio."""
+) -> NoiseSource | None:
+    """The noise source `spec` names (None for "none"); babble needs the corpus ids and a loader for their
+    clean audio."""
     if spec.noise_source == "babble":
         if load is None:
             raise ValueError("babble noise needs a loader for the corpus clips")
@@ -239,7 +240,7 @@ def make_source(
     if spec.noise_source == "folder":
         return FolderSource(spec.noise_dir)
     if spec.noise_source == "none":
-        return WhiteSource()  # never picked from: corrupt_clip adds no noise
+        return None  # corrupt_clip adds no noise
     return WhiteSource() if spec.noise_source == "white" else PinkSource()
 
 
@@ -300,7 +301,7 @@ def corrupt_clip(
     audio: np.ndarray | None,
     frames: np.ndarray | None,
     spec: CorruptSpec,
-    source: NoiseSource,
+    source: NoiseSource | None,  # None only when there is no audio or noise_source is "none"
 ) -> tuple[np.ndarray | None, np.ndarray | None, dict]:
     """Corrupt whichever modalities exist; returns (audio, frames, meta to store with the clip).
 

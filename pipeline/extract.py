@@ -148,7 +148,8 @@ class _Corrupter:
 
     @cached_property
     def source(self):
-        """Built on first use: a corpus without audio needs no noise (nor a babble pool)."""
+        """Built on first use: a corpus without audio needs no noise (nor a babble pool). None for
+        noise_source "none"."""
         return make_source(self.corruption.spec, self.corruption.babble_ids, self.clean_audio)
 
     def __call__(self, sample_id, audio, frames, fps):
@@ -170,7 +171,6 @@ class _Corrupter:
 
 def extract_item(row: dict, root: Path, cfg: ExtractConfig, detector, corrupt=None) -> MediaItem:
     item = MediaItem(row["sample_id"], row["source_hash"], row["params_hash"])
-    frames, warnings = None, []
     clean = corrupt.unchanged_clean_item(row) if corrupt is not None else None
     if clean is not None:
         _corrupt_clean_item(item, clean, corrupt)

@@ -212,6 +212,7 @@ def test_make_source(tmp_path):
     sf.write(tmp_path / "n.wav", np.ones(100) * 0.1, SR)
     assert isinstance(make_source(CorruptSpec(noise_source="folder", noise_dir=str(tmp_path))), FolderSource)
     assert isinstance(make_source(CorruptSpec(noise_source="pink")), PinkSource)
+    assert make_source(CorruptSpec(noise_source="none")) is None
     babble = make_source(CorruptSpec(noise_source="babble"), "abcdef", lambda i: np.ones(5))
     assert isinstance(babble, BabbleSource)
     with pytest.raises(ValueError, match="loader"):

@@ -10,11 +10,12 @@ from scipy.stats import pointbiserialr
 from sklearn.metrics import f1_score
 
 from pipeline import evaluation as ev
-from pipeline.labels import MER_LABELS
+from pipeline.labels import MER_LABELS, logit_columns
 from pipeline.training.calibration import fit_temperature
 from pipeline.training.metrics import ece
-from pipeline.training.run import LOGIT_COLUMNS
 from stages.train import over_seeds_by_subset
+
+LOGIT_COLUMNS = logit_columns(MER_LABELS)
 
 
 def joined_rows(seeds=(0, 1), n=120) -> pd.DataFrame:

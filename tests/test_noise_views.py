@@ -8,9 +8,8 @@ import yaml
 
 from pipeline.corrupt import draw_params
 from pipeline.evaluation import robustness_curve
-from pipeline.labels import MER_LABELS
+from pipeline.labels import MER_LABELS, logit_columns
 from pipeline.media.decode import reencode
-from pipeline.training.run import LOGIT_COLUMNS
 from pipeline.store.media import MediaStore
 from stages import corrupt as corrupt_stage
 from stages import extract as extract_stage
@@ -18,6 +17,8 @@ from stages import prepare as prepare_stage
 from stages.corrupt import view_specs
 from pipeline.config import load_section
 from media_fixtures import astronaut_face, write_clip
+
+LOGIT_COLUMNS = logit_columns(MER_LABELS)
 
 N_TRAIN, N_TEST = 7, 4
 

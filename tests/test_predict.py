@@ -17,10 +17,11 @@ from pipeline.datasets import Candidate, validate
 from pipeline.extract import extract
 from pipeline.config import load_section
 from pipeline.encode import encode_feature
-from pipeline.labels import MER_LABELS
+from pipeline.labels import MER_LABELS, logit_columns
 from pipeline.training.checkpoint import FeatureMismatch
-from pipeline.training.run import LOGIT_COLUMNS
 from stages import train
+
+LOGIT_COLUMNS = logit_columns(MER_LABELS)
 
 PARAMS = {
     "extract": {"workers": 1},

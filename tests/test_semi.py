@@ -17,13 +17,15 @@ from pipeline import evaluation as ev
 from pipeline.config import ConfigError, PseudolabelConfig, TrainConfig
 from pipeline.demo import DemoSpec
 from pipeline.demo.features import feature_corpus
-from pipeline.labels import MER_LABELS
+from pipeline.labels import MER_LABELS, logit_columns
 from pipeline.training import semi
 from pipeline.training.cv import softmax_np
-from pipeline.training.run import LOGIT_COLUMNS, predictions_frame, run_subset
+from pipeline.training.run import predictions_frame, run_subset
 from stages.pseudolabel import (final_round_predictions, labelled_oof, model_predictions, round_report, round_start,
                                 semi_round, unlabelled_pool)
 from tests.test_pipeline import run
+
+LOGIT_COLUMNS = logit_columns(MER_LABELS)
 
 # Few labels (36), a large unlabelled pool (600); small batches so 40 epochs of 30 rows still train.
 SPEC = DemoSpec(seed=1, n_train=36, n_test1=300, n_test2=0, n_test3_labelled=120, n_unlabelled=600)

@@ -20,7 +20,6 @@ from pipeline.labels import MER_LABELS, logit_columns
 from pipeline.training import cv
 from pipeline.training.data import Table, load_table, parse_subset, standardize
 
-LOGIT_COLUMNS = logit_columns(MER_LABELS)
 TEST_SPLITS = ("test1", "test2", "test3")
 
 
