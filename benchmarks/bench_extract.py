@@ -194,7 +194,7 @@ def scaling(work: Path, root: Path, manifest: pd.DataFrame, runs: int) -> dict:
         rows.append(row | {"load": load()})
         print(f"scaling run {run}: {rows[-1]}", flush=True)
     med = {k: median(r[k] for r in rows) for k in rows[0] if k != "load"}
-    return {"figure": "throughput with 2 workers / 1 worker (spawned process pool, 16-clip parts), beside the "
+    return {"figure": "throughput with 2 workers / 1 worker (spawned process pool, parts of at most 16 clips, balanced over the workers), beside the "
                       "machine's own 2-vs-1-process ceiling on a loop that shares nothing, measured in the same runs",
             "ratio": med["speedup"], "machine_ceiling": med["machine_ceiling"],
             "ratio_of_ceiling": med["speedup"] / med["machine_ceiling"], "target": 1.8, "medians": med, "per_run": rows}

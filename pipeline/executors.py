@@ -26,8 +26,10 @@ def single_thread_worker() -> None:
     when a task first imports it, and is told directly only if it is already loaded."""
     os.environ["OMP_NUM_THREADS"] = "1"
     import cv2
+    import zarr
 
     cv2.setNumThreads(1)
+    zarr.config.set({"threading.max_workers": 1})
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
 
@@ -45,8 +47,13 @@ def run_tasks(fn: Callable, tasks: list[Any], executor: str = "local", workers: 
     bar.close()
 
 
+def local_workers(executor: str, workers: int) -> int:
+    """Processes the local pool runs (0 = all cores); 1 for a Dask cluster, whose size is its own."""
+    return (workers or os.cpu_count() or 1) if executor == "local" else 1
+
+
 def _local(fn: Callable, tasks: list[Any], workers: int) -> Iterable[Any]:
-    workers = min(workers or os.cpu_count() or 1, max(len(tasks), 1))
+    workers = min(local_workers("local", workers), max(len(tasks), 1))
     if workers == 1:
         yield from map(fn, tasks)  # in-process: no start-up cost for small runs
         return

@@ -1,6 +1,6 @@
 """The `extract` stage's logic: manifest rows -> media store items (audio, aligned faces, transcript).
 
-Work is split into parts of `clips_per_part` items; each task decodes its clips once, finds faces,
+Work is split into parts of at most `clips_per_part` items; each task decodes its clips once, finds faces,
 settles the transcript and writes one store part. A clip whose source and extraction params are
 unchanged is already in the store and is skipped, which is what makes re-runs and interrupted runs
 cheap. Failed clips go to a failures file with the step and the tool's message.
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import ExtractConfig
-from pipeline.executors import run_tasks
+from pipeline.executors import local_workers, run_tasks
 from pipeline.media.asr import transcribe
 from pipeline.corrupt import CorruptSpec, corrupt_clip, draw_params, make_source
 from pipeline.media.decode import IMAGE_SUFFIXES, MediaError, decode_clip, read_audio_file, read_frames, read_image, reencode
@@ -79,8 +79,9 @@ def extract(manifest: pd.DataFrame, root: Path, store_path: Path, cfg: ExtractCo
     wanted = wanted_rows(manifest, cfg, corruption)
     done = set(store.current(wanted)["sample_id"])
     todo = wanted[~wanted["sample_id"].isin(done)].sort_values("sample_id")
+    workers = local_workers(cfg.executor, cfg.workers)
     tasks = [PartTask(chunk.to_dict("records"), str(root), str(store_path), cfg, corruption)
-             for chunk in _chunks(todo, cfg.clips_per_part)]
+             for chunk in balanced_parts(todo, cfg.clips_per_part, workers)]
     failures = []
     desc = f"extract {store_path.name}" if corruption else "extract"
     for result in run_tasks(extract_part, tasks, cfg.executor, cfg.workers, cfg.dask_address, desc=desc):
@@ -91,9 +92,13 @@ def extract(manifest: pd.DataFrame, root: Path, store_path: Path, cfg: ExtractCo
     return summary, failures
 
 
-def _chunks(frame: pd.DataFrame, size: int):
-    for start in range(0, len(frame), size):
-        yield frame.iloc[start:start + size]
+def balanced_parts(frame: pd.DataFrame, max_size: int, workers: int) -> list[pd.DataFrame]:
+    """Parts of at most max_size rows and near-equal size, as many as a multiple of the worker count,
+    so that the workers finish together instead of one idling while another does a last full part."""
+    n_parts = -(-len(frame) // max_size)
+    n_parts = min(-(-n_parts // workers) * workers, len(frame))
+    bounds = np.linspace(0, len(frame), n_parts + 1).round().astype(int)
+    return [frame.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def write_failures(failures: list[dict], total: int, failures_path: Path, max_rate: float, stage: str) -> None:

@@ -22,7 +22,7 @@ from pipeline.config import ExtractConfig, PrepareConfig
 from pipeline.datasets.base import file_hash
 from pipeline.datasets.prepare import prepare
 from pipeline.demo import DemoSpec, generate_corpus
-from pipeline.extract import TooManyFailures, extract, write_failures
+from pipeline.extract import TooManyFailures, balanced_parts, extract, write_failures
 from pipeline.store.media import MediaStore
 
 N_CLIPS = 16
@@ -84,6 +84,16 @@ def assert_readable(path: Path) -> None:
 
 
 # --- incremental, resumable, parallel ----------------------------------------------------------------
+
+@pytest.mark.parametrize("n, max_size, workers", [(200, 16, 2), (200, 16, 1), (7, 16, 2), (3, 1, 4), (96, 16, 3), (0, 16, 2)])
+def test_parts_are_balanced_over_the_workers(n, max_size, workers):
+    frame = pd.DataFrame({"sample_id": [f"s{i:03d}" for i in range(n)]})
+    parts = balanced_parts(frame, max_size, workers)
+    sizes = [len(p) for p in parts]
+    assert pd.concat(parts)["sample_id"].tolist() == frame["sample_id"].tolist() if n else not parts
+    assert all(0 < s <= max_size for s in sizes) and (max(sizes) - min(sizes) <= 1 if sizes else True)
+    assert len(parts) % workers == 0 or len(parts) == n  # whole rounds of work, unless items run out
+
 
 def test_rerun_does_nothing_and_new_clips_alone_are_processed(corpus, reference, tmp_path):
     root, manifest = corpus

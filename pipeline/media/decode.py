@@ -10,6 +10,7 @@ start. When the container does not state a duration, sampling stops after max_fr
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -26,6 +27,12 @@ _VFR_DEVIATION = 0.25
 _VFR_SHARE = 0.1
 # Media ending before this fraction of the stated duration is reported as truncated.
 _TRUNCATED_FRACTION = 0.9
+
+
+def decoder_threads() -> int:
+    """FFmpeg decoder threads: OMP_NUM_THREADS when set (one per worker process in a pool, so workers
+    do not contend for each other's cores), else 0 = FFmpeg's own choice."""
+    return int(os.environ.get("OMP_NUM_THREADS") or 0)
 
 
 class MediaError(Exception):
@@ -202,6 +209,7 @@ def decode_clip(path: Path, fps: float, max_frames: int, sample_rate: int = 1600
         sampler = sink = None
         if video is not None:
             video.thread_type = "AUTO"
+            video.thread_count = decoder_threads()
             rate = video.average_rate or video.guessed_rate
             sampler = _FrameSampler(_interval(fps, max_frames, stated), max_frames, float(rate) if rate else None)
         if audio is not None:
