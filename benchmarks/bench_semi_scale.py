@@ -57,7 +57,7 @@ def one_pool(n_pool: int, dim: int) -> dict:
     result, ids = run_subset(tables, "AVT", cfg, 0)
     start = model_predictions(predictions_frame(result, ids, tables, "AVT", 0), "AVT", 0)
     t2 = time.perf_counter()
-    _, picked, _ = semi_round(tables, rows, start, PseudolabelConfig(eta=0.5, max_per_class=MAX_PER_CLASS), cfg)
+    _, picked, _ = semi_round(tables, rows, start, PseudolabelConfig(eta=0.5, max_per_class=MAX_PER_CLASS, max_per_labelled=0), cfg)
     t3 = time.perf_counter()
     done.set()
     sampler.join()

@@ -145,6 +145,7 @@ class TrainConfig(FusionParams):
 class PseudolabelConfig:
     eta: float = 0.5
     max_per_class: int = 0           # 0 = no cap
+    max_per_labelled: float = 2.0    # per class, at most this many per labelled item of the class; 0 = no cap
     weight: float = 1.0              # loss weight of a pseudo-labelled item
     rounds: dict[str, str] = field(default_factory=dict)  # round name -> the predictions it starts from
 

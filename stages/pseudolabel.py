@@ -88,7 +88,7 @@ def semi_round(tables: dict[str, Table], manifest: pd.DataFrame, start: pd.DataF
     """Select from the start model's predictions (one subset and seed), retrain on labelled + selected.
     Returns the new predictions, the selected items and lambda per class."""
     picked, thresholds = semi.select_items(labelled_oof(start, manifest), unlabelled_pool(start, manifest),
-                                           cfg.eta, cfg.max_per_class)
+                                           cfg.eta, cfg.max_per_class, cfg.max_per_labelled)
     if picked.empty:
         return start, picked, thresholds
     subset, seed = start["subset"].iloc[0], int(start["seed"].iloc[0])
@@ -106,7 +106,8 @@ def round_report(round_name: str, start_path: str, cfg: PseudolabelConfig, thres
     f1 = lambda rows, test: ev.score(rows, subset, test, with_valence=False).get("f1_weighted")  # noqa: E731
     return {
         "round": round_name, "start": start_path, "eta": cfg.eta, "max_per_class": cfg.max_per_class,
-        "weight": cfg.weight, "unlabelled": int(len(unlabelled_pool(start, manifest))), "selected": len(picked),
+        "max_per_labelled": cfg.max_per_labelled, "weight": cfg.weight,
+        "unlabelled": int(len(unlabelled_pool(start, manifest))), "selected": len(picked),
         "empty": picked.empty, "note": EMPTY_NOTE if picked.empty else "",
         "thresholds": {c: (None if np.isinf(t) else round(float(t), 4)) for c, t in zip(labels, thresholds)},
         "per_class": {c: int((picked["label"] == c).sum()) for c in labels},

@@ -57,13 +57,24 @@ def f1(predictions: pd.DataFrame, rows: pd.DataFrame, test: str) -> float:
     return ev.score(ev.joined(predictions, rows), "AVT", test, with_valence=False)["f1_weighted"]
 
 
+def labelled_only_and_round(spec: DemoSpec) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    rows, tables = feature_corpus(spec, noise=0.45)
+    result, train_ids = run_subset(tables, "AVT", TRAIN, 0)
+    before = model_predictions(predictions_frame(result, train_ids, tables, "AVT", 0), "AVT", 0)
+    after, picked, _ = semi_round(tables, rows, before, SEMI, TRAIN)
+    return rows, before, after, picked
+
+
 def test_pseudo_labels_improve_f1_over_labelled_only(corpus, start, first_round):
-    rows, _ = corpus
-    predictions, picked, _ = first_round
-    assert 100 < len(picked) < SPEC.n_unlabelled
-    assert semi.precision(semi.with_truth(picked, rows)) > 0.8
+    """Over three corpus seeds (seed 0: the start model never gets a neutral item right, so Algorithm 1
+    alone gives neutral no pseudo-labels and loses 0.06 F1; the class cap keeps it from losing)."""
+    runs = [(corpus[0], start, *first_round[:2])] + [labelled_only_and_round(replace(SPEC, seed=s)) for s in (0, 2)]
+    for rows, before, after, picked in runs:
+        assert 50 < len(picked) < SPEC.n_unlabelled
+        assert semi.precision(semi.with_truth(picked, rows)) > 0.8
     for test in ("test1", "test3"):  # the same test splits, before and after
-        assert f1(predictions, rows, test) > f1(start, rows, test) + 0.05, test
+        gains = [f1(after, rows, test) - f1(before, rows, test) for rows, before, after, _ in runs]
+        assert min(gains) > -0.02 and np.mean(gains) > 0.05, (test, gains)
 
 
 def test_selection_equals_direct_per_class_thresholds(corpus, start):
@@ -82,11 +93,14 @@ def test_selection_equals_direct_per_class_thresholds(corpus, start):
         assert set(picked["sample_id"]) == expected and expected, eta
         assert (picked["label"].to_numpy() == np.array(MER_LABELS)[
             probs_pool[pool["sample_id"].isin(expected).to_numpy()].argmax(1)]).all()
-    capped, _ = semi.select_items(oof, pool, 0.0, max_per_class=5)
     full, _ = semi.select_items(oof, pool, 0.0)
-    for name, group in full.groupby("label"):
-        top = set(group.nlargest(5, "confidence")["sample_id"])
-        assert set(capped.loc[capped["label"] == name, "sample_id"]) == top
+    labelled = oof["label"].value_counts()
+    for caps in ({"max_per_class": 5}, {"max_per_labelled": 1.5}, {"max_per_class": 5, "max_per_labelled": 0.5}):
+        capped, _ = semi.select_items(oof, pool, 0.0, **caps)
+        for name, group in full.groupby("label"):
+            cap = min(caps.get("max_per_class", np.inf), np.ceil(caps.get("max_per_labelled", np.inf) * labelled[name]))
+            top = set(group.nlargest(int(min(cap, len(group))), "confidence")["sample_id"])
+            assert set(capped.loc[capped["label"] == name, "sample_id"]) == top, (caps, name)
 
 
 def test_larger_eta_selects_a_subset():

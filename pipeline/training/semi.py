@@ -7,6 +7,12 @@ above lambda_j is selected, with its predicted label and valence as pseudo-targe
 The paper's text says "highest eta portion" while its algorithm takes the eta-quantile, which keeps
 the top (1 - eta) of each class's correct confidences. This follows the algorithm: a larger eta
 selects fewer, more confident items (eta 0 keeps everything above the least confident correct item).
+
+Beyond the algorithm, each class keeps at most its most confident `max_per_labelled` x (its labelled
+count) items (and `max_per_class`), so the pseudo-labels keep the labelled set's class balance. Without
+it, a class the start model never gets right has no threshold and no pseudo-labels while the others
+gain hundreds, and retraining then forgets that class: on the few-label demo corpus the uncapped
+selection lost up to 0.06 F1 on some seeds, the capped one never lost.
 """
 
 from __future__ import annotations
@@ -34,29 +40,42 @@ def class_thresholds(oof_logits: np.ndarray, y: np.ndarray, eta: float, n_classe
                      for j in range(n_classes)])
 
 
-def select(logits: np.ndarray, thresholds: np.ndarray, max_per_class: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(selected mask, predicted class, confidence) for unlabelled items; with a cap, the most confident
-    items of each class are kept. Vectorised over the logits only, so memory is O(items x classes)."""
+def class_caps(labelled_counts: np.ndarray, max_per_class: int = 0, max_per_labelled: float = 0.0) -> np.ndarray:
+    """Most pseudo-labels each class may keep (inf: no cap): the tighter of max_per_class and
+    ceil(max_per_labelled x the class's labelled count); a value of 0 turns that cap off."""
+    caps = np.full(len(labelled_counts), np.inf)
+    if max_per_class > 0:
+        caps = np.minimum(caps, max_per_class)
+    if max_per_labelled > 0:
+        caps = np.minimum(caps, np.ceil(max_per_labelled * np.asarray(labelled_counts, dtype=float)))
+    return caps
+
+
+def select(logits: np.ndarray, thresholds: np.ndarray, caps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(selected mask, predicted class, confidence) for unlabelled items; where a class has more than
+    its cap, its most confident items are kept. Vectorised over the logits only, so memory is
+    O(items x classes)."""
     probs = softmax_np(logits)
     pred, conf = probs.argmax(1), probs.max(1)
     chosen = conf > thresholds[pred]
-    if max_per_class > 0:
-        for j in np.unique(pred[chosen]):
-            members = np.flatnonzero(chosen & (pred == j))
-            if len(members) > max_per_class:
-                chosen[members[np.argsort(-conf[members], kind="stable")[max_per_class:]]] = False
+    for j in np.unique(pred[chosen]) if caps is not None else ():
+        members = np.flatnonzero(chosen & (pred == j))
+        if len(members) > caps[j]:
+            chosen[members[np.argsort(-conf[members], kind="stable")[int(caps[j]):]]] = False
     return chosen, pred, conf
 
 
-def select_items(oof: pd.DataFrame, unlabelled: pd.DataFrame, eta: float,
-                 max_per_class: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+def select_items(oof: pd.DataFrame, unlabelled: pd.DataFrame, eta: float, max_per_class: int = 0,
+                 max_per_labelled: float = 0.0) -> tuple[pd.DataFrame, np.ndarray]:
     """Algorithm 1 on prediction frames: `oof` holds the labelled items' out-of-fold logits and their
     `label`, `unlabelled` the model's logits and valence for the pool. Returns the selected items
     (sample_id, pseudo-label, confidence, pseudo-valence, in the pool's order) and lambda per class."""
     labels = predicted_labels(oof)  # the label set, from the logit columns
     columns = logit_columns(labels)
-    thresholds = class_thresholds(oof[columns].to_numpy(), label_index(oof["label"], labels), eta, len(labels))
-    chosen, pred, conf = select(unlabelled[columns].to_numpy(), thresholds, max_per_class)
+    y = label_index(oof["label"], labels)
+    thresholds = class_thresholds(oof[columns].to_numpy(), y, eta, len(labels))
+    caps = class_caps(np.bincount(y[y >= 0], minlength=len(labels)), max_per_class, max_per_labelled)
+    chosen, pred, conf = select(unlabelled[columns].to_numpy(), thresholds, caps)
     picked = pd.DataFrame({"sample_id": unlabelled["sample_id"].to_numpy()[chosen],
                            "label": np.array(labels, dtype=object)[pred[chosen]],
                            "confidence": conf[chosen], "valence": unlabelled["valence"].to_numpy()[chosen]})
