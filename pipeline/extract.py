@@ -3,13 +3,15 @@
 Work is split into parts of at most `clips_per_part` items; each task decodes its clips once, finds faces,
 settles the transcript and writes one store part. A clip whose source and extraction params are
 unchanged is already in the store and is skipped, which is what makes re-runs and interrupted runs
-cheap. Failed clips go to a failures file with the step and the tool's message.
+cheap. Failed clips go to a failures file with the step that failed (open, decode, audio, corrupt, faces,
+asr) and the tool's message.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -33,6 +35,25 @@ OUTPUT_KEYS = ("fps", "max_frames", "face_size", "sample_rate", "face_detector",
 
 class TooManyFailures(RuntimeError):
     pass
+
+
+class StepFailed(Exception):
+    """Any other error of one clip, raised from the original (its __cause__), with the step it came from."""
+
+    def __init__(self, step: str):
+        super().__init__(step)
+        self.step = step
+
+
+@contextmanager
+def step(name: str):
+    """Name the step for the failures file; every clip-level error is recorded, never lost."""
+    try:
+        yield
+    except MediaError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        raise StepFailed(name) from err
 
 
 @dataclass(frozen=True)
@@ -123,7 +144,10 @@ def extract_part(task: PartTask) -> dict:
             items.append(extract_item(row, Path(task.root), task.cfg, detector, corrupt))
         except MediaError as err:
             failures.append({"sample_id": row["sample_id"], "step": err.step, "error": "MediaError", "message": str(err)})
-        except Exception as err:  # noqa: BLE001 - any clip-level error is recorded, never lost
+        except StepFailed as err:
+            failures.append({"sample_id": row["sample_id"], "step": err.step,
+                             "error": type(err.__cause__).__name__, "message": str(err.__cause__)})
+        except Exception as err:  # noqa: BLE001 - outside any step; still recorded, never lost
             failures.append({"sample_id": row["sample_id"], "step": "extract",
                              "error": type(err).__name__, "message": str(err)})
     if items:
@@ -176,21 +200,25 @@ class _Corrupter:
 
 def extract_item(row: dict, root: Path, cfg: ExtractConfig, detector, corrupt=None) -> MediaItem:
     item = MediaItem(row["sample_id"], row["source_hash"], row["params_hash"])
-    clean = corrupt.unchanged_clean_item(row) if corrupt is not None else None
-    if clean is not None:
-        _corrupt_clean_item(item, clean, corrupt)
-    elif isinstance(row["path"], str) and row["path"]:  # text-only rows have no path (None or NaN)
-        path = root / row["path"]
-        frames, item.audio, times, warnings = _read_media(path, cfg)
+    with step("corrupt"):
+        clean = corrupt.unchanged_clean_item(row) if corrupt is not None else None
+        if clean is not None:
+            _corrupt_clean_item(item, clean, corrupt)
+    if clean is None and isinstance(row["path"], str) and row["path"]:  # text-only rows have no path (None or NaN)
+        with step("decode"):
+            frames, item.audio, times, warnings = _read_media(root / row["path"], cfg)
         item.meta["warnings"] = warnings
         if corrupt is not None:
-            item.audio, frames, item.meta["corruption"] = corrupt(row["sample_id"], item.audio, frames, cfg.fps)
+            with step("corrupt"):
+                item.audio, frames, item.meta["corruption"] = corrupt(row["sample_id"], item.audio, frames, cfg.fps)
         if frames is not None:
-            track = extract_faces(frames, detector, cfg.face_size)
+            with step("faces"):
+                track = extract_faces(frames, detector, cfg.face_size)
             item.faces, item.found, item.boxes = track.crops, track.found, track.boxes
             item.frame_time = times
             item.meta["no_face"] = not bool(track.found.any())
-    item.transcript, item.transcript_source = _transcript(row, item.audio, cfg)
+    with step("asr"):
+        item.transcript, item.transcript_source = _transcript(row, item.audio, cfg)
     return item
 
 

@@ -238,6 +238,16 @@ def test_unusable_clips_are_recorded_failures_with_their_reason(odd_store, tmp_p
         write_failures(failures, 10, path, max_rate=0.1, stage="extract")
 
 
+def test_a_failing_step_is_named_and_the_other_clips_are_kept(odd, tmp_path):
+    """An error outside decoding (here the ASR engine, named with no model) is recorded with its step."""
+    root, manifest = odd
+    rows = manifest[manifest["sample_id"].isin(["ok", "vfr", "textonly"])]
+    summary, failures = extract(rows, root, tmp_path / "media.zarr", replace(CFG, asr="whisper", asr_model=""))
+    assert [(f["sample_id"], f["step"], f["error"]) for f in failures] == [("vfr", "asr", "ValueError")]
+    assert "extract.asr_model must name a Whisper checkpoint" in failures[0]["message"]
+    assert summary["processed"] == 2  # "ok" and "textonly" have their transcripts: no ASR needed
+
+
 def test_partial_media_gives_partial_items(odd_store):
     _, _, items = odd_store
     row, audio_only = items["audioonly"]
@@ -331,5 +341,5 @@ def test_asr_fills_in_missing_transcripts(odd, tmp_path):
     assert view.loc["videoonly", "transcript_source"] == "missing"  # nothing to transcribe
     # A model that is not there: each clip needing ASR is a recorded failure saying why.
     _, failures = extract(rows, root, tmp_path / "other.zarr", replace(cfg, asr_model=str(tmp_path / "absent")))
-    assert [(f["sample_id"], f["error"]) for f in failures] == [("vfr", "OSError")]
+    assert [(f["sample_id"], f["step"], f["error"]) for f in failures] == [("vfr", "asr", "OSError")]
     assert "not available here" in failures[0]["message"]
