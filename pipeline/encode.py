@@ -28,6 +28,9 @@ from pipeline.store.media import MediaStore
 
 INPUT_LENGTH = {"audio": "audio_len", "visual": "n_faces"}   # text: the transcript's length
 
+# Missing inputs (silence, empty transcript, no face) are properties of the data; this is the encoder failing.
+ENCODER_FAILED = "NaN/inf output, or input too short for the encoder"
+
 
 @dataclass(frozen=True)
 class EncodeTask:
@@ -95,7 +98,7 @@ def encode_feature(spec: EncoderSpec, views: list[Path], store_path: Path, batch
     store = FeatureStore(store_path)
     todo = pending(views, store, identity)   # committed parts only: uncommitted ones never count
     if todo.empty and store.holds(identity):
-        return {"encoded": 0, "missing": 0, "dim": store.meta()["dim"]}   # no model loaded
+        return {"encoded": 0, "missing": 0, "failed": 0, "dim": store.meta()["dim"]}   # no model loaded
     runtime = {"batch_size": batch_size, "device": resolve_device(device)}
     encoder = build_encoder(spec, runtime)
     store.create(identity, encoder.probe_dim())
@@ -107,8 +110,10 @@ def encode_feature(spec: EncoderSpec, views: list[Path], store_path: Path, batch
         results = run_pipelined(tasks, desc)
     else:
         results = run_tasks(encode_part, tasks, executor, workers, address, desc=desc)
-    missing = sum(result["missing"] for result in results)
-    return {"encoded": len(todo), "missing": missing, "dim": store.meta()["dim"]}
+    missing = failed = 0
+    for result in results:
+        missing, failed = missing + result["missing"], failed + result["failed"]
+    return {"encoded": len(todo), "missing": missing, "failed": failed, "dim": store.meta()["dim"]}
 
 
 def encode_part(task: EncodeTask) -> dict:
@@ -150,7 +155,7 @@ def write_part(task: EncodeTask, inputs: list, vectors: list) -> dict:
     reasons = ["" if v is not None else why_missing(x, modality) for x, v in zip(inputs, vectors)]
     store = FeatureStore(task.store)
     store.write([r["cache_key"] for r in task.rows], vectors, reasons, int(store.meta()["dim"]))
-    return {"missing": sum(v is None for v in vectors)}
+    return {"missing": sum(v is None for v in vectors), "failed": reasons.count(ENCODER_FAILED)}
 
 
 def why_missing(item, modality: str) -> str:
@@ -161,7 +166,7 @@ def why_missing(item, modality: str) -> str:
         return "empty transcript"
     if modality == "visual" and len(item) == 0:
         return "no face found"
-    return "NaN/inf output, or input too short for the encoder"
+    return ENCODER_FAILED
 
 
 def _input(row: dict, modality: str, stores: dict[str, MediaStore]):

@@ -84,7 +84,8 @@ def ablation_table(rows: pd.DataFrame, cv_runs: list[dict], noise_test: str) -> 
             "multi_n": figures["mer_multi"].get("n"), "noise_n": figures["mer_noise"].get("n"),
             "semi_n": figures["mer_semi"].get("n"),
         })
-    return pd.DataFrame(records)
+    counts = ["cv_n", "multi_n", "noise_n", "semi_n"]  # whole numbers, absent where a split has no items
+    return pd.DataFrame(records).astype({c: "Int64" for c in counts})
 
 
 def robustness_curve(rows: pd.DataFrame, split: str = "test2") -> pd.DataFrame:
@@ -151,7 +152,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
     def fmt(v) -> str:
         if isinstance(v, float):
             return "" if np.isnan(v) else f"{v:.4f}"
-        return "" if v is None else str(v)
+        return "" if v is None or v is pd.NA else str(v)
 
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]

@@ -128,10 +128,15 @@ def write_failures(failures: list[dict], total: int, failures_path: Path, max_ra
     with open(failures_path, "w", encoding="utf-8") as fh:
         for failure in sorted(failures, key=lambda f: (f.get("view", ""), f["sample_id"])):
             fh.write(json.dumps(failure) + "\n")
-    rate = len(failures) / total if total else 0.0
+    check_failure_rate(len(failures), total, max_rate, stage, str(failures_path))
+
+
+def check_failure_rate(failed: int, total: int, max_rate: float, stage: str, reasons: str) -> None:
+    """Fail the stage when more than its `<stage>.max_failure_rate` of the items failed."""
+    rate = failed / total if total else 0.0
     if rate > max_rate:
-        raise TooManyFailures(f"{stage}: {len(failures)} of {total} items failed ({rate:.1%} > "
-                              f"{stage}.max_failure_rate {max_rate:.1%}); reasons in {failures_path}")
+        raise TooManyFailures(f"{stage}: {failed} of {total} items failed ({rate:.1%} > "
+                              f"{stage}.max_failure_rate {max_rate:.1%}); reasons in {reasons}")
 
 
 def extract_part(task: PartTask) -> dict:

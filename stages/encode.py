@@ -4,6 +4,7 @@ from pathlib import Path
 
 from pipeline.config import load_section
 from pipeline.encode import encode_feature
+from pipeline.extract import check_failure_rate
 
 
 def media_views(clean: Path, corrupted: Path | None) -> list[Path]:
@@ -18,5 +19,8 @@ def run(params: Path, feature: str, clean: Path, corrupted: Path | None, out: Pa
     if feature not in cfg.features:
         raise KeyError(f"encode.features has no feature {feature!r}; defined: {sorted(cfg.features)}")
     extract_cfg = load_section("extract", params)
-    return encode_feature(cfg.features[feature], media_views(clean, corrupted), out, cfg.batch_size, cfg.device,
-                          extract_cfg.executor, cfg.workers, extract_cfg.dask_address, cfg.items_per_part)
+    summary = encode_feature(cfg.features[feature], media_views(clean, corrupted), out, cfg.batch_size, cfg.device,
+                             extract_cfg.executor, cfg.workers, extract_cfg.dask_address, cfg.items_per_part)
+    check_failure_rate(summary["failed"], summary["encoded"], cfg.max_failure_rate, "encode",
+                       f"{out} (encoder {cfg.features[feature].encoder!r}; its index gives each missing item's reason)")
+    return summary

@@ -9,12 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from encode_fixtures import media_item, media_view, save_bert, save_wav2vec2, transcript
 from pipeline.config import EncoderSpec
 from pipeline.encode import build_encoder, encode_feature, identity_of
+from pipeline.extract import TooManyFailures
 from pipeline.store.features import FeatureStore
 from pipeline.store.media import MediaStore
+from stages import encode as encode_stage
 
 
 @pytest.fixture(scope="module")
@@ -138,12 +141,30 @@ def test_nan_outputs_are_recorded_missing(models, tmp_path):
     view = media_view(tmp_path / "media.zarr", clips)
     store = tmp_path / "nan.zarr"
     result = encode(EncoderSpec("hf-text", {"model_path": models["nan"]}), view, store)
-    assert result == {"encoded": 2, "missing": 1, "dim": 32}
+    assert result == {"encoded": 2, "missing": 1, "failed": 1, "dim": 32}
     rows = MediaStore(view).view().set_index("sample_id").loc[["calm", "nan"]]
     X, present = FeatureStore(store).load(rows)
     assert present.tolist() == [True, False] and np.isnan(X[1]).all()
     _, _, missing = FeatureStore(store).matrix()
     assert list(missing.values()) == ["NaN/inf output, or input too short for the encoder"]
+
+
+def test_encode_stage_fails_above_its_failure_rate(models, tmp_path):
+    """NaN outputs count as encoder failures; an empty transcript is no input at all and counts in
+    neither total: 1 failure of 2 encoded items is within a 50% limit and over 25%."""
+    clips = [media_item("calm", transcript="the man is happy"), media_item("nan", transcript="a very angry man"),
+             media_item("mute", transcript="")]
+    view = media_view(tmp_path / "media.zarr", clips)
+    params = tmp_path / "params.yaml"
+    for limit, store in ((0.5, "ok.zarr"), (0.25, "over.zarr")):
+        params.write_text(yaml.safe_dump({"encode": {"features": {"nan": {"encoder": "hf-text", "options": {
+            "model_path": str(models["nan"])}}}, "device": "cpu", "max_failure_rate": limit}}))
+        run_stage = lambda: encode_stage.run(params, "nan", view, None, tmp_path / store)  # noqa: E731
+        if limit == 0.5:
+            assert run_stage() == {"encoded": 2, "missing": 1, "failed": 1, "dim": 32}
+        else:
+            with pytest.raises(TooManyFailures, match=r"encode: 1 of 2 items failed .*encode.max_failure_rate"):
+                run_stage()
 
 
 # ---------------------------------------------------------------- interruption and scale-out

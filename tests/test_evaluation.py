@@ -83,3 +83,8 @@ def test_seeds_give_mean_and_std():
     runs = [{"subset": "A", "seed": s, "f1_weighted": f, "valence_mse": 1.0 + s} for s, f in enumerate(f1s)]
     summary = over_seeds_by_subset(runs)["A"]
     assert summary["f1_weighted"] == pytest.approx(np.mean(f1s)) and summary["valence_mse_std"] == pytest.approx(np.std([1, 2, 3]))
+
+
+def test_markdown_table_prints_counts_as_whole_numbers_and_blanks_for_absent():
+    frame = pd.DataFrame({"subset": ["A", "T"], "f1": [0.5, np.nan], "n": [40, None]}).astype({"n": "Int64"})
+    assert ev.markdown_table(frame).splitlines()[2:] == ["| A | 0.5000 | 40 |", "| T |  |  |"]
