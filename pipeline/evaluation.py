@@ -67,6 +67,9 @@ def challenge_metrics(rows: pd.DataFrame, subset: str, noise_test: str) -> dict[
     }
 
 
+ABLATION_COUNTS = ("cv_n", "multi_n", "noise_n", "semi_n")  # whole numbers, absent where a split has no items
+
+
 def ablation_table(rows: pd.DataFrame, cv_runs: list[dict], noise_test: str) -> pd.DataFrame:
     records = []
     for subset in dict.fromkeys(r["subset"] for r in cv_runs):
@@ -84,8 +87,7 @@ def ablation_table(rows: pd.DataFrame, cv_runs: list[dict], noise_test: str) -> 
             "multi_n": figures["mer_multi"].get("n"), "noise_n": figures["mer_noise"].get("n"),
             "semi_n": figures["mer_semi"].get("n"),
         })
-    counts = ["cv_n", "multi_n", "noise_n", "semi_n"]  # whole numbers, absent where a split has no items
-    return pd.DataFrame(records).astype({c: "Int64" for c in counts})
+    return pd.DataFrame(records).astype({c: "Int64" for c in ABLATION_COUNTS})
 
 
 def robustness_curve(rows: pd.DataFrame, split: str = "test2") -> pd.DataFrame:

@@ -36,7 +36,8 @@ def run(params: Path, manifest: Path, predictions: Path, semi_predictions: Path,
         values = values | {"subset": main, "labels": list(labels), "paper_baseline": ev.PAPER_BASELINE[name]}
         (out / f"{name}.json").write_text(json.dumps(values, indent=2))
     ablation = ev.ablation_table(supervised, cv["runs"], noise_test)
-    (out / "ablation.json").write_text(ablation.to_json(orient="records", indent=2))
+    # keyed by subset, not a list: `dvc metrics diff` (and the PR comment) compares nested keys, never lists
+    (out / "ablation.json").write_text(ablation.set_index("subset").to_json(orient="index", indent=2))
     (out / "ablation.md").write_text(ev.markdown_table(ablation))
     robustness = ev.robustness_curve(supervised)
     robustness.to_csv(out / "robustness.csv", index=False)

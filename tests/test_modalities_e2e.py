@@ -113,12 +113,12 @@ def test_each_corpus_trains_and_evaluates_on_the_modalities_it_has(corpus_run):
 
 def test_every_figure_says_how_many_items_it_covers(corpus_run):
     kind, rows, cv, multi, ablation = corpus_run
-    for record in ablation:
-        expected, faces_only = coverage(labelled(rows, "test1"), record["subset"])
+    for subset, record in ablation.items():
+        expected, faces_only = coverage(labelled(rows, "test1"), subset)
         assert expected - 0.3 * faces_only <= record["multi_n"] <= expected, record
-        assert record["cv_n"] == next(r for r in cv["runs"] if r["subset"] == record["subset"])["items"]
+        assert record["cv_n"] == next(r for r in cv["runs"] if r["subset"] == subset)["items"]
     if kind == "mixed":  # one modality alone covers about half the items, more modalities cover more
-        n = {r["subset"]: r["multi_n"] for r in ablation}
+        n = {subset: r["multi_n"] for subset, r in ablation.items()}
         assert n["A"] < n["AT"] < n["AVT"] and n["T"] < n["AT"]
 
 

@@ -43,8 +43,8 @@ def test_page_has_every_section_with_embedded_figures(rendered):
         assert title in page
     multi = committed("mer_multi.json")["f1_weighted"]  # the run's MER-MULTI F1 beside the paper's
     assert re.search(rf'<td>MER-MULTI</td><td>weighted F1</td><td class="num">{multi:.4f}</td><td class="num">0.7757</td>', page)
-    for row in committed("ablation.json"):
-        assert f"<td>{row['subset']}</td>" in page
+    for subset in committed("ablation.json"):
+        assert f"<td>{subset}</td>" in page
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     threshold_curve = not committed(f"pseudolabel/{last_round()}/selected.csv").empty
     study = (METRICS / "semi_study.csv").is_file()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.evaluation import PAPER_BASELINE, markdown_table
+from pipeline.evaluation import ABLATION_COUNTS, PAPER_BASELINE, markdown_table
 from pipeline.labels import MER_LABELS
 from pipeline.training.metrics import combined
 
@@ -104,9 +104,10 @@ def headline(folder: MetricsFolder) -> Section:
 
 def ablation(folder: MetricsFolder) -> Section:
     section = Section("Ablation: modality subsets")
-    records = folder.read("ablation.json", section)
-    if records is not None:
-        section.table(pd.DataFrame(records))
+    by_subset = folder.read("ablation.json", section)
+    if by_subset is not None:
+        table = pd.DataFrame.from_dict(by_subset, orient="index").rename_axis("subset").reset_index()
+        section.table(table.astype({c: "Int64" for c in ABLATION_COUNTS if c in table}))
     return section
 
 
