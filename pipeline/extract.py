@@ -37,23 +37,16 @@ class TooManyFailures(RuntimeError):
     pass
 
 
-class StepFailed(Exception):
-    """Any other error of one clip, raised from the original (its __cause__), with the step it came from."""
-
-    def __init__(self, step: str):
-        super().__init__(step)
-        self.step = step
-
-
 @contextmanager
 def step(name: str):
-    """Name the step for the failures file; every clip-level error is recorded, never lost."""
+    """Tag an error raised inside with the step it came from (a MediaError names its own), for the
+    failures file."""
     try:
         yield
-    except MediaError:
+    except Exception as err:
+        if not isinstance(err, MediaError):
+            err.step = name
         raise
-    except Exception as err:  # noqa: BLE001
-        raise StepFailed(name) from err
 
 
 @dataclass(frozen=True)
@@ -147,13 +140,8 @@ def extract_part(task: PartTask) -> dict:
     for row in task.rows:
         try:
             items.append(extract_item(row, Path(task.root), task.cfg, detector, corrupt))
-        except MediaError as err:
-            failures.append({"sample_id": row["sample_id"], "step": err.step, "error": "MediaError", "message": str(err)})
-        except StepFailed as err:
-            failures.append({"sample_id": row["sample_id"], "step": err.step,
-                             "error": type(err.__cause__).__name__, "message": str(err.__cause__)})
-        except Exception as err:  # noqa: BLE001 - outside any step; still recorded, never lost
-            failures.append({"sample_id": row["sample_id"], "step": "extract",
+        except Exception as err:  # noqa: BLE001 - any clip-level error is recorded, never lost
+            failures.append({"sample_id": row["sample_id"], "step": getattr(err, "step", "extract"),
                              "error": type(err).__name__, "message": str(err)})
     if items:
         MediaStore(task.store).write(items)
