@@ -30,12 +30,14 @@ def _echo(result) -> None:
 
 @app.command("demo-corpus")
 def demo_corpus(params: Params = Path("params.yaml"),
-                out: Annotated[Path, typer.Option(help="corpus folder to write (clips/ + manifest.csv)")] = Path("data/demo")):
+                out: Annotated[Path, typer.Option(help="corpus folder to write (clips/ + manifest.csv)")] = Path("data/demo"),
+                workers: Annotated[int, typer.Option(help="processes (0 = all cores); the bytes written do not depend on it")] = 0):
     """Generate the demo corpus: talking-face MP4 clips (H.264 + AAC) with transcripts, labels over the six
-    MER 2023 classes, valence and every split, with a tunable emotion signal per modality (demo.*)."""
+    MER 2023 classes, valence and every split, with a tunable emotion signal per modality (demo.*).
+    The same demo.* params give the same bytes on any machine and any worker count."""
     from stages import demo
 
-    _echo(demo.run(params, out))
+    _echo(demo.run(params, out, workers))
 
 
 @app.command()

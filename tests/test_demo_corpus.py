@@ -76,13 +76,16 @@ def test_manifest_columns_splits_and_labels(corpus):
 
 
 def test_same_spec_gives_identical_corpus(corpus, decoded, tmp_path):
-    again = generate_corpus(tmp_path, SPEC, progress=False, workers=1)  # serial, unlike the fixture
+    """Serial here, two workers in the fixture: the same bytes. Decoded media are compared first, so a
+    failure says whether the content or only the encoding differs."""
+    again = generate_corpus(tmp_path, SPEC, progress=False, workers=1)
     assert again.read_bytes() == corpus.read_bytes()
     for row, first in zip(_rows(again), decoded):
-        assert (tmp_path / row["path"]).read_bytes() == (corpus.parent / row["path"]).read_bytes()
         second = decode_clip(tmp_path / row["path"], fps=FPS, max_frames=100)
-        np.testing.assert_array_equal(second.audio, first.audio)
-        np.testing.assert_array_equal(second.frames, first.frames)
+        np.testing.assert_array_equal(second.audio, first.audio, err_msg=f"{row['path']}: decoded audio differs")
+        np.testing.assert_array_equal(second.frames, first.frames, err_msg=f"{row['path']}: decoded frames differ")
+        same = (tmp_path / row["path"]).read_bytes() == (corpus.parent / row["path"]).read_bytes()
+        assert same, f"{row['path']}: same decoded media, different encoded bytes"
 
 
 def test_haar_finds_the_face_after_h264(decoded):

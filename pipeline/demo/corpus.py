@@ -118,22 +118,34 @@ def _mouth_opening(envelope: np.ndarray, n_frames: int) -> np.ndarray:
 
 
 def _add_video(container, spec: DemoSpec):
-    # threads=1: x264's frame threading makes the bitstream depend on timing, so bytes would differ.
+    """H.264 whose bytes depend only on the frames: one encoder thread (x264's frame threads make the
+    bitstream depend on timing) and x264's C code paths (`asm=0`: its SIMD paths give other bytes, and
+    which ones run depends on the CPU, so the same corpus would differ between machines)."""
     stream = container.add_stream("libx264", rate=Fraction(spec.fps),
-                                   options={"crf": "28", "preset": "veryfast", "threads": "1"})
+                                   options={"crf": "28", "preset": "veryfast", "x264-params": "asm=0"})
+    stream.codec_context.thread_count = 1
     stream.width = stream.height = spec.size
     stream.pix_fmt = "yuv420p"
     return stream
 
 
+def _add_audio(container):
+    """AAC with FFmpeg's bit-exact float routines (its SIMD ones round differently across CPUs); the fast
+    coder: a third of the default's time, transparent enough for 16 kHz speech."""
+    sound = container.add_stream("aac", rate=voice.SAMPLE_RATE, layout="mono", options={"aac_coder": "fast"})
+    sound.bit_rate = AUDIO_BIT_RATE
+    sound.codec_context.thread_count = 1
+    sound.codec_context.flags |= int(av.codec.context.Flags.bitexact)
+    return sound
+
+
 def _write_mp4(path: Path, frames: np.ndarray, audio: np.ndarray, spec: DemoSpec) -> None:
     """H.264 + AAC, audio interleaved with the frame it belongs to."""
     rate = voice.SAMPLE_RATE
-    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
+    # bitexact: the muxer writes no FFmpeg version string, so the bytes do not name the library build
+    with av.open(str(path), "w", options={"movflags": "faststart", "fflags": "+bitexact"}) as container:
         video = _add_video(container, spec)
-        # The fast AAC coder: a third of the default's time, transparent enough for 16 kHz speech.
-        sound = container.add_stream("aac", rate=rate, layout="mono", options={"aac_coder": "fast"})
-        sound.bit_rate = AUDIO_BIT_RATE
+        sound = _add_audio(container)
         done = 0
         for i, image in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")

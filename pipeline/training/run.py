@@ -159,10 +159,11 @@ def predictions_frame(result: cv.CVResult, train_ids: np.ndarray, tables: dict[s
 
 
 def cv_summary(result: cv.CVResult, subset: str, seed: int, n_items: int) -> dict:
-    """CV figures over `items` training items; `test_items`: how many items of each test view it predicts."""
+    """CV figures over `items` training items; `test_items`: how many items of each test view it predicts.
+    Nothing that varies between identical runs (wall time): cv.json is a committed metric."""
     return {"subset": subset, "seed": seed, "items": n_items, **result.cv,
             "test_items": {name: len(pred.valence) for name, pred in result.tests.items()},
-            "best_epoch": [int(e) for e in result.best_epoch], "seconds": round(result.seconds, 2)}
+            "best_epoch": [int(e) for e in result.best_epoch]}
 
 
 def curves_frame(result: cv.CVResult) -> pd.DataFrame:
