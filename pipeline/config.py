@@ -149,6 +149,13 @@ class PseudolabelConfig:
     weight: float = 1.0              # loss weight of a pseudo-labelled item
     rounds: dict[str, str] = field(default_factory=dict)  # round name -> the predictions it starts from
 
+    @property
+    def final_round(self) -> str:
+        """The last round: MER-SEMI is scored on its predictions."""
+        if not self.rounds:
+            raise ConfigError("pseudolabel.rounds is empty: MER-SEMI needs at least one round")
+        return list(self.rounds)[-1]
+
 
 @dataclass(frozen=True)
 class EvaluateConfig:

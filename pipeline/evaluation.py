@@ -10,10 +10,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
-from pipeline.labels import logit_columns, predicted_labels
+from pipeline.labels import label_index, logit_columns, predicted_labels
 from pipeline.training.calibration import apply_temperature, calibrate
-from pipeline.training.data import label_index
-from pipeline.training.metrics import ece, score_split
+from pipeline.training.metrics import ece, over_seeds, score_split
 
 PAPER_BASELINE = {  # MER 2023 paper, best attention-fusion figures (abstract)
     "mer_multi": {"f1_weighted": 0.7757, "valence_mse": 0.82},
@@ -39,17 +38,6 @@ def score_rows(rows: pd.DataFrame, with_valence: bool = True) -> dict:
     if v_true is not None and np.isnan(v_true).all():
         v_true = None
     return score_split(y, pred, v_true, labelled["valence"].to_numpy(float) if v_true is not None else None)
-
-
-def over_seeds(blocks: list[dict]) -> dict:
-    """Mean of each figure over seeds, with its std when there are several."""
-    out = {}
-    for key in blocks[0]:
-        values = [b[key] for b in blocks if key in b]
-        out[key] = float(np.mean(values))
-        if len(values) > 1 and key != "n":
-            out[f"{key}_std"] = float(np.std(values))
-    return out
 
 
 def score(joined_rows: pd.DataFrame, subset: str, test: str, with_valence: bool = True) -> dict:

@@ -9,7 +9,6 @@ asr) and the tool's message.
 
 from __future__ import annotations
 
-import json
 import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -31,10 +30,6 @@ AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"}
 # Only these change what extraction produces; executor and worker counts never do.
 OUTPUT_KEYS = ("fps", "max_frames", "face_size", "sample_rate", "face_detector", "face_model_dir", "min_face",
                "haar_scale_factor", "asr", "asr_model")
-
-
-class TooManyFailures(RuntimeError):
-    pass
 
 
 @contextmanager
@@ -113,23 +108,6 @@ def balanced_parts(frame: pd.DataFrame, max_size: int, workers: int) -> list[pd.
     n_parts = min(-(-n_parts // workers) * workers, len(frame))
     bounds = np.linspace(0, len(frame), n_parts + 1).round().astype(int)
     return [frame.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-
-
-def write_failures(failures: list[dict], total: int, failures_path: Path, max_rate: float, stage: str) -> None:
-    """Record every failure with its reason; fail the stage above its max_failure_rate."""
-    failures_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(failures_path, "w", encoding="utf-8") as fh:
-        for failure in sorted(failures, key=lambda f: (f.get("view", ""), f["sample_id"])):
-            fh.write(json.dumps(failure) + "\n")
-    check_failure_rate(len(failures), total, max_rate, stage, str(failures_path))
-
-
-def check_failure_rate(failed: int, total: int, max_rate: float, stage: str, reasons: str) -> None:
-    """Fail the stage when more than its `<stage>.max_failure_rate` of the items failed."""
-    rate = failed / total if total else 0.0
-    if rate > max_rate:
-        raise TooManyFailures(f"{stage}: {failed} of {total} items failed ({rate:.1%} > "
-                              f"{stage}.max_failure_rate {max_rate:.1%}); reasons in {reasons}")
 
 
 def extract_part(task: PartTask) -> dict:

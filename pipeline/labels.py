@@ -5,6 +5,8 @@ the set in the manifest's attributes; models, predictions (one `logit_<label>` c
 order) and metrics follow it from there.
 """
 
+import numpy as np
+
 MER_LABELS: tuple[str, ...] = ("neutral", "angry", "happy", "sad", "worried", "surprise")
 VALENCE_RANGE: tuple[float, float] = (-5.0, 5.0)
 # The baseline's placeholder for unlabelled items in label-6way.npz: never a training target.
@@ -24,3 +26,9 @@ def predicted_labels(frame) -> tuple[str, ...]:
 def manifest_labels(manifest) -> tuple[str, ...]:
     """The label set `prepare` recorded in a manifest frame (MER 2023's six for older manifests)."""
     return tuple(manifest.attrs.get("labels") or MER_LABELS)
+
+
+def label_index(labels, names: tuple[str, ...] = MER_LABELS) -> np.ndarray:
+    """Label strings -> class indices in the order of `names`; -1 for unlabelled."""
+    lookup = {name: i for i, name in enumerate(names)}
+    return np.array([lookup.get(x, -1) if isinstance(x, str) else -1 for x in labels], dtype=np.int64)

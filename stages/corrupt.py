@@ -13,7 +13,8 @@ import zarr
 
 from pipeline.config import CorruptConfig, load_section
 from pipeline.corrupt import CorruptSpec
-from pipeline.extract import Corruption, extract, write_failures
+from pipeline.extract import Corruption, extract
+from pipeline.failures import write_failures
 from pipeline.store.media import MediaStore
 
 

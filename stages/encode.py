@@ -4,7 +4,7 @@ from pathlib import Path
 
 from pipeline.config import load_section
 from pipeline.encode import encode_feature
-from pipeline.extract import check_failure_rate
+from pipeline.failures import check_failure_rate
 
 
 def media_views(clean: Path, corrupted: Path | None) -> list[Path]:

@@ -13,7 +13,6 @@ import pandas as pd
 from pipeline.config import load_section
 from pipeline.labels import manifest_labels
 from pipeline import evaluation as ev
-from stages.pseudolabel import final_round_predictions
 
 
 def run(params: Path, manifest: Path, predictions: Path, semi_predictions: Path, cv_metrics: Path,
@@ -25,7 +24,7 @@ def run(params: Path, manifest: Path, predictions: Path, semi_predictions: Path,
     noise_test = f"test2@{cfg.noise_view}"
     supervised = ev.joined(pd.read_parquet(predictions), rows)
     if semi_predictions.is_dir():  # the pseudolabel rounds' folder: score the last round
-        semi_predictions = final_round_predictions(semi_predictions, params)
+        semi_predictions = semi_predictions / f"{load_section('pseudolabel', params).final_round}.parquet"
     semi = ev.joined(pd.read_parquet(semi_predictions), rows)
     out.mkdir(parents=True, exist_ok=True)
     figures = ev.challenge_metrics(supervised, main, noise_test)

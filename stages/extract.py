@@ -5,7 +5,8 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import load_section
-from pipeline.extract import extract, write_failures
+from pipeline.extract import extract
+from pipeline.failures import write_failures
 
 
 def run(params: Path, manifest: Path, store: Path, failures: Path) -> dict:

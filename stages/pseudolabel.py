@@ -19,8 +19,7 @@ from pipeline.config import ConfigError, PseudolabelConfig, TrainConfig, load_se
 from pipeline.labels import manifest_labels, predicted_labels
 from pipeline.training import semi
 from pipeline.training.data import Table
-from pipeline.training.run import Views, load_tables, predictions_frame, run_subset
-from stages.train import corrupted_views
+from pipeline.training.run import Views, corrupted_views, load_tables, predictions_frame, run_subset
 
 EMPTY_NOTE = "empty selection: no unlabelled item passed its class threshold; the start model's predictions are kept"
 
@@ -58,14 +57,6 @@ def round_start(cfg: PseudolabelConfig, round_name: str) -> Path:
         raise ConfigError(f"pseudolabel.rounds.{round_name} starts from {start}, not from the previous "
                           f"round's predictions ({names[i - 1]}.parquet)")
     return start
-
-
-def final_round_predictions(directory: Path, params: Path) -> Path:
-    """The last round's predictions in `directory` (MER-SEMI is scored on them)."""
-    rounds = list(load_section("pseudolabel", params).rounds)
-    if not rounds:
-        raise ConfigError("pseudolabel.rounds is empty: MER-SEMI needs at least one round")
-    return directory / f"{rounds[-1]}.parquet"
 
 
 def model_predictions(predictions: pd.DataFrame, subset: str, seed: int) -> pd.DataFrame:

@@ -12,19 +12,13 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import load_section
-from pipeline.evaluation import over_seeds
+from pipeline.training.metrics import over_seeds
 from pipeline.labels import manifest_labels
 from pipeline.training import checkpoint
-from pipeline.training.run import (Views, curves_frame, cv_summary, load_tables, predictions_frame, run_subset,
+from pipeline.training.run import (Views, corrupted_views, curves_frame, cv_summary, load_tables, predictions_frame, run_subset,
                                    usable_subsets)
 
 CV_FIGURES = ("f1_weighted", "valence_mse", "combined")
-
-
-def corrupted_views(path: Path | None) -> dict[str, Path]:
-    if path is None or not path.is_dir():
-        return {}
-    return {p.name: p for p in sorted(path.iterdir()) if (p / "view.parquet").is_file()}
 
 
 def run(params: Path, manifest: Path, clean: Path, corrupted: Path | None, features_dir: Path,

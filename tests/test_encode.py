@@ -14,7 +14,7 @@ import yaml
 from encode_fixtures import media_item, media_view, save_bert, save_wav2vec2, transcript
 from pipeline.config import EncoderSpec
 from pipeline.encode import build_encoder, encode_feature, identity_of
-from pipeline.extract import TooManyFailures
+from pipeline.failures import TooManyFailures
 from pipeline.store.features import FeatureStore
 from pipeline.store.media import MediaStore
 from stages import encode as encode_stage

@@ -22,7 +22,8 @@ from pipeline.config import ExtractConfig, PrepareConfig
 from pipeline.datasets.base import file_hash
 from pipeline.datasets.prepare import prepare
 from pipeline.demo import DemoSpec, generate_corpus
-from pipeline.extract import TooManyFailures, balanced_parts, extract, write_failures
+from pipeline.extract import balanced_parts, extract
+from pipeline.failures import TooManyFailures, write_failures
 from pipeline.store.media import MediaStore
 
 N_CLIPS = 16

@@ -5,7 +5,6 @@ Within a tolerance: figures of models trained with another BLAS thread count, wh
 in another order (REDUCTION_TOLERANCE below; see the README's "Reproducibility")."""
 
 import json
-import os
 from pathlib import Path
 
 import pytest

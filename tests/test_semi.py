@@ -21,7 +21,7 @@ from pipeline.labels import MER_LABELS, logit_columns
 from pipeline.training import semi
 from pipeline.training.cv import softmax_np
 from pipeline.training.run import predictions_frame, run_subset
-from stages.pseudolabel import (final_round_predictions, labelled_oof, model_predictions, round_report, round_start,
+from stages.pseudolabel import (labelled_oof, model_predictions, round_report, round_start,
                                 semi_round, unlabelled_pool)
 from tests.test_pipeline import run
 
@@ -165,9 +165,9 @@ def test_rounds_chain_in_order(tmp_path):
         round_start(cfg, "r3")
     with pytest.raises(ConfigError, match="previous round"):
         round_start(replace(cfg, rounds={"r1": "a.parquet", "r2": "models/predictions.parquet"}), "r2")
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"pseudolabel": {"rounds": cfg.rounds}}))
-    assert final_round_predictions(tmp_path, params) == tmp_path / "r2.parquet"
+    assert cfg.final_round == "r2"
+    with pytest.raises(ConfigError, match="rounds is empty"):
+        replace(cfg, rounds={}).final_round
 
 
 WRITE_ROUNDS = """

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from importlib import metadata
 from typing import ClassVar
 
 import numpy as np
+
+from pipeline.environment import missing_packages, versions  # noqa: F401 - the encoders' import point
 
 SAMPLE_RATE = 16000
 SILENCE_RMS = 1e-5  # below this a waveform carries no signal, only dither or digital zeros
@@ -133,23 +134,6 @@ def is_silent(wave: np.ndarray) -> bool:
     """Empty or (near-)silent audio, which encoders answer with None rather than a feature."""
     wave = np.asarray(wave, dtype=np.float64)
     return wave.size == 0 or float(np.sqrt(np.mean(wave * wave))) < SILENCE_RMS
-
-
-def versions(*distributions: str) -> dict[str, str]:
-    """Installed versions of the named distributions ("missing" when absent)."""
-    found = {}
-    for dist in distributions:
-        try:
-            found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            found[dist] = "missing"
-    return found
-
-
-def missing_packages(*modules: str) -> list[str]:
-    """Top-level modules from `modules` that cannot be imported here."""
-    from importlib.util import find_spec
-    return [m for m in modules if find_spec(m) is None]
 
 
 def _frame_count(item) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.labels import MER_LABELS
+from pipeline.labels import MER_LABELS, label_index  # noqa: F401 - label_index is imported from here too
 from pipeline.store.features import FeatureStore
 from pipeline.store.media import MediaStore
 
@@ -52,12 +52,6 @@ class Table:
 
     def any_present(self, modalities: tuple[str, ...]) -> np.ndarray:
         return np.logical_or.reduce([self.present[m] for m in modalities])
-
-
-def label_index(labels: pd.Series, names: tuple[str, ...] = MER_LABELS) -> np.ndarray:
-    """Label strings -> class indices in the order of `names`; -1 for unlabelled."""
-    lookup = {name: i for i, name in enumerate(names)}
-    return np.array([lookup.get(x, -1) if isinstance(x, str) else -1 for x in labels], dtype=np.int64)
 
 
 def parse_subset(code: str) -> tuple[str, ...]:

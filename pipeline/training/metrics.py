@@ -74,3 +74,14 @@ def ece(probs, y, n_bins: int = 15) -> float:
     bins = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
     gap = np.bincount(bins, weights=correct - conf, minlength=n_bins)  # per bin: |B| * (acc - conf)
     return float(np.abs(gap).sum() / len(y))
+
+
+def over_seeds(blocks: list[dict]) -> dict:
+    """Mean of each figure over seeds, with its std when there are several."""
+    out = {}
+    for key in blocks[0]:
+        values = [b[key] for b in blocks if key in b]
+        out[key] = float(np.mean(values))
+        if len(values) > 1 and key != "n":
+            out[f"{key}_std"] = float(np.std(values))
+    return out

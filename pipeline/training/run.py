@@ -30,6 +30,13 @@ class Views:
     corrupted: dict[str, Path]
 
 
+def corrupted_views(path: Path | None) -> dict[str, Path]:
+    """The corrupted views in the `corrupt` stage's folder, by name (none when it has not run)."""
+    if path is None or not path.is_dir():
+        return {}
+    return {p.name: p for p in sorted(path.iterdir()) if (p / "view.parquet").is_file()}
+
+
 def usable_subsets(cfg: TrainConfig, available: tuple[str, ...] | None = None) -> list[str]:
     """The ablation subsets whose modalities all have a feature (and, given `available`, training items),
     with the full set last (the main model)."""

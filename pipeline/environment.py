@@ -1,0 +1,23 @@
+"""What is installed here: library versions recorded beside features and checkpoints, and which
+optional modules are missing (for availability checks with an install hint)."""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+
+def versions(*distributions: str) -> dict[str, str]:
+    """Installed versions of the named distributions ("missing" when absent)."""
+    found = {}
+    for dist in distributions:
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = "missing"
+    return found
+
+
+def missing_packages(*modules: str) -> list[str]:
+    """Top-level modules from `modules` that cannot be imported here."""
+    from importlib.util import find_spec
+    return [m for m in modules if find_spec(m) is None]
