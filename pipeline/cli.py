@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +16,38 @@ import typer
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+
+class _App(typer.Typer):
+    """The `mer` entry point: expected errors (pipeline.errors.MerError) print their message without a
+    traceback, and Ctrl-C says what was interrupted; a bug keeps its traceback."""
+
+    def __call__(self, *args, **kwargs):
+        from pipeline.errors import MerError
+
+        try:
+            return super().__call__(*args, **kwargs)
+        except SystemExit as done:
+            if done.code == 130:   # typer's exit for KeyboardInterrupt
+                typer.echo(f"\nmer {_RUN['command']}: interrupted. Every committed store part is kept and nothing "
+                           "half-written is ever read: run the same command again to resume.", err=True)
+            raise
+        except MerError as err:
+            if _RUN["debug"] or os.environ.get("MER_DEBUG", "") not in ("", "0"):
+                raise
+            typer.echo(f"mer {_RUN['command']}: error: {err}\n(`mer --debug ...` or MER_DEBUG=1 shows the "
+                       "traceback)", err=True)
+            sys.exit(err.exit_code)
+
+
+_RUN = {"command": "", "debug": False}
+app = _App(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+
+
+@app.callback()
+def _options(ctx: typer.Context,
+             debug: Annotated[bool, typer.Option("--debug", help="show the traceback of expected errors too "
+                                                 "(or set MER_DEBUG=1)")] = False):
+    _RUN.update(command=ctx.invoked_subcommand or "", debug=debug)
 
 Params = Annotated[Path, typer.Option(help="params.yaml to read the stage's section from")]
 MANIFEST = Path("data/manifest.parquet")

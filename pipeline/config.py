@@ -15,10 +15,11 @@ from typing import Any
 
 import yaml
 
+from pipeline.errors import MerError
 from pipeline.labels import MER_LABELS
 
 
-class ConfigError(ValueError):
+class ConfigError(MerError, ValueError):
     """params.yaml does not match what the code expects."""
 
 
@@ -176,8 +177,13 @@ SECTIONS: dict[str, type] = {
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
-    with open(path, encoding="utf-8") as fh:
-        raw = yaml.safe_load(fh) or {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh) or {}
+    except FileNotFoundError as err:
+        raise ConfigError(f"{path}: no such params file; pass --params with the project's params.yaml") from err
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid YAML ({err}); fix the file") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     unknown = sorted(set(raw) - set(SECTIONS))

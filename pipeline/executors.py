@@ -15,6 +15,7 @@ from multiprocessing import get_context
 from typing import Any
 
 from tqdm import tqdm
+from pipeline.config import ConfigError
 
 EXECUTORS = ("local", "dask")
 
@@ -38,7 +39,7 @@ def run_tasks(fn: Callable, tasks: list[Any], executor: str = "local", workers: 
               address: str = "", desc: str = "") -> Iterator[Any]:
     """Yield fn(task) results as they complete, with a progress bar."""
     if executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}; choices: {', '.join(EXECUTORS)}")
+        raise ConfigError(f"unknown executor {executor!r}; choices: {', '.join(EXECUTORS)}")
     bar = tqdm(total=len(tasks), desc=desc, unit="part")
     results = _dask(fn, tasks, address) if executor == "dask" else _local(fn, tasks, workers)
     for result in results:
@@ -67,7 +68,7 @@ def _dask(fn: Callable, tasks: list[Any], address: str) -> Iterable[Any]:
     from distributed import Client, as_completed as dask_completed
 
     if not address:
-        raise ValueError("executor 'dask' needs a scheduler address (extract.dask_address / encode.dask_address)")
+        raise ConfigError("executor 'dask' needs a scheduler address (extract.dask_address / encode.dask_address)")
     with Client(address) as client:
         client.run(single_thread_worker)
         for future in dask_completed(client.map(fn, tasks, pure=False)):

@@ -8,13 +8,14 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline.config import PrepareConfig
+from pipeline.config import ConfigError, PrepareConfig
+from pipeline.errors import MerError
 from pipeline.datasets import ADAPTERS, validate
 from pipeline.labels import manifest_labels
 
 
-class TooManyRejects(RuntimeError):
-    pass
+class TooManyRejects(MerError, RuntimeError):
+    """More than prepare.max_reject_rate of the corpus rows were rejected (or there were none)."""
 
 
 @dataclass
@@ -39,19 +40,19 @@ def modality_counts(manifest: pd.DataFrame) -> dict[str, int]:
 def check_labels(cfg: PrepareConfig) -> tuple[str, ...]:
     labels = tuple(cfg.labels)
     if not labels or len(set(labels)) != len(labels):
-        raise ValueError(f"prepare.labels: need a non-empty list of distinct labels, got {list(labels)}")
+        raise ConfigError(f"prepare.labels: need a non-empty list of distinct labels, got {list(labels)}")
     wrong = {k: v for k, v in cfg.label_map.items() if v != "" and v not in labels}
     if wrong:
-        raise ValueError(f"prepare.label_map maps onto labels outside prepare.labels: {wrong}")
+        raise ConfigError(f"prepare.label_map maps onto labels outside prepare.labels: {wrong}")
     return labels
 
 
 def prepare(cfg: PrepareConfig, manifest_out: Path, rejects_out: Path) -> PrepareResult:
     if cfg.adapter not in ADAPTERS:
-        raise ValueError(f"prepare.adapter: unknown adapter {cfg.adapter!r}; choices: {sorted(ADAPTERS)}")
+        raise ConfigError(f"prepare.adapter: unknown adapter {cfg.adapter!r}; choices: {sorted(ADAPTERS)}")
     root = Path(cfg.root)
     if not root.is_dir():
-        raise FileNotFoundError(f"prepare.root: {root} is not a directory")
+        raise ConfigError(f"prepare.root: {root} is not a directory")
     labels = check_labels(cfg)
     candidates = tqdm(ADAPTERS[cfg.adapter](cfg, root), desc="prepare", unit="item")
     manifest, rejects = validate(candidates, root, labels, cfg.label_map)

@@ -13,13 +13,14 @@ from typing import ClassVar
 
 import numpy as np
 
+from pipeline.errors import MerError
 from pipeline.environment import missing_packages, versions  # noqa: F401 - the encoders' import point
 
 SAMPLE_RATE = 16000
 SILENCE_RMS = 1e-5  # below this a waveform carries no signal, only dither or digital zeros
 
 
-class EncoderUnavailable(RuntimeError):
+class EncoderUnavailable(MerError, RuntimeError):
     """The encoder cannot run here; the message says why and how to fix it."""
 
 

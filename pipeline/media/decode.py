@@ -19,6 +19,8 @@ import av
 import cv2
 import numpy as np
 
+from pipeline.errors import MerError
+
 # Tolerance when comparing frame times to targets: pts are rounded to the stream time base.
 _TIME_EPS = 1e-3
 # Variable frame rate: at least _VFR_SHARE of frame intervals deviate from the median by over _VFR_DEVIATION
@@ -35,7 +37,7 @@ def decoder_threads() -> int:
     return int(os.environ.get("OMP_NUM_THREADS") or 0)
 
 
-class MediaError(Exception):
+class MediaError(MerError):
     """A clip that cannot be used. `step` names what failed ('open', 'decode', 'audio'); the message
     names the file, gives FFmpeg's reason and says what to do."""
 

@@ -12,10 +12,11 @@ from dvc.repo import Repo
 from dvc.scm import RevError, resolve_rev
 import pandas as pd
 
+from pipeline.errors import MerError
 from pipeline.evaluation import markdown_table
 
 
-class UnknownRevision(ValueError):
+class UnknownRevision(MerError, ValueError):
     """The base revision is not a commit, branch or tag of the repository."""
 
 

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from pipeline.store.features import MODALITY_KEY, FeatureStore, Identity
 from pipeline.store.media import MediaStore
+from pipeline.errors import InputError, MissingInput
 
 LEVELS = {"utterance": "UTT", "frame": "FRA"}
 IMPORTED = "imported"
@@ -38,7 +39,7 @@ def named_keys(store: FeatureStore, view: Path | None) -> dict[str, list[str]]:
         if isinstance(key, str) and name:
             names.setdefault(key, []).append(name)
     if not names:
-        raise ValueError(f"{store.root}: no sample names to export under: pass the media view the "
+        raise InputError(f"{store.root}: no sample names to export under: pass the media view the "
                          f"features were encoded from (--view)")
     return names
 
@@ -54,7 +55,7 @@ def export_npy(store: FeatureStore, out: Path, view: Path | None = None, level: 
         if entry.utt is None or entry.cache_key not in names:
             continue
         if level == "frame" and entry.frames is None:
-            raise ValueError(f"{store.root}: entry {names[entry.cache_key][0]} has no frame-level "
+            raise InputError(f"{store.root}: entry {names[entry.cache_key][0]} has no frame-level "
                              f"features: export level 'utterance'")
         for name in names[entry.cache_key]:
             np.save(folder / f"{name}.npy", entry.utt if level == "utterance" else entry.frames)
@@ -100,10 +101,10 @@ def import_npy(folder: Path, modality: str, out: Path, items_per_part: int = 102
     sample id. Non-finite or empty arrays become missing entries with their reason."""
     folder = Path(folder)
     if modality not in MODALITY_KEY:
-        raise ValueError(f"modality {modality!r}: use one of {sorted(MODALITY_KEY)}")
+        raise InputError(f"modality {modality!r}: use one of {sorted(MODALITY_KEY)}")
     files = sorted(folder.glob("*.npy"))
     if not files:
-        raise FileNotFoundError(f"{folder}: no .npy files (expected features/<FEATURE_NAME>/<name>.npy)")
+        raise MissingInput(f"{folder}: no .npy files (expected features/<FEATURE_NAME>/<name>.npy)")
     ident = Identity(IMPORTED, "1", modality, {"source": folder.name}, {}, keyed_by="sample_id")
     dim = _read(files[0])[0].shape[-1]
     store = FeatureStore(out).create(ident, int(dim))
@@ -124,7 +125,7 @@ def _read(path: Path, dim: int | None = None) -> tuple[np.ndarray, np.ndarray | 
     """(array, utterance vector, frames, reason); vector None with a reason when unusable."""
     array = np.load(path, allow_pickle=False)
     if array.ndim not in (1, 2) or (dim is not None and array.shape[-1] != dim):
-        raise ValueError(f"{path}: shape {array.shape}; expected [D] or [T, D]"
+        raise InputError(f"{path}: shape {array.shape}; expected [D] or [T, D]"
                          + (f" with D = {dim} like the folder's first file" if dim is not None else ""))
     array = array.astype(np.float32, copy=False)
     frames = array if array.ndim == 2 else None
@@ -137,4 +138,4 @@ def _read(path: Path, dim: int | None = None) -> tuple[np.ndarray, np.ndarray | 
 
 def check_level(level: str) -> None:
     if level not in LEVELS:
-        raise ValueError(f"level {level!r}: use one of {sorted(LEVELS)}")
+        raise InputError(f"level {level!r}: use one of {sorted(LEVELS)}")

@@ -11,6 +11,8 @@ import pandas as pd
 from pipeline.labels import MER_LABELS, label_index  # noqa: F401 - label_index is imported from here too
 from pipeline.store.features import FeatureStore
 from pipeline.store.media import MediaStore
+from pipeline.config import ConfigError
+from pipeline.errors import InputError
 
 MODALITY_LETTERS = {"A": "audio", "V": "visual", "T": "text"}
 
@@ -58,7 +60,7 @@ def parse_subset(code: str) -> tuple[str, ...]:
     """'AVT' -> ('audio', 'visual', 'text'), the order the model's branches take."""
     unknown = set(code) - set(MODALITY_LETTERS)
     if unknown or not code:
-        raise ValueError(f"modality subset {code!r}: use letters A (audio), V (visual), T (text)")
+        raise ConfigError(f"modality subset {code!r}: use letters A (audio), V (visual), T (text)")
     return tuple(MODALITY_LETTERS[c] for c in "AVT" if c in code)
 
 
@@ -70,7 +72,7 @@ def load_table(manifest: pd.DataFrame, view: Path, features: dict[str, Path], la
     for modality, path in features.items():
         store = FeatureStore(path)
         if store.identity().modality != modality:
-            raise ValueError(f"feature store {path} holds {store.identity().modality} features, not {modality}")
+            raise InputError(f"feature store {path} holds {store.identity().modality} features, not {modality}")
         X[modality], present[modality] = store.load(rows)
     return Table(rows.drop(columns=["audio_key", "faces_key", "text_key"]), X, present, labels=tuple(labels))
 
