@@ -18,6 +18,7 @@ import yaml
 
 from media_fixtures import write_clip
 from pipeline.store.lock import lock_paths, store_lock
+from pipeline.store.media import MediaStore
 
 BIN = Path(sys.executable).parent
 
@@ -119,3 +120,94 @@ def test_lock_of_a_killed_writer_is_taken_over(tmp_path):
     with store_lock(store):
         assert json.loads(lock_paths(store)[1].read_text())["pid"] == os.getpid()
     assert not lock_paths(store)[1].exists()
+
+
+# --- workers die with their parent --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    """Eight generated talking-face clips and their manifest from the real prepare stage."""
+    from pipeline.config import PrepareConfig
+    from pipeline.datasets.prepare import prepare
+    from pipeline.demo import DemoSpec, generate_corpus
+
+    root = tmp_path_factory.mktemp("demo")
+    spec = DemoSpec(n_train=8, n_test1=0, n_test2=0, n_test3_labelled=0, n_unlabelled=0)
+    generate_corpus(root, spec, progress=False, workers=1)
+    prepare(PrepareConfig(root=str(root)), root / "manifest.parquet", root / "rejects.csv")
+    return root
+
+
+def pool_workers(parent) -> list:
+    """The pool's worker processes (multiprocessing's resource tracker is not one)."""
+    return [p for p in parent.children(recursive=True)
+            if "spawn_main" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_workers_do_not_outlive_a_killed_extract(demo, tmp_path, sig):
+    import psutil
+
+    params = params_file(tmp_path / "params.yaml", {"prepare": {"root": str(demo)},
+                                                    "extract": {"workers": 2, "clips_per_part": 1}})
+    env = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    run = subprocess.Popen([str(BIN / "mer"), "extract", "--params", str(params), "--manifest",
+                            str(demo / "manifest.parquet"), "--store", str(tmp_path / "media.zarr"),
+                            "--failures", str(tmp_path / "f.jsonl")], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent = psutil.Process(run.pid)
+    deadline = time.monotonic() + 120
+    while len(workers := pool_workers(parent)) < 2:
+        assert run.poll() is None and time.monotonic() < deadline, "the pool never started two workers"
+        time.sleep(0.05)
+    run.send_signal(sig)           # the parent only, not its process group
+    run.wait(timeout=60)
+    gone, alive = psutil.wait_procs(workers, timeout=20)
+    assert alive == [], f"workers outlived their parent: {[p.pid for p in alive]}"
+    assert len(gone) == 2
+
+
+# --- content checked where it is read -----------------------------------------------------------------
+
+def csv_corpus(root: Path, rows: list[dict], text: str | None = None) -> Path:
+    """A corpus for the csv adapter: its manifest.csv from rows (or raw text) and the params to prepare it."""
+    root.mkdir(parents=True, exist_ok=True)
+    if text is None:
+        pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    else:
+        (root / "manifest.csv").write_bytes(text if isinstance(text, bytes) else text.encode())
+    return params_file(root / "params.yaml", {"prepare": {"adapter": "csv", "root": str(root),
+                                                          "manifest": "manifest.csv", "max_reject_rate": 1.0}})
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, bytes]:
+    """Two short clips with different content."""
+    folder = tmp_path_factory.mktemp("clips")
+    return {name: write_clip(folder / f"{name}.mp4", seconds=seconds, fps=5, size=64).read_bytes()
+            for name, seconds in (("a", 0.4), ("b", 0.6))}
+
+
+def test_clip_changed_after_prepare_is_refused_not_cached(tmp_path, clips):
+    from pipeline.config import ExtractConfig, load_section
+    from pipeline.datasets.prepare import prepare
+    from pipeline.extract import extract
+
+    root = tmp_path / "corpus"
+    root.mkdir()
+    for name, data in clips.items():
+        (root / f"{name}.mp4").write_bytes(data)
+    params = csv_corpus(root, [{"path": f"{n}.mp4", "split": "train", "label": "happy"} for n in clips])
+    manifest = prepare(load_section("prepare", params), tmp_path / "m.parquet", tmp_path / "r.csv").manifest
+    (root / "a.mp4").write_bytes(clips["b"])                  # replaced after prepare
+    cfg, store = ExtractConfig(workers=1), tmp_path / "media.zarr"
+    summary, failures = extract(manifest, root, store, cfg)
+    assert [(f["sample_id"], f["step"]) for f in failures] == [("a", "changed")]
+    assert "a.mp4 changed since prepare" in failures[0]["message"] and "re-run prepare" in failures[0]["message"]
+    assert list(MediaStore(store).index()["sample_id"]) == ["b"]   # nothing cached under a's old hash
+    (root / "a.mp4").write_bytes(clips["a"])                  # restored: extracted as the original
+    summary, failures = extract(manifest, root, store, cfg)
+    assert failures == [] and summary["processed"] == 1
+    a = MediaStore(store).index().set_index("sample_id")
+    assert a.loc["a", "audio_len"] != a.loc["b", "audio_len"]      # its own content, not b's

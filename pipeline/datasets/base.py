@@ -10,7 +10,6 @@ Media kinds: a video (with or without audio), an audio file, a still image, a fo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Iterable, Iterator
@@ -21,7 +20,7 @@ import av
 import pandas as pd
 
 from pipeline.labels import PLACEHOLDER_VALENCE, VALENCE_RANGE
-from pipeline.media.decode import IMAGE_SUFFIXES, frame_files
+from pipeline.media.decode import IMAGE_SUFFIXES, file_hash, frame_files
 
 SPLITS = ("train", "test1", "test2", "test3")
 
@@ -54,14 +53,6 @@ class Reject(Exception):
 
 class Excluded(Reject):
     """Left out on purpose (its label maps to "" in prepare.label_map): recorded, not counted as a reject."""
-
-
-def file_hash(path: Path) -> str:
-    """sha256 of a file, or of a frame folder's file names and contents."""
-    if path.is_dir():
-        return hashlib.sha256("".join(f"{f.name}:{file_hash(f)}\n" for f in frame_files(path)).encode()).hexdigest()
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def resolve_inside(root: Path, rel: str) -> Path:

@@ -9,6 +9,7 @@ start. When the container does not state a duration, sampling stops after max_fr
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from dataclasses import dataclass, field
@@ -298,6 +299,27 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 def frame_files(folder: Path) -> list[Path]:
     """The image files of a frame folder, in name order (frame_0001.png, frame_0002.png, ...)."""
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def file_hash(path: Path) -> str:
+    """sha256 of a file, or of a frame folder's file names and contents: the manifest's media_hash."""
+    if path.is_dir():
+        return hashlib.sha256("".join(f"{f.name}:{file_hash(f)}\n" for f in frame_files(path)).encode()).hexdigest()
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def check_unchanged(path: Path, media_hash: str) -> None:
+    """Refuse media whose content differs from what prepare recorded: what extract stores is keyed by
+    that hash, so decoding the new content would cache it under the old content's name."""
+    try:
+        found = file_hash(path)
+    except OSError as err:
+        raise MediaError("open", f"{path}: {err.strerror or err}; restore it or re-run prepare") from err
+    if found != media_hash:
+        raise MediaError("changed", f"{path} changed since prepare (sha256 {found[:12]}..., the manifest "
+                                    f"records {media_hash[:12]}...): re-run prepare (dvc repro) so the manifest "
+                                    f"holds its new content, or restore the file")
 
 
 def read_frames(folder: Path, fps: float, max_frames: int) -> tuple[np.ndarray, np.ndarray]:
