@@ -211,3 +211,81 @@ def test_clip_changed_after_prepare_is_refused_not_cached(tmp_path, clips):
     assert failures == [] and summary["processed"] == 1
     a = MediaStore(store).index().set_index("sample_id")
     assert a.loc["a", "audio_len"] != a.loc["b", "audio_len"]      # its own content, not b's
+
+
+# --- bad text is a row-level reject -------------------------------------------------------------------
+
+def prepare_cli(params: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    return mer("prepare", "--params", str(params), "--manifest", str(tmp_path / "out" / "manifest.parquet"),
+               "--rejects", str(tmp_path / "out" / "rejects.csv"))
+
+
+def corpus_with(tmp_path: Path, clips: dict[str, bytes], text: bytes) -> Path:
+    root = tmp_path / "corpus"
+    root.mkdir()
+    for name, data in clips.items():
+        (root / f"{name}.mp4").write_bytes(data)
+    return csv_corpus(root, [], text=text)
+
+
+def test_non_utf8_bytes_in_the_manifest_reject_that_row_only(tmp_path, clips):
+    params = corpus_with(tmp_path, clips, b"path,split,label,transcript\na.mp4,train,happy,hello\n"
+                                          b"b.mp4,train,sad,caf\xe9 cr\xe8me\n")
+    done = prepare_cli(params, tmp_path)
+    assert done.returncode == 0, done.stderr
+    manifest = pd.read_parquet(tmp_path / "out" / "manifest.parquet")
+    rejects = pd.read_csv(tmp_path / "out" / "rejects.csv")
+    assert list(manifest["sample_id"]) == ["a"] and manifest["transcript"].iloc[0] == "hello"
+    assert rejects["reason"].tolist() == ["line 3: not valid UTF-8 (another encoding?): save manifest.csv as UTF-8"]
+
+
+def test_non_utf8_header_is_an_error_naming_the_file(tmp_path, clips):
+    params = corpus_with(tmp_path, clips, b"path,split,label,r\xe9sum\xe9\na.mp4,train,happy,x\n")
+    done = prepare_cli(params, tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "manifest.csv: line 1 (the header) is not valid UTF-8" in done.stderr
+
+
+def test_trailing_comma_rows_are_rejected_not_shifted(tmp_path, clips):
+    params = corpus_with(tmp_path, clips, b"path,split,label\na.mp4,train,happy,\nb.mp4,train,sad,extra\n")
+    done = prepare_cli(params, tmp_path)
+    assert done.returncode == 0, done.stderr
+    rejects = pd.read_csv(tmp_path / "out" / "rejects.csv")
+    assert rejects["reason"].tolist() == ["line 3: 4 fields but the header has 3 (a trailing comma or an "
+                                          "unquoted comma in a value?)"]
+    manifest = pd.read_parquet(tmp_path / "out" / "manifest.parquet")
+    assert manifest[["sample_id", "split", "label"]].values.tolist() == [["a", "train", "happy"]]  # an empty trailing field is no field
+
+
+def test_header_only_manifest_says_so_and_writes_no_manifest(tmp_path, clips):
+    params = corpus_with(tmp_path, clips, b"path,split,label\n")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "manifest.parquet").write_bytes(b"an older run's manifest")
+    done = prepare_cli(params, tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "found no items" in done.stderr and "manifest.csv has no data rows" in done.stderr
+    assert not (tmp_path / "out" / "manifest.parquet").exists()
+
+
+def test_manifest_is_written_only_after_the_reject_gate(tmp_path, clips):
+    params = corpus_with(tmp_path, clips, b"path,split,label\na.mp4,train,happy\nnope.mp4,train,sad\n")
+    raw = yaml.safe_load(params.read_text())
+    raw["prepare"]["max_reject_rate"] = 0.1
+    params.write_text(yaml.safe_dump(raw))
+    done = prepare_cli(params, tmp_path)
+    assert done.returncode == 1 and "1 of 2 rows rejected (50.0% > prepare.max_reject_rate 10.0%)" in done.stderr
+    assert not (tmp_path / "out" / "manifest.parquet").exists()
+    assert pd.read_csv(tmp_path / "out" / "rejects.csv")["reason"].tolist() == ["missing file: nope.mp4"]
+
+
+def test_non_utf8_file_name_is_a_reject(tmp_path, clips):
+    from pipeline.datasets import Candidate, validate
+
+    name = os.fsdecode(b"caf\xe9.mp4")              # how Python lists a Latin-1 file name
+    (tmp_path / name).write_bytes(clips["a"])
+    (tmp_path / "a.mp4").write_bytes(clips["a"])
+    manifest, rejects = validate([Candidate("cafe", "test1", name), Candidate("a", "test1", "a.mp4")],
+                                 tmp_path, ("happy",), {})
+    assert list(manifest["sample_id"]) == ["a"]
+    assert rejects["reason"].tolist() == ["file name is not valid UTF-8: caf\\xe9.mp4; rename it"]
+    rejects.to_csv(tmp_path / "rejects.csv", index=False)   # what prepare writes next must not crash
