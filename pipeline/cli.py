@@ -148,12 +148,15 @@ def export_features(store: Annotated[Path, typer.Argument(help="feature store, e
 @app.command("import-features")
 def import_features(folder: Annotated[Path, typer.Argument(help="a features/<FEATURE_NAME>/ folder of <sample>.npy files")],
                     modality: Annotated[str, typer.Option(help="audio | visual | text")],
-                    out: Annotated[Path | None, typer.Option(help="feature store; default featurestore/features/<FEATURE_NAME>.zarr")] = None):
+                    out: Annotated[Path | None, typer.Option(help="feature store; default featurestore/features/<FEATURE_NAME>.zarr")] = None,
+                    replace: Annotated[bool, typer.Option("--replace", help="delete and replace a store at OUT that is "
+                                                          "not an import of this folder and modality")] = False):
     """Read pre-extracted features in the MER 2023 layout (1-D utterance vector or [T, D] frames per sample) into a
-    feature store keyed by sample id; select it for training with train.features.<modality>: <FEATURE_NAME>."""
+    feature store keyed by sample id; select it for training with train.features.<modality>: <FEATURE_NAME>.
+    A re-import of the same folder replaces the store whole; a failed import leaves it as it was."""
     from pipeline.store import exchange
 
-    _echo(exchange.import_npy(folder, modality, out or FEATURES / f"{folder.name}.zarr"))
+    _echo(exchange.import_npy(folder, modality, out or FEATURES / f"{folder.name}.zarr", replace=replace))
 
 
 @app.command()

@@ -289,3 +289,92 @@ def test_non_utf8_file_name_is_a_reject(tmp_path, clips):
     assert list(manifest["sample_id"]) == ["a"]
     assert rejects["reason"].tolist() == ["file name is not valid UTF-8: caf\\xe9.mp4; rename it"]
     rejects.to_csv(tmp_path / "rejects.csv", index=False)   # what prepare writes next must not crash
+
+
+# --- import-features is safe --------------------------------------------------------------------------
+
+def npy_folder(path: Path, arrays: dict[str, "np.ndarray"]) -> Path:
+    import numpy as np
+
+    path.mkdir(parents=True, exist_ok=True)
+    for name, array in arrays.items():
+        np.save(path / f"{name}.npy", np.asarray(array, np.float32))
+    return path
+
+
+def encoder_store(path: Path) -> "FeatureStore":
+    """A store as `mer encode` writes it: an encoder's identity, 3-d vectors keyed by content."""
+    import numpy as np
+
+    from pipeline.store.features import FeatureStore, Identity
+
+    store = FeatureStore(path).create(Identity("egemaps", "1", "audio", {}, {}), 3)
+    store.write(["k1"], [np.ones(3, np.float32)], [""], 3)
+    return store
+
+
+def test_import_never_writes_into_an_encoder_store_without_replace(tmp_path):
+    store = encoder_store(tmp_path / "features" / "egemaps.zarr")
+    before = store.meta()
+    folder = npy_folder(tmp_path / "mine" / "egemaps", {"s1": [1.0, 2.0]})
+    done = mer("import-features", str(folder), "--modality", "audio", "--out", str(store.root))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "holds audio features of 'egemaps'" in done.stderr and "--replace" in done.stderr
+    assert store.meta() == before and len(store.index()) == 1          # untouched
+    done = mer("import-features", str(folder), "--modality", "visual", "--out", str(store.root), "--replace")
+    assert done.returncode == 0, done.stderr
+    assert store.identity().encoder == "imported" and store.meta()["dim"] == 2
+    assert mer("import-features", str(folder), "--modality", "audio", "--out", str(store.root)).returncode == 1
+
+
+def test_reimport_replaces_changed_values(tmp_path):
+    from pipeline.store.exchange import import_npy
+    from pipeline.store.features import FeatureStore
+
+    folder = npy_folder(tmp_path / "f", {"s1": [1.0, 1.0], "s2": [2.0, 2.0], "s3": [3.0, 3.0]})
+    out = tmp_path / "f.zarr"
+    import_npy(folder, "audio", out, items_per_part=2)
+    npy_folder(folder, {"s1": [9.0, 9.0]})                               # fixed after the first import
+    (folder / "s3.npy").unlink()
+    import_npy(folder, "audio", out, items_per_part=3)
+    entries = {e.name: e.utt.tolist() for e in FeatureStore(out).entries()}
+    assert entries == {"s1": [9.0, 9.0], "s2": [2.0, 2.0]}                # one row per key, the newest
+    assert len(FeatureStore(out).parts.committed()) == 1                  # old parts are gone
+
+
+def test_failed_import_leaves_nothing_behind(tmp_path):
+    from pipeline.errors import InputError
+    from pipeline.store.exchange import import_npy
+    from pipeline.store.features import FeatureStore
+
+    out = tmp_path / "f.zarr"
+    folder = npy_folder(tmp_path / "f", {"s1": [1.0, 1.0], "s2": [2.0, 2.0]})
+    with pytest.raises(InputError, match="s3.npy: shape"):
+        import_npy(npy_folder(tmp_path / "g" / "f", {"s1": [1.0, 1.0], "s3": [1.0, 2.0, 3.0]}), "audio", out)
+    left = sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".lock")   # the lock file is no data
+    assert left == ["f", "g"]                                             # no store, no temporary one
+    import_npy(folder, "audio", out)
+    with pytest.raises(InputError):
+        import_npy(npy_folder(folder, {"s3": [1.0, 2.0, 3.0]}), "audio", out)
+    assert {e.name for e in FeatureStore(out).entries()} == {"s1", "s2"}  # the earlier import, intact
+
+
+def test_train_refuses_a_configured_modality_without_features(tmp_path):
+    import numpy as np
+
+    from pipeline.errors import InputError
+    from pipeline.store.features import FeatureStore, Identity
+    from pipeline.store.media import MediaItem
+    from pipeline.training.run import Views, load_tables
+
+    media = MediaStore(tmp_path / "media.zarr").create()
+    items = [MediaItem(f"s{i}", "h", "p", audio=np.full(1600, 0.1 * (i + 1), np.float32), transcript=f"t{i}")
+             for i in range(4)]
+    media.write(items)
+    media.write_view(media.index())
+    manifest = pd.DataFrame({"sample_id": [i.sample_id for i in items], "split": "train", "label": "happy",
+                             "valence": 0.0})
+    FeatureStore(tmp_path / "empty.zarr").create(Identity("imported", "1", "audio", {"source": "x"}, {},
+                                                          keyed_by="sample_id"), 2)   # what a failed import left
+    with pytest.raises(InputError, match="train.features.audio: .*empty.zarr has features for none of the 4 items"):
+        load_tables(manifest, Views(media.root, {}), {"audio": tmp_path / "empty.zarr"})

@@ -68,7 +68,7 @@ def load_tables(manifest: pd.DataFrame, views: Views, features: dict[str, Path],
     with feature_norm 'standard', every table is z-scored with the training items' statistics."""
     if feature_norm not in ("none", "standard"):
         raise ConfigError(f"train.feature_norm: {feature_norm!r} is not one of none, standard")
-    tables = {"train": load_table(manifest[manifest["split"] == "train"], views.clean, features, labels)}
+    tables = {"train": load_table(manifest[manifest["split"] == "train"], views.clean, features, labels, require=True)}
     for split in TEST_SPLITS:
         rows = manifest[manifest["split"] == split]
         if len(rows):
