@@ -378,3 +378,40 @@ def test_train_refuses_a_configured_modality_without_features(tmp_path):
                                                           keyed_by="sample_id"), 2)   # what a failed import left
     with pytest.raises(InputError, match="train.features.audio: .*empty.zarr has features for none of the 4 items"):
         load_tables(manifest, Views(media.root, {}), {"audio": tmp_path / "empty.zarr"})
+
+
+# --- bounded memory per item --------------------------------------------------------------------------
+
+def test_image_bomb_is_refused_from_its_header(tmp_path):
+    import cv2
+    import numpy as np
+
+    from pipeline.config import ExtractConfig
+    from pipeline.extract import extract
+
+    cv2.imwrite(str(tmp_path / "bomb.png"), np.zeros((12000, 12000, 3), np.uint8))
+    assert (tmp_path / "bomb.png").stat().st_size < 1_000_000                 # 436 KB that decode to 432 MB
+    manifest = pd.DataFrame({"sample_id": ["bomb"], "path": ["bomb.png"], "media_hash": [None],
+                             "transcript": [None]})
+    summary, failures = extract(manifest, tmp_path, tmp_path / "media.zarr", ExtractConfig(workers=1))
+    assert [(f["step"], f["error"]) for f in failures] == [("open", "MediaError")]
+    assert "12000 x 12000 pixels (144 MP) is more than the 40 MP" in failures[0]["message"]
+
+
+def test_large_frames_are_downscaled_on_decode(tmp_path):
+    import cv2
+    import numpy as np
+
+    from pipeline.media.decode import MAX_FRAME_SIDE, decode_clip, read_frames, read_image
+
+    cv2.imwrite(str(tmp_path / "4k.png"), np.zeros((2160, 3840, 3), np.uint8))
+    assert read_image(tmp_path / "4k.png").shape == (1, 1080, 1920, 3)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"frame_{i}.png"), np.zeros((2160, 3840, 3), np.uint8))
+    assert read_frames(folder, 5.0, 8)[0].shape == (3, 1080, 1920, 3)
+    clip = decode_clip(write_clip(tmp_path / "4k.mp4", seconds=0.4, fps=5, size=(3840, 2160)), 5.0, 8, 16000)
+    assert max(clip.frames.shape[1:3]) == MAX_FRAME_SIDE
+    small = decode_clip(write_clip(tmp_path / "s.mp4", seconds=0.4, fps=5, size=160), 5.0, 8, 16000)
+    assert small.frames.shape[1:3] == (160, 160)                            # below the cap: untouched

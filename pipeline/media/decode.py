@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -30,6 +31,13 @@ _VFR_DEVIATION = 0.25
 _VFR_SHARE = 0.1
 # Media ending before this fraction of the stated duration is reported as truncated.
 _TRUNCATED_FRACTION = 0.9
+# Frames and images are kept at most this large (longer side): plenty for face detection, whose crops are
+# extract.face_size (~112 px), and it bounds memory per item: 32 frames of a 4K clip would be 800 MB.
+MAX_FRAME_SIDE = 1920
+# Images whose header states more pixels are refused before decoding: a 436 KB PNG of 12000 x 12000
+# decodes to 432 MB (a decompression bomb). 40 MP admits 8K stills and any camera photo below 40 MP.
+MAX_IMAGE_PIXELS = 40_000_000
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))   # OpenCV's own guard, for any format
 
 
 def decoder_threads() -> int:
@@ -82,7 +90,8 @@ class _FrameSampler:
         self.last_time = t
         if t + _TIME_EPS < self.target or self.done:
             return
-        self.frames.append(frame.to_ndarray(format="rgb24"))
+        width, height = fit_size(frame.width, frame.height)   # scaled while converting: no full-size copy
+        self.frames.append(frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA"))
         self.times.append(t)
         # Next target: the first grid point after this frame, so a long gap does not pile up targets.
         self.target += self.interval * (np.floor((t + _TIME_EPS - self.target) / self.interval) + 1)
@@ -267,11 +276,41 @@ def read_audio_file(path: Path, sample_rate: int = 16000) -> np.ndarray:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """A still image -> (1, H, W, 3) uint8 RGB (EXIF orientation applied, alpha dropped)."""
+    """A still image -> (1, H, W, 3) uint8 RGB (EXIF orientation applied, alpha dropped), at most
+    MAX_FRAME_SIDE on its longer side; refused above MAX_IMAGE_PIXELS before it is decoded."""
+    check_image_size(path)
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise MediaError("open", f"{path}: not a readable image (missing, empty or unsupported format)")
+        raise MediaError("open", f"{path}: not a readable image (missing, empty, unsupported format, or more "
+                                 f"than {MAX_IMAGE_PIXELS / 1e6:.0f} MP)")
+    height, width = bgr.shape[:2]
+    if (width, height) != fit_size(width, height):
+        bgr = cv2.resize(bgr, fit_size(width, height), interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[None]
+
+
+def fit_size(width: int, height: int, max_side: int = MAX_FRAME_SIDE) -> tuple[int, int]:
+    """(width, height) scaled down to at most max_side on the longer side (even, for video filters)."""
+    if max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+def check_image_size(path: Path) -> None:
+    """Refuse an image whose header states more than MAX_IMAGE_PIXELS, reading the header only."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():   # PIL warns above 89 MP; the decision is made here
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+    except (OSError, Image.DecompressionBombError, ValueError):
+        return   # not for PIL to judge: OpenCV opens it, under OPENCV_IO_MAX_IMAGE_PIXELS
+    if width * height > MAX_IMAGE_PIXELS:
+        raise MediaError("open", f"{path}: {width} x {height} pixels ({width * height / 1e6:.0f} MP) is more "
+                                 f"than the {MAX_IMAGE_PIXELS / 1e6:.0f} MP an image may have here; downscale it")
 
 
 def reencode(frames: np.ndarray, fps: float, codec: str = "mpeg4", bit_rate: int = 400_000) -> np.ndarray:
