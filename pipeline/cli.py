@@ -243,9 +243,14 @@ def predict(clips: Annotated[list[Path], typer.Argument(help="video (or audio/im
     """Recognise new clips with a trained fold ensemble: extract (extract.*), encode with the features the
     checkpoint was trained on (encode.features), then per clip the emotion, its probabilities and the valence.
     Refuses features that differ from the checkpoint's, naming the encoder."""
+    from pipeline.errors import InputError
     from pipeline.predict import predict_clips, write
 
-    typer.echo(write(predict_clips(clips, checkpoint, params, work), out))
+    frame = predict_clips(clips, checkpoint, params, work)
+    typer.echo(write(frame, out))
+    if (frame["error"] != "").all():
+        raise InputError(f"none of the {len(frame)} clips gave a prediction; each clip's reason is in its "
+                         f"'error' field{f' in {out}' if out else ' above'}")
 
 
 @app.command()

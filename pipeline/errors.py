@@ -31,3 +31,12 @@ class InputError(MerError, ValueError):
 
 class MissingInput(MerError, FileNotFoundError):
     """An input that must exist does not: usually a stage that writes it has not run yet."""
+
+
+def require(path, made_by: str):
+    """`path`, or a MissingInput naming it and the command that makes it."""
+    from pathlib import Path
+
+    if not Path(path).exists():
+        raise MissingInput(f"{path} does not exist: run {made_by} first")
+    return path

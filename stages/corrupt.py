@@ -12,6 +12,7 @@ import pandas as pd
 import zarr
 
 from pipeline.config import CorruptConfig, load_section
+from pipeline.errors import require
 from pipeline.corrupt import CorruptSpec
 from pipeline.extract import Corruption, extract
 from pipeline.failures import write_failures
@@ -42,7 +43,7 @@ def run(params: Path, manifest: Path, clean: Path, out: Path, failures: Path) ->
     extract_cfg = load_section("extract", params)
     seed = load_section("base", params).seed
     root = Path(load_section("prepare", params).root)
-    rows = pd.read_parquet(manifest)
+    rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
     rows = rows[rows["split"].isin(cfg.splits)]
     pool = babble_pool(clean, pd.read_parquet(manifest))
     summaries, failed = {}, []

@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import load_section
+from pipeline.errors import require
 from pipeline.extract import extract
 from pipeline.failures import write_failures
 from pipeline.store.lock import store_lock
@@ -14,7 +15,7 @@ def run(params: Path, manifest: Path, store: Path, failures: Path) -> dict:
     cfg = load_section("extract", params)
     root = Path(load_section("prepare", params).root)
     with store_lock(store):
-        rows = pd.read_parquet(manifest)
+        rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
         summary, failed = extract(rows, root, store, cfg)
     write_failures(failed, len(rows), failures, cfg.max_failure_rate, "extract")
     return summary

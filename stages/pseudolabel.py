@@ -16,6 +16,7 @@ import pandas as pd
 
 from pipeline import evaluation as ev
 from pipeline.config import ConfigError, PseudolabelConfig, TrainConfig, load_section
+from pipeline.errors import require
 from pipeline.labels import manifest_labels, predicted_labels
 from pipeline.training import semi
 from pipeline.training.data import Table
@@ -28,7 +29,7 @@ def run(params: Path, round_name: str, manifest: Path, clean: Path, corrupted: P
         cv_metrics: Path, out: Path, metrics_dir: Path) -> dict:
     cfg, train_cfg = load_section("pseudolabel", params), load_section("train", params)
     start_path = round_start(cfg, round_name)
-    rows = pd.read_parquet(manifest)
+    rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
     labels = manifest_labels(rows)
     main = json.loads(cv_metrics.read_text())["main_subset"]
     start = model_predictions(pd.read_parquet(start_path), main, train_cfg.seeds[0])

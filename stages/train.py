@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import load_section
+from pipeline.errors import require
 from pipeline.training.metrics import over_seeds
 from pipeline.labels import manifest_labels
 from pipeline.training import checkpoint
@@ -25,7 +26,7 @@ def run(params: Path, manifest: Path, clean: Path, corrupted: Path | None, featu
         predictions: Path, metrics: Path, curves: Path, checkpoint_dir: Path | None = None) -> dict:
     cfg = load_section("train", params)
     features = {modality: features_dir / f"{name}.zarr" for modality, name in cfg.features.items()}
-    rows = pd.read_parquet(manifest)
+    rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
     labels = manifest_labels(rows)
     tables = load_tables(rows, Views(clean, corrupted_views(corrupted)), features, cfg.feature_norm, labels)
     for out in (predictions, metrics):

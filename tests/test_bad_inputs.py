@@ -415,3 +415,47 @@ def test_large_frames_are_downscaled_on_decode(tmp_path):
     assert max(clip.frames.shape[1:3]) == MAX_FRAME_SIDE
     small = decode_clip(write_clip(tmp_path / "s.mp4", seconds=0.4, fps=5, size=160), 5.0, 8, 16000)
     assert small.frames.shape[1:3] == (160, 160)                            # below the cap: untouched
+
+
+# --- param ranges checked at load ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("section, raw, message", [
+    ("train", {"lr": -1}, "train.lr: -1.0 is out of range; allowed: > 0"),
+    ("train", {"folds": 1}, "train.folds: 1 is out of range; allowed: >= 2"),
+    ("train", {"hidden": []}, "train.hidden: () is out of range; allowed: a non-empty list of values >= 1"),
+    ("train", {"seeds": []}, "train.seeds: () is out of range; allowed: a non-empty list"),
+    ("train", {"model": "lgbm"}, "train.model: 'lgbm' is out of range; allowed: one of 'fusion', 'lightgbm'"),
+    ("train", {"lightgbm": {"subsample": 0}}, "train.lightgbm.subsample: 0.0 is out of range; allowed: in (0, 1]"),
+    ("extract", {"fps": 0}, "extract.fps: 0.0 is out of range; allowed: > 0"),
+    ("extract", {"clips_per_part": 0}, "extract.clips_per_part: 0 is out of range; allowed: >= 1"),
+    ("extract", {"max_failure_rate": 1.5}, "extract.max_failure_rate: 1.5 is out of range; allowed: in [0, 1]"),
+    ("encode", {"batch_size": 0}, "encode.batch_size: 0 is out of range; allowed: >= 1"),
+    ("pseudolabel", {"eta": 2}, "pseudolabel.eta: 2.0 is out of range; allowed: in [0, 1]"),
+])
+def test_out_of_range_param_fails_at_load(tmp_path, section, raw, message):
+    from pipeline.config import ConfigError, load_section
+
+    params = params_file(tmp_path / "params.yaml", {section: raw})
+    with pytest.raises(ConfigError) as err:
+        load_section(section, params)
+    assert str(err.value) == message
+
+
+def test_out_of_range_param_stops_the_command_with_key_and_range(tmp_path):
+    done = mer("train", "--params", str(params_file(tmp_path / "params.yaml", {"train": {"lr": -1}})))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "train.lr: -1.0 is out of range; allowed: > 0" in done.stderr
+
+
+def test_missing_manifest_names_the_stage_that_makes_it(tmp_path):
+    done = mer("train", "--params", str(params_file(tmp_path / "params.yaml", {})),
+               "--manifest", str(tmp_path / "manifest.parquet"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"{tmp_path / 'manifest.parquet'} does not exist: run `mer prepare`" in done.stderr
+
+
+def test_project_params_are_in_range():
+    from pipeline.config import SECTIONS, load_section
+
+    for section in SECTIONS:
+        load_section(section, Path(__file__).resolve().parents[1] / "params.yaml")
