@@ -289,8 +289,10 @@ def read_image(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[None]
 
 
-def fit_size(width: int, height: int, max_side: int = MAX_FRAME_SIDE) -> tuple[int, int]:
-    """(width, height) scaled down to at most max_side on the longer side (even, for video filters)."""
+def fit_size(width: int, height: int, max_side: int | None = None) -> tuple[int, int]:
+    """(width, height) scaled down to at most max_side (default MAX_FRAME_SIDE) on the longer side (even,
+    for video filters)."""
+    max_side = max_side or MAX_FRAME_SIDE
     if max(width, height) <= max_side:
         return width, height
     scale = max_side / max(width, height)
