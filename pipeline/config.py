@@ -205,7 +205,7 @@ RANGES: dict[str, tuple] = {
     "train.weight_decay": at_least(0), "train.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "train.hidden": listed(at_least(1)), "train.attention_norm": one_of("none", "softmax"),
     "train.model": one_of(*MODELS), "train.folds": at_least(2), "train.feature_norm": one_of("none", "standard"),
-    "train.seeds": listed(), "train.ablation": listed(),
+    "train.seeds": listed(),
     "train.lightgbm.n_estimators": at_least(1), "train.lightgbm.learning_rate": above(0),
     "train.lightgbm.num_leaves": at_least(2), "train.lightgbm.min_child_samples": at_least(1),
     "train.lightgbm.colsample_bytree": (lambda v: 0 < v <= 1, "in (0, 1]"),

@@ -459,3 +459,52 @@ def test_project_params_are_in_range():
 
     for section in SECTIONS:
         load_section(section, Path(__file__).resolve().parents[1] / "params.yaml")
+
+
+def start_extract(demo: Path, tmp_path: Path, store: Path, **extract) -> subprocess.Popen:
+    params = params_file(tmp_path / f"params-{store.name}-{len(extract)}.yaml",
+                         {"prepare": {"root": str(demo)}, "extract": {"workers": 1, "clips_per_part": 1} | extract})
+    env = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.Popen([str(BIN / "mer"), "extract", "--params", str(params), "--manifest",
+                             str(demo / "manifest.parquet"), "--store", str(store),
+                             "--failures", str(tmp_path / "f.jsonl")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_two_extracts_on_one_store_one_waits_out(demo, tmp_path):
+    """The race the lock closes: two `mer extract` on one store. One runs, the other stops at once, and
+    the store is whole: a re-run reuses every item."""
+    store = tmp_path / "media.zarr"
+    first = start_extract(demo, tmp_path, store)
+    while not lock_paths(store)[1].exists():
+        assert first.poll() is None, first.communicate()[1][-2000:]
+        time.sleep(0.05)
+    second = start_extract(demo, tmp_path, store)
+    _, err = second.communicate(timeout=120)
+    assert second.returncode == 75 and f"PID {first.pid}" in err
+    _, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-2000:]
+    again = start_extract(demo, tmp_path, store)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err[-2000:]
+    assert json.loads(out)["reused"] == 8
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_what_was_interrupted_and_leaves_no_worker(demo, tmp_path):
+    import psutil
+
+    run = start_extract(demo, tmp_path, tmp_path / "media.zarr", workers=2)
+    parent = psutil.Process(run.pid)
+    deadline = time.monotonic() + 120
+    while len(workers := pool_workers(parent)) < 2:
+        assert run.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err[-2000:]
+    assert "mer extract: interrupted" in err and "run the same command again to resume" in err
+    assert "Traceback" not in err
+    _, alive = psutil.wait_procs(workers, timeout=20)
+    assert alive == []
