@@ -480,8 +480,10 @@ def test_two_extracts_on_one_store_one_waits_out(demo, tmp_path):
     while not lock_paths(store)[1].exists():
         assert first.poll() is None, first.communicate()[1][-2000:]
         time.sleep(0.05)
+    first.send_signal(signal.SIGSTOP)   # paused mid-run, so the second surely meets it
     second = start_extract(demo, tmp_path, store)
     _, err = second.communicate(timeout=120)
+    first.send_signal(signal.SIGCONT)
     assert second.returncode == 75 and f"PID {first.pid}" in err
     _, err = first.communicate(timeout=600)
     assert first.returncode == 0, err[-2000:]
