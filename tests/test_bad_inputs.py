@@ -5,6 +5,7 @@ subprocesses where the exit code and what reaches the terminal are the point."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -510,3 +511,16 @@ def test_ctrl_c_says_what_was_interrupted_and_leaves_no_worker(demo, tmp_path):
     assert "Traceback" not in err
     _, alive = psutil.wait_procs(workers, timeout=20)
     assert alive == []
+
+
+def test_checkpoint_from_other_library_versions_warns(tmp_path):
+    from pipeline.training.checkpoint import library_versions, warn_library_changes
+
+    here = library_versions()
+    with pytest.warns(UserWarning, match=r"numpy 1\.0\.0 -> " + re.escape(here["numpy"])):
+        warn_library_changes(tmp_path, here | {"numpy": "1.0.0"})
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_library_changes(tmp_path, here)                # the same versions: silent

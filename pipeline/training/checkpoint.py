@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import platform
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,7 +138,19 @@ def load(path: Path) -> Checkpoint:
     meta = json.loads((path / META).read_text())
     if meta.get("format") != FORMAT:
         raise InputError(f"{path}: checkpoint format {meta.get('format')!r}, this code reads format {FORMAT}")
+    warn_library_changes(path, meta.get("libraries", {}))
     return Checkpoint(meta, _load_fusion(path, meta) if meta["model"] == "fusion" else _load_lightgbm(path, meta))
+
+
+def warn_library_changes(path: Path, recorded: dict) -> None:
+    """Warn when the libraries that trained the checkpoint differ from those here: its predictions may
+    then differ slightly from the ones train wrote (a warning, not a refusal: patch releases are common)."""
+    here = library_versions()
+    changed = {k: (v, here.get(k, "missing")) for k, v in recorded.items() if here.get(k, "missing") != v}
+    if changed:
+        warnings.warn(f"{path} was trained with other library versions (trained -> here): "
+                      + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(changed.items()))
+                      + "; predictions may differ slightly from train's", stacklevel=2)
 
 
 def _load_fusion(path: Path, meta: dict):
