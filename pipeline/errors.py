@@ -12,6 +12,8 @@ catch them.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class MerError(Exception):
     """An expected failure: the message is for the user (what, where, how to fix)."""
@@ -35,8 +37,6 @@ class MissingInput(MerError, FileNotFoundError):
 
 def require(path, made_by: str):
     """`path`, or a MissingInput naming it and the command that makes it."""
-    from pathlib import Path
-
     if not Path(path).exists():
         raise MissingInput(f"{path} does not exist: run {made_by} first")
     return path

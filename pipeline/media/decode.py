@@ -90,8 +90,11 @@ class _FrameSampler:
         self.last_time = t
         if t + _TIME_EPS < self.target or self.done:
             return
-        width, height = fit_size(frame.width, frame.height)   # scaled while converting: no full-size copy
-        self.frames.append(frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA"))
+        width, height = fit_size(frame.width, frame.height)
+        if (width, height) == (frame.width, frame.height):
+            self.frames.append(frame.to_ndarray(format="rgb24"))
+        else:   # scaled while converting: no full-size RGB copy
+            self.frames.append(frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA"))
         self.times.append(t)
         # Next target: the first grid point after this frame, so a long gap does not pile up targets.
         self.target += self.interval * (np.floor((t + _TIME_EPS - self.target) / self.interval) + 1)
