@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from pipeline.training.cv import (TestSet, TrainConfig, build_model, cross_validate, fold_indices, fold_seed,
-                                  make_folds, train_fold_reference)
+                                  make_folds)
 from pipeline.training.lgbm import LGBMConfig, cross_validate_lgbm
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+from baseline_loop import train_fold_reference  # noqa: E402  (the baseline's loop shape, outside the package)
 
 FAST = TrainConfig(epochs=12, batch_size=32, hidden=(32, 16), threads=1)
 

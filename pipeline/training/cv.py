@@ -29,8 +29,8 @@ floor (DataLoader, per-step Python, unfused Adam, test sets every epoch).
 Extensions: rows with y = -1 are unused; rows with fold -1 train in every fold and are never
 validated (pseudo-labels); `sample_weight` scales each row's loss (batch loss = sum_i w_i * loss_i / B,
 so weight 1 everywhere is the baseline's mean); rows with NaN valence add CE only.
-`train_fold_reference` is the baseline's loop shape (DataLoader, per-step Python, every test set each
-epoch), kept for the speed benchmark and the equivalence test.
+The baseline's loop shape (DataLoader, per-step Python, every test set each epoch) lives outside the
+package, in benchmarks/baseline_loop.py, for the speed benchmark and the equivalence test.
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
-from torch.utils.data import DataLoader, SubsetRandomSampler, TensorDataset
 
 from pipeline.config import FusionParams
 from pipeline.labels import MER_LABELS
@@ -492,62 +491,3 @@ def _result(model_name, a: CVInputs, tracker: _BestTracker, curves, test_preds, 
 def mean_figures(figures: list[dict]) -> dict[str, float]:
     keys = ("f1_weighted", "valence_mse", "combined", "selection")
     return {k: float(np.mean([f[k] for f in figures])) for k in keys if figures and k in figures[0]}
-
-
-# ---------------------------------------------------------------- the baseline's loop shape
-
-def train_fold_reference(X: Mapping[str, np.ndarray], present, y, v, train_rows: np.ndarray, val_rows: np.ndarray,
-                         cfg: TrainConfig = TrainConfig(), tests: Mapping[str, TestSet] | None = None,
-                         model: AttentionFusion | None = None, generator: torch.Generator | None = None,
-                         sample_weight=None) -> dict:
-    """One fold trained like `main-release.py`: DataLoader + SubsetRandomSampler, per-step Python,
-    validation and every test set evaluated through DataLoaders after every epoch.
-
-    Returns best_epoch, the per-epoch val figures, and the best epoch's val and test outputs.
-    """
-    modalities = tuple(X)
-    data = _inputs(X, present, modalities, "cpu")
-    tg = _targets(*_label_arrays(y, v, sample_weight), "cpu")
-    model = model or build_model([x.shape[1] for x in data.xs], cfg, None)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ds = TensorDataset(*data.xs, data.present, tg.y, tg.v, tg.has_v, tg.w)
-    loader = DataLoader(ds, batch_size=cfg.batch_size, sampler=SubsetRandomSampler(train_rows, generator=generator))
-    yv = np.asarray(y)[val_rows]
-    vv = (np.full(len(y), np.nan) if v is None else np.asarray(v, dtype=np.float64))[val_rows]
-    test_data = {name: _inputs(ts.X, ts.present, modalities, "cpu") for name, ts in (tests or {}).items()}
-    best = {"selection": -np.inf, "best_epoch": -1}
-    history = []
-    for epoch in range(cfg.epochs):
-        _reference_epoch(model, opt, loader, cfg)
-        logits, vhat = _reference_predict(model, [x[val_rows] for x in data.xs], data.present[val_rows], cfg.batch_size)
-        figures = fold_figures(yv, vv, logits, vhat)
-        history.append(figures)
-        test_out = {name: _reference_predict(model, td.xs, td.present, cfg.batch_size)
-                    for name, td in test_data.items()}
-        if figures["selection"] > best["selection"]:
-            best = {"selection": figures["selection"], "best_epoch": epoch, "figures": figures,
-                    "val_logits": logits, "val_valence": vhat, "tests": test_out}
-    return best | {"history": history}
-
-
-def _reference_epoch(model: AttentionFusion, opt, loader: DataLoader, cfg: TrainConfig) -> None:
-    model.train()
-    for *xs, pres, yb, vb, hb, wb in loader:
-        out = model(xs, pres)
-        ce = F.cross_entropy(out.logits, yb, reduction="none")
-        se = (out.valence - vb).square() * hb
-        loss = (wb * (cfg.ce_weight * ce + cfg.mse_weight * se)).sum() / len(yb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-
-def _reference_predict(model, xs, present, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    model.eval()
-    logits, vals = [], []
-    with torch.no_grad():
-        for *xb, pb in DataLoader(TensorDataset(*xs, present), batch_size=batch_size):
-            out = model(xb, pb)
-            logits.append(out.logits.numpy())
-            vals.append(out.valence.numpy())
-    return np.concatenate(logits), np.concatenate(vals)
