@@ -55,6 +55,7 @@ from pipeline.training.metrics import combined, score_split, selection_metric, v
 
 CURVE_KEYS = {"val_f1": "f1_weighted", "val_mse": "valence_mse", "val_combined": "combined",
               "val_selection": "selection"}  # curve name -> fold_figures key
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 EVAL_CHUNK = 4096  # test rows per forward: bounds the (K, rows, d) activations on large test sets
 
 
@@ -65,9 +66,8 @@ class TrainConfig(FusionParams):
     ce_weight: float = 1.0
     mse_weight: float = 1.0
     seed: int = 0
-    device: str = "cpu"
     threads: int = 1                 # torch threads (0 = every core): the per-step ops are so small that
-                                     # intra-op threads cost more than they give
+                                     # intra-op threads cost more than they give; results do not depend on it
 
     @classmethod
     def from_params(cls, params: FusionParams, seed: int, **overrides) -> TrainConfig:
@@ -316,11 +316,19 @@ def _epoch(train, gens, data: _Inputs, tg: _Targets, batch: int) -> _Epoch:
     return _Epoch(xs, data.present[rows], tg.y[rows], tg.v[rows], tg.has_v[rows], coef.to(tg.y.device), active, steps)
 
 
+def _autocast(cfg: TrainConfig):
+    """The training forward's precision: fp32, or bf16 matmuls under autocast (weights stay fp32)."""
+    dtype = PRECISIONS[cfg.precision]
+    return torch.autocast(torch.device(cfg.device).type, dtype=dtype, enabled=dtype is not None)
+
+
 def _batch_loss(model: AttentionFusion, xs, present, y, v, has_v, coef, cfg: TrainConfig) -> torch.Tensor:
-    """(K,) per-fold loss: sum over rows of coef * (ce_w * CE + mse_w * has_v * squared error)."""
-    out = model(xs, present)
-    ce = F.cross_entropy(out.logits.flatten(0, 1), y.flatten(), reduction="none").view_as(coef)
-    se = (out.valence - v).square() * has_v
+    """(K,) per-fold loss: sum over rows of coef * (ce_w * CE + mse_w * has_v * squared error), in fp32."""
+    with _autocast(cfg):
+        out = model(xs, present)
+    logits, valence = out.logits.float(), out.valence.float()
+    ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(coef)
+    se = (valence - v).square() * has_v
     return (coef * (cfg.ce_weight * ce + cfg.mse_weight * se)).sum(dim=1)
 
 
@@ -411,12 +419,24 @@ def _predict_stacked(model: AttentionFusion, data: _Inputs, k: int) -> tuple[np.
 
 @contextmanager
 def _torch_threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
+    """n intra-op threads and deterministic kernels (CUDA has non-deterministic ones) while training."""
+    before, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(n if n > 0 else available_cores())
+    torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def check_runtime(cfg: TrainConfig) -> None:
+    """train.precision and train.device, checked before any work."""
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"train.precision: {cfg.precision!r} is not one of {', '.join(PRECISIONS)}")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"train.device: {cfg.device!r}, but torch sees no CUDA device; install a CUDA build of "
+                         "torch or set train.device: cpu")
 
 
 def available_cores() -> int:
@@ -427,6 +447,7 @@ def cross_validate(X: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray
                    cfg: TrainConfig = TrainConfig(), tests: Mapping[str, TestSet] | None = None,
                    sample_weight=None) -> CVResult:
     """K-fold CV of AttentionFusion over the modalities of X (in X's key order); see the module doc."""
+    check_runtime(cfg)
     a = cv_inputs(X, y, v, folds, sample_weight)
     k = len(a.splits)
     with _torch_threads(cfg.threads):
@@ -440,7 +461,7 @@ def cross_validate(X: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray
                 p.copy_(best)
         test_preds = {name: predict_folds(model, ts, a.modalities, cfg.device) for name, ts in (tests or {}).items()}
     result = _result("fusion", a, tracker, curves, test_preds, cfg.n_classes)
-    result.ensemble = model.eval()
+    result.ensemble = model.cpu().eval()  # checkpoints and `mer predict` read CPU weights
     return result
 
 
