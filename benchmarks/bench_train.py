@@ -16,7 +16,8 @@ Every figure is the median of --runs runs (interleaved, so a load spike hits all
 epochs, nothing scaled. A run on a busy machine (load average above 0.5 per core) is refused unless
 --force is given; then the JSON says `"under_load": true` and the figures are not the machine's.
 
-    python benchmarks/bench_train.py [--epochs 100] [--runs 3] [--threads 1,2] [--device cpu|cuda] [--force]
+    python benchmarks/bench_train.py [--epochs 100] [--runs 3] [--threads 1,2] [--device cpu|cuda]
+        [--precision fp32|bf16] [--force]
 
 On a shared machine set OMP_WAIT_POLICY=PASSIVE (libgomp reads it when torch loads): with spin-waiting,
 a 2-thread run whose second thread is preempted spins at every barrier.
@@ -161,7 +162,7 @@ def run_all(args, data, folds) -> dict:
     rates: dict[str, list[dict]] = {}
     for run in range(args.runs):
         for t in threads:
-            cfg = TrainConfig(epochs=args.epochs, threads=t, device=args.device)
+            cfg = TrainConfig(epochs=args.epochs, threads=t, device=args.device, precision=args.precision)
             runs.setdefault(f"fast_{t}t", []).append(timed(lambda: cross_validate(X, None, y, v, folds, cfg, tests),
                                                            args.device))
             torch.set_num_threads(t)
@@ -206,6 +207,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=100, help="epochs per fold (100 = the MER 2023 protocol)")
     ap.add_argument("--threads", default="1,2", help="comma-separated torch thread counts for the trainer")
     ap.add_argument("--device", default="cpu", help="cpu | cuda")
+    ap.add_argument("--precision", default="fp32", help="the trainer's train.precision: fp32 | bf16 (baseline: fp32)")
     ap.add_argument("--force", action="store_true", help="run even above load 0.5 per core (flagged in the JSON)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
@@ -226,7 +228,7 @@ def main() -> None:
                  else "idle machine (load average at most 0.5 per core before and after)"),
         **summary(measured),
         "epochs": args.epochs, "folds": FOLDS, "runs": args.runs, "items": ITEMS, "dims": DIMS, "tests": TESTS,
-        "device": args.device, "baseline_threads": measured["baseline_threads"],
+        "device": args.device, "precision": args.precision, "baseline_threads": measured["baseline_threads"],
         "cores": available_cores(), "cpu": cpu_model(), "torch": torch.__version__,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
         "loadavg_before": load_before, "loadavg_after": load_after,

@@ -339,3 +339,18 @@ def test_pickled_code_in_bin_weights_is_never_run(tmp_path):
     with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
         make_encoder("hf-audio", {"model_path": str(evil)})
     assert not marker.exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("autocast", ["fp16", "bf16"])
+def test_cuda_autocast_vectors_match_fp32_and_are_finite(audio_models, bert_path, autocast):
+    """Mixed precision on CUDA gives the fp32 CPU vectors within a relative tolerance, never NaN/inf."""
+    wave, text = noise(0.1), "the man is playing guitar today"
+    for name, options, item in (("hf-audio", {"model_path": audio_models["hubert"]}, wave),
+                                ("hf-text", {"model_path": bert_path}, text)):
+        ref = make_encoder(name, options, device="cpu").encode([item])[0]
+        got = make_encoder(name, {**options, "autocast": autocast}, device="cuda").encode([item])[0]
+        assert np.isfinite(got).all(), (name, autocast)
+        scale = np.abs(ref).max()
+        np.testing.assert_allclose(got, ref, atol=0.05 * scale, err_msg=f"{name} {autocast}")
