@@ -113,6 +113,8 @@ class FusionParams:
     dropout: float = 0.3
     hidden: tuple[int, ...] = (256, 128)
     attention_norm: str = "none"     # none (the baseline's code) | softmax (the paper's Eq. 5)
+    precision: str = "fp32"          # fp32 | bf16 (autocast matmuls, fp32 weights, loss and Adam)
+    device: str = "cpu"              # cpu | cuda
 
 
 @dataclass(frozen=True)
