@@ -159,7 +159,8 @@ class PseudolabelConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    noise_view: str = "noisy"        # the view MER-NOISE (test2) is scored on
+    noise_view: str = "noisy"        # the view MER-NOISE (test2) is scored on: a corrupt view, or "clean"
+                                     # (test2 as the corpus has it)
 
 
 SECTIONS: dict[str, type] = {
