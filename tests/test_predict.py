@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ from pipeline.datasets import Candidate, validate
 from pipeline.extract import extract
 from pipeline.config import load_section
 from pipeline.encode import encode_feature
-from pipeline.labels import MER_LABELS, logit_columns
+from pipeline.labels import MER_LABELS, VALENCE_RANGE, logit_columns
 from pipeline.training.checkpoint import FeatureMismatch
 from stages import train
 
@@ -126,3 +127,19 @@ def test_lightgbm_checkpoint_predicts_like_its_training_run(trained, tmp_path):
     assert np.allclose([record["probabilities"][c] for c in MER_LABELS],
                        softmax(expected[LOGIT_COLUMNS].to_numpy(float)), atol=1e-6)
     assert record["valence"] == pytest.approx(expected["valence"], abs=1e-6)
+
+
+def test_predict_clips_valence_to_the_label_range(trained, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    ckpt = tmp_path / "checkpoint"
+    shutil.copytree(trained / "checkpoint", ckpt)
+    weights = next(ckpt.glob("*.safetensors"))
+    state = load_file(str(weights))
+    for key in [k for k in state if k.startswith("fc_valence.") and k.endswith("bias")]:
+        state[key] = state[key] + 100.0  # a model whose raw valence is far above the range
+    save_file(state, str(weights))
+    done = CliRunner().invoke(app, ["predict", str(trained / "corpus/new.mp4"), "--checkpoint", str(ckpt),
+                                    "--params", str(trained / "params.yaml"), "--out", str(tmp_path / "pred.json")])
+    assert done.exit_code == 0, done.output
+    assert json.loads((tmp_path / "pred.json").read_text())[0]["valence"] == VALENCE_RANGE[1]
