@@ -162,7 +162,8 @@ class PseudolabelConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    noise_view: str = "noisy"        # the view MER-NOISE (test2) is scored on
+    noise_view: str = "noisy"        # the view MER-NOISE (test2) is scored on: a corrupt view, or "clean"
+                                     # (test2 as the corpus has it)
 
 
 def above(lo: float):

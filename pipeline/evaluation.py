@@ -21,23 +21,28 @@ PAPER_BASELINE = {  # MER 2023 paper, best attention-fusion figures (abstract)
 }
 
 
+NOISE_SPLIT, CLEAN_VIEW = "test2", "clean"  # clean: test2 as the corpus has it (MER 2023 releases it corrupted)
+
+
 def joined(predictions: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
     truth = manifest[["sample_id", "label", "valence", "true_label"]].rename(columns={"valence": "valence_true"})
     return predictions.merge(truth, on="sample_id", how="left")
 
 
 def score_rows(rows: pd.DataFrame, with_valence: bool = True) -> dict:
-    """Scores of one (subset, seed, test) block of joined predictions; only labelled rows count."""
+    """Scores of one (subset, seed, test) block of joined predictions; only labelled rows count, and
+    `n_fallback` of them were predicted from the training prior (none of the subset's modalities)."""
     labelled = rows[rows["label"].notna()]
     if labelled.empty:
-        return {"n": 0}
+        return {"n": 0, "n_fallback": 0}
     labels = predicted_labels(rows)
     y = label_index(labelled["label"], labels)
     pred = labelled[logit_columns(labels)].to_numpy().argmax(1)
     v_true = labelled["valence_true"].to_numpy(float) if with_valence else None
     if v_true is not None and np.isnan(v_true).all():
         v_true = None
-    return score_split(y, pred, v_true, labelled["valence"].to_numpy(float) if v_true is not None else None)
+    figures = score_split(y, pred, v_true, labelled["valence"].to_numpy(float) if v_true is not None else None)
+    return {"n": figures.pop("n"), "n_fallback": int(labelled["fallback"].sum())} | figures
 
 
 def score(joined_rows: pd.DataFrame, subset: str, test: str, with_valence: bool = True) -> dict:
@@ -55,7 +60,8 @@ def challenge_metrics(rows: pd.DataFrame, subset: str, noise_test: str) -> dict[
     }
 
 
-ABLATION_COUNTS = ("cv_n", "multi_n", "noise_n", "semi_n")  # whole numbers, absent where a split has no items
+ABLATION_COUNTS = ("cv_n", "multi_n", "noise_n", "semi_n",  # whole numbers, absent where a split has no items
+                   "multi_fallback", "noise_fallback", "semi_fallback")
 
 
 def ablation_table(rows: pd.DataFrame, cv_runs: list[dict], noise_test: str) -> pd.DataFrame:
@@ -63,7 +69,8 @@ def ablation_table(rows: pd.DataFrame, cv_runs: list[dict], noise_test: str) -> 
     for subset in dict.fromkeys(r["subset"] for r in cv_runs):
         runs = [r for r in cv_runs if r["subset"] == subset]
         figures = challenge_metrics(rows, subset, noise_test)
-        records.append({  # *_n: how many items each figure covers (those with one of the subset's modalities)
+        records.append({  # *_n: labelled items each figure scores; *_fallback: how many of them the subset's
+                          # modalities miss (predicted from the training prior)
             "subset": subset, "cv_n": runs[0].get("items"),
             "cv_f1": np.mean([r["f1_weighted"] for r in runs]),
             "cv_mse": np.mean([r.get("valence_mse", np.nan) for r in runs]),
@@ -74,11 +81,12 @@ def ablation_table(rows: pd.DataFrame, cv_runs: list[dict], noise_test: str) -> 
             "semi_f1": figures["mer_semi"].get("f1_weighted"),
             "multi_n": figures["mer_multi"].get("n"), "noise_n": figures["mer_noise"].get("n"),
             "semi_n": figures["mer_semi"].get("n"),
+            **{f"{key}_fallback": figures[f"mer_{key}"].get("n_fallback") for key in ("multi", "noise", "semi")},
         })
     return pd.DataFrame(records).astype({c: "Int64" for c in ABLATION_COUNTS})
 
 
-def robustness_curve(rows: pd.DataFrame, split: str = "test2") -> pd.DataFrame:
+def robustness_curve(rows: pd.DataFrame, split: str = NOISE_SPLIT) -> pd.DataFrame:
     """F1 and valence MSE per subset on every view of `split`: clean, fixed SNR (`@snr<S>`, no blur)
     and fixed blur (`@blur<r>`, clean audio). Each row has an x position on at most one curve: snr_db
     for the SNR views, blur for the clean (1) and blur views; the other is empty."""
@@ -134,7 +142,7 @@ def submission(rows: pd.DataFrame, subset: str, test: str) -> pd.DataFrame:
     labels = predicted_labels(rows)
     mean = block.groupby("sample_id", sort=True)[[*logit_columns(labels), "valence"]].mean()
     return pd.DataFrame({"name": mean.index, "discrete": np.array(labels)[mean[logit_columns(labels)].to_numpy().argmax(1)],
-                         "valence": mean["valence"].round(4).to_numpy()})
+                         "valence": mean["valence"].to_numpy()})
 
 
 def markdown_table(frame: pd.DataFrame) -> str:

@@ -14,6 +14,15 @@ PLACEHOLDER_VALENCE = -10.0
 LOGIT_PREFIX = "logit_"
 
 
+def clip_valence(values):
+    """Valence predictions clipped to VALENCE_RANGE, the range every corpus's valence is validated to.
+
+    Clipped rather than squashed (tanh): the model keeps the baseline's linear valence head and plain MSE
+    loss, and since every true valence lies in the range, clipping can only lower a prediction's squared
+    error, never raise it."""
+    return np.clip(values, *VALENCE_RANGE)
+
+
 def logit_columns(labels) -> list[str]:
     return [f"{LOGIT_PREFIX}{name}" for name in labels]
 

@@ -70,9 +70,10 @@ def labelled_oof(predictions: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFr
 
 
 def unlabelled_pool(predictions: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
-    """The model's predictions of the unlabelled test3 items (the MER-SEMI pool)."""
+    """The model's predictions of the unlabelled test3 items (the MER-SEMI pool); an item predicted from
+    the training prior (`fallback`: no modality of the model) has nothing to teach and is left out."""
     pool = manifest.loc[(manifest["split"] == "test3") & manifest["label"].isna(), "sample_id"]
-    return predictions[(predictions["test"] == "test3") & predictions["sample_id"].isin(pool)]
+    return predictions[(predictions["test"] == "test3") & predictions["sample_id"].isin(pool) & ~predictions["fallback"]]
 
 
 def semi_round(tables: dict[str, Table], manifest: pd.DataFrame, start: pd.DataFrame, cfg: PseudolabelConfig,

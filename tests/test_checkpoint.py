@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from pipeline.config import LightGBMParams, TrainConfig
-from pipeline.labels import MER_LABELS
+from pipeline.labels import MER_LABELS, VALENCE_RANGE
 from pipeline.store.features import FeatureStore, Identity
 from pipeline.training import checkpoint, cv
 from pipeline.training.data import Table, standardize
-from pipeline.training.lgbm import LGBMConfig, cross_validate_lgbm
+from pipeline.training.lgbm import FoldModel, LGBMConfig, cross_validate_lgbm
 from pipeline.training.run import predictions_frame, run_subset
 
 CFG = TrainConfig(features={"audio": "egemaps", "visual": "fer"}, epochs=4, hidden=(16, 8), folds=3,
@@ -98,3 +98,12 @@ def test_checkpoint_refuses_features_of_another_encoder(tables, tmp_path):
     assert "audio" not in str(err.value)  # only the encoder that differs is named
     with pytest.raises(checkpoint.FeatureMismatch, match="audio: the checkpoint needs feature 'egemaps'"):
         loaded.check_features({"visual": other["visual"]})
+
+
+def test_lightgbm_valence_is_clipped_to_the_label_range():
+    rng = np.random.default_rng(0)
+    F, v = rng.normal(size=(60, 4)), np.linspace(-40.0, 40.0, 60)  # targets far outside [-5, 5]
+    model = FoldModel.fit(LGBMConfig(n_estimators=20, num_leaves=4, min_child_samples=2), F, np.arange(60) % 3, v,
+                          np.ones(60), np.arange(60))
+    predicted = model.valence(F)
+    assert predicted.min() == VALENCE_RANGE[0] and predicted.max() == VALENCE_RANGE[1]

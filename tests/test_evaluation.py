@@ -33,6 +33,7 @@ def joined_rows(seeds=(0, 1), n=120) -> pd.DataFrame:
         frame.insert(0, "subset", "AV")
         frame["valence"] = v_true + rng.normal(scale=0.5 + seed, size=n)
         frame["label"], frame["valence_true"] = np.array(MER_LABELS)[y], v_true
+        frame["fallback"] = False
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 

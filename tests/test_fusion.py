@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pipeline.labels import VALENCE_RANGE
 from pipeline.models.fusion import AttentionFusion
 
 DIMS = (12, 8, 5)
@@ -102,3 +103,14 @@ def test_hidden_sizes_configurable():
     model = AttentionFusion(DIMS, hidden=(32, 16, 4)).eval()
     assert model.fc_emotion.in_features == 4
     assert model(_inputs(2)).logits.shape == (2, 6)
+
+
+def test_valence_is_clipped_to_the_label_range_in_eval_mode_only():
+    torch.manual_seed(0)
+    model = AttentionFusion(DIMS, n_classes=6, hidden=(16, 8))
+    with torch.no_grad():
+        model.fc_valence.bias.fill_(40.0)  # far outside [-5, 5]
+    xs = _inputs(8)
+    assert torch.all(model.eval()(xs).valence == VALENCE_RANGE[1])
+    trained = model.train()(xs).valence  # training sees the raw output, so MSE still has a gradient
+    assert torch.all(trained > 30.0) and trained.requires_grad

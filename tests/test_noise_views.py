@@ -140,7 +140,7 @@ def predictions(test, correct, subset="A"):
         logits[i, MER_LABELS.index(label if i < correct else "worried")] = 1.0
     frame = pd.DataFrame(logits, columns=LOGIT_COLUMNS)
     return frame.assign(sample_id=[f"s{i}" for i in range(4)], subset=subset, seed=0, test=test,
-                        label=labels, valence=0.0, valence_true=1.0, true_label=labels)
+                        label=labels, valence=0.0, valence_true=1.0, true_label=labels, fallback=False)
 
 
 def test_robustness_curve_places_each_view_on_its_axis():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from pipeline.datasets import Candidate, validate
 from pipeline.extract import extract
 from pipeline.config import load_section
 from pipeline.encode import encode_feature
-from pipeline.labels import MER_LABELS, logit_columns
+from pipeline.labels import MER_LABELS, VALENCE_RANGE, logit_columns
 from pipeline.training.checkpoint import FeatureMismatch
 from stages import train
 
@@ -143,3 +144,17 @@ def test_predict_fails_when_every_clip_failed(trained, tmp_path):
     assert "none of the 2 clips gave a prediction" in done.stderr
     errors = {r["sample_id"]: r["error"] for r in json.loads(done.stdout)}
     assert "missing file" in errors["absent"] and errors["garbled"]
+def test_predict_clips_valence_to_the_label_range(trained, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    ckpt = tmp_path / "checkpoint"
+    shutil.copytree(trained / "checkpoint", ckpt)
+    weights = next(ckpt.glob("*.safetensors"))
+    state = load_file(str(weights))
+    for key in [k for k in state if k.startswith("fc_valence.") and k.endswith("bias")]:
+        state[key] = state[key] + 100.0  # a model whose raw valence is far above the range
+    save_file(state, str(weights))
+    done = CliRunner().invoke(app, ["predict", str(trained / "corpus/new.mp4"), "--checkpoint", str(ckpt),
+                                    "--params", str(trained / "params.yaml"), "--out", str(tmp_path / "pred.json")])
+    assert done.exit_code == 0, done.output
+    assert json.loads((tmp_path / "pred.json").read_text())[0]["valence"] == VALENCE_RANGE[1]

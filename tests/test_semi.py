@@ -199,3 +199,17 @@ def test_study_collects_dvc_experiments(tmp_path):
     assert list(study["final"]) == [False, True] * 2
     assert list(study["selected"]) == [100, 101, 10, 11]
     assert study["experiment"].nunique() == 2
+
+
+def test_pseudo_valence_targets_are_clipped_to_the_label_range():
+    pool = semi.Table(pd.DataFrame({"sample_id": ["u0", "u1", "u2"], "label": None, "valence": np.nan}),
+                      {"audio": np.zeros((3, 2), np.float32)}, {"audio": np.ones(3, bool)})
+    picked = pd.DataFrame({"sample_id": ["u0", "u2"], "label": ["happy", "sad"], "confidence": 0.9,
+                           "valence": [12.0, -7.5]})
+    assert list(semi.pseudo_table(pool, picked).rows["valence"]) == [5.0, -5.0]
+
+
+def test_unlabelled_pool_leaves_out_items_predicted_from_the_prior():
+    manifest = pd.DataFrame({"sample_id": ["u0", "u1", "l0"], "split": "test3", "label": [None, None, "sad"]})
+    predictions = pd.DataFrame({"test": "test3", "sample_id": ["u0", "u1", "l0"], "fallback": [False, True, False]})
+    assert list(unlabelled_pool(predictions, manifest)["sample_id"]) == ["u0"]

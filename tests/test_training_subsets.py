@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from pipeline.config import TrainConfig
-from pipeline.labels import MER_LABELS
+from pipeline.labels import MER_LABELS, logit_columns
 from pipeline.training.data import Table
 from pipeline.training.run import cv_summary, fold_groups, predictions_frame, run_subset, usable_subsets
 
@@ -66,11 +66,26 @@ def test_each_subset_covers_only_items_with_its_modalities():
         summary = cv_summary(result, subset, 0, len(train_ids))
         assert summary["items"] == train_n and summary["test_items"] == {"test1": test_n}
         frame = predictions_frame(result, train_ids, tables, subset, 0)
-        test_rows = tables["test1"].rows.set_index("sample_id")
-        predicted = frame.loc[frame["test"] == "test1", "sample_id"]
-        has = {"A": "audio", "T": "text"}  # predicted: exactly the items with one of the subset's modalities
+        test = frame[frame["test"] == "test1"]
+        has = {"A": "audio", "T": "text"}  # the model predicts exactly the items with one of the subset's modalities
         mask = np.logical_or.reduce([tables["test1"].present[has[c]] for c in subset])
-        assert set(predicted) == set(test_rows.index[mask]), subset
+        assert list(test["sample_id"]) == list(tables["test1"].rows["sample_id"]), subset  # every item, in order
+        assert (test["fallback"].to_numpy() == ~mask).all(), subset
+        np.testing.assert_allclose(test.loc[~test["fallback"], "valence"], result.tests["test1"].valence, rtol=0, atol=0)
+
+
+def test_an_item_without_the_subsets_modalities_gets_the_training_prior():
+    tables = {"train": table(60, mixed_presence(60)), "test1": table(30, mixed_presence(30), seed=1, split="test1")}
+    tables["train"].rows["valence"] = np.linspace(-4.0, 3.0, 60)
+    result, train_ids = run_subset(tables, "A", FAST, seed=0)
+    frame = predictions_frame(result, train_ids, tables, "A", 0)
+    fallback = frame[(frame["test"] == "test1") & frame["fallback"]]
+    train = tables["train"]
+    counts = np.bincount(train.y[train.y >= 0], minlength=6)
+    assert len(fallback) == 10 and not frame.loc[frame["test"] == "train-oof", "fallback"].any()
+    expected = np.log(np.maximum(counts / counts.sum(), 1e-12))
+    np.testing.assert_allclose(fallback[logit_columns(train.labels)].to_numpy(), np.tile(expected, (10, 1)))
+    np.testing.assert_allclose(fallback["valence"], np.linspace(-4.0, 3.0, 60).mean())
 
 
 def test_modalities_no_training_item_has_are_left_out():

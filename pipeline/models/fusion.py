@@ -9,7 +9,8 @@ Differences from the baseline code, all deliberate:
 - a presence mask: an absent modality's h_m is replaced by 0 everywhere (attention input and fused
   sum) and its weight is 0; under softmax its score is -inf, so weights renormalise over present ones;
 - `attention_norm="none"` (the default) reproduces the code, which never applies the paper's softmax;
-- no `.squeeze()` on the fused vector, so batch size 1 works.
+- no `.squeeze()` on the fused vector, so batch size 1 works;
+- in eval mode, valence is clipped to the label range (labels.VALENCE_RANGE; training keeps the plain MSE).
 
 `n_models=K` builds K independent copies with stacked weights; inputs then carry a leading K axis and
 every Linear is one batched matmul. Cross-validation trains all folds at once this way.
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from pipeline.labels import VALENCE_RANGE
 
 ATTENTION_NORMS = ("none", "softmax")
 
@@ -111,7 +113,10 @@ class AttentionFusion(nn.Module):
         hs = [self._encode(m, x, None if present is None else present[..., m]) for m, x in enumerate(xs)]
         weights = self._attend(hs, present)
         fused = (torch.stack(hs, dim=-2) * weights.unsqueeze(-1)).sum(dim=-2)
-        return FusionOutput(self.fc_emotion(fused), self.fc_valence(fused).squeeze(-1), weights)
+        valence = self.fc_valence(fused).squeeze(-1)
+        if not self.training:  # predictions stay in the label range; training keeps the unclipped MSE gradient
+            valence = valence.clamp(*VALENCE_RANGE)
+        return FusionOutput(self.fc_emotion(fused), valence, weights)
 
     def _encode(self, m: int, x: torch.Tensor, present_m: torch.Tensor | None) -> torch.Tensor:
         if present_m is None:

@@ -17,7 +17,7 @@ import numpy as np
 from lightgbm import Booster, LGBMClassifier, LGBMRegressor
 
 from pipeline.config import LightGBMParams
-from pipeline.labels import MER_LABELS
+from pipeline.labels import MER_LABELS, clip_valence
 from pipeline.training.cv import (CVResult, TestPrediction, TestSet, available_cores, cv_inputs, fold_figures, make_test_prediction,
                                   mean_figures)
 
@@ -79,7 +79,7 @@ class FoldModel:
         return out
 
     def valence(self, F: np.ndarray) -> np.ndarray:
-        return self.reg.predict(F) if self.reg is not None else np.full(len(F), np.nan)
+        return clip_valence(self.reg.predict(F)) if self.reg is not None else np.full(len(F), np.nan)
 
     def to_dict(self) -> dict:
         return {"classes": self.classes.tolist(), "emotion": self.emotion.model_to_string(),

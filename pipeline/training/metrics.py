@@ -11,6 +11,7 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 MSE_WEIGHT = 0.25  # Eq. 12 of the paper
+COUNTS = ("n", "n_valence", "n_fallback")  # item counts: the same for every seed, no std
 
 
 def weighted_f1(y_true, y_pred) -> float:
@@ -82,6 +83,6 @@ def over_seeds(blocks: list[dict]) -> dict:
     for key in blocks[0]:
         values = [b[key] for b in blocks if key in b]
         out[key] = float(np.mean(values))
-        if len(values) > 1 and key != "n":
+        if len(values) > 1 and key not in COUNTS:
             out[f"{key}_std"] = float(np.std(values))
     return out

@@ -3,8 +3,11 @@
 Like the MER 2023 baseline, each subset's fold ensemble predicts each test set; predictions are kept
 as logits and valence per (subset, seed, test, item), so `evaluate` only scores and plots.
 
-A subset trains and predicts only on the items that have at least one of its modalities (an audio-only
-model never scores a text-only item), and modalities no training item has are left out of every subset.
+A subset trains and its model predicts only on the items that have at least one of its modalities (an
+audio-only model never sees a text-only item), and modalities no training item has are left out of every
+subset. Every other test item still gets a prediction, from the training prior (log class frequencies as
+logits, mean training valence), marked `fallback`: a challenge figure is over the whole test set, never
+over the items a subset happens to cover.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pipeline.training import cv
 from pipeline.training.data import Table, load_table, parse_subset, standardize
 
 TEST_SPLITS = ("test1", "test2", "test3")
+PRIOR_FLOOR = 1e-12  # class frequency floor, so a class no training item has gets a finite log-prior
 
 
 @dataclass
@@ -74,9 +78,8 @@ def load_tables(manifest: pd.DataFrame, views: Views, features: dict[str, Path],
         if len(rows):
             tables[split] = load_table(rows, views.clean, features, labels)
             for name, path in views.corrupted.items():
-                view_rows = rows[rows["sample_id"].isin(_view_ids(path))]
-                if len(view_rows):
-                    tables[f"{split}@{name}"] = load_table(view_rows, path, features, labels)
+                if rows["sample_id"].isin(_view_ids(path)).any():  # the view is of this split: every item
+                    tables[f"{split}@{name}"] = load_table(rows, path, features, labels)  # (absent = no modality)
     return standardize(tables) if feature_norm == "standard" else tables
 
 
@@ -144,20 +147,29 @@ def model_input(table: Table, modalities: tuple[str, ...]) -> cv.TestSet:
 
 def predictions_frame(result: cv.CVResult, train_ids: np.ndarray, tables: dict[str, Table], subset: str,
                       seed: int) -> pd.DataFrame:
-    """Logits and valence per test item, plus the out-of-fold predictions of the training items."""
+    """Logits and valence for every item of every test table (`fallback`: from the training prior, the item
+    has none of the subset's modalities), plus the out-of-fold predictions of the training items."""
     frames, columns = [], logit_columns(tables["train"].labels)
-    tests = covered_tests(tables, parse_subset(subset))
-    for name, pred in result.tests.items():
-        rows = tests[name].rows
-        frame = pd.DataFrame(pred.logits, columns=columns)
-        frame.insert(0, "sample_id", rows["sample_id"].to_numpy())
+    prior_logits, prior_valence = training_prior(tables["train"])
+    for name, table in tables.items():
+        if name == "train":
+            continue
+        modelled = table.any_present(parse_subset(subset))
+        logits = np.tile(prior_logits, (len(table.rows), 1))
+        valence = np.full(len(table.rows), prior_valence)
+        if name in result.tests:
+            logits[modelled], valence[modelled] = result.tests[name].logits, result.tests[name].valence
+        frame = pd.DataFrame(logits, columns=columns)
+        frame.insert(0, "sample_id", table.rows["sample_id"].to_numpy())
         frame.insert(0, "test", name)
-        frame["valence"] = pred.valence
+        frame["valence"] = valence
+        frame["fallback"] = ~modelled
         frames.append(frame)
     oof = pd.DataFrame(result.oof_logits[: len(train_ids)], columns=columns)
     oof.insert(0, "sample_id", train_ids)
     oof.insert(0, "test", "train-oof")
     oof["valence"] = result.oof_valence[: len(train_ids)]
+    oof["fallback"] = False
     frames.append(oof)
     out = pd.concat(frames, ignore_index=True)
     out.insert(0, "seed", seed)
@@ -165,8 +177,18 @@ def predictions_frame(result: cv.CVResult, train_ids: np.ndarray, tables: dict[s
     return out
 
 
+def training_prior(train: Table) -> tuple[np.ndarray, float]:
+    """What a model that sees nothing of an item can say: the labelled training items' class frequencies
+    as logits (log-priors; their argmax is the majority class) and their mean valence."""
+    y = train.y[train.y >= 0]
+    freq = np.bincount(y, minlength=len(train.labels)) / max(len(y), 1)
+    v = train.v[(train.y >= 0) & np.isfinite(train.v)]
+    return np.log(np.maximum(freq, PRIOR_FLOOR)), float(v.mean()) if len(v) else float("nan")
+
+
 def cv_summary(result: cv.CVResult, subset: str, seed: int, n_items: int) -> dict:
-    """CV figures over `items` training items; `test_items`: how many items of each test view it predicts.
+    """CV figures over `items` training items; `test_items`: how many items of each test view the model
+    predicts (the others get the training prior).
     Nothing that varies between identical runs (wall time): cv.json is a committed metric."""
     return {"subset": subset, "seed": seed, "items": n_items, **result.cv,
             "test_items": {name: len(pred.valence) for name, pred in result.tests.items()},

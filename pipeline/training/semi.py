@@ -22,7 +22,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from pipeline.labels import logit_columns, predicted_labels
+from pipeline.labels import clip_valence, logit_columns, predicted_labels
 from pipeline.training.cv import softmax_np
 from pipeline.training.data import Table, label_index
 from pipeline.config import ConfigError
@@ -84,10 +84,11 @@ def select_items(oof: pd.DataFrame, unlabelled: pd.DataFrame, eta: float, max_pe
 
 
 def pseudo_table(pool: Table, picked: pd.DataFrame) -> Table:
-    """The pool's rows of the selected items, with the pseudo-label and predicted valence as targets."""
+    """The pool's rows of the selected items, with the pseudo-label and predicted valence (clipped to the
+    label range, whatever model wrote the start predictions) as targets."""
     table = pool.take(pool.rows["sample_id"].isin(picked["sample_id"]).to_numpy())
     targets = picked.set_index("sample_id").loc[table.rows["sample_id"]]
-    table.rows = table.rows.assign(label=targets["label"].to_numpy(), valence=targets["valence"].to_numpy())
+    table.rows = table.rows.assign(label=targets["label"].to_numpy(), valence=clip_valence(targets["valence"].to_numpy()))
     return table
 
 
