@@ -65,8 +65,9 @@ class ExtractConfig:
     face_model_dir: str = ""
     min_face: float = 0.25           # smallest face searched, as a share of the frame's shorter side (haar)
     haar_scale_factor: float = 1.1
-    asr: str = "none"                # none | whisper
-    asr_model: str = ""
+    asr: str = "none"                # none | faster-whisper | whisper (pipeline/media/asr.py)
+    asr_model: str = ""              # "" = the engine's default (faster-whisper: packaged whisper-base)
+    asr_language: str = ""           # spoken language (en, zh, ...); "" = detected per clip
     executor: str = "local"          # local | dask
     workers: int = 0                 # 0 = all cores
     dask_address: str = ""
