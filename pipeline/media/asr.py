@@ -126,3 +126,19 @@ def transcribe(audio: np.ndarray, sample_rate: int, engine: str, model: str = ""
     """(transcript, its source `asr:<engine>:<model>`)."""
     asr = make_engine(engine, model, language)
     return asr(audio, sample_rate), asr.source
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word-level edit distance / reference words, after lower-casing and dropping punctuation."""
+    ref, hyp = _words(reference), _words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1] / max(len(ref), 1)
+
+
+def _words(text: str) -> list[str]:
+    import re
+    return re.sub(r"[^\w\s']", " ", text.lower()).split()
