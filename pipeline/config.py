@@ -11,7 +11,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -73,6 +73,11 @@ class ExtractConfig:
     dask_address: str = ""
     clips_per_part: int = 64
     max_failure_rate: float = 0.1
+    # Only these change what extraction produces; executor and worker counts never do. A checkpoint
+    # records them so that `mer predict` extracts new clips as its training clips were.
+    OUTPUT_KEYS: ClassVar[tuple[str, ...]] = (
+        "fps", "max_frames", "face_size", "sample_rate", "face_detector", "face_model_dir", "min_face",
+        "haar_scale_factor", "asr", "asr_model", "asr_language")
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,7 @@ from pipeline.media.faces import extract_faces, make_detector
 from pipeline.store.media import MediaItem, MediaStore, digest, params_hash
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"}
-# Only these change what extraction produces; executor and worker counts never do.
-OUTPUT_KEYS = ("fps", "max_frames", "face_size", "sample_rate", "face_detector", "face_model_dir", "min_face",
-               "haar_scale_factor", "asr", "asr_model", "asr_language")
+OUTPUT_KEYS = ExtractConfig.OUTPUT_KEYS
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import load_section
+from pipeline.environment import git_revision
 from pipeline.training.metrics import over_seeds
 from pipeline.labels import manifest_labels
 from pipeline.training import checkpoint
@@ -43,13 +44,27 @@ def run(params: Path, manifest: Path, clean: Path, corrupted: Path | None, featu
                 write_curves(result, curves)
                 if checkpoint_dir is not None:
                     records = {m: checkpoint.feature_record(cfg.features[m], features[m]) for m in result.modalities}
+                    card = model_card(params, rows, coverage, summaries[-1])
                     checkpoint.save(checkpoint_dir, result, records, tables["train"].norm,
-                                    {"subset": subset, "seed": seed, "feature_norm_kind": cfg.feature_norm}, labels)
+                                    {"subset": subset, "seed": seed, "feature_norm_kind": cfg.feature_norm, **card}, labels)
     pd.concat(frames, ignore_index=True).to_parquet(predictions, index=False)
     report = {"main_subset": subsets[-1], "model": cfg.model, "labels": list(labels), "seeds": list(cfg.seeds),
               "train_items_with": coverage, "over_seeds": over_seeds_by_subset(summaries), "runs": summaries}
     metrics.write_text(json.dumps(report, indent=2))
     return report
+
+
+def model_card(params: Path, rows: pd.DataFrame, coverage: dict[str, int], summary: dict) -> dict:
+    """What a checkpoint says of its making: the extraction settings `mer predict` repeats, the training
+    corpus, the code's git revision and the cross-validation figures."""
+    extract_cfg = load_section("extract", params)
+    labelled = rows[(rows["split"] == "train") & rows["label"].notna()]
+    corpus = {"splits": {str(k): int(v) for k, v in rows["split"].value_counts().sort_index().items()},
+              "train_labels": {str(k): int(v) for k, v in labelled["label"].value_counts().sort_index().items()},
+              "train_speakers": int(labelled["speaker"].nunique()) if "speaker" in labelled else 0,
+              "train_items_with": coverage}
+    return {"extract": {k: getattr(extract_cfg, k) for k in extract_cfg.OUTPUT_KEYS}, "corpus": corpus,
+            "git_revision": git_revision(), "metrics": {k: summary[k] for k in CV_FIGURES if k in summary}}
 
 
 def over_seeds_by_subset(summaries: list[dict]) -> dict[str, dict]:
