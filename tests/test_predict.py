@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -192,3 +194,20 @@ def test_exit_code_is_1_when_every_clip_failed_with_its_real_reason(trained, tmp
     records = {r["sample_id"]: r for r in json.loads((tmp_path / "pred.json").read_text())}
     assert "neither a video nor an audio stream" in records["headless"]["error"]
     assert records["new"]["error"].startswith("asr failed: OSError: Whisper model") and records["new"]["emotion"] is None
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng: apt-get install espeak-ng")
+def test_asr_gives_the_text_modality_to_a_speech_recording(trained, tmp_path):
+    from pipeline.media.whisper import model_available
+
+    if not model_available("whisper-tiny.en")[0]:
+        pytest.skip(model_available("whisper-tiny.en")[1])
+    speech = tmp_path / "speech.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "-w", str(speech), "I feel really happy today"], check=True)
+    done = CliRunner().invoke(app, ["predict", str(speech), "--asr", "faster-whisper", "--asr-model", "whisper-tiny.en",
+                                    "--checkpoint", str(trained / "checkpoint"), "--out", str(tmp_path / "pred.json")])
+    assert done.exit_code == 0, done.output
+    (record,) = json.loads((tmp_path / "pred.json").read_text())
+    assert record["transcript_source"] == "asr:faster-whisper:whisper-tiny.en" and "happy" in record["transcript"].lower()
+    assert record["modalities"] == "audio,text" and record["warnings"] == "visual missing: no video frames"
+    assert record["face_found_rate"] is None
