@@ -245,7 +245,7 @@ def doctor(params: Params = Path("params.yaml")):
     encode_cfg = load_section("encode", params) if exists else EncodeConfig()
     extract_cfg = load_section("extract", params) if exists else ExtractConfig()
     table = Table("component", "ok", "details", title="mer doctor")
-    rows = doc.package_rows() + doc.runtime_rows() + doc.detector_rows(extract_cfg.face_model_dir) + doc.encoder_rows(encode_cfg)
+    rows = doc.package_rows() + doc.runtime_rows() + doc.detector_rows(extract_cfg.face_model_dir) + doc.asr_rows() + doc.encoder_rows(encode_cfg)
     for name, ok, why in rows:
         table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", escape(why))
     Console(width=160).print(table)

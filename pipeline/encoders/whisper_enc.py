@@ -33,6 +33,8 @@ class WhisperEncoderConfig:
 
 
 class WhisperEncoder(Encoder):
+    """Whisper encoder states (CTranslate2; base: multilingual, 512-d), mean over frames of real audio."""
+
     name = "whisper"
     family = "ctranslate2"
     version = "1"
