@@ -94,11 +94,11 @@ def predict_clips(clips: list[Path], checkpoint_dir: Path, params: Path | None =
                   transcripts: dict[Path, str] | None = None, asr: dict | None = None) -> pd.DataFrame:
     """One row per clip: clip, sample_id, emotion, prob_<label>..., valence, modalities, face_found_rate,
     transcript, transcript_source, warnings, error."""
-    ckpt = checkpoint.load(checkpoint_dir)
-    found = settings(ckpt, params, asr)
     if work is None:
         with tempfile.TemporaryDirectory(prefix="mer-predict-") as tmp:
             return predict_clips(clips, checkpoint_dir, params, Path(tmp), transcripts, asr)
+    ckpt = checkpoint.load(checkpoint_dir)
+    found = settings(ckpt, params, asr)
     manifest, rejects, root = clip_manifest(clips, transcripts)
     errors = dict(zip(rejects["sample_id"], rejects["reason"]))
     if len(manifest):
