@@ -97,3 +97,19 @@ def test_whisper_encoder_reads_long_audio_in_30s_windows():
     wave = np.random.default_rng(0).normal(0, 0.1, 16000 * 31).astype(np.float32)
     (frames,) = enc.encode_frames([wave])
     assert frames.shape == (1500 + 50, 512)
+
+
+@needs_whisper
+@needs_espeak
+def test_audio_concat_joins_its_parts_and_checks_them(tmp_path):
+    from pipeline.encoders import make_encoder
+
+    speech = speak(SENTENCE, tmp_path / "s.wav")
+    options = {"options": {"whisper": {"compute_type": "int8"}}}
+    fused, silent = make_encoder("audio-concat", options, num_threads=1).encode([speech, np.zeros(16000, np.float32)])
+    (egemaps,) = make_encoder("egemaps").encode([speech])
+    (whisper,) = make_encoder("whisper", {"compute_type": "int8"}, num_threads=1).encode([speech])
+    np.testing.assert_allclose(fused, np.concatenate([egemaps, whisper]), rtol=1e-5)
+    assert silent is None
+    with pytest.raises(ConfigError, match=r"part 'minilm' is not an audio encoder; known: \['egemaps', 'hf-audio', 'whisper'\]"):
+        make_encoder("audio-concat", {"parts": ["egemaps", "minilm"]})

@@ -12,6 +12,7 @@ from typing import Any
 from pipeline.config import ConfigError, build
 
 from .base import Encoder, EncoderUnavailable
+from .concat import AudioConcatEncoder
 from .fer_tflite import FEREncoder
 from .hf_audio import HFAudioEncoder
 from .hf_image import HFImageEncoder
@@ -21,8 +22,8 @@ from .whisper_enc import WhisperEncoder
 
 ENCODERS: dict[str, type[Encoder]] = {
     cls.name: cls
-    for cls in (OpenSmileEncoder, WhisperEncoder, MiniLMEncoder, FEREncoder, HFAudioEncoder, HFTextEncoder,
-                HFImageEncoder)
+    for cls in (OpenSmileEncoder, WhisperEncoder, AudioConcatEncoder, MiniLMEncoder, FEREncoder, HFAudioEncoder,
+                HFTextEncoder, HFImageEncoder)
 }
 
 __all__ = ["ENCODERS", "Encoder", "EncoderUnavailable", "config_key", "make_config", "make_encoder"]
