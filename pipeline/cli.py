@@ -237,16 +237,30 @@ def evaluate(params: Params = Path("params.yaml"), manifest: Annotated[Path, typ
 @app.command()
 def predict(clips: Annotated[list[Path], typer.Argument(help="video (or audio/image) files to recognise")],
             checkpoint: Annotated[Path, typer.Option(help="checkpoint folder written by `mer train`")] = Path("models/checkpoint"),
-            params: Params = Path("params.yaml"),
+            params: Annotated[Path | None, typer.Option(help="use this params file's extract.* and encode.features "
+                                                             "instead of the checkpoint's own settings")] = None,
             out: Annotated[Path | None, typer.Option(help="write JSON, or CSV when the name ends in .csv; default: print JSON")] = None,
-            work: Annotated[Path | None, typer.Option(help="keep the media and feature stores here (reused by later calls); default: a temporary folder")] = None):
-    """Recognise new clips with a trained fold ensemble: extract (extract.*), encode with the features the
-    checkpoint was trained on (encode.features), then per clip the emotion, its probabilities and the valence.
-    Refuses features that differ from the checkpoint's, naming the encoder."""
+            work: Annotated[Path | None, typer.Option(help="keep the media and feature stores here (reused by later calls); default: a temporary folder")] = None,
+            transcript: Annotated[str | None, typer.Option(help="what is said in the clip (one clip only)")] = None,
+            transcripts: Annotated[Path | None, typer.Option(help="CSV with columns path,transcript (paths relative to the CSV)")] = None,
+            asr: Annotated[str | None, typer.Option(help="speech recognition for clips without a transcript: none | faster-whisper | whisper; default: the checkpoint's")] = None,
+            asr_model: Annotated[str, typer.Option(help="ASR model; '' = the engine's default (packaged whisper-base)")] = "",
+            asr_language: Annotated[str, typer.Option(help="spoken language (en, zh, ...); '' = detected")] = ""):
+    """Recognise new clips with a trained fold ensemble: extract and encode them as the checkpoint's training
+    clips were, then per clip the emotion, its probabilities, the valence, the modalities used, the share of
+    frames with a face and a warning for each trained modality the clip lacks. Refuses features that differ
+    from the checkpoint's, naming the encoder. Exits 1 when no clip could be recognised."""
     from pipeline.errors import InputError
-    from pipeline.predict import predict_clips, write
+    from pipeline.predict import predict_clips, read_transcripts, write
 
-    frame = predict_clips(clips, checkpoint, params, work)
+    given = read_transcripts(transcripts) if transcripts is not None else {}
+    if transcript is not None:
+        if len(clips) != 1:
+            raise typer.BadParameter(f"--transcript is for one clip, {len(clips)} given: use --transcripts CSV",
+                                     param_hint="--transcript")
+        given[clips[0].resolve()] = transcript
+    speech = None if asr is None else {"asr": asr, "asr_model": asr_model, "asr_language": asr_language}
+    frame = predict_clips(clips, checkpoint, params, work, given, speech)
     typer.echo(write(frame, out))
     if (frame["error"] != "").all():
         raise InputError(f"none of the {len(frame)} clips gave a prediction; each clip's reason is in its "
@@ -267,7 +281,7 @@ def doctor(params: Params = Path("params.yaml")):
     encode_cfg = load_section("encode", params) if exists else EncodeConfig()
     extract_cfg = load_section("extract", params) if exists else ExtractConfig()
     table = Table("component", "ok", "details", title="mer doctor")
-    rows = doc.package_rows() + doc.runtime_rows() + doc.detector_rows(extract_cfg.face_model_dir) + doc.encoder_rows(encode_cfg)
+    rows = doc.package_rows() + doc.runtime_rows() + doc.detector_rows(extract_cfg.face_model_dir) + doc.asr_rows() + doc.encoder_rows(encode_cfg)
     for name, ok, why in rows:
         table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", escape(why))
     Console(width=160).print(table)

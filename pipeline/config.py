@@ -11,7 +11,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -66,13 +66,19 @@ class ExtractConfig:
     face_model_dir: str = ""
     min_face: float = 0.25           # smallest face searched, as a share of the frame's shorter side (haar)
     haar_scale_factor: float = 1.1
-    asr: str = "none"                # none | whisper
-    asr_model: str = ""
+    asr: str = "none"                # none | faster-whisper | whisper (pipeline/media/asr.py)
+    asr_model: str = ""              # "" = the engine's default (faster-whisper: packaged whisper-base)
+    asr_language: str = ""           # spoken language (en, zh, ...); "" = detected per clip
     executor: str = "local"          # local | dask
     workers: int = 0                 # 0 = all cores
     dask_address: str = ""
     clips_per_part: int = 64
     max_failure_rate: float = 0.1
+    # Only these change what extraction produces; executor and worker counts never do. A checkpoint
+    # records them so that `mer predict` extracts new clips as its training clips were.
+    OUTPUT_KEYS: ClassVar[tuple[str, ...]] = (
+        "fps", "max_frames", "face_size", "sample_rate", "face_detector", "face_model_dir", "min_face",
+        "haar_scale_factor", "asr", "asr_model", "asr_language")
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,22 @@ def detector_rows(face_model_dir: str) -> list[tuple[str, bool, str]]:
     return rows
 
 
+def asr_rows() -> list[tuple[str, bool, str]]:
+    """Each ASR engine with its default model, and the packaged Whisper weights."""
+    from pipeline.media.asr import ASR_ENGINES
+    from pipeline.media.whisper import PACKAGED, model_available
+
+    rows = []
+    for name, cls in ASR_ENGINES.items():
+        if cls.default_model:
+            ok, why = model_available(cls.default_model)
+            rows.append((f"asr {name}", ok, why or f"default model {cls.default_model}; languages set or detected"))
+        else:
+            rows.append((f"asr {name}", True, "needs extract.asr_model (transformers Whisper: hub id or local folder)"))
+    rows += [(f"whisper weights {name}", *model_available(name)) for name in PACKAGED]
+    return [(n, ok, why or "packaged") for n, ok, why in rows]
+
+
 def encoder_rows(encode_cfg: EncodeConfig) -> list[tuple[str, bool, str]]:
     """Every configured feature, plus each registered encoder with its default options."""
     from pipeline.encoders import ENCODERS

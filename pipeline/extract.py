@@ -28,9 +28,7 @@ from pipeline.media.faces import extract_faces, make_detector
 from pipeline.store.media import MediaItem, MediaStore, digest, params_hash
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"}
-# Only these change what extraction produces; executor and worker counts never do.
-OUTPUT_KEYS = ("fps", "max_frames", "face_size", "sample_rate", "face_detector", "face_model_dir", "min_face",
-               "haar_scale_factor", "asr", "asr_model")
+OUTPUT_KEYS = ExtractConfig.OUTPUT_KEYS
 
 
 @contextmanager
@@ -63,8 +61,12 @@ class PartTask:
     corruption: Corruption | None = None
 
 
+# Keys added after stores were written: left out at their default so existing items keep their hash.
+LATER_KEYS = {"asr_language": ""}
+
+
 def output_params(cfg: ExtractConfig) -> dict:
-    return {k: v for k, v in asdict(cfg).items() if k in OUTPUT_KEYS}
+    return {k: v for k, v in asdict(cfg).items() if k in OUTPUT_KEYS and LATER_KEYS.get(k, object()) != v}
 
 
 def wanted_rows(manifest: pd.DataFrame, cfg: ExtractConfig, corruption: Corruption | None = None) -> pd.DataFrame:
@@ -221,5 +223,5 @@ def _transcript(row: dict, audio: np.ndarray | None, cfg: ExtractConfig) -> tupl
     if isinstance(given, str):
         return given, "given"
     if cfg.asr != "none" and audio is not None and len(audio):
-        return transcribe(audio, cfg.sample_rate, cfg.asr, cfg.asr_model), f"asr:{cfg.asr}"
+        return transcribe(audio, cfg.sample_rate, cfg.asr, cfg.asr_model, cfg.asr_language)
     return None, "missing"

@@ -1,9 +1,14 @@
 """`mer predict`: new clips -> extract -> encode -> the trained fold ensemble, through the pipeline's own code.
 
-The clips are validated as a corpus is (`prepare`), extracted into a media store with extract.*, encoded
-with the encode.features entries the checkpoint was trained on, checked against the checkpoint's
-feature records, z-scored with its training statistics and scored by its fold ensemble, exactly as
-`train` scores a test split. A clip that fails validation or extraction gets its reason, no prediction.
+The clips are validated as a corpus is (`prepare`), extracted into a media store, encoded with the
+encoders the checkpoint was trained on, checked against the checkpoint's feature records, z-scored with
+its training statistics and scored by its fold ensemble, exactly as `train` scores a test split.
+
+Settings come from the checkpoint itself (its extraction settings and encoder configs), so predict runs
+from any folder; `--params` replaces them with a params file's extract.* and encode.features (checked
+against the checkpoint all the same). Transcripts are given per clip, or made by ASR, or absent. Per
+clip the output says which modalities were used, the share of frames with a face, a warning for each
+modality the model was trained with but the clip lacks, and for a clip that failed, the real reason.
 """
 
 from __future__ import annotations
@@ -12,31 +17,69 @@ import json
 import math
 import os
 import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pipeline.config import load_section
+from pipeline.config import EncoderSpec, ExtractConfig, build, load_section
 from pipeline.datasets import Candidate, validate
 from pipeline.encode import encode_feature
 from pipeline.errors import InputError
 from pipeline.extract import extract
 from pipeline.labels import MER_LABELS
 from pipeline.store.lock import store_lock
+from pipeline.store.media import MediaStore
 from pipeline.training import checkpoint
 from pipeline.training.data import load_table, normalized
 from pipeline.training.run import model_input
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How new clips are extracted and encoded."""
+    extract: ExtractConfig
+    features: dict[str, EncoderSpec]   # feature name -> encoder spec
+    batch_size: int = 16
+    device: str = "auto"
 
 
 def prob_columns(labels) -> list[str]:
     return [f"prob_{name}" for name in labels]
 
 
-def clip_manifest(clips: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
-    """(manifest, rejects, root) for the clips, validated like a corpus; ids are file stems, made unique."""
+def settings(ckpt: checkpoint.Checkpoint, params: Path | None = None, asr: dict | None = None) -> Settings:
+    """The checkpoint's own settings, or a params file's; `asr` ({"asr", "asr_model", "asr_language"})
+    replaces the speech recognition settings."""
+    if params is not None:
+        encode_cfg = load_section("encode", params)
+        found = Settings(load_section("extract", params), encode_cfg.features, encode_cfg.batch_size, encode_cfg.device)
+    elif "extract" not in ckpt.meta:
+        raise InputError("this checkpoint does not record its extraction settings (written before model cards): "
+                         "pass --params with the params.yaml it was trained with, or retrain it")
+    else:
+        found = Settings(build(ExtractConfig, ckpt.meta["extract"], where="checkpoint extract settings"),
+                         {r["feature"]: EncoderSpec(r["encoder"], dict(r["config"])) for r in ckpt.features.values()})
+    return replace(found, extract=replace(found.extract, **(asr or {})))
+
+
+def read_transcripts(path: Path) -> dict[Path, str]:
+    """A CSV with columns path,transcript -> {resolved clip path: transcript}; relative paths are taken
+    from the CSV's folder."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = {"path", "transcript"} - set(frame.columns)
+    if missing:
+        raise InputError(f"{path}: needs columns path,transcript; lacks {sorted(missing)} (has {list(frame.columns)})")
+    return {(path.parent / p).resolve(): t for p, t in zip(frame["path"], frame["transcript"])}
+
+
+def clip_manifest(clips: list[Path], transcripts: dict[Path, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+    """(manifest, rejects, root) for the clips, validated like a corpus; ids are file stems, made unique;
+    `transcripts`: resolved clip path -> its transcript."""
     if not clips:
         raise InputError("no clips given")
+    transcripts = transcripts or {}
     paths = [Path(c).resolve() for c in clips]
     root = Path(os.path.commonpath([p.parent for p in paths]))
     seen: dict[str, int] = {}
@@ -44,26 +87,31 @@ def clip_manifest(clips: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
     for path in paths:
         n = seen[path.stem] = seen.get(path.stem, 0) + 1
         sample_id = path.stem if n == 1 else f"{path.stem}~{n}"
-        candidates.append(Candidate(sample_id, "test1", str(path.relative_to(root))))
+        candidates.append(Candidate(sample_id, "test1", str(path.relative_to(root)), transcript=transcripts.get(path)))
     manifest, rejects = validate(candidates, root, MER_LABELS, {})
     return manifest, rejects, root
 
 
-def predict_clips(clips: list[Path], checkpoint_dir: Path, params: Path, work: Path | None = None) -> pd.DataFrame:
-    """One row per clip: clip, sample_id, emotion, prob_<label>..., valence, modalities, error."""
-    ckpt = checkpoint.load(checkpoint_dir)
+def predict_clips(clips: list[Path], checkpoint_dir: Path, params: Path | None = None, work: Path | None = None,
+                  transcripts: dict[Path, str] | None = None, asr: dict | None = None) -> pd.DataFrame:
+    """One row per clip: clip, sample_id, emotion, prob_<label>..., valence, modalities, face_found_rate,
+    transcript, transcript_source, warnings, error."""
     if work is None:
         with tempfile.TemporaryDirectory(prefix="mer-predict-") as tmp:
-            return predict_clips(clips, checkpoint_dir, params, Path(tmp))
-    manifest, rejects, root = clip_manifest(clips)
+            return predict_clips(clips, checkpoint_dir, params, Path(tmp), transcripts, asr)
+    ckpt = checkpoint.load(checkpoint_dir)
+    found = settings(ckpt, params, asr)
+    manifest, rejects, root = clip_manifest(clips, transcripts)
     errors = dict(zip(rejects["sample_id"], rejects["reason"]))
     if len(manifest):
         with store_lock(Path(work) / "media.zarr"):   # the work folder's stores take one writer at a time
-            frame = _predict_manifest(ckpt, manifest, root, params, Path(work))
+            frame, failed = _predict_manifest(ckpt, found, manifest, root, Path(work))
+        errors |= failed
     else:
         frame = pd.DataFrame(columns=["sample_id", "emotion", *prob_columns(ckpt.labels), "valence", "modalities"])
-    errors |= {sid: "no usable modality (extraction failed or nothing found)"
-               for sid, mods in zip(frame["sample_id"], frame["modalities"]) if not mods}
+    errors |= {sid: "no usable modality: " + (warn or "nothing found")
+               for sid, mods, warn in zip(frame["sample_id"], frame["modalities"], frame.get("warnings", []))
+               if not mods and sid not in errors}
     ids = [*manifest["sample_id"], *rejects["sample_id"]]
     paths = [str(root / p) for p in manifest["path"]] + list(rejects["path"])
     out = pd.DataFrame({"clip": paths, "sample_id": ids}).merge(frame, on="sample_id", how="left")
@@ -72,19 +120,20 @@ def predict_clips(clips: list[Path], checkpoint_dir: Path, params: Path, work: P
     return out
 
 
-def _predict_manifest(ckpt: checkpoint.Checkpoint, manifest: pd.DataFrame, root: Path, params: Path,
-                      work: Path) -> pd.DataFrame:
-    extract_cfg, encode_cfg = load_section("extract", params), load_section("encode", params)
+def _predict_manifest(ckpt: checkpoint.Checkpoint, found: Settings, manifest: pd.DataFrame, root: Path,
+                      work: Path) -> tuple[pd.DataFrame, dict[str, str]]:
+    """(predictions with per-clip diagnostics, sample_id -> extraction failure)."""
     media = work / "media.zarr"
-    extract(manifest, root, media, extract_cfg)
+    _, failures = extract(manifest, root, media, found.extract)
+    failed = {f["sample_id"]: f"{f['step']} failed: {f['error']}: {f['message']}" for f in failures}
     stores = {}
     for modality, record in ckpt.features.items():
-        spec = encode_cfg.features.get(record["feature"])
+        spec = found.features.get(record["feature"])
         if spec is None:
             raise checkpoint.FeatureMismatch(f"{modality}: the checkpoint needs feature {record['feature']!r} "
-                                             f"(encoder {record['encoder']}), which encode.features in {params} lacks")
+                                             f"(encoder {record['encoder']}), which the given encode.features lacks")
         stores[modality] = work / "features" / f"{record['feature']}.zarr"
-        encode_feature(spec, [media], stores[modality], encode_cfg.batch_size, encode_cfg.device)
+        encode_feature(spec, [media], stores[modality], found.batch_size, found.device)
     ckpt.check_features({m: checkpoint.feature_record(ckpt.features[m]["feature"], s) for m, s in stores.items()})
     table = load_table(manifest, media, stores)
     if ckpt.norm is not None:
@@ -94,8 +143,27 @@ def _predict_manifest(ckpt: checkpoint.Checkpoint, manifest: pd.DataFrame, root:
     frame.insert(0, "emotion", np.array(ckpt.labels)[pred.pred])
     frame.insert(0, "sample_id", table.rows["sample_id"].to_numpy())
     frame["valence"] = pred.valence
-    frame["modalities"] = [",".join(m for m in ckpt.modalities if table.present[m][i]) for i in range(len(frame))]
-    return frame
+    used = [[m for m in ckpt.modalities if table.present[m][i]] for i in range(len(frame))]
+    frame["modalities"] = [",".join(u) for u in used]
+    items = MediaStore(media).view().set_index("sample_id")
+    info = [_clip_info(items.loc[sid] if sid in items.index else None, ckpt.modalities, u)
+            for sid, u in zip(frame["sample_id"], used)]
+    return pd.concat([frame, pd.DataFrame(info)], axis=1), failed
+
+
+def _clip_info(item, trained: tuple[str, ...], used: list[str]) -> dict:
+    """Face-found rate, the transcript and its source, and why each trained modality the clip lacks is absent."""
+    if item is None:
+        return {"face_found_rate": None, "transcript": None, "transcript_source": None, "warnings": ""}
+    frames = int(item["n_frames"])
+    reasons = {"audio": "no audio track" if item["audio_len"] <= 0 else "silent audio",
+               "visual": ("no video frames" if frames <= 0 else f"no face found in {frames} frames"),
+               "text": ("no transcript (give --transcript or --transcripts, or --asr faster-whisper)"
+                        if not isinstance(item["transcript"], str) else "empty transcript")}
+    warnings = [f"{m} missing: {reasons[m]}" for m in trained if m not in used]
+    return {"face_found_rate": round(int(item["n_faces"]) / frames, 3) if frames > 0 else None,
+            "transcript": item["transcript"] if isinstance(item["transcript"], str) else None,
+            "transcript_source": item["transcript_source"], "warnings": "; ".join(warnings)}
 
 
 def write(frame: pd.DataFrame, out: Path | None) -> str:

@@ -15,6 +15,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline.config import load_section
+from pipeline.environment import git_revision
 from pipeline.errors import require
 from pipeline.training.metrics import over_seeds
 from pipeline.labels import manifest_labels
@@ -50,8 +51,9 @@ def run(params: Path, manifest: Path, clean: Path, corrupted: Path | None, featu
                 write_curves(result, curves)
                 if checkpoint_dir is not None:
                     records = {m: checkpoint.feature_record(cfg.features[m], features[m]) for m in result.modalities}
+                    card = model_card(params, rows, coverage, summaries[-1])
                     checkpoint.save(checkpoint_dir, result, records, tables["train"].norm,
-                                    {"subset": subset, "seed": seed, "feature_norm_kind": cfg.feature_norm}, labels)
+                                    {"subset": subset, "seed": seed, "feature_norm_kind": cfg.feature_norm, **card}, labels)
     bar.close()
     pd.concat(frames, ignore_index=True).to_parquet(predictions, index=False)
     report = {"main_subset": subsets[-1], "model": cfg.model, "labels": list(labels), "seeds": list(cfg.seeds),
@@ -64,6 +66,19 @@ def progress_bar(total: int) -> tqdm:
     """Models trained so far, on stderr; off when stderr is not a terminal or MER_PROGRESS=0."""
     off = not sys.stderr.isatty() or os.environ.get("MER_PROGRESS", "1") == "0"
     return tqdm(total=total, desc="train", unit="model", file=sys.stderr, disable=off)
+
+
+def model_card(params: Path, rows: pd.DataFrame, coverage: dict[str, int], summary: dict) -> dict:
+    """What a checkpoint says of its making: the extraction settings `mer predict` repeats, the training
+    corpus, the code's git revision and the cross-validation figures."""
+    extract_cfg = load_section("extract", params)
+    labelled = rows[(rows["split"] == "train") & rows["label"].notna()]
+    corpus = {"splits": {str(k): int(v) for k, v in rows["split"].value_counts().sort_index().items()},
+              "train_labels": {str(k): int(v) for k, v in labelled["label"].value_counts().sort_index().items()},
+              "train_speakers": int(labelled["speaker"].nunique()) if "speaker" in labelled else 0,
+              "train_items_with": coverage}
+    return {"extract": {k: getattr(extract_cfg, k) for k in extract_cfg.OUTPUT_KEYS}, "corpus": corpus,
+            "git_revision": git_revision(), "metrics": {k: summary[k] for k in CV_FIGURES if k in summary}}
 
 
 def over_seeds_by_subset(summaries: list[dict]) -> dict[str, dict]:

@@ -39,4 +39,6 @@ def project_copy(dest: Path, overrides: dict) -> Path:
 def commit(repo: Path, message: str) -> None:
     """Commit everything in the work tree."""
     run(["git", "add", "-A"], repo)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", message], repo)
+    # A fixed date: the same files give the same commit id in every copy, as checkpoints record it.
+    date = {"GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z"}
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", message], repo, date)

@@ -338,7 +338,7 @@ def test_asr_fills_in_missing_transcripts(odd, tmp_path):
     assert failures == [] and summary["processed"] == 3
     view = MediaStore(tmp_path / "media.zarr").view().set_index("sample_id")
     assert view.loc["ok", "transcript_source"] == "given" and view.loc["ok", "transcript"] == GIVEN
-    assert view.loc["vfr", "transcript_source"] == "asr:whisper" and isinstance(view.loc["vfr", "transcript"], str)
+    assert view.loc["vfr", "transcript_source"] == "asr:whisper:whisper" and isinstance(view.loc["vfr", "transcript"], str)
     assert view.loc["videoonly", "transcript_source"] == "missing"  # nothing to transcribe
     # A model that is not there: each clip needing ASR is a recorded failure saying why.
     _, failures = extract(rows, root, tmp_path / "other.zarr", replace(cfg, asr_model=str(tmp_path / "absent")))

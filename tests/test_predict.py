@@ -16,7 +16,7 @@ import yaml
 from scipy.special import softmax
 from typer.testing import CliRunner
 
-from media_fixtures import write_clip
+from media_fixtures import truncate, write_clip
 from pipeline.cli import app
 from pipeline.datasets import Candidate, validate
 from pipeline.extract import extract
@@ -30,8 +30,9 @@ LOGIT_COLUMNS = logit_columns(MER_LABELS)
 
 PARAMS = {
     "extract": {"workers": 1},
-    "encode": {"features": {"egemaps": {"encoder": "egemaps", "options": {}}, "fer": {"encoder": "fer", "options": {}}}},
-    "train": {"features": {"audio": "egemaps", "visual": "fer"}, "folds": 2, "epochs": 3, "hidden": [16, 8],
+    "encode": {"features": {"egemaps": {"encoder": "egemaps", "options": {}}, "fer": {"encoder": "fer", "options": {}},
+                            "minilm": {"encoder": "minilm", "options": {}}}},
+    "train": {"features": {"audio": "egemaps", "visual": "fer", "text": "minilm"}, "folds": 2, "epochs": 3, "hidden": [16, 8],
               "feature_norm": "standard", "ablation": [], "seeds": [0]},
 }
 
@@ -46,14 +47,16 @@ def write_params(path, overrides: dict | None = None):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """12 labelled clips (lengths and faces vary) and one test clip, through extract, encode and train."""
+    """12 labelled clips (lengths and faces vary, transcripts given) and one test clip without a transcript,
+    through extract, encode and train."""
     work = tmp_path_factory.mktemp("predict")
     corpus = work / "corpus"
     corpus.mkdir()
     candidates = []
     for i in range(12):
         write_clip(corpus / f"c{i:02d}.mp4", seconds=0.6 + 0.05 * i, face=i % 3 != 0)
-        candidates.append(Candidate(f"c{i:02d}", "train", f"c{i:02d}.mp4", MER_LABELS[i % 6], float(i % 5 - 2)))
+        candidates.append(Candidate(f"c{i:02d}", "train", f"c{i:02d}.mp4", MER_LABELS[i % 6], float(i % 5 - 2),
+                                    transcript=f"I feel {MER_LABELS[i % 6]} today", speaker=f"s{i % 4}"))
     write_clip(corpus / "new.mp4", seconds=0.8)
     candidates.append(Candidate("new", "test1", "new.mp4", "happy", 1.0))
     manifest, rejects = validate(candidates, corpus, MER_LABELS, {})
@@ -109,7 +112,7 @@ def test_train_stage_writes_checkpoint_curves_per_fold_and_seed_summary(trained)
     frame = pd.read_csv(curves[0])
     assert list(frame["epoch"]) == [1, 2, 3] and {"train_loss", "val_combined"} <= set(frame.columns)
     report = json.loads((trained / "cv.json").read_text())
-    assert report["over_seeds"]["AV"]["f1_weighted"] == pytest.approx(report["runs"][0]["f1_weighted"])
+    assert report["over_seeds"]["AVT"]["f1_weighted"] == pytest.approx(report["runs"][0]["f1_weighted"])
     meta = json.loads((trained / "checkpoint/checkpoint.json").read_text())
     assert meta["features"]["audio"]["encoder"] == "egemaps" and meta["architecture"]["n_models"] == 2
 
@@ -144,6 +147,8 @@ def test_predict_fails_when_every_clip_failed(trained, tmp_path):
     assert "none of the 2 clips gave a prediction" in done.stderr
     errors = {r["sample_id"]: r["error"] for r in json.loads(done.stdout)}
     assert "missing file" in errors["absent"] and errors["garbled"]
+
+
 def test_predict_clips_valence_to_the_label_range(trained, tmp_path):
     from safetensors.torch import load_file, save_file
 
@@ -158,3 +163,83 @@ def test_predict_clips_valence_to_the_label_range(trained, tmp_path):
                                     "--params", str(trained / "params.yaml"), "--out", str(tmp_path / "pred.json")])
     assert done.exit_code == 0, done.output
     assert json.loads((tmp_path / "pred.json").read_text())[0]["valence"] == VALENCE_RANGE[1]
+
+
+def trained_prediction(trained, sample_id="new"):
+    preds = pd.read_parquet(trained / "predictions.parquet")
+    row = preds[(preds["test"] == "test1") & (preds["sample_id"] == sample_id)].iloc[0]
+    return softmax(row[LOGIT_COLUMNS].to_numpy(float))
+
+
+def test_checkpoint_is_a_model_card(trained):
+    meta = json.loads((trained / "checkpoint/checkpoint.json").read_text())
+    assert meta["extract"]["fps"] == load_section("extract", trained / "params.yaml").fps and "workers" not in meta["extract"]
+    assert meta["corpus"]["splits"] == {"test1": 1, "train": 12} and meta["corpus"]["train_speakers"] == 4
+    assert sum(meta["corpus"]["train_labels"].values()) == 12 and meta["corpus"]["train_items_with"]["text"] == 12
+    assert len(meta["git_revision"].removesuffix("+dirty")) == 40 or meta["git_revision"] == "unknown"
+    assert set(meta["metrics"]) >= {"f1_weighted", "valence_mse"} and meta["labels"] == list(MER_LABELS)
+
+
+def test_predict_runs_from_any_folder_with_the_checkpoint_alone(trained, tmp_path, monkeypatch):
+    """No params file: the checkpoint's own settings reproduce the trained ensemble's prediction, and the
+    clip's missing transcript is a warning, not an error."""
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(app, ["predict", str(trained / "corpus/new.mp4"), "--checkpoint", str(trained / "checkpoint"),
+                                    "--out", "pred.json"])
+    assert done.exit_code == 0, done.output
+    (record,) = json.loads((tmp_path / "pred.json").read_text())
+    assert np.allclose([record["probabilities"][c] for c in MER_LABELS], trained_prediction(trained), atol=1e-5)
+    assert record["modalities"] == "audio,visual" and record["error"] == "" and record["face_found_rate"] > 0.5
+    assert record["warnings"].startswith("text missing: no transcript") and record["transcript_source"] == "missing"
+
+
+def test_transcripts_per_clip_and_missing_faces_are_reported(trained, tmp_path):
+    csv = tmp_path / "transcripts.csv"
+    corpus = trained / "corpus"
+    pd.DataFrame({"path": [str(corpus / "new.mp4"), str(corpus / "c00.mp4")],
+                  "transcript": ["I feel happy today", "what a sad day"]}).to_csv(csv, index=False)
+    done = CliRunner().invoke(app, ["predict", str(corpus / "new.mp4"), str(corpus / "c00.mp4"), str(corpus / "c01.mp4"),
+                                    "--checkpoint", str(trained / "checkpoint"), "--transcripts", str(csv),
+                                    "--out", str(tmp_path / "pred.json")])
+    assert done.exit_code == 0, done.output
+    records = {r["sample_id"]: r for r in json.loads((tmp_path / "pred.json").read_text())}
+    assert records["new"]["modalities"] == "audio,visual,text" and records["new"]["warnings"] == ""
+    assert records["new"]["transcript"] == "I feel happy today" and records["new"]["transcript_source"] == "given"
+    assert not np.allclose([records["new"]["probabilities"][c] for c in MER_LABELS], trained_prediction(trained))
+    no_face = records["c00"]    # written without a face
+    assert no_face["modalities"] == "audio,text" and no_face["face_found_rate"] == 0
+    assert no_face["warnings"].startswith("visual missing: no face found in")
+    assert "text missing" in records["c01"]["warnings"] and records["c01"]["error"] == ""
+    one = CliRunner().invoke(app, ["predict", str(corpus / "new.mp4"), str(corpus / "c00.mp4"),
+                                   "--checkpoint", str(trained / "checkpoint"), "--transcript", "hello"])
+    assert one.exit_code != 0 and "--transcript is for one clip" in one.output
+
+
+def test_exit_code_is_1_when_every_clip_failed_with_its_real_reason(trained, tmp_path):
+    """A file that is no media (rejected on validation) and a clip whose extraction fails (ASR with a model
+    that is not there): each keeps its own reason."""
+    headless = truncate(write_clip(tmp_path / "headless.mp4", seconds=0.6), 0.02)
+    done = CliRunner().invoke(app, ["predict", str(headless), str(trained / "corpus/new.mp4"), "--asr", "whisper",
+                                    "--asr-model", str(tmp_path / "no-model"), "--checkpoint", str(trained / "checkpoint"),
+                                    "--out", str(tmp_path / "pred.json")])
+    assert done.exit_code == 1  # the message is checked through a real `mer` above
+    records = {r["sample_id"]: r for r in json.loads((tmp_path / "pred.json").read_text())}
+    assert "neither a video nor an audio stream" in records["headless"]["error"]
+    assert records["new"]["error"].startswith("asr failed: OSError: Whisper model") and records["new"]["emotion"] is None
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng: apt-get install espeak-ng")
+def test_asr_gives_the_text_modality_to_a_speech_recording(trained, tmp_path):
+    from pipeline.media.whisper import model_available
+
+    if not model_available("whisper-tiny.en")[0]:
+        pytest.skip(model_available("whisper-tiny.en")[1])
+    speech = tmp_path / "speech.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "-w", str(speech), "I feel really happy today"], check=True)
+    done = CliRunner().invoke(app, ["predict", str(speech), "--asr", "faster-whisper", "--asr-model", "whisper-tiny.en",
+                                    "--checkpoint", str(trained / "checkpoint"), "--out", str(tmp_path / "pred.json")])
+    assert done.exit_code == 0, done.output
+    (record,) = json.loads((tmp_path / "pred.json").read_text())
+    assert record["transcript_source"] == "asr:faster-whisper:whisper-tiny.en" and "happy" in record["transcript"].lower()
+    assert record["modalities"] == "audio,text" and record["warnings"] == "visual missing: no video frames"
+    assert record["face_found_rate"] is None

@@ -1,39 +1,144 @@
-"""Speech recognition for items that come without a transcript.
+"""Speech recognition for items that come without a transcript: a registry of ASR engines.
 
-Engines are registered by name; each loads its model by hub id (where cached) or local directory.
-'whisper' runs a Whisper checkpoint through transformers' ASR pipeline.
+extract.asr names an engine here, extract.asr_model its model and extract.asr_language the spoken
+language ("" = detected). Engines:
+- `faster-whisper`: Whisper in CTranslate2 format (pipeline/media/whisper.py); offline by default with
+  the packaged multilingual `whisper-base`, or `whisper-tiny.en`, or a converted folder.
+- `whisper`: a transformers Whisper checkpoint by hub id (where cached) or local directory.
+A transcript made here is stored with its source `asr:<engine>:<model>` (extract's `transcript_source`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
+from pipeline.config import ConfigError, build
+from pipeline.environment import missing_packages
 
-def _whisper(model: str) -> Callable[[np.ndarray, int], str]:
-    from transformers import pipeline
-
-    if not model:
-        raise ValueError("extract.asr_model must name a Whisper checkpoint (hub id or local directory)")
-    try:
-        asr = pipeline("automatic-speech-recognition", model=model, device="cpu")
-    except OSError as err:
-        raise OSError(f"Whisper model {model!r} is not available here: download it on a connected machine "
-                      f"or set extract.asr_model to a local directory ({err})") from err
-    return lambda audio, rate: asr({"raw": audio, "sampling_rate": rate})["text"].strip()
+from . import whisper
 
 
-ASR_ENGINES: dict[str, Callable[[str], Callable[[np.ndarray, int], str]]] = {"whisper": _whisper}
+@dataclass(frozen=True)
+class ASRConfig:
+    model: str = ""          # "" = the engine's default model
+    language: str = ""       # ISO code, e.g. en, zh; "" = detected per clip (multilingual models)
+
+
+class ASREngine:
+    name: ClassVar[str]
+    default_model: ClassVar[str]
+    Config: ClassVar[type] = ASRConfig
+
+    def __init__(self, config: ASRConfig):
+        ok, why = self.available(config)
+        if not ok:
+            raise OSError(f"ASR engine {self.name}: {why}")
+        self.config = config
+
+    @property
+    def model(self) -> str:
+        return self.config.model or self.default_model
+
+    @property
+    def source(self) -> str:
+        """The transcript_source of what this engine writes."""
+        return f"asr:{self.name}:{Path(self.model).name}"
+
+    @classmethod
+    def available(cls, config: ASRConfig) -> tuple[bool, str]:
+        raise NotImplementedError
+
+    def __call__(self, audio: np.ndarray, sample_rate: int) -> str:
+        raise NotImplementedError
+
+
+class FasterWhisperASR(ASREngine):
+    name = "faster-whisper"
+    default_model = whisper.DEFAULT_MODEL
+
+    def __init__(self, config: ASRConfig):
+        super().__init__(config)
+        # int8 decodes ~2x faster than float32 on CPU at the same word error on clean speech
+        self.whisper = whisper.load(self.model, "int8")
+
+    @classmethod
+    def available(cls, config: ASRConfig) -> tuple[bool, str]:
+        return whisper.model_available(config.model or cls.default_model)
+
+    def __call__(self, audio: np.ndarray, sample_rate: int) -> str:
+        if sample_rate != 16000:
+            raise ValueError(f"faster-whisper needs 16 kHz audio, got {sample_rate} Hz: set extract.sample_rate: 16000")
+        segments, _ = self.whisper.transcribe(np.asarray(audio, np.float32), language=self.config.language or None,
+                                              beam_size=5, condition_on_previous_text=False)
+        return " ".join(s.text.strip() for s in segments).strip()
+
+
+class TransformersWhisperASR(ASREngine):
+    name = "whisper"
+    default_model = ""
+
+    def __init__(self, config: ASRConfig):
+        super().__init__(config)
+        from transformers import pipeline
+
+        try:
+            self.pipe = pipeline("automatic-speech-recognition", model=self.model, device="cpu")
+        except OSError as err:
+            raise OSError(f"Whisper model {self.model!r} is not available here: download it on a connected "
+                          f"machine or set extract.asr_model to a local directory ({err})") from err
+
+    @classmethod
+    def available(cls, config: ASRConfig) -> tuple[bool, str]:
+        if missing_packages("transformers", "torch"):
+            return False, "needs transformers and torch: pip install transformers torch"
+        if not config.model:
+            raise ValueError("extract.asr_model must name a Whisper checkpoint (hub id or local directory)")
+        return True, ""
+
+    def __call__(self, audio: np.ndarray, sample_rate: int) -> str:
+        kwargs = {"generate_kwargs": {"language": self.config.language}} if self.config.language else {}
+        return self.pipe({"raw": audio, "sampling_rate": sample_rate}, **kwargs)["text"].strip()
+
+
+ASR_ENGINES: dict[str, type[ASREngine]] = {cls.name: cls for cls in (FasterWhisperASR, TransformersWhisperASR)}
+
+
+def make_config(engine: str, model: str = "", language: str = "") -> tuple[type[ASREngine], ASRConfig]:
+    if engine not in ASR_ENGINES:
+        raise ConfigError(f"unknown ASR engine {engine!r}; known: none, {', '.join(sorted(ASR_ENGINES))}")
+    cls = ASR_ENGINES[engine]
+    return cls, build(cls.Config, {"model": model, "language": language}, where=f"ASR engine {engine}")
 
 
 @lru_cache(maxsize=2)
-def _engine(name: str, model: str):
-    if name not in ASR_ENGINES:
-        raise ValueError(f"unknown ASR engine {name!r}; choices: none, {', '.join(ASR_ENGINES)}")
-    return ASR_ENGINES[name](model)
+def make_engine(engine: str, model: str = "", language: str = "") -> ASREngine:
+    """The engine, built once per process for each (engine, model, language)."""
+    cls, config = make_config(engine, model, language)
+    return cls(config)
 
 
-def transcribe(audio: np.ndarray, sample_rate: int, engine: str, model: str) -> str:
-    return _engine(engine, model)(audio, sample_rate)
+def transcribe(audio: np.ndarray, sample_rate: int, engine: str, model: str = "", language: str = "") -> tuple[str, str]:
+    """(transcript, its source `asr:<engine>:<model>`)."""
+    asr = make_engine(engine, model, language)
+    return asr(audio, sample_rate), asr.source
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word-level edit distance / reference words, after lower-casing and dropping punctuation."""
+    ref, hyp = _words(reference), _words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1] / max(len(ref), 1)
+
+
+def _words(text: str) -> list[str]:
+    import re
+    return re.sub(r"[^\w\s']", " ", text.lower()).split()
