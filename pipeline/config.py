@@ -61,10 +61,8 @@ class ExtractConfig:
     max_frames: int = 32
     face_size: int = 112
     sample_rate: int = 16000
-    face_detector: str = "haar"
-    face_model_dir: str = ""
-    min_face: float = 0.25           # smallest face searched, as a share of the frame's shorter side (haar)
-    haar_scale_factor: float = 1.1
+    face_detector: str = "blazeface"  # a name in pipeline.media.faces.DETECTORS (`mer doctor` lists them)
+    face_options: dict[str, Any] = field(default_factory=dict)  # that detector's Config options
     asr: str = "none"                # none | whisper
     asr_model: str = ""
     executor: str = "local"          # local | dask
