@@ -65,5 +65,6 @@ def encoder_rows(encode_cfg: EncodeConfig) -> list[tuple[str, bool, str]]:
         except ConfigError as err:
             ok, why = False, str(err)
         summary = (cls.__doc__ or "").strip().split("\n")[0]
-        rows.append((f"feature {label}: {encoder} ({cls.modality})", ok, why or summary or "ready"))
+        reads = f"; reads {cls.languages}" if cls.languages else ""
+        rows.append((f"feature {label}: {encoder} ({cls.modality}{reads})", ok, why or summary or "ready"))
     return rows

@@ -15,12 +15,13 @@ from .base import Encoder, EncoderUnavailable
 from .fer_tflite import FEREncoder
 from .hf_audio import HFAudioEncoder
 from .hf_image import HFImageEncoder
+from .e5_text import E5Encoder
 from .hf_text import HFTextEncoder, MiniLMEncoder
 from .opensmile_enc import OpenSmileEncoder
 
 ENCODERS: dict[str, type[Encoder]] = {
     cls.name: cls
-    for cls in (OpenSmileEncoder, MiniLMEncoder, FEREncoder, HFAudioEncoder, HFTextEncoder, HFImageEncoder)
+    for cls in (OpenSmileEncoder, MiniLMEncoder, E5Encoder, FEREncoder, HFAudioEncoder, HFTextEncoder, HFImageEncoder)
 }
 
 __all__ = ["ENCODERS", "Encoder", "EncoderUnavailable", "config_key", "make_config", "make_encoder"]

