@@ -8,6 +8,9 @@ scored by weighted F1 over 5 stratified folds (mean and std over the folds).
 
 from __future__ import annotations
 
+import hashlib
+import pickle
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +29,7 @@ CORPUS = "mer2023-text-train"
 ENCODERS = ("minilm", "e5-multilingual")
 COLUMNS = ("chinese", "english")
 FOLDS, SEED = 5, 0
+CACHE = Path(tempfile.gettempdir()) / "mer-bench-real"
 
 
 def transcripts(data: Path) -> pd.DataFrame | None:
@@ -35,6 +39,21 @@ def transcripts(data: Path) -> pd.DataFrame | None:
     labels = pd.read_csv(folder / "train-label.csv")
     text = pd.read_csv(folder / "transcription.csv", keep_default_na=False)
     return labels.merge(text, on="name", how="inner")
+
+
+def embed(encoder, texts: list[str]) -> tuple[list, float | None]:
+    """The encoder's vectors, kept in a scratch cache keyed by encoder and texts so a rerun (e.g. after
+    an interrupted run on a busy machine) does not encode again; seconds is None when cached."""
+    key = hashlib.sha256("\0".join([encoder.name, encoder.version, *texts]).encode()).hexdigest()[:16]
+    path = CACHE / f"{encoder.name}-{key}.pkl"
+    if path.is_file():
+        return pickle.loads(path.read_bytes()), None
+    started = time.time()
+    vectors = encoder.encode(texts)
+    seconds = time.time() - started
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(vectors))
+    return vectors, seconds
 
 
 def cv_f1(x: np.ndarray, y: np.ndarray) -> list[float]:
@@ -55,9 +74,7 @@ def run(data_dir: Path) -> dict:
         encoder = make_encoder(encoder_name, {}, batch_size=32)
         for column in COLUMNS:
             kept = rows[rows[column].str.strip() != ""]
-            started = time.time()
-            vectors = encoder.encode(kept[column].tolist())
-            seconds = time.time() - started
+            vectors, seconds = embed(encoder, kept[column].tolist())
             usable = [i for i, v in enumerate(vectors) if v is not None]
             x = np.stack([vectors[i] for i in usable])
             y = kept["discrete"].to_numpy()[usable]
@@ -65,7 +82,7 @@ def run(data_dir: Path) -> dict:
             result["scores"][f"{encoder_name}/{column}"] = {
                 "encoder": encoder_name, "language": column, "items": len(usable), "dim": int(x.shape[1]),
                 "f1_weighted": float(np.mean(scores)), "f1_weighted_std": float(np.std(scores)),
-                "fold_f1": scores, "encode_ms_per_text": 1000 * seconds / max(len(kept), 1)}
+                "fold_f1": scores, "encode_ms_per_text": None if seconds is None else 1000 * seconds / max(len(kept), 1)}
     zh = {e: result["scores"][f"{e}/chinese"]["f1_weighted"] for e in ENCODERS}
     result["chinese_gain_e5_over_minilm"] = zh["e5-multilingual"] - zh["minilm"]
     return result
