@@ -142,7 +142,7 @@ def _mer(*args: str, **popen) -> subprocess.Popen:
 
 def _extract_cmd(params: Path, manifest: Path, store: Path, failures: Path) -> list[str]:
     return ["extract", "--params", str(params), "--manifest", str(manifest), "--store", str(store),
-            "--failures", str(failures)]
+            "--failures", str(failures), "--faces", str(failures.with_name("faces.json"))]
 
 
 @pytest.mark.slow
