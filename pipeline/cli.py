@@ -88,13 +88,14 @@ def prepare(params: Params = Path("params.yaml"),
 @app.command()
 def extract(params: Params = Path("params.yaml"), manifest: Annotated[Path, typer.Option()] = MANIFEST,
             store: Annotated[Path, typer.Option(help="media store (Zarr) to update")] = MEDIA,
-            failures: Annotated[Path, typer.Option(help="JSON lines, one failed clip each")] = Path("data/extract_failures.jsonl")):
+            failures: Annotated[Path, typer.Option(help="JSON lines, one failed clip each")] = Path("data/extract_failures.jsonl"),
+            faces: Annotated[Path, typer.Option(help="JSON: per split, items without a face and the face-found rate")] = Path("metrics/faces.json")):
     """Decode each clip once: frames at extract.fps (max extract.max_frames), 16 kHz mono audio, the main face
     aligned per frame, and the transcript (given, ASR, or missing). Only new or changed clips are processed;
     an interrupted run resumes. Fails above extract.max_failure_rate."""
     from stages import extract as stage
 
-    _echo(stage.run(params, manifest, store, failures))
+    _echo(stage.run(params, manifest, store, failures, faces))
 
 
 @app.command()
@@ -281,7 +282,8 @@ def doctor(params: Params = Path("params.yaml")):
     encode_cfg = load_section("encode", params) if exists else EncodeConfig()
     extract_cfg = load_section("extract", params) if exists else ExtractConfig()
     table = Table("component", "ok", "details", title="mer doctor")
-    rows = doc.package_rows() + doc.runtime_rows() + doc.detector_rows(extract_cfg.face_model_dir) + doc.asr_rows() + doc.encoder_rows(encode_cfg)
+    rows = (doc.package_rows() + doc.runtime_rows() + doc.detector_rows(extract_cfg.face_detector, extract_cfg.face_options)
+            + doc.asr_rows() + doc.encoder_rows(encode_cfg))
     for name, ok, why in rows:
         table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", escape(why))
     Console(width=160).print(table)

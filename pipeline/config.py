@@ -62,10 +62,8 @@ class ExtractConfig:
     max_frames: int = 32
     face_size: int = 112
     sample_rate: int = 16000
-    face_detector: str = "haar"
-    face_model_dir: str = ""
-    min_face: float = 0.25           # smallest face searched, as a share of the frame's shorter side (haar)
-    haar_scale_factor: float = 1.1
+    face_detector: str = "blazeface"  # a name in pipeline.media.faces.DETECTORS (`mer doctor` lists them)
+    face_options: dict[str, Any] = field(default_factory=dict)  # that detector's Config options
     asr: str = "none"                # none | faster-whisper | whisper (pipeline/media/asr.py)
     asr_model: str = ""              # "" = the engine's default (faster-whisper: packaged whisper-base)
     asr_language: str = ""           # spoken language (en, zh, ...); "" = detected per clip
@@ -77,8 +75,8 @@ class ExtractConfig:
     # Only these change what extraction produces; executor and worker counts never do. A checkpoint
     # records them so that `mer predict` extracts new clips as its training clips were.
     OUTPUT_KEYS: ClassVar[tuple[str, ...]] = (
-        "fps", "max_frames", "face_size", "sample_rate", "face_detector", "face_model_dir", "min_face",
-        "haar_scale_factor", "asr", "asr_model", "asr_language")
+        "fps", "max_frames", "face_size", "sample_rate", "face_detector", "face_options", "asr", "asr_model",
+        "asr_language")
 
 
 @dataclass(frozen=True)
@@ -204,8 +202,7 @@ RANGES: dict[str, tuple] = {
     "demo.audio_strength": RATE, "demo.visual_strength": RATE, "demo.text_strength": RATE,
     "prepare.max_reject_rate": RATE,
     "extract.fps": above(0), "extract.max_frames": at_least(1), "extract.face_size": at_least(8),
-    "extract.sample_rate": above(0), "extract.min_face": (lambda v: 0 < v <= 1, "in (0, 1]"),
-    "extract.haar_scale_factor": above(1), "extract.executor": one_of("local", "dask"),
+    "extract.sample_rate": above(0), "extract.executor": one_of("local", "dask"),
     "extract.workers": at_least(0), "extract.clips_per_part": at_least(1), "extract.max_failure_rate": RATE,
     "corrupt.snr_db": listed(), "corrupt.blur": listed((lambda v: v >= 1 and v & (v - 1) == 0, "a power of two")),
     "encode.batch_size": at_least(1), "encode.max_failure_rate": RATE, "encode.items_per_part": at_least(1),

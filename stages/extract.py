@@ -1,5 +1,6 @@
 """extract: manifest -> media store (audio, aligned faces, transcripts) (params: extract.*)."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -11,11 +12,15 @@ from pipeline.failures import write_failures
 from pipeline.store.lock import store_lock
 
 
-def run(params: Path, manifest: Path, store: Path, failures: Path) -> dict:
+def run(params: Path, manifest: Path, store: Path, failures: Path, faces: Path | None = None) -> dict:
     cfg = load_section("extract", params)
     root = Path(load_section("prepare", params).root)
     with store_lock(store):
         rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
         summary, failed = extract(rows, root, store, cfg)
+    face_stats = summary.pop("faces")
+    if faces is not None:  # per split: items with no face (and why), share of frames with a face
+        faces.parent.mkdir(parents=True, exist_ok=True)
+        faces.write_text(json.dumps(face_stats, indent=2) + "\n")
     write_failures(failed, len(rows), failures, cfg.max_failure_rate, "extract")
     return summary

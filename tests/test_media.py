@@ -11,8 +11,8 @@ import skimage.data
 
 from media_fixtures import TONE_AMPLITUDE, TONE_HZ, truncate, write_clip
 from pipeline.media.decode import MediaError, decode_clip, read_audio_file, read_image
-from pipeline.media.faces import (ARCFACE_TEMPLATE, TRACK_PATIENCE, Face, choose_face, detector_available,
-                                  extract_faces, make_detector)
+from pipeline.media.faces import (ARCFACE_TEMPLATE, TEMPLATE_4, TRACK_PATIENCE, Face, choose_face,
+                                  detector_available, extract_faces, make_detector)
 
 SECONDS, FPS, SIZE = 2.0, 15, 160
 SR = 16000
@@ -305,9 +305,50 @@ def test_haar_min_face_skips_smaller_faces(clips):
         make_detector("haar", min_face=0)
 
 
+def test_blazeface_finds_a_real_face_with_landmarks_that_align_it():
+    rgb = skimage.data.astronaut()  # a real photograph; her face spans about x 175-280, y 70-175
+    (face,) = make_detector("blazeface").detect(rgb)
+    x0, y0, x1, y1 = face.box
+    assert 150 < x0 < 200 and 250 < x1 < 300 and 50 < y0 < 100 and 150 < y1 < 200 and face.score > 0.8
+    left_eye, right_eye, nose, mouth = face.landmarks
+    assert left_eye[0] < nose[0] < right_eye[0] and max(left_eye[1], right_eye[1]) < nose[1] < mouth[1]
+    # aligned: the landmarks land on the template's eyes, nose and mouth centre
+    crop = extract_faces(rgb[None], make_detector("blazeface"), size=112).crops[0]
+    (aligned,) = make_detector("blazeface", retry_pad=0.0).detect(cv2.resize(crop, (448, 448)))
+    np.testing.assert_allclose(aligned.landmarks / 4, TEMPLATE_4, atol=6)
+
+
+def test_blazeface_finds_faces_that_fill_the_frame_by_padding_it():
+    crop = cv2.resize(skimage.data.astronaut()[75:175, 175:275], (48, 48))  # a FER-2013-sized tight crop
+    assert make_detector("blazeface", retry_pad=0.0).detect(crop) == []  # too large for the full-range model
+    (face,) = make_detector("blazeface").detect(crop)
+    assert face.landmarks[0][0] < 24 < face.landmarks[1][0]
+
+
+def test_whole_frame_and_auto_take_small_stills_as_faces():
+    ys, xs = np.mgrid[0:48, 0:40]
+    still = np.stack([ys * 5, xs * 6, 255 - ys * 5], -1).astype(np.uint8)  # smooth, and no face in it
+    (face,) = make_detector("whole_frame").detect(still)
+    track = extract_faces(still[None], make_detector("whole_frame"), size=96)
+    assert track.found[0] and face.box == (0, 0, 40, 48)
+    # the longer side fills the crop, the shorter one is centred (edges blend with the black border)
+    np.testing.assert_allclose(track.crops[0][1:-1, 10:86].astype(float), cv2.resize(still, (80, 96))[1:-1, 2:78], atol=12)
+    assert track.crops[0][:, :7].max() == 0 and track.crops[0][:, 89:].max() == 0
+    assert make_detector("auto").detect(still)[0].margin == 1.0
+    assert make_detector("auto", crop_side=32).detect(still) == []  # larger than a crop: BlazeFace's answer
+    photo = skimage.data.astronaut()
+    assert make_detector("auto").detect(photo)[0].landmarks is not None  # 512 px: BlazeFace
+    assert make_detector("blazeface").detect(still) == []
+
+
 def test_detector_registry(tmp_path):
-    with pytest.raises(ValueError, match="haar"):
+    with pytest.raises(ValueError, match=r"unknown face detector 'nope'; known: \['auto', 'blazeface', 'haar'"):
         make_detector("nope")
+    with pytest.raises(ValueError, match="unknown key"):
+        make_detector("blazeface", min_face=0.1)
+    with pytest.raises(ValueError, match="model"):
+        make_detector("blazeface", model="long_range")
+    assert detector_available("blazeface")[0]
     assert detector_available("haar")[0]
     ok, why = detector_available("insightface", model_dir=str(tmp_path))
     assert not ok

@@ -13,16 +13,22 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from pipeline.extract import face_summary
 from pipeline.reporting.report import write_report
 
 METRICS = Path(__file__).resolve().parents[1] / "metrics"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+# store index rows (n_frames, n_faces per item) of a run where one test1 clip got no face
+FACE_INDEX = pd.DataFrame({"sample_id": ["a", "b", "c", "d"], "split": ["train", "train", "test1", "test1"],
+                           "n_frames": [10, 4, 8, 0], "n_faces": [9, 4, 0, 0]})
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report")
     shutil.copytree(METRICS, out / "metrics")
+    if not (out / "metrics" / "faces.json").is_file():  # committed runs from before extract wrote it
+        (out / "metrics" / "faces.json").write_text(json.dumps(face_summary(FACE_INDEX, "blazeface")))
     result = write_report(out / "metrics", out / "report.html", out / "summary.md")
     assert result["missing"] == []
     return out
@@ -52,6 +58,16 @@ def test_page_has_every_section_with_embedded_figures(rendered):
     assert len(images) == 4 + threshold_curve + study
     assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
     assert not re.search(r'(src|href)="(https?:)?//', page)  # self-contained: nothing fetched
+
+
+def test_faces_section_shows_each_split_and_names_items_without_a_face(tmp_path):
+    shutil.copytree(METRICS, tmp_path / "metrics")
+    (tmp_path / "metrics" / "faces.json").write_text(json.dumps(face_summary(FACE_INDEX, "blazeface")))
+    write_report(tmp_path / "metrics", tmp_path / "report.html", tmp_path / "summary.md")
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| train | 2 | 0 | 0.9286 |" in summary   # 13 of 14 frames
+    assert "| test1 | 1 | 1 | 0.0000 |" in summary   # d has no frames: not counted
+    assert "c: no face in its 8 sampled frame(s) (blazeface detector)" in summary
 
 
 def test_summary_has_the_headline_and_per_class_tables(rendered):

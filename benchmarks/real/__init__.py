@@ -1,1 +1,1 @@
-"""Sections of the real-data benchmark: each module has run(data_dir) -> dict and markdown(result) -> str."""
+"""Sections of benchmarks/bench_real.py: each module has run(data_dir) -> dict and markdown(result) -> str."""

@@ -16,14 +16,15 @@ from .concat import AudioConcatEncoder
 from .fer_tflite import FEREncoder
 from .hf_audio import HFAudioEncoder
 from .hf_image import HFImageEncoder
+from .e5_text import E5Encoder
 from .hf_text import HFTextEncoder, MiniLMEncoder
 from .opensmile_enc import OpenSmileEncoder
 from .whisper_enc import WhisperEncoder
 
 ENCODERS: dict[str, type[Encoder]] = {
     cls.name: cls
-    for cls in (OpenSmileEncoder, WhisperEncoder, AudioConcatEncoder, MiniLMEncoder, FEREncoder, HFAudioEncoder,
-                HFTextEncoder, HFImageEncoder)
+    for cls in (OpenSmileEncoder, WhisperEncoder, AudioConcatEncoder, MiniLMEncoder, E5Encoder, FEREncoder,
+                HFAudioEncoder, HFTextEncoder, HFImageEncoder)
 }
 
 __all__ = ["ENCODERS", "Encoder", "EncoderUnavailable", "config_key", "make_config", "make_encoder"]

