@@ -162,25 +162,36 @@ def pseudolabel(round_name: Annotated[str, typer.Argument(metavar="ROUND", help=
 
 @app.command("semi-study")
 def semi_study(out: Annotated[Path, typer.Option(help="CSV, one row per experiment and round")] = Path("metrics/semi_study.csv"),
-               exp_json: Annotated[Path | None, typer.Option(help="saved `dvc exp show --json` output; default: run it")] = None):
+               repo: Annotated[Path, typer.Option(help="project root (a git + DVC repository)")] = Path(".")):
     """Collect an eta sweep (`dvc exp run -S pseudolabel.eta=...`) into one CSV: per experiment and round, eta,
     pseudo-labels selected, their precision where true labels are known, and test F1 (MER-SEMI, MER-MULTI).
     Plot with `dvc plots show OUT -x eta -y mer_semi_f1` or `-x selected`."""
-    import subprocess
-
     import pandas as pd
 
-    from pipeline.training.semi import study_frame
+    from pipeline.reporting.exps import dvc_exp_show, git_reader, study_frame
 
-    text = exp_json.read_text() if exp_json else subprocess.run(
-        ["dvc", "exp", "show", "--json"], check=True, capture_output=True, text=True).stdout
-    frame = study_frame(json.loads(text))
+    frame = study_frame(dvc_exp_show(repo), git_reader(repo))
     if frame.empty:
         raise typer.BadParameter("no experiment has metrics/pseudolabel/<round>/selection.json; run the sweep first")
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False)
     with pd.option_context("display.width", 160):
         typer.echo(frame[frame["final"]].to_string(index=False))
+
+
+@app.command()
+def exps(repo: Annotated[Path, typer.Option(help="project root (a git + DVC repository)")] = Path("."),
+         sort_by: Annotated[str, typer.Option(help="headline figure to sort by, best first")] = "multi.combined",
+         md: Annotated[bool, typer.Option("--md", help="markdown table")] = False):
+    """The experiments table: one row per experiment (`dvc exp show --json`) with the params that differ between
+    them and the challenge figures of metrics/headline.json (MER-MULTI, MER-NOISE, MER-SEMI, CV)."""
+    from pipeline.evaluation import HEADLINE
+    from pipeline.reporting.exps import dvc_exp_show, experiments_frame, render_experiments
+
+    if sort_by not in HEADLINE:
+        raise typer.BadParameter(f"{sort_by!r} is not a headline figure; use one of {', '.join(HEADLINE)}",
+                                 param_hint="--sort-by")
+    typer.echo(render_experiments(experiments_frame(dvc_exp_show(repo), sort_by), markdown=md), nl=False)
 
 
 @app.command()

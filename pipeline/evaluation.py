@@ -21,6 +21,32 @@ PAPER_BASELINE = {  # MER 2023 paper, best attention-fusion figures (abstract)
 }
 
 
+# The figures `dvc metrics show`, `dvc exp show`, `mer exps` and `mer diff-report` lead with, in order:
+# metrics/headline.json key (nested as "task.figure") -> (label, whether higher is better). Every other
+# metrics file is a plain output, so an experiments table has these few columns, not hundreds.
+HEADLINE = {
+    "multi.f1": ("MER-MULTI F1", True), "multi.mse": ("MER-MULTI MSE", False),
+    "multi.combined": ("MER-MULTI F1-0.25MSE", True),
+    "noise.f1": ("MER-NOISE F1", True), "noise.mse": ("MER-NOISE MSE", False),
+    "noise.combined": ("MER-NOISE F1-0.25MSE", True),
+    "semi.f1": ("MER-SEMI F1", True),
+    "cv.combined": ("CV F1-0.25MSE", True),
+}
+_HEADLINE_SOURCES = {"f1": "f1_weighted", "mse": "valence_mse", "combined": "combined"}
+
+
+def headline(figures: dict[str, dict], cv_main: dict) -> dict:
+    """metrics/headline.json: the HEADLINE figures of the challenge scores (`figures`, keyed mer_multi,
+    mer_noise, mer_semi) and of the main subset's cross-validation (`cv_main`); None where not scored."""
+    out: dict[str, dict] = {}
+    for key in HEADLINE:
+        task, figure = key.split(".")
+        source = cv_main if task == "cv" else figures.get(f"mer_{task}", {})
+        value = source.get(_HEADLINE_SOURCES[figure])
+        out.setdefault(task, {})[figure] = None if value is None else float(value)
+    return out
+
+
 def joined(predictions: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
     truth = manifest[["sample_id", "label", "valence", "true_label"]].rename(columns={"valence": "valence_true"})
     return predictions.merge(truth, on="sample_id", how="left")
