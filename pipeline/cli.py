@@ -15,13 +15,28 @@ import typer
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  rich_markup_mode=None)  # plain click help: no "<bool>" placeholder beside each flag
 
 Params = Annotated[Path, typer.Option(help="params.yaml to read the stage's section from")]
 MANIFEST = Path("data/manifest.parquet")
 MEDIA = Path("featurestore/media.zarr")
 CORRUPTED = Path("featurestore/corrupted.zarr")
 FEATURES = Path("featurestore/features")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"mer-pipeline {version('mer-pipeline')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                       help="Print the version and exit.")] = False) -> None:
+    pass
 
 
 def _echo(result) -> None:
@@ -79,7 +94,7 @@ def corrupt(params: Params = Path("params.yaml"), manifest: Annotated[Path, type
 
 
 @app.command()
-def encode(feature: Annotated[str, typer.Argument(help="a feature name from encode.features")],
+def encode(feature: Annotated[str, typer.Argument(metavar="FEATURE", help="a feature name from encode.features")],
            params: Params = Path("params.yaml"),
            clean: Annotated[Path, typer.Option()] = MEDIA, corrupted: Annotated[Path, typer.Option()] = CORRUPTED,
            out: Annotated[Path | None, typer.Option(help="feature store; default featurestore/features/<feature>.zarr")] = None):
@@ -91,7 +106,7 @@ def encode(feature: Annotated[str, typer.Argument(help="a feature name from enco
 
 
 @app.command("export-features")
-def export_features(store: Annotated[Path, typer.Argument(help="feature store, e.g. featurestore/features/egemaps.zarr")],
+def export_features(store: Annotated[Path, typer.Argument(metavar="STORE", help="feature store, e.g. featurestore/features/egemaps.zarr")],
                     out: Annotated[Path, typer.Option(help="npy: root folder that gets features/<NAME>/; hdf5: the .h5 file")],
                     format: Annotated[str, typer.Option(help="npy (MER 2023 baseline layout) | hdf5")] = "npy",
                     view: Annotated[Path | None, typer.Option(help="media view whose sample ids name the files; "
@@ -114,7 +129,7 @@ def export_features(store: Annotated[Path, typer.Argument(help="feature store, e
 
 
 @app.command("import-features")
-def import_features(folder: Annotated[Path, typer.Argument(help="a features/<FEATURE_NAME>/ folder of <sample>.npy files")],
+def import_features(folder: Annotated[Path, typer.Argument(metavar="FOLDER", help="a features/<FEATURE_NAME>/ folder of <sample>.npy files")],
                     modality: Annotated[str, typer.Option(help="audio | visual | text")],
                     out: Annotated[Path | None, typer.Option(help="feature store; default featurestore/features/<FEATURE_NAME>.zarr")] = None):
     """Read pre-extracted features in the MER 2023 layout (1-D utterance vector or [T, D] frames per sample) into a
@@ -211,7 +226,7 @@ def evaluate(params: Params = Path("params.yaml"), manifest: Annotated[Path, typ
 
 
 @app.command()
-def predict(clips: Annotated[list[Path], typer.Argument(help="video (or audio/image) files to recognise")],
+def predict(clips: Annotated[list[Path], typer.Argument(metavar="CLIP...", help="video (or audio/image) files to recognise")],
             checkpoint: Annotated[Path, typer.Option(help="checkpoint folder written by `mer train`")] = Path("models/checkpoint"),
             params: Params = Path("params.yaml"),
             out: Annotated[Path | None, typer.Option(help="write JSON, or CSV when the name ends in .csv; default: print JSON")] = None,
@@ -245,7 +260,7 @@ def doctor(params: Params = Path("params.yaml")):
 
 
 @app.command("diff-report")
-def diff_report(base: Annotated[str, typer.Argument(help="git revision to compare against, e.g. origin/main")],
+def diff_report(base: Annotated[str, typer.Argument(metavar="BASE", help="git revision to compare against, e.g. origin/main")],
                 repo: Annotated[Path, typer.Option(help="project root (a git + DVC repository)")] = Path("."),
                 all_metrics: Annotated[bool, typer.Option("--all", help="list unchanged metrics too")] = False):
     """Markdown tables of `dvc metrics diff` (with deltas) and `dvc params diff` between BASE and the
