@@ -196,7 +196,7 @@ def semi_study(out: Annotated[Path, typer.Option(help="CSV, one row per experime
 
 @app.command()
 def exps(repo: Annotated[Path, typer.Option(help="project root (a git + DVC repository)")] = Path("."),
-         sort_by: Annotated[str, typer.Option(help="headline figure to sort by, best first")] = "multi.combined",
+         sort_by: Annotated[str, typer.Option(help="headline figure to sort by, best first")] = "multi",
          md: Annotated[bool, typer.Option("--md", help="markdown table")] = False):
     """The experiments table: one row per experiment (`dvc exp show --json`) with the params that differ between
     them and the challenge figures of metrics/headline.json (MER-MULTI, MER-NOISE, MER-SEMI, CV)."""
@@ -276,13 +276,16 @@ def diff_report(base: Annotated[str, typer.Argument(metavar="BASE", help="git re
 @app.command()
 def report(metrics: Annotated[Path, typer.Option(help="metrics folder (evaluate, train, pseudolabel outputs)")] = Path("metrics"),
            html: Annotated[Path, typer.Option(help="self-contained HTML page to write")] = Path("reports/report.html"),
-           summary: Annotated[Path, typer.Option(help="markdown summary to write")] = Path("reports/summary.md")):
-    """One HTML page (figures embedded, nothing fetched) and a markdown summary: challenge figures beside the
+           summary: Annotated[Path, typer.Option(help="markdown summary to write")] = Path("reports/summary.md"),
+           params: Params = Path("params.yaml"),
+           manifest: Annotated[Path, typer.Option(help="the manifest, for the items per split")] = MANIFEST):
+    """One HTML page (figures embedded, nothing fetched) and a markdown summary: a run header (git revision,
+    corpus, items per split, params that differ from the defaults, date, machine), challenge figures beside the
     MER 2023 baseline, ablation, confusion matrix, per-class F1, robustness, pseudo-labels, training curves.
     Missing metrics files are noted on the page."""
     from pipeline.reporting.report import write_report
 
-    _echo(write_report(metrics, html, summary))
+    _echo(write_report(metrics, html, summary, params=params, manifest=manifest))
 
 
 def main() -> None:

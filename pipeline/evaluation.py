@@ -22,28 +22,28 @@ PAPER_BASELINE = {  # MER 2023 paper, best attention-fusion figures (abstract)
 
 
 # The figures `dvc metrics show`, `dvc exp show`, `mer exps` and `mer diff-report` lead with, in order:
-# metrics/headline.json key (nested as "task.figure") -> (label, whether higher is better). Every other
-# metrics file is a plain output, so an experiments table has these few columns, not hundreds.
+# metrics/headline.json key -> (label, whether higher is better). A task's bare key is its challenge score
+# (F1 - 0.25 MSE; MER-SEMI: F1); "cv" is the main subset's cross-validated score. Every other metrics file
+# is a plain output, so an experiments table has these eight short columns, not hundreds.
 HEADLINE = {
-    "multi.f1": ("MER-MULTI F1", True), "multi.mse": ("MER-MULTI MSE", False),
-    "multi.combined": ("MER-MULTI F1-0.25MSE", True),
-    "noise.f1": ("MER-NOISE F1", True), "noise.mse": ("MER-NOISE MSE", False),
-    "noise.combined": ("MER-NOISE F1-0.25MSE", True),
-    "semi.f1": ("MER-SEMI F1", True),
-    "cv.combined": ("CV F1-0.25MSE", True),
+    "multi": ("MER-MULTI F1-0.25MSE", True), "multi.f1": ("MER-MULTI F1", True), "multi.mse": ("MER-MULTI MSE", False),
+    "noise": ("MER-NOISE F1-0.25MSE", True), "noise.f1": ("MER-NOISE F1", True), "noise.mse": ("MER-NOISE MSE", False),
+    "semi": ("MER-SEMI F1", True),
+    "cv": ("CV F1-0.25MSE", True),
 }
-_HEADLINE_SOURCES = {"f1": "f1_weighted", "mse": "valence_mse", "combined": "combined"}
+_HEADLINE_SOURCES = {"": "combined", "f1": "f1_weighted", "mse": "valence_mse"}
 
 
 def headline(figures: dict[str, dict], cv_main: dict) -> dict:
     """metrics/headline.json: the HEADLINE figures of the challenge scores (`figures`, keyed mer_multi,
-    mer_noise, mer_semi) and of the main subset's cross-validation (`cv_main`); None where not scored."""
-    out: dict[str, dict] = {}
+    mer_noise, mer_semi) and of the main subset's cross-validation (`cv_main`), to 4 decimals (as every table
+    shows them; the full values stay in mer_*.json and cv.json); None where not scored."""
+    out = {}
     for key in HEADLINE:
-        task, figure = key.split(".")
+        task, _, figure = key.partition(".")
         source = cv_main if task == "cv" else figures.get(f"mer_{task}", {})
-        value = source.get(_HEADLINE_SOURCES[figure])
-        out.setdefault(task, {})[figure] = None if value is None else float(value)
+        value = source.get("f1_weighted" if task == "semi" else _HEADLINE_SOURCES[figure])
+        out[key] = None if value is None else round(float(value), 4)
     return out
 
 
@@ -119,7 +119,8 @@ def robustness_curve(rows: pd.DataFrame, split: str = "test2") -> pd.DataFrame:
             figures = score(rows, subset, test)
             records.append({"subset": subset, "view": view, "snr_db": snr, "blur": blur,
                             "snr": view.removeprefix("snr") if view.startswith("snr") else view,
-                            "f1_weighted": figures.get("f1_weighted"), "valence_mse": figures.get("valence_mse")})
+                            "f1_weighted": figures.get("f1_weighted"), "valence_mse": figures.get("valence_mse"),
+                            "n": figures.get("n")})
     frame = pd.DataFrame(records)
     if frame.empty:
         return frame

@@ -56,10 +56,10 @@ def test_headline_first_with_directions(history):
     result = diff_report(history, "HEAD~1")
     assert result.exit_code == 0, result.output
     rows = table_rows(result.output)
-    assert rows[0] == "| MER-MULTI F1 | 0.5000 | 0.5500 | +0.0500 (+10.0%) | better (↑) |"
+    # the challenge score first; a base near zero gets no percentage
+    assert rows[0] == "| MER-MULTI F1-0.25MSE | 0.0000 | 0.0002 | +0.0002 | better (↑) |"
+    assert "| MER-MULTI F1 | 0.5000 | 0.5500 | +0.0500 (+10.0%) | better (↑) |" in rows
     assert "| MER-MULTI MSE | 2.0000 | 2.2000 | +0.2000 (+10.0%) | worse (↓) |" in rows
-    # a base near zero gets no percentage
-    assert "| MER-MULTI F1-0.25MSE | 0.0000 | 0.0002 | +0.0002 | better (↑) |" in rows
     assert "| CV F1-0.25MSE | 0.3000 | 0.3000 | +0.0000 (+0.0%) | same |" in rows
     assert "| MER-NOISE F1 | — | — | — |  |" in rows  # not scored on either side
     # the changed params next, then the detail folded away

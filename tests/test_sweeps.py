@@ -50,9 +50,9 @@ def test_learning_rate_sweep_retrains_from_stored_features(baseline):
     metrics = experiment_metrics(shown)
     assert set(RATES) <= set(metrics), metrics.keys()
     assert all(set(m) == {"headline.json"} for m in metrics.values())  # the detail files are plain outputs
-    high, low = (metrics[name]["headline.json"]["multi"] for name in RATES)
-    assert (high["f1"], high["mse"]) != (low["f1"], low["mse"])
-    table = run(["dvc", "exp", "show", "--sort-by", "metrics/headline.json:multi.combined", "--csv"], baseline).stdout
+    high, low = (metrics[name]["headline.json"] for name in RATES)
+    assert (high["multi.f1"], high["multi.mse"]) != (low["multi.f1"], low["multi.mse"])
+    table = run(["dvc", "exp", "show", "--sort-by", "metrics/headline.json:multi", "--csv"], baseline).stdout
     assert all(name in table for name in RATES)
 
 
@@ -67,17 +67,15 @@ def test_queued_two_by_two_sweep_table_fits_160_columns(baseline):
     print(shown)
     lines = [line for line in shown.splitlines() if line.strip()]
     assert max(len(line) for line in lines) <= 160
-    header = " ".join(lines[:4])
-    assert "train.lr" in header and "train.dropout" in header  # the swept keys, not hidden behind …
-    for figure in ("multi.f1", "multi.mse", "multi.combined", "noise.combined"):
-        assert figure in header
+    header = lines[1].split()
+    assert {"train.lr", "train.dropout", *HEADLINE} <= set(header), header  # swept keys and figures, none behind …
     rows = [line for line in lines if re.search(r"\[[a-z]+-[a-z]+\]", line)]
-    assert len(rows) >= 4 and all(re.search(r"0\.01|1e-04|0\.0001", row) for row in rows), rows
+    assert len(rows) >= 4 and all("…" not in row.rstrip().rstrip("…") for row in rows), rows  # only deps fold away
     table = run(["mer", "exps"], baseline, env=narrow).stdout
     print(table)
     assert max(len(line) for line in table.splitlines()) <= 160
     assert table.splitlines()[0].split()[:3] == ["experiment", "train.dropout", "train.lr"]
-    assert all(HEADLINE[key][0].split()[0] in table for key in HEADLINE)
+    assert all(label.split()[0] in table for label, _ in HEADLINE.values())
     experiments = json.loads(run(["dvc", "exp", "show", "--json"], baseline).stdout)
-    best = max((m["headline.json"]["multi"]["combined"], name) for name, m in experiment_metrics(experiments).items())
-    assert f"{best[0]:.4f}" in table.splitlines()[2]  # sorted by MER-MULTI, best first (two header lines)
+    best = max(m["headline.json"]["multi"] for m in experiment_metrics(experiments).values())
+    assert f"{best:.4f}" in table.splitlines()[2]  # sorted by MER-MULTI, best first (two header lines)

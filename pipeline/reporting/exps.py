@@ -52,7 +52,7 @@ def state_name(state: dict) -> str:
     return "workspace" if rev == "workspace" else state.get("name") or rev[:7]
 
 
-def experiments_frame(exp_show: list[dict], sort_by: str = "multi.combined") -> pd.DataFrame:
+def experiments_frame(exp_show: list[dict], sort_by: str = "multi") -> pd.DataFrame:
     """One row per experiment: its name, the params.yaml values that differ between the rows, and the
     HEADLINE figures; sorted by `sort_by` (a HEADLINE key), best first, rows without it last."""
     rows, params = [], []
