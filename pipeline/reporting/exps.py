@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,7 +21,8 @@ HEADLINE_FILE = "metrics/headline.json"
 
 
 def dvc_exp_show(repo: Path) -> list[dict]:
-    return json.loads(subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, check=True,
+    # the DVC installed beside this interpreter, whether or not its venv is on PATH
+    return json.loads(subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=repo, check=True,
                                      capture_output=True, text=True).stdout)
 
 
@@ -49,7 +51,7 @@ def _file_data(data: dict, kind: str, path: str) -> dict:
 
 def state_name(state: dict) -> str:
     rev = state.get("rev", "")
-    return "workspace" if rev == "workspace" else state.get("name") or rev[:7]
+    return state.get("name") or ("workspace" if rev == "workspace" else rev[:7])
 
 
 def experiments_frame(exp_show: list[dict], sort_by: str = "multi") -> pd.DataFrame:
@@ -83,8 +85,9 @@ def render_experiments(frame: pd.DataFrame, markdown: bool = False, width: int |
         numeric = column in labels
         table.add_column(labels[column].replace(" ", "\n", 1) if numeric else column,
                          justify="right" if numeric else "left", no_wrap=numeric)
-    for row in frame.itertuples(index=False):
-        table.add_row(*("—" if pd.isna(v) else f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+    figure = [column in labels for column in frame.columns]
+    for row in frame.itertuples(index=False):  # figures to 4 decimals, params as written
+        table.add_row(*("—" if pd.isna(v) else f"{v:.4f}" if is_figure else str(v) for v, is_figure in zip(row, figure)))
     console = Console(width=width, record=True, force_terminal=False)
     with console.capture() as capture:
         console.print(table)
