@@ -38,7 +38,7 @@ torch:
 ifeq ($(TORCH),cpu)
 	$(BIN)/pip install --quiet --index-url $(TORCH_CPU_INDEX) "$(TORCH_SPEC)"
 else ifeq ($(TORCH),cuda)
-	$(BIN)/pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) )"$(TORCH_SPEC)"
 else ifeq ($(TORCH),auto)
 	@if $(BIN)/python -c "import torch" 2>/dev/null; then echo "torch: keeping the installed one"; \
 	elif $(BIN)/pip install --quiet --no-index --no-deps "$(TORCH_SPEC)" 2>/dev/null; then \
