@@ -141,6 +141,7 @@ def robustness(folder: MetricsFolder) -> Section:
                      "are empty): no curve.")
     by_snr = curve.pivot_table(index="subset", columns="snr", values="f1_weighted", sort=False)
     by_snr.columns.name = None
+    section.note("Weighted F1 per subset and view (numbers: SNR in dB with no blur; blur<r>: clean audio):")
     section.table(by_snr.reset_index())
     return section
 
