@@ -63,7 +63,7 @@ def test_queued_two_by_two_sweep_table_fits_160_columns(baseline):
     log = run(["dvc", "exp", "run", "--run-all", "-j", "1"], baseline)
     assert "Running stage 'extract'" not in log.stdout + log.stderr
     run(["dvc", "queue", "remove", "--success"], baseline)  # the run records go (State, Executor); experiments stay
-    narrow = os.environ | {"COLUMNS": "160"}
+    narrow = {"COLUMNS": "160"}
     shown = run(["dvc", "exp", "show", "--only-changed", "--no-pager"], baseline, env=narrow).stdout
     print(shown)
     lines = [line for line in shown.splitlines() if line.strip()]
