@@ -39,7 +39,7 @@ def history(tmp_path_factory) -> Path:
     commit(repo, "no metrics yet")
     write_state(repo, 0.001, {"f1_weighted": 0.5, "valence_mse": 2.0, "combined": 0.0, "subset": "AVT"})
     commit(repo, "first run")
-    write_state(repo, 0.01, {"f1_weighted": 0.55, "valence_mse": 2.2, "combined": 0.0002, "subset": "AVT"}, ece=0.05)
+    write_state(repo, 0.01, {"f1_weighted": 0.55, "valence_mse": 2.2, "combined": 0.002, "subset": "AVT"}, ece=0.05)
     commit(repo, "higher learning rate")
     return repo
 
@@ -57,7 +57,7 @@ def test_headline_first_with_directions(history):
     assert result.exit_code == 0, result.output
     rows = table_rows(result.output)
     # the challenge score first; a base near zero gets no percentage
-    assert rows[0] == "| MER-MULTI F1-0.25MSE | 0.0000 | 0.0002 | +0.0002 | better (↑) |"
+    assert rows[0] == "| MER-MULTI F1-0.25MSE | 0.0000 | 0.0020 | +0.0020 | better (↑) |"
     assert "| MER-MULTI F1 | 0.5000 | 0.5500 | +0.0500 (+10.0%) | better (↑) |" in rows
     assert "| MER-MULTI MSE | 2.0000 | 2.2000 | +0.2000 (+10.0%) | worse (↓) |" in rows
     assert "| CV F1-0.25MSE | 0.3000 | 0.3000 | +0.0000 (+0.0%) | same |" in rows

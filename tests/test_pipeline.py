@@ -34,9 +34,9 @@ def test_repro_writes_every_challenge_metric(repro):
     assert multi["n"] == 24 and noise["n"] == 18 and semi["n"] == 12
     assert "valence_mse" not in semi  # MER-SEMI is scored by F1 only
     headline = json.loads((repro / "metrics/headline.json").read_text())
-    assert (headline["multi"], headline["multi.f1"], headline["multi.mse"]) == pytest.approx(
-        (multi["combined"], multi["f1_weighted"], multi["valence_mse"]), abs=5e-5)
-    assert (headline["noise"], headline["semi"]) == pytest.approx((noise["combined"], semi["f1_weighted"]), abs=5e-5)
+    assert (headline["multi"], headline["multiF1"], headline["multiMSE"]) == pytest.approx(
+        (multi["combined"], multi["f1_weighted"], multi["valence_mse"]), abs=5e-4)
+    assert (headline["noise"], headline["semi"]) == pytest.approx((noise["combined"], semi["f1_weighted"]), abs=5e-4)
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], repro).stdout)
     assert [Path(f).name for f in shown[""]["data"]] == ["headline.json"]  # the only DVC metrics file
     submission = pd.read_csv(repro / "models/submissions/test1-pred.csv")

@@ -51,7 +51,7 @@ def test_learning_rate_sweep_retrains_from_stored_features(baseline):
     assert set(RATES) <= set(metrics), metrics.keys()
     assert all(set(m) == {"headline.json"} for m in metrics.values())  # the detail files are plain outputs
     high, low = (metrics[name]["headline.json"] for name in RATES)
-    assert (high["multi.f1"], high["multi.mse"]) != (low["multi.f1"], low["multi.mse"])
+    assert (high["multiF1"], high["multiMSE"]) != (low["multiF1"], low["multiMSE"])
     table = run(["dvc", "exp", "show", "--sort-by", "metrics/headline.json:multi", "--csv"], baseline).stdout
     assert all(name in table for name in RATES)
 
