@@ -75,8 +75,11 @@ def experiments_frame(exp_show: list[dict], sort_by: str = "multi") -> pd.DataFr
 def render_experiments(frame: pd.DataFrame, markdown: bool = False, width: int | None = None) -> str:
     """The frame as a markdown table, or as a terminal table (figure labels over two lines to stay narrow)."""
     labels = {key: label for key, (label, _) in HEADLINE.items()}
+    shown = frame.astype(object).where(frame.notna(), None)
+    for key in shown.columns:  # the headline's own 3 decimals; params as written
+        shown[key] = [None if v is None else f"{v:.3f}" if key in labels else str(v) for v in shown[key]]
     if markdown:
-        return markdown_table(frame.rename(columns=labels))
+        return markdown_table(shown.rename(columns=labels))
     from rich.console import Console
     from rich.table import Table
 
@@ -85,9 +88,8 @@ def render_experiments(frame: pd.DataFrame, markdown: bool = False, width: int |
         numeric = column in labels
         table.add_column(labels[column].replace(" ", "\n", 1) if numeric else column,
                          justify="right" if numeric else "left", no_wrap=numeric)
-    figure = [column in labels for column in frame.columns]
-    for row in frame.itertuples(index=False):  # figures to 4 decimals, params as written
-        table.add_row(*("—" if pd.isna(v) else f"{v:.4f}" if is_figure else str(v) for v, is_figure in zip(row, figure)))
+    for row in shown.itertuples(index=False):
+        table.add_row(*("—" if v is None else str(v) for v in row))
     console = Console(width=width, record=True, force_terminal=False)
     with console.capture() as capture:
         console.print(table)
