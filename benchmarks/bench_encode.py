@@ -49,21 +49,23 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def bare_forward(path: str, waves: list[np.ndarray], batch_size: int) -> None:
+def bare_forward(path: str, waves: list[np.ndarray], batch_size: int, device: str = "cpu") -> None:
     from transformers import AutoFeatureExtractor, AutoModel
     extractor = AutoFeatureExtractor.from_pretrained(path)
-    model = AutoModel.from_pretrained(path).eval()
+    model = AutoModel.from_pretrained(path).eval().to(device)
     order = sorted(waves, key=len)
     for start in range(0, len(order), batch_size):
         inputs = extractor(order[start:start + batch_size], sampling_rate=SR, padding=True,
-                           return_tensors="pt", return_attention_mask=True)
+                           return_tensors="pt", return_attention_mask=True).to(device)
         with torch.inference_mode():
-            model(**inputs, output_hidden_states=True)
+            hidden = model(**inputs, output_hidden_states=True).hidden_states[-1]
+        hidden.mean().item()  # wait for the device: the encoder copies every batch's output to the host too
 
 
-def encode_run(spec: EncoderSpec, view: Path, store: Path, batch_size: int, items_per_part: int) -> dict:
+def encode_run(spec: EncoderSpec, view: Path, store: Path, batch_size: int, items_per_part: int,
+               device: str = "cpu") -> dict:
     encode_mod._encoder.cache_clear()   # each run loads its model, as a fresh `mer encode` does
-    return encode_mod.encode_feature(spec, [view], store, batch_size=batch_size, device="cpu",
+    return encode_mod.encode_feature(spec, [view], store, batch_size=batch_size, device=device,
                                      items_per_part=items_per_part)
 
 
@@ -74,14 +76,14 @@ def bench_encode(root: Path, args) -> dict:
     view = media_view(root / "media.zarr", items, parts=4)
     waves = [MediaStore(view).load(row).audio for row in MediaStore(view).view().itertuples(index=False)]
     spec = EncoderSpec("hf-audio", {"model_path": path})
-    bare_forward(path, waves[:args.batch_size], args.batch_size)   # warm-up: first-call allocations
+    bare_forward(path, waves[:args.batch_size], args.batch_size, args.device)   # warm-up: first-call allocations
     full, bare, noop = [], [], []
     for run in range(args.runs):
         store = root / f"feat{run}.zarr"
-        bare.append(timed(lambda: bare_forward(path, waves, args.batch_size)))
-        full.append(timed(lambda: encode_run(spec, view, store, args.batch_size, args.items_per_part)))
-        noop.append(timed(lambda: encode_run(spec, view, store, args.batch_size, args.items_per_part)))
-    assert encode_run(spec, view, store, args.batch_size, args.items_per_part)["encoded"] == 0
+        bare.append(timed(lambda: bare_forward(path, waves, args.batch_size, args.device)))
+        full.append(timed(lambda: encode_run(spec, view, store, args.batch_size, args.items_per_part, args.device)))
+        noop.append(timed(lambda: encode_run(spec, view, store, args.batch_size, args.items_per_part, args.device)))
+    assert encode_run(spec, view, store, args.batch_size, args.items_per_part, args.device)["encoded"] == 0
     med = {k: statistics.median(v) for k, v in {"full": full, "bare": bare, "noop": noop}.items()}
     return {
         "encode_seconds": round(med["full"], 3), "bare_forward_seconds": round(med["bare"], 3),
@@ -124,23 +126,25 @@ def main() -> None:
     parser.add_argument("--items-per-part", type=int, default=8, help="parts per run = items / this")
     parser.add_argument("--store-items", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=1024)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda: where the encoder and the bare forward run")
+    parser.add_argument("--out", type=Path, default=OUT, help="folder of the result files")
     args = parser.parse_args()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         encode = bench_encode(Path(tmp), args)
         load = bench_load(Path(tmp), args.store_items, args.dim, args.runs)
-    machine = {"runs": args.runs, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    machine = {"device": args.device, "runs": args.runs, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                "cpu": cpu_model(), "torch": torch.__version__,
                "loadavg_before": [round(x, 2) for x in load_before],
                "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
-    OUT.mkdir(exist_ok=True)
+    args.out.mkdir(exist_ok=True)
     results = {
         "overhead": {"figure": "encode wall time / bare forward passes, same inputs and batch size "
                                       "(target <= 1.25); no-op re-run / full run (target < 0.05)", **encode},
         "feature_load": {"figure": "seconds to load all utterance features of the store for training", **load},
     }
     for name, result in results.items():
-        (OUT / f"encode_{name}.json").write_text(json.dumps(result | machine, indent=2) + "\n")
+        (args.out / f"encode_{name}.json").write_text(json.dumps(result | machine, indent=2) + "\n")
         print(json.dumps(result | machine, indent=2))
 
 

@@ -1,63 +1,56 @@
-"""Training speed: the batched all-folds trainer vs the baseline's DataLoader loop and vs the compute floor.
+"""Training speed, measured side by side in one run: the pipeline's trainer, the MER 2023 baseline's loop
+shape and the compute floor, on MER 2023-shaped random features.
 
-Random features of the MER 2023 shape (3,373 train items; audio 1024, text 1024, visual 512; test
-sets of 411 and 412 items), full protocol: 5 folds x 100 epochs, batch 32, validation every epoch,
-test sets at the best epochs. Measured side by side in one run, for each torch thread count:
+Random features of the MER 2023 shape (3,373 training items; audio 1024, text 1024, visual 512; test
+sets of 411 and 412 items); 5 folds x --epochs (100 = the protocol), batch 32, validation every epoch:
 
-- fast: `cross_validate` (the pipeline's trainer);
-- floor: the same work with no framework around it: per step exactly the trainer's batched matmuls
-  (forward, weight and input gradients) and one fused Adam update of every fold's parameters, plus
-  one validation forward per epoch, on preallocated tensors (no autograd, dropout, loss, indexing);
-- reference: the baseline's loop shape (DataLoader, per-step Python, every test set each epoch).
+- fast: `cross_validate` (the pipeline's trainer), at each --threads count;
+- baseline: benchmarks/baseline_loop.py, the baseline's loop shape (per fold: DataLoader batches of 32,
+  torch.optim.Adam, every epoch validation plus test1 and test2), torch's default threads;
+- floor: the trainer's kernels at the trainer's shapes and nothing else: per step each stacked layer's
+  batch-32 forward GEMM, weight-gradient GEMM and (past the input layers) input-gradient GEMM, then one
+  fused Adam update; per epoch one validation forward. Its GEMM rate is checked against plain torch.mm
+  at the same (32 x in) @ (in x out) shapes in the same run (`floor_gemm_gflops` vs `mm_gflops`).
 
-Every loop's per-epoch cost is constant, so each is timed on a few epochs (and the reference on one
-fold) and scaled linearly to the protocol; the JSON records measured and scaled figures. It also
-records the protocol's FLOP count, the machine's measured GEMM rate and its theoretical FP32 peak
-(cores x clock x 32 FLOP/cycle: two 256-bit FMA units), so the figure can be judged against what
-the hardware can do at all.
+Every figure is the median of --runs runs (interleaved, so a load spike hits all three), full folds and
+epochs, nothing scaled. A run on a busy machine (load average above 0.5 per core) is refused unless
+--force is given; then the JSON says `"under_load": true` and the figures are not the machine's.
 
-    python benchmarks/bench_train.py [--runs 3] [--epochs 4] [--ref-epochs 3] [--threads 1,2]
+    python benchmarks/bench_train.py [--epochs 100] [--runs 3] [--threads 1,2] [--device cpu|cuda]
+        [--precision fp32|bf16] [--force]
 
-On a machine shared with other jobs, run with OMP_WAIT_POLICY=PASSIVE (read by libgomp when torch
-loads): with the default spin-waiting, a 2-thread run whose second thread gets preempted spins at
-every barrier. The JSON records the policy and the load average.
+On a shared machine set OMP_WAIT_POLICY=PASSIVE (libgomp reads it when torch loads): with spin-waiting,
+a 2-thread run whose second thread is preempted spins at every barrier.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from baseline_loop import train_fold_reference
 from pipeline.models.fusion import AttentionFusion, StackedLinear
-from pipeline.training.cv import (TestSet, TrainConfig, available_cores, cross_validate, fold_indices, make_folds,
-                                  train_fold_reference)
+from pipeline.training.cv import TestSet, TrainConfig, available_cores, cross_validate, fold_indices, make_folds
 
 ITEMS, DIMS, TESTS = 3373, {"audio": 1024, "text": 1024, "visual": 512}, {"test1": 411, "test2": 412}
-PROTOCOL_EPOCHS, FOLDS, TARGET_SECONDS = 100, 5, 20.0
-FLOP_PER_CYCLE = 32  # FP32 per core: two 256-bit FMA units x 8 lanes x 2
+FOLDS, MAX_LOAD_PER_CORE = 5, 0.5
 OUT = Path(__file__).parent / "results" / "train_speed.json"
-
-
-def write_result(result: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
 
 
 def random_features(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     return {m: rng.normal(size=(n, d)).astype(np.float32) for m, d in DIMS.items()}
 
 
-def make_data(seed: int):
+def make_data(seed: int = 0):
     rng = np.random.default_rng(seed)
     X, y, v = random_features(ITEMS, rng), rng.integers(0, 6, ITEMS), rng.uniform(-5, 5, ITEMS)
     tests = {name: TestSet(random_features(n, rng), None, rng.integers(0, 6, n), rng.uniform(-5, 5, n))
@@ -65,11 +58,14 @@ def make_data(seed: int):
     return X, y, v, tests
 
 
-def timed(fn) -> tuple[float, float]:
-    """(wall seconds, process CPU seconds) of fn()."""
-    wall, cpu = time.perf_counter(), time.process_time()
+def timed(fn, device: str) -> float:
+    """Wall seconds of fn() (CUDA work included)."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
+    start = time.perf_counter()
     fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
+    sync()
+    return time.perf_counter() - start
 
 
 def cpu_model() -> str:
@@ -82,47 +78,42 @@ def cpu_model() -> str:
     return platform.processor()
 
 
-def cpu_mhz() -> float:
-    try:
-        return max(float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("cpu MHz"))
-    except (OSError, ValueError):
-        return float("nan")
-
-
 # ---------------------------------------------------------------- the compute floor
 
 class Floor:
-    """The trainer's arithmetic on preallocated tensors: per step, each StackedLinear's forward
-    baddbmm, weight-gradient bmm and (except input layers) input-gradient bmm, then one fused Adam
-    update of all parameters; per epoch one validation forward."""
+    """The trainer's arithmetic on preallocated tensors (no autograd, dropout, loss or indexing)."""
 
-    def __init__(self, batch: int, val_rows: int):
-        self.model = AttentionFusion(list(DIMS.values()), n_models=FOLDS)
-        first = {id(enc[0]) for enc in self.model.encoders}
+    def __init__(self, batch: int, val_rows: int, device: str):
+        model = AttentionFusion(list(DIMS.values()), n_models=FOLDS).to(device)
+        first = {id(enc[0]) for enc in model.encoders}
         self.layers = [(m.weight.detach(), m.bias.detach(), id(m) in first)
-                       for m in self.model.modules() if isinstance(m, StackedLinear)]
-        self.params = [p.detach() for p in self.model.parameters()]
+                       for m in model.modules() if isinstance(m, StackedLinear)]
+        self.params = [p.detach() for p in model.parameters()]
         self.grads = [torch.randn_like(p) * 1e-3 for p in self.params]
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
-        self.steps = [torch.zeros(()) for _ in self.params]
-        shapes = [(w.shape[1], w.shape[2]) for w, _, _ in self.layers]
-        self.x = [torch.randn(FOLDS, batch, i) for i, _ in shapes]
-        self.g = [torch.randn(FOLDS, batch, o) for _, o in shapes]
+        self.steps = [torch.zeros((), device=device) for _ in self.params]
+        self.shapes = [(w.shape[1], w.shape[2], first) for w, _, first in self.layers]
+        new = lambda *s: torch.randn(*s, device=device)  # noqa: E731
+        self.x = [new(FOLDS, batch, i) for i, _, _ in self.shapes]
         self.xt = [x.transpose(1, 2).contiguous() for x in self.x]
-        self.out = [torch.empty(FOLDS, batch, o) for _, o in shapes]
+        self.g = [new(FOLDS, batch, o) for _, o, _ in self.shapes]
+        self.out = [new(FOLDS, batch, o) for _, o, _ in self.shapes]
         self.gw = [torch.empty_like(w) for w, _, _ in self.layers]
-        self.gx = [torch.empty(FOLDS, batch, i) for i, _ in shapes]
-        self.vx = [torch.randn(FOLDS, val_rows, i) for i, _ in shapes]
-        self.vo = [torch.empty(FOLDS, val_rows, o) for _, o in shapes]
+        self.gx = [new(FOLDS, batch, i) for i, _, _ in self.shapes]
+        self.vx = [new(FOLDS, val_rows, i) for i, _, _ in self.shapes]
+        self.vo = [new(FOLDS, val_rows, o) for _, o, _ in self.shapes]
+        self.batch = batch
 
-    def step(self) -> None:
+    def gemms(self) -> None:
         for j, (w, b, first) in enumerate(self.layers):
             torch.baddbmm(b, self.x[j], w, out=self.out[j])
             torch.bmm(self.xt[j], self.g[j], out=self.gw[j])
             if not first:
                 torch.bmm(self.g[j], w.transpose(1, 2), out=self.gx[j])
+
+    def step(self) -> None:
+        self.gemms()
         for s in self.steps:
             s += 1
         torch._fused_adam_(self.params, self.grads, self.m, self.v, [], self.steps, lr=1e-3, beta1=0.9, beta2=0.999,
@@ -134,104 +125,119 @@ class Floor:
         for j, (w, b, _) in enumerate(self.layers):
             torch.baddbmm(b, self.vx[j], w, out=self.vo[j])
 
+    def step_flop(self) -> int:
+        """FLOPs of one step's GEMMs (2 per multiply-add)."""
+        return sum(2 * FOLDS * self.batch * i * o * (2 if first else 3) for i, o, first in self.shapes)
 
-def protocol_flops(train_rows: int, val_rows: int, epochs: int, batch: int) -> dict:
-    """FLOPs of the protocol's matmuls (2 per multiply-add) and bytes Adam streams (p, g, m, v read;
-    p, m, v written; fp32), for one fold, times FOLDS."""
-    model = AttentionFusion(list(DIMS.values()))
-    first = {id(enc[0]) for enc in model.encoders}
-    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    fwd = sum(2 * m.in_features * m.out_features for m in linears)          # per row
-    bwd = sum(2 * m.in_features * m.out_features * (1 if id(m) in first else 2) for m in linears)
-    steps = math.ceil(train_rows / batch)
-    params = sum(p.numel() for p in model.parameters())
-    train = FOLDS * epochs * train_rows * (fwd + bwd)
-    val = FOLDS * epochs * val_rows * fwd
-    return {"tflop": round((train + val) / 1e12, 3), "train_tflop": round(train / 1e12, 3),
-            "validation_tflop": round(val / 1e12, 3), "adam_tb": round(FOLDS * epochs * steps * params * 28 / 1e12, 3),
-            "params_per_fold": params, "steps_per_fold_epoch": steps}
+    def mm_seconds(self, device: str, reps: int) -> float:
+        """The same GEMMs as plain 2-D torch.mm calls, one per fold: the reference rate at these shapes."""
+        pairs = []
+        for i, o, first in self.shapes:
+            x, w, g = torch.randn(self.batch, i, device=device), torch.randn(i, o, device=device), \
+                torch.randn(self.batch, o, device=device)
+            pairs += [(x, w), (x.T.contiguous(), g)] + ([] if first else [(g, w.T.contiguous())])
+        run = lambda: [torch.mm(a, b) for _ in range(reps) for a, b in pairs for _ in range(FOLDS)]  # noqa: E731
+        run()
+        return timed(run, device)
 
 
-def gemm_gflops(threads: int, n: int = 1024, reps: int = 8) -> float:
-    """Measured FP32 GEMM rate (a large square matmul: the best case for the hardware)."""
-    torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    wall, _ = timed(lambda: [a @ b for _ in range(reps)])
-    return 2 * n**3 * reps / wall / 1e9
+def gemm_rates(floor: Floor, device: str, reps: int = 200) -> dict:
+    floor.gemms()
+    flop = floor.step_flop() * reps
+    stacked = timed(lambda: [floor.gemms() for _ in range(reps)], device)
+    return {"floor_gemm_gflops": round(flop / stacked / 1e9, 1),
+            "mm_gflops": round(flop / floor.mm_seconds(device, reps) / 1e9, 1)}
 
 
-def measure(threads: int, args, data, folds) -> dict:
-    """One thread count: fast, floor and reference loops, each `args.runs` times, interleaved."""
+# ---------------------------------------------------------------- the three loops
+
+def run_all(args, data, folds) -> dict:
     X, y, v, tests = data
     splits = fold_indices(y, folds)
-    fast_cfg = TrainConfig(epochs=args.epochs, threads=threads)
-    ref_cfg = TrainConfig(epochs=args.ref_epochs, threads=threads)
-    floor = Floor(fast_cfg.batch_size, max(len(va) for _, va in splits))
-    steps = math.ceil(max(len(tr) for tr, _ in splits) / fast_cfg.batch_size)
-    runs = {"fast": [], "floor": [], "reference": []}
+    steps = max(-(-len(tr) // TrainConfig.batch_size) for tr, _ in splits)
+    threads = [int(t) for t in args.threads.split(",")]
+    floor = Floor(TrainConfig.batch_size, max(len(va) for _, va in splits), args.device)
+    default_threads = torch.get_num_threads()
+    runs: dict[str, list[float]] = {}
+    rates: dict[str, list[dict]] = {}
     for run in range(args.runs):
-        torch.set_num_threads(threads)
-        runs["fast"].append(timed(lambda: cross_validate(X, None, y, v, folds, fast_cfg, tests)))
-        runs["floor"].append(timed(lambda: [floor.epoch(steps) for _ in range(args.epochs)]))
-        runs["reference"].append(timed(lambda: [train_fold_reference(X, None, y, v, tr, va, ref_cfg, tests)
-                                                for tr, va in splits[: args.ref_folds]]))
-        print(f"threads {threads} run {run}: " + ", ".join(f"{k} {r[-1][0]:.1f}s" for k, r in runs.items()), flush=True)
-    scale = {"fast": PROTOCOL_EPOCHS / args.epochs, "floor": PROTOCOL_EPOCHS / args.epochs,
-             "reference": (FOLDS / args.ref_folds) * (PROTOCOL_EPOCHS / args.ref_epochs)}
-    out = {f"{k}_seconds": round(statistics.median(w for w, _ in r) * scale[k], 1) for k, r in runs.items()}
-    out |= {f"{k}_cpu_seconds": round(statistics.median(c for _, c in r) * scale[k], 1) for k, r in runs.items()}
-    out |= {"fast_over_floor": round(out["fast_seconds"] / out["floor_seconds"], 2),
-            "reference_over_fast": round(out["reference_seconds"] / out["fast_seconds"], 2),
-            "gemm_gflops": round(gemm_gflops(threads), 1),
-            "measured_runs_seconds": {k: [round(w, 2) for w, _ in r] for k, r in runs.items()},
-            "scale_factors": scale}
-    return out
+        for t in threads:
+            cfg = TrainConfig(epochs=args.epochs, threads=t, device=args.device, precision=args.precision)
+            runs.setdefault(f"fast_{t}t", []).append(timed(lambda: cross_validate(X, None, y, v, folds, cfg, tests),
+                                                           args.device))
+            torch.set_num_threads(t)
+            runs.setdefault(f"floor_{t}t", []).append(timed(lambda: [floor.epoch(steps) for _ in range(args.epochs)],
+                                                            args.device))
+            rates.setdefault(f"{t}t", []).append(gemm_rates(floor, args.device))
+        torch.set_num_threads(default_threads)
+        ref = TrainConfig(epochs=args.epochs, device=args.device)
+        runs.setdefault("baseline", []).append(timed(
+            lambda: [train_fold_reference(X, None, y, v, tr, va, ref, tests) for tr, va in splits], args.device))
+        print(f"run {run}: " + ", ".join(f"{k} {r[-1]:.1f}s" for k, r in runs.items()), file=sys.stderr, flush=True)
+    return {"runs": runs, "rates": rates, "baseline_threads": default_threads}
+
+
+def summary(measured: dict) -> dict:
+    med = {k: round(statistics.median(r), 2) for k, r in measured["runs"].items()}
+    fast = min((k for k in med if k.startswith("fast_")), key=med.get)
+    t = fast.removeprefix("fast_")
+    rates = {k: round(statistics.median(r[k] for r in measured["rates"][t]), 1) for k in measured["rates"][t][0]}
+    return {"fast_seconds": med[fast], "fast_threads": int(t.rstrip("t")), "baseline_seconds": med["baseline"],
+            "floor_seconds": med[f"floor_{t}"],
+            "baseline_over_fast": round(med["baseline"] / med[fast], 2),
+            "fast_over_floor": round(med[fast] / med[f"floor_{t}"], 2),
+            **rates, "floor_gemm_over_mm": round(rates["floor_gemm_gflops"] / rates["mm_gflops"], 2),
+            "medians_seconds": med, "runs_seconds": {k: [round(x, 2) for x in r] for k, r in measured["runs"].items()},
+            "gemm_rates_by_threads": {k: r for k, r in measured["rates"].items()}}
+
+
+def load_check(force: bool) -> tuple[list[float], bool]:
+    load, cores = os.getloadavg(), available_cores()
+    busy = load[0] / cores > MAX_LOAD_PER_CORE
+    if busy and not force:
+        sys.exit(f"bench_train: load average {load[0]:.2f} on {cores} cores is above {MAX_LOAD_PER_CORE} per core; "
+                 "these figures would not be the machine's. Rerun on an idle machine, or pass --force to record "
+                 "them flagged as taken under load.")
+    return [round(x, 2) for x in load], busy
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=4, help="epochs timed for the fast and floor loops")
-    ap.add_argument("--ref-epochs", type=int, default=2)
-    ap.add_argument("--ref-folds", type=int, default=1)
-    ap.add_argument("--threads", default="1,2", help="comma-separated torch thread counts to compare")
+    ap.add_argument("--epochs", type=int, default=100, help="epochs per fold (100 = the MER 2023 protocol)")
+    ap.add_argument("--threads", default="1,2", help="comma-separated torch thread counts for the trainer")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda")
+    ap.add_argument("--precision", default="fp32", help="the trainer's train.precision: fp32 | bf16 (baseline: fp32)")
+    ap.add_argument("--force", action="store_true", help="run even above load 0.5 per core (flagged in the JSON)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
-
-    data = make_data(0)
+    if args.runs < 3:
+        print("bench_train: fewer than 3 runs: medians of 1-2 runs are not the committed figure", file=sys.stderr)
+    load_before, busy = load_check(args.force)
+    data = make_data()
     folds = make_folds(ITEMS, FOLDS, seed=0, y=data[1])
-    splits = fold_indices(data[1], folds)
-    load_before = os.getloadavg()
-    by_threads = {t: measure(t, args, data, folds) for t in (int(x) for x in args.threads.split(","))}
-    best = min(by_threads, key=lambda t: by_threads[t]["fast_seconds"])
-    flops = protocol_flops(max(len(tr) for tr, _ in splits), max(len(va) for _, va in splits), PROTOCOL_EPOCHS,
-                           TrainConfig().batch_size)
-    cores, mhz = available_cores(), cpu_mhz()
-    peak = cores * mhz * 1e6 * FLOP_PER_CYCLE
-    best_gemm = max(r["gemm_gflops"] for r in by_threads.values())
+    measured = run_all(args, data, folds)
+    load_after = [round(x, 2) for x in os.getloadavg()]
+    busy = busy or load_after[0] / available_cores() > MAX_LOAD_PER_CORE
     result = {
-        "figure": "wall seconds of one 5-fold x 100-epoch CV of AttentionFusion (batch 32, Adam, validation "
-                  "every epoch, two test sets), MER 2023-shaped random features; fast, compute floor and "
-                  "reference loops measured side by side",
-        "fast_seconds": by_threads[best]["fast_seconds"], "floor_seconds": by_threads[best]["floor_seconds"],
-        "reference_seconds": by_threads[best]["reference_seconds"],
-        "ratio": by_threads[best]["reference_over_fast"], "fast_over_floor": by_threads[best]["fast_over_floor"],
-        "best_threads": best, "target_seconds": TARGET_SECONDS,
-        "protocol": flops,
-        "theoretical_peak_gflops": round(peak / 1e9, 1),
-        "seconds_at_theoretical_peak": round(flops["tflop"] * 1e12 / peak, 1),
-        "seconds_at_measured_gemm_rate": round(flops["tflop"] * 1e12 / (best_gemm * 1e9), 1),
-        "target_reachable": flops["tflop"] * 1e12 / peak <= TARGET_SECONDS,
-        "by_threads": by_threads,
-        "scaled_from": {"fast_and_floor_epochs": args.epochs, "reference_epochs": args.ref_epochs,
-                        "reference_folds": args.ref_folds},
-        "items": ITEMS, "dims": DIMS, "tests": TESTS, "folds": FOLDS, "epochs": PROTOCOL_EPOCHS, "runs": args.runs,
-        "cores": cores, "cpu": cpu_model(), "cpu_mhz": mhz, "torch": torch.__version__,
+        "figure": f"wall seconds of one {FOLDS}-fold x {args.epochs}-epoch CV of AttentionFusion (batch 32, Adam, "
+                  "validation every epoch, test1 and test2), MER 2023-shaped random features; trainer, baseline "
+                  "loop shape and compute floor measured side by side, medians of the runs",
+        "under_load": busy,
+        "note": ("TAKEN UNDER LOAD: other jobs shared the cores; not the machine's figures" if busy
+                 else "idle machine (load average at most 0.5 per core before and after)"),
+        **summary(measured),
+        "epochs": args.epochs, "folds": FOLDS, "runs": args.runs, "items": ITEMS, "dims": DIMS, "tests": TESTS,
+        "device": args.device, "precision": args.precision, "baseline_threads": measured["baseline_threads"],
+        "cores": available_cores(), "cpu": cpu_model(), "torch": torch.__version__,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
-        "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "loadavg_before": load_before, "loadavg_after": load_after,
     }
-    write_result(result, args.out)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    if busy:
+        print("\n*** figures taken UNDER LOAD (load average above 0.5 per core): not the machine's ***", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -15,8 +16,41 @@ import typer
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
-                  rich_markup_mode=None)  # plain click help: no "<bool>" placeholder beside each flag
+
+class _App(typer.Typer):
+    """The `mer` entry point: expected errors (pipeline.errors.MerError) print their message without a
+    traceback, and Ctrl-C says what was interrupted; a bug keeps its traceback."""
+
+    def __call__(self, *args, **kwargs):
+        from pipeline.errors import MerError
+
+        try:
+            return super().__call__(*args, **kwargs)
+        except SystemExit as done:
+            if done.code == 130:   # typer's exit for KeyboardInterrupt
+                typer.echo(f"\nmer {_RUN['command']}: interrupted. Every committed store part is kept and nothing "
+                           "half-written is ever read: run the same command again to resume.", err=True)
+            raise
+        except MerError as err:
+            if _RUN["debug"] or os.environ.get("MER_DEBUG", "") not in ("", "0"):
+                raise
+            typer.echo(f"mer {_RUN['command']}: error: {err}\n(`mer --debug ...` or MER_DEBUG=1 shows the "
+                       "traceback)", err=True)
+            sys.exit(err.exit_code)
+
+
+_RUN = {"command": "", "debug": False}
+app = _App(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+           rich_markup_mode=None)  # plain click help: no "<bool>" placeholder beside each flag
+
+
+@app.callback()
+def _options(ctx: typer.Context,
+             debug: Annotated[bool, typer.Option("--debug", help="show the traceback of expected errors too "
+                                                 "(or set MER_DEBUG=1)")] = False,
+             version: Annotated[bool, typer.Option("--version", callback=lambda v: _version(v), is_eager=True,
+                                                   help="Print the version and exit.")] = False):
+    _RUN.update(command=ctx.invoked_subcommand or "", debug=debug)
 
 Params = Annotated[Path, typer.Option(help="params.yaml to read the stage's section from")]
 MANIFEST = Path("data/manifest.parquet")
@@ -31,12 +65,6 @@ def _version(value: bool) -> None:
 
         typer.echo(f"mer-pipeline {version('mer-pipeline')}")
         raise typer.Exit()
-
-
-@app.callback()
-def main_options(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                                       help="Print the version and exit.")] = False) -> None:
-    pass
 
 
 def _echo(result) -> None:
@@ -131,12 +159,15 @@ def export_features(store: Annotated[Path, typer.Argument(metavar="STORE", help=
 @app.command("import-features")
 def import_features(folder: Annotated[Path, typer.Argument(metavar="FOLDER", help="a features/<FEATURE_NAME>/ folder of <sample>.npy files")],
                     modality: Annotated[str, typer.Option(help="audio | visual | text")],
-                    out: Annotated[Path | None, typer.Option(help="feature store; default featurestore/features/<FEATURE_NAME>.zarr")] = None):
+                    out: Annotated[Path | None, typer.Option(help="feature store; default featurestore/features/<FEATURE_NAME>.zarr")] = None,
+                    replace: Annotated[bool, typer.Option("--replace", help="delete and replace a store at OUT that is "
+                                                          "not an import of this folder and modality")] = False):
     """Read pre-extracted features in the MER 2023 layout (1-D utterance vector or [T, D] frames per sample) into a
-    feature store keyed by sample id; select it for training with train.features.<modality>: <FEATURE_NAME>."""
+    feature store keyed by sample id; select it for training with train.features.<modality>: <FEATURE_NAME>.
+    A re-import of the same folder replaces the store whole; a failed import leaves it as it was."""
     from pipeline.store import exchange
 
-    _echo(exchange.import_npy(folder, modality, out or FEATURES / f"{folder.name}.zarr"))
+    _echo(exchange.import_npy(folder, modality, out or FEATURES / f"{folder.name}.zarr", replace=replace))
 
 
 @app.command()
@@ -234,9 +265,14 @@ def predict(clips: Annotated[list[Path], typer.Argument(metavar="CLIP...", help=
     """Recognise new clips with a trained fold ensemble: extract (extract.*), encode with the features the
     checkpoint was trained on (encode.features), then per clip the emotion, its probabilities and the valence.
     Refuses features that differ from the checkpoint's, naming the encoder."""
+    from pipeline.errors import InputError
     from pipeline.predict import predict_clips, write
 
-    typer.echo(write(predict_clips(clips, checkpoint, params, work), out))
+    frame = predict_clips(clips, checkpoint, params, work)
+    typer.echo(write(frame, out))
+    if (frame["error"] != "").all():
+        raise InputError(f"none of the {len(frame)} clips gave a prediction; each clip's reason is in its "
+                         f"'error' field{f' in {out}' if out else ' above'}")
 
 
 @app.command()

@@ -15,10 +15,11 @@ from typing import Any
 
 import yaml
 
+from pipeline.errors import MerError
 from pipeline.labels import MER_LABELS
 
 
-class ConfigError(ValueError):
+class ConfigError(MerError, ValueError):
     """params.yaml does not match what the code expects."""
 
 
@@ -112,6 +113,8 @@ class FusionParams:
     dropout: float = 0.3
     hidden: tuple[int, ...] = (256, 128)
     attention_norm: str = "none"     # none (the baseline's code) | softmax (the paper's Eq. 5)
+    precision: str = "fp32"          # fp32 | bf16 (autocast matmuls, fp32 weights, loss and Adam)
+    device: str = "cpu"              # cpu | cuda
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,65 @@ class EvaluateConfig:
     noise_view: str = "noisy"        # the view MER-NOISE (test2) is scored on
 
 
+def above(lo: float):
+    return (lambda v: v > lo), f"> {lo}"
+
+
+def at_least(lo: float):
+    return (lambda v: v >= lo), f">= {lo}"
+
+
+def within(lo: float, hi: float):
+    return (lambda v: lo <= v <= hi), f"in [{lo}, {hi}]"
+
+
+def one_of(*choices: str):
+    return (lambda v: v in choices), f"one of {', '.join(map(repr, choices))}"
+
+
+def listed(check=None):
+    """A non-empty list, each value passing `check`."""
+    ok, text = check or ((lambda v: True), "")
+    return (lambda v: len(v) > 0 and all(ok(x) for x in v)), "a non-empty list" + (f" of values {text}" if text else "")
+
+
+RATE = within(0, 1)
+# Allowed values per key, checked when params load: a bad value fails there, naming key, value and range,
+# instead of surfacing later as a ZeroDivisionError or a model trained with a negative learning rate.
+RANGES: dict[str, tuple] = {
+    "demo.n_train": at_least(0), "demo.n_test1": at_least(0), "demo.n_test2": at_least(0),
+    "demo.n_test3_labelled": at_least(0), "demo.n_unlabelled": at_least(0), "demo.seconds": above(0),
+    "demo.fps": above(0), "demo.size": at_least(32), "demo.n_speakers": at_least(1),
+    "demo.audio_strength": RATE, "demo.visual_strength": RATE, "demo.text_strength": RATE,
+    "prepare.max_reject_rate": RATE,
+    "extract.fps": above(0), "extract.max_frames": at_least(1), "extract.face_size": at_least(8),
+    "extract.sample_rate": above(0), "extract.min_face": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "extract.haar_scale_factor": above(1), "extract.executor": one_of("local", "dask"),
+    "extract.workers": at_least(0), "extract.clips_per_part": at_least(1), "extract.max_failure_rate": RATE,
+    "corrupt.snr_db": listed(), "corrupt.blur": listed((lambda v: v >= 1 and v & (v - 1) == 0, "a power of two")),
+    "encode.batch_size": at_least(1), "encode.max_failure_rate": RATE, "encode.items_per_part": at_least(1),
+    "encode.workers": at_least(1),
+    "train.epochs": at_least(1), "train.batch_size": at_least(1), "train.lr": above(0),
+    "train.weight_decay": at_least(0), "train.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "train.hidden": listed(at_least(1)), "train.attention_norm": one_of("none", "softmax"),
+    "train.model": one_of(*MODELS), "train.folds": at_least(2), "train.feature_norm": one_of("none", "standard"),
+    "train.seeds": listed(),
+    "train.lightgbm.n_estimators": at_least(1), "train.lightgbm.learning_rate": above(0),
+    "train.lightgbm.num_leaves": at_least(2), "train.lightgbm.min_child_samples": at_least(1),
+    "train.lightgbm.colsample_bytree": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "train.lightgbm.subsample": (lambda v: 0 < v <= 1, "in (0, 1]"), "train.lightgbm.reg_lambda": at_least(0),
+    "pseudolabel.eta": RATE, "pseudolabel.max_per_class": at_least(0), "pseudolabel.max_per_labelled": at_least(0),
+    "pseudolabel.weight": at_least(0),
+}
+
+
+def check_ranges(values: dict[str, Any], where: str) -> None:
+    for key, value in values.items():
+        ok, allowed = RANGES.get(f"{where}.{key}", (None, ""))
+        if ok is not None and not ok(value):
+            raise ConfigError(f"{where}.{key}: {value!r} is out of range; allowed: {allowed}")
+
+
 SECTIONS: dict[str, type] = {
     "base": BaseConfig,
     "demo": DemoConfig,
@@ -176,8 +238,13 @@ SECTIONS: dict[str, type] = {
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
-    with open(path, encoding="utf-8") as fh:
-        raw = yaml.safe_load(fh) or {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh) or {}
+    except FileNotFoundError as err:
+        raise ConfigError(f"{path}: no such params file; pass --params with the project's params.yaml") from err
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid YAML ({err}); fix the file") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     unknown = sorted(set(raw) - set(SECTIONS))
@@ -202,6 +269,7 @@ def build(cls: type, raw: dict[str, Any], where: str):
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(fields)}")
     hints = typing.get_type_hints(cls)
     values = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in raw.items()}
+    check_ranges(values, where)
     return cls(**values)
 
 

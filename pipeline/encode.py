@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline.config import EncoderSpec
+from pipeline.config import ConfigError, EncoderSpec
 from pipeline.encoders import ENCODERS, config_key, make_config, make_encoder
 from pipeline.encoders.base import is_silent
 from pipeline.executors import run_tasks
@@ -56,7 +56,7 @@ def _encoder(spec_name: str, options: str, runtime: tuple):
 def build_encoder(spec: EncoderSpec, runtime: dict):
     """One encoder per (spec, runtime) and process: tasks of a run share the loaded model."""
     if spec.encoder not in ENCODERS:
-        raise ValueError(f"unknown encoder {spec.encoder!r}; choices: {', '.join(sorted(ENCODERS))}")
+        raise ConfigError(f"unknown encoder {spec.encoder!r}; choices: {', '.join(sorted(ENCODERS))}")
     # options hold lists (layers): JSON text is their hashable form
     return _encoder(spec.encoder, json.dumps(spec.options, sort_keys=True), tuple(sorted(runtime.items())))
 

@@ -8,22 +8,29 @@ summary, so the same task runs unchanged on a `ProcessPoolExecutor` or a `distri
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from multiprocessing import get_context
 from typing import Any
 
 from tqdm import tqdm
+from pipeline.config import ConfigError
 
 EXECUTORS = ("local", "dask")
 
 
-def single_thread_worker() -> None:
+def single_thread_worker(parent: int = 0) -> None:
     """One process per core: stop each library from also spawning a thread per core.
 
     torch is not imported here (seconds of start-up a task may not need): it reads OMP_NUM_THREADS
-    when a task first imports it, and is told directly only if it is already loaded."""
+    when a task first imports it, and is told directly only if it is already loaded.
+    `parent`: the pool's process, whose death must end this worker (see die_with_parent)."""
+    if parent:
+        die_with_parent(parent)
     os.environ["OMP_NUM_THREADS"] = "1"
     import cv2
     import zarr
@@ -38,7 +45,7 @@ def run_tasks(fn: Callable, tasks: list[Any], executor: str = "local", workers: 
               address: str = "", desc: str = "") -> Iterator[Any]:
     """Yield fn(task) results as they complete, with a progress bar."""
     if executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}; choices: {', '.join(EXECUTORS)}")
+        raise ConfigError(f"unknown executor {executor!r}; choices: {', '.join(EXECUTORS)}")
     bar = tqdm(total=len(tasks), desc=desc, unit="part")
     results = _dask(fn, tasks, address) if executor == "dask" else _local(fn, tasks, workers)
     for result in results:
@@ -58,16 +65,64 @@ def _local(fn: Callable, tasks: list[Any], workers: int) -> Iterable[Any]:
         yield from map(fn, tasks)  # in-process: no start-up cost for small runs
         return
     # spawn, not fork: torch and OpenCV thread pools do not survive a fork
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=single_thread_worker) as pool:
-        for future in as_completed([pool.submit(fn, t) for t in tasks]):
-            yield future.result()
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=single_thread_worker,
+                               initargs=(os.getpid(),))
+    try:
+        with _sigterm_exits():
+            for future in as_completed([pool.submit(fn, t) for t in tasks]):
+                yield future.result()
+    except BaseException:
+        _terminate(pool)   # a failed task, Ctrl-C or SIGTERM: no worker goes on committing parts
+        raise
+    pool.shutdown()
+
+
+def die_with_parent(parent: int) -> None:
+    """Linux: have the kernel SIGKILL this process when its parent dies (kill -9 included), so no
+    worker outlives the run that started it. Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:   # the parent died before prctl took effect
+        os._exit(1)
+
+
+@contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """SIGTERM (a scheduler's or `kill`'s) raises SystemExit in the main thread, so the pool is torn
+    down on the way out instead of the process vanishing under its workers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def exit_(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, exit_)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Stop the pool now: cancel queued tasks and kill running workers (Python 3.11 has no public call)."""
+    processes = list((pool._processes or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.kill()
+    for process in processes:
+        process.join(timeout=5)
 
 
 def _dask(fn: Callable, tasks: list[Any], address: str) -> Iterable[Any]:
     from distributed import Client, as_completed as dask_completed
 
     if not address:
-        raise ValueError("executor 'dask' needs a scheduler address (extract.dask_address / encode.dask_address)")
+        raise ConfigError("executor 'dask' needs a scheduler address (extract.dask_address / encode.dask_address)")
     with Client(address) as client:
         client.run(single_thread_worker)
         for future in dask_completed(client.map(fn, tasks, pure=False)):

@@ -22,7 +22,8 @@ from pipeline.config import ExtractConfig
 from pipeline.executors import local_workers, run_tasks
 from pipeline.media.asr import transcribe
 from pipeline.corrupt import CorruptSpec, corrupt_clip, draw_params, make_source
-from pipeline.media.decode import IMAGE_SUFFIXES, MediaError, decode_clip, read_audio_file, read_frames, read_image, reencode
+from pipeline.media.decode import (IMAGE_SUFFIXES, MediaError, check_unchanged, decode_clip, read_audio_file, read_frames,
+                                   read_image, reencode)
 from pipeline.media.faces import extract_faces, make_detector
 from pipeline.store.media import MediaItem, MediaStore, digest, params_hash
 
@@ -176,6 +177,8 @@ def extract_item(row: dict, root: Path, cfg: ExtractConfig, detector, corrupt=No
         if clean is not None:
             _corrupt_clean_item(item, clean, corrupt)
     if clean is None and isinstance(row["path"], str) and row["path"]:  # text-only rows have no path (None or NaN)
+        if isinstance(row.get("media_hash"), str):
+            check_unchanged(root / row["path"], row["media_hash"])
         with step("decode"):
             frames, item.audio, times, warnings = _read_media(root / row["path"], cfg)
         item.meta["warnings"] = warnings

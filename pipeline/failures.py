@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline.errors import MerError
 
-class TooManyFailures(RuntimeError):
-    pass
+
+class TooManyFailures(MerError, RuntimeError):
+    """More than a stage's max_failure_rate of its items failed."""
 
 
 def check_failure_rate(failed: int, total: int, max_rate: float, stage: str, reasons: str) -> None:

@@ -20,12 +20,13 @@ import pandas as pd
 from pipeline.config import load_section
 from pipeline.datasets import Candidate, validate
 from pipeline.encode import encode_feature
+from pipeline.errors import InputError
 from pipeline.extract import extract
 from pipeline.labels import MER_LABELS
+from pipeline.store.lock import store_lock
 from pipeline.training import checkpoint
 from pipeline.training.data import load_table, normalized
 from pipeline.training.run import model_input
-
 
 
 def prob_columns(labels) -> list[str]:
@@ -35,7 +36,7 @@ def prob_columns(labels) -> list[str]:
 def clip_manifest(clips: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
     """(manifest, rejects, root) for the clips, validated like a corpus; ids are file stems, made unique."""
     if not clips:
-        raise ValueError("no clips given")
+        raise InputError("no clips given")
     paths = [Path(c).resolve() for c in clips]
     root = Path(os.path.commonpath([p.parent for p in paths]))
     seen: dict[str, int] = {}
@@ -57,7 +58,8 @@ def predict_clips(clips: list[Path], checkpoint_dir: Path, params: Path, work: P
     manifest, rejects, root = clip_manifest(clips)
     errors = dict(zip(rejects["sample_id"], rejects["reason"]))
     if len(manifest):
-        frame = _predict_manifest(ckpt, manifest, root, params, Path(work))
+        with store_lock(Path(work) / "media.zarr"):   # the work folder's stores take one writer at a time
+            frame = _predict_manifest(ckpt, manifest, root, params, Path(work))
     else:
         frame = pd.DataFrame(columns=["sample_id", "emotion", *prob_columns(ckpt.labels), "valence", "modalities"])
     errors |= {sid: "no usable modality (extraction failed or nothing found)"

@@ -12,9 +12,11 @@ import pandas as pd
 import zarr
 
 from pipeline.config import CorruptConfig, load_section
+from pipeline.errors import require
 from pipeline.corrupt import CorruptSpec
 from pipeline.extract import Corruption, extract
 from pipeline.failures import write_failures
+from pipeline.store.lock import store_lock
 from pipeline.store.media import MediaStore
 
 
@@ -41,15 +43,16 @@ def run(params: Path, manifest: Path, clean: Path, out: Path, failures: Path) ->
     extract_cfg = load_section("extract", params)
     seed = load_section("base", params).seed
     root = Path(load_section("prepare", params).root)
-    rows = pd.read_parquet(manifest)
+    rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
     rows = rows[rows["split"].isin(cfg.splits)]
-    zarr.open_group(str(out), mode="a")
     pool = babble_pool(clean, pd.read_parquet(manifest))
     summaries, failed = {}, []
-    # a corpus with none of corrupt.splits (e.g. train and test1 only) has nothing to corrupt
-    for name, spec in (view_specs(cfg, seed) if len(rows) else {}).items():
-        corruption = Corruption(spec, cfg.reencode, str(clean), pool)
-        summaries[name], view_failures = extract(rows, root, out / name, extract_cfg, corruption)
-        failed += [f | {"view": name} for f in view_failures]
+    with store_lock(out):   # one lock for the whole store of views
+        zarr.open_group(str(out), mode="a")
+        # a corpus with none of corrupt.splits (e.g. train and test1 only) has nothing to corrupt
+        for name, spec in (view_specs(cfg, seed) if len(rows) else {}).items():
+            corruption = Corruption(spec, cfg.reencode, str(clean), pool)
+            summaries[name], view_failures = extract(rows, root, out / name, extract_cfg, corruption)
+            failed += [f | {"view": name} for f in view_failures]
     write_failures(failed, len(rows) * len(summaries), failures, extract_cfg.max_failure_rate, "corrupt")
     return summaries

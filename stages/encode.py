@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
-from pipeline.config import load_section
+from pipeline.config import ConfigError, load_section
 from pipeline.encode import encode_feature
 from pipeline.failures import check_failure_rate
+from pipeline.store.lock import store_lock
 
 
 def media_views(clean: Path, corrupted: Path | None) -> list[Path]:
@@ -17,10 +18,12 @@ def media_views(clean: Path, corrupted: Path | None) -> list[Path]:
 def run(params: Path, feature: str, clean: Path, corrupted: Path | None, out: Path) -> dict:
     cfg = load_section("encode", params)
     if feature not in cfg.features:
-        raise KeyError(f"encode.features has no feature {feature!r}; defined: {sorted(cfg.features)}")
+        raise ConfigError(f"encode.features has no feature {feature!r}; defined: {sorted(cfg.features)}")
     extract_cfg = load_section("extract", params)
-    summary = encode_feature(cfg.features[feature], media_views(clean, corrupted), out, cfg.batch_size, cfg.device,
-                             extract_cfg.executor, cfg.workers, extract_cfg.dask_address, cfg.items_per_part)
+    with store_lock(out):
+        summary = encode_feature(cfg.features[feature], media_views(clean, corrupted), out, cfg.batch_size,
+                                 cfg.device, extract_cfg.executor, cfg.workers, extract_cfg.dask_address,
+                                 cfg.items_per_part)
     check_failure_rate(summary["failed"], summary["encoded"], cfg.max_failure_rate, "encode",
                        f"{out} (encoder {cfg.features[feature].encoder!r}; its index gives each missing item's reason)")
     return summary

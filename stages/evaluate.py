@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import load_section
+from pipeline.errors import require
 from pipeline.labels import manifest_labels
 from pipeline import evaluation as ev
 
@@ -18,7 +19,7 @@ from pipeline import evaluation as ev
 def run(params: Path, manifest: Path, predictions: Path, semi_predictions: Path, cv_metrics: Path,
         out: Path, submissions: Path) -> dict:
     cfg = load_section("evaluate", params)
-    rows = pd.read_parquet(manifest)
+    rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
     cv = json.loads(cv_metrics.read_text())
     main = cv["main_subset"]
     noise_test = f"test2@{cfg.noise_view}"

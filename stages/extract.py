@@ -5,14 +5,17 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import load_section
+from pipeline.errors import require
 from pipeline.extract import extract
 from pipeline.failures import write_failures
+from pipeline.store.lock import store_lock
 
 
 def run(params: Path, manifest: Path, store: Path, failures: Path) -> dict:
     cfg = load_section("extract", params)
     root = Path(load_section("prepare", params).root)
-    rows = pd.read_parquet(manifest)
-    summary, failed = extract(rows, root, store, cfg)
+    with store_lock(store):
+        rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
+        summary, failed = extract(rows, root, store, cfg)
     write_failures(failed, len(rows), failures, cfg.max_failure_rate, "extract")
     return summary

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from pipeline import evaluation as ev
 from pipeline.config import ConfigError, PseudolabelConfig, TrainConfig, load_section
+from pipeline.errors import require
 from pipeline.labels import manifest_labels, predicted_labels
 from pipeline.training import semi
 from pipeline.training.data import Table
@@ -35,7 +36,7 @@ def run(params: Path, round_name: str, manifest: Path, clean: Path, corrupted: P
     # one bar per round: the retraining step is the long one (folds x epochs of the main subset)
     with tqdm(total=len(STEPS), desc=f"pseudolabel {round_name}", unit="step") as bar:
         bar.set_postfix_str(STEPS[0])
-        rows = pd.read_parquet(manifest)
+        rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
         labels = manifest_labels(rows)
         main = json.loads(cv_metrics.read_text())["main_subset"]
         start = model_predictions(pd.read_parquet(start_path), main, train_cfg.seeds[0])

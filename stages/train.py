@@ -7,11 +7,15 @@ model's training curves, one file per fold (metrics/train_curves/), and the main
 """
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pandas as pd
+from tqdm import tqdm
 
 from pipeline.config import load_section
+from pipeline.errors import require
 from pipeline.training.metrics import over_seeds
 from pipeline.labels import manifest_labels
 from pipeline.training import checkpoint
@@ -25,7 +29,7 @@ def run(params: Path, manifest: Path, clean: Path, corrupted: Path | None, featu
         predictions: Path, metrics: Path, curves: Path, checkpoint_dir: Path | None = None) -> dict:
     cfg = load_section("train", params)
     features = {modality: features_dir / f"{name}.zarr" for modality, name in cfg.features.items()}
-    rows = pd.read_parquet(manifest)
+    rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
     labels = manifest_labels(rows)
     tables = load_tables(rows, Views(clean, corrupted_views(corrupted)), features, cfg.feature_norm, labels)
     for out in (predictions, metrics):
@@ -34,9 +38,12 @@ def run(params: Path, manifest: Path, clean: Path, corrupted: Path | None, featu
     labelled = tables["train"].y >= 0
     coverage = {m: int(p[labelled].sum()) for m, p in tables["train"].present.items()}
     subsets = usable_subsets(cfg, tuple(m for m, n in coverage.items() if n))
+    bar = progress_bar(len(cfg.seeds) * len(subsets))
     for seed in cfg.seeds:
         for subset in subsets:
+            bar.set_postfix_str(f"subset {subset} seed {seed}")
             result, train_ids = run_subset(tables, subset, cfg, seed)
+            bar.update()
             frames.append(predictions_frame(result, train_ids, tables, subset, seed))
             summaries.append(cv_summary(result, subset, seed, len(train_ids)))
             if subset == subsets[-1] and seed == cfg.seeds[0]:
@@ -45,11 +52,18 @@ def run(params: Path, manifest: Path, clean: Path, corrupted: Path | None, featu
                     records = {m: checkpoint.feature_record(cfg.features[m], features[m]) for m in result.modalities}
                     checkpoint.save(checkpoint_dir, result, records, tables["train"].norm,
                                     {"subset": subset, "seed": seed, "feature_norm_kind": cfg.feature_norm}, labels)
+    bar.close()
     pd.concat(frames, ignore_index=True).to_parquet(predictions, index=False)
     report = {"main_subset": subsets[-1], "model": cfg.model, "labels": list(labels), "seeds": list(cfg.seeds),
               "train_items_with": coverage, "over_seeds": over_seeds_by_subset(summaries), "runs": summaries}
     metrics.write_text(json.dumps(report, indent=2))
     return report
+
+
+def progress_bar(total: int) -> tqdm:
+    """Models trained so far, on stderr; off when stderr is not a terminal or MER_PROGRESS=0."""
+    off = not sys.stderr.isatty() or os.environ.get("MER_PROGRESS", "1") == "0"
+    return tqdm(total=total, desc="train", unit="model", file=sys.stderr, disable=off)
 
 
 def over_seeds_by_subset(summaries: list[dict]) -> dict[str, dict]:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from pipeline.training.cv import (TestSet, TrainConfig, build_model, cross_validate, fold_indices, fold_seed,
-                                  make_folds, train_fold_reference)
+                                  make_folds)
 from pipeline.training.lgbm import LGBMConfig, cross_validate_lgbm
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+from baseline_loop import train_fold_reference  # noqa: E402  (the baseline's loop shape, outside the package)
 
 FAST = TrainConfig(epochs=12, batch_size=32, hidden=(32, 16), threads=1)
 
@@ -153,3 +158,52 @@ def test_lightgbm_on_the_same_folds():
     assert res.cv["f1_weighted"] > 0.5 and res.tests["t"].fold_logits.shape == (5, 30, 6)
     again = cross_validate_lgbm(X, present, y, v, folds, cfg, {"t": TestSet(Xt, None, yt, vt)})
     assert np.array_equal(res.oof_logits, again.oof_logits)  # deterministic
+
+
+# ---------------------------------------------------------------- precision, device, threads
+
+def test_bf16_figures_stay_within_the_seed_spread_of_fp32():
+    """bf16 autocast changes the arithmetic (other logits) but not what the model learns: its CV
+    figures lie within the spread of fp32 over seeds."""
+    X, y, v = synthetic(400, noise=1.0)
+    folds = make_folds(400, 5, 0, y)
+    fp32 = [cross_validate(X, None, y, v, folds, dataclasses.replace(FAST, seed=s)) for s in range(3)]
+    bf16 = cross_validate(X, None, y, v, folds, dataclasses.replace(FAST, precision="bf16"))
+    assert not np.array_equal(bf16.oof_logits, fp32[0].oof_logits)  # bf16 did run
+    for key in ("f1_weighted", "combined"):
+        runs = np.array([r.cv[key] for r in fp32])
+        spread = runs.max() - runs.min()
+        assert runs.min() - spread <= bf16.cv[key] <= runs.max() + spread, (key, runs, bf16.cv[key])
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    X, y, v = synthetic(200)
+    folds = make_folds(200, 5, 0, y)
+    one = cross_validate(X, None, y, v, folds, dataclasses.replace(FAST, epochs=3, threads=1))
+    two = cross_validate(X, None, y, v, folds, dataclasses.replace(FAST, epochs=3, threads=2))
+    assert np.array_equal(one.oof_logits, two.oof_logits)
+
+
+def test_unknown_precision_and_missing_cuda_are_refused():
+    X, y, v = synthetic(60)
+    folds = make_folds(60, 3, 0, y)
+    with pytest.raises(ValueError, match="train.precision: 'fp8' is not one of fp32, bf16"):
+        cross_validate(X, None, y, v, folds, dataclasses.replace(FAST, precision="fp8"))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torch sees no CUDA device"):
+            cross_validate(X, None, y, v, folds, dataclasses.replace(FAST, device="cuda"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_gives_the_cpu_figures():
+    X, y, v = synthetic(300)
+    Xt, yt, vt = synthetic(40, seed=1)
+    folds = make_folds(300, 5, 0, y)
+    cfg = dataclasses.replace(FAST, dropout=0.0)  # dropout masks come from different generators on CUDA
+    tests = {"t": TestSet(Xt, None, yt, vt)}
+    cpu = cross_validate(X, None, y, v, folds, cfg, tests)
+    gpu = cross_validate(X, None, y, v, folds, dataclasses.replace(cfg, device="cuda"), tests)
+    for key in ("f1_weighted", "valence_mse"):
+        assert gpu.cv[key] == pytest.approx(cpu.cv[key], abs=0.05), key
+    assert np.allclose(gpu.tests["t"].logits, cpu.tests["t"].logits, atol=0.05)

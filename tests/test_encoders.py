@@ -339,3 +339,39 @@ def test_pickled_code_in_bin_weights_is_never_run(tmp_path):
     with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
         make_encoder("hf-audio", {"model_path": str(evil)})
     assert not marker.exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("autocast", ["fp16", "bf16"])
+def test_cuda_autocast_vectors_match_fp32_and_are_finite(audio_models, bert_path, autocast):
+    """Mixed precision on CUDA gives the fp32 CPU vectors within a relative tolerance, never NaN/inf."""
+    wave, text = noise(0.1), "the man is playing guitar today"
+    for name, options, item in (("hf-audio", {"model_path": audio_models["hubert"]}, wave),
+                                ("hf-text", {"model_path": bert_path}, text)):
+        ref = make_encoder(name, options, device="cpu").encode([item])[0]
+        got = make_encoder(name, {**options, "autocast": autocast}, device="cuda").encode([item])[0]
+        assert np.isfinite(got).all(), (name, autocast)
+        scale = np.abs(ref).max()
+        np.testing.assert_allclose(got, ref, atol=0.05 * scale, err_msg=f"{name} {autocast}")
+
+
+def test_out_of_memory_batches_are_retried_in_halves():
+    """A forward that runs out of CUDA memory above 3 items still encodes all 10, in smaller batches;
+    one item that does not fit is the error it is."""
+    from pipeline.encoders.base import halving_on_oom
+
+    sizes = []
+
+    def forward(items):
+        sizes.append(len(items))
+        if len(items) > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return [x * 2 for x in items]
+
+    assert halving_on_oom(forward, list(range(10))) == [x * 2 for x in range(10)]
+    assert max(s for s in sizes if s <= 3) <= 3 and sizes[0] == 10
+    with pytest.raises(torch.OutOfMemoryError):
+        halving_on_oom(lambda items: (_ for _ in ()).throw(torch.OutOfMemoryError("oom")), [1])
+    with pytest.raises(ValueError):  # other errors are not retried
+        halving_on_oom(lambda items: (_ for _ in ()).throw(ValueError("bad input")), [1, 2])

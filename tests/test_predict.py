@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -126,3 +130,16 @@ def test_lightgbm_checkpoint_predicts_like_its_training_run(trained, tmp_path):
     assert np.allclose([record["probabilities"][c] for c in MER_LABELS],
                        softmax(expected[LOGIT_COLUMNS].to_numpy(float)), atol=1e-6)
     assert record["valence"] == pytest.approx(expected["valence"], abs=1e-6)
+
+
+def test_predict_fails_when_every_clip_failed(trained, tmp_path):
+    """Each clip's reason is printed, and the exit code says that nothing was recognised (a real `mer`)."""
+    (tmp_path / "garbled.mp4").write_bytes(b"not a video")
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["mer", "predict", str(tmp_path / "garbled.mp4"), str(tmp_path / "absent.mp4"),
+                           "--checkpoint", str(trained / "checkpoint"), "--params", str(trained / "params.yaml")],
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "none of the 2 clips gave a prediction" in done.stderr
+    errors = {r["sample_id"]: r["error"] for r in json.loads(done.stdout)}
+    assert "missing file" in errors["absent"] and errors["garbled"]

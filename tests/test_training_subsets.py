@@ -98,3 +98,27 @@ def test_another_label_set_gives_one_logit_per_class():
     frame = predictions_frame(result, train_ids, tables, "A", 0)
     assert result.oof_logits.shape == (80, 8)
     assert [c for c in frame.columns if c.startswith("logit_")] == [f"logit_{c}" for c in ravdess]
+
+
+def test_train_progress_bar_only_on_a_terminal(monkeypatch):
+    import io
+
+    from stages.train import progress_bar
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    bar = progress_bar(7)
+    bar.set_postfix_str("subset AV seed 0")
+    bar.update()
+    bar.close()
+    assert "1/7" in terminal.getvalue() and "subset AV seed 0" in terminal.getvalue()
+    monkeypatch.setenv("MER_PROGRESS", "0")
+    assert progress_bar(7).disable
+    monkeypatch.delenv("MER_PROGRESS")
+    monkeypatch.setattr("sys.stderr", io.StringIO())  # not a terminal (a DVC log, CI)
+    assert progress_bar(7).disable
+

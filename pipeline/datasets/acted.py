@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.datasets.base import Candidate, Excluded, Reject
+from pipeline.errors import MissingInput
 
 RAVDESS_NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
 RAVDESS_MODALITY = {"01": "audio-video", "02": "video", "03": "audio"}
@@ -55,14 +56,14 @@ class _Parsed:
 def read_ravdess(root: Path, test_speakers: Iterable[str] = ()) -> Iterator[Candidate]:
     files = _files(root, RAVDESS_SUFFIXES)
     if not files:
-        raise FileNotFoundError(f"{root}: no RAVDESS files (*.mp4, *.wav named like 03-01-06-01-02-01-12.wav)")
+        raise MissingInput(f"{root}: no RAVDESS files (*.mp4, *.wav named like 03-01-06-01-02-01-12.wav)")
     yield from _one_per_performance((_ravdess(root, f, set(test_speakers)) for f in files))
 
 
 def read_cremad(root: Path, test_speakers: Iterable[str] = ()) -> Iterator[Candidate]:
     files = _files(root, set(CREMAD_SUFFIXES))
     if not files:
-        raise FileNotFoundError(f"{root}: no CREMA-D files (*.flv, *.wav named like 1001_DFA_ANG_XX.flv)")
+        raise MissingInput(f"{root}: no CREMA-D files (*.flv, *.wav named like 1001_DFA_ANG_XX.flv)")
     yield from _one_per_performance((_cremad(root, f, set(test_speakers)) for f in files))
 
 

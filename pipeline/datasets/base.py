@@ -10,18 +10,21 @@ Media kinds: a video (with or without audio), an audio file, a still image, a fo
 
 from __future__ import annotations
 
-import hashlib
+import csv
+import io
 import json
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 
 import av
 import pandas as pd
 
+from pipeline.errors import InputError
 from pipeline.labels import PLACEHOLDER_VALENCE, VALENCE_RANGE
-from pipeline.media.decode import IMAGE_SUFFIXES, frame_files
+from pipeline.media.decode import IMAGE_SUFFIXES, file_hash, frame_files
 
 SPLITS = ("train", "test1", "test2", "test3")
 
@@ -54,14 +57,6 @@ class Reject(Exception):
 
 class Excluded(Reject):
     """Left out on purpose (its label maps to "" in prepare.label_map): recorded, not counted as a reject."""
-
-
-def file_hash(path: Path) -> str:
-    """sha256 of a file, or of a frame folder's file names and contents."""
-    if path.is_dir():
-        return hashlib.sha256("".join(f"{f.name}:{file_hash(f)}\n" for f in frame_files(path)).encode()).hexdigest()
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def resolve_inside(root: Path, rel: str) -> Path:
@@ -136,7 +131,8 @@ def validate(
             rows.append(_check(cand, root, labels, label_map, seen))
             seen.add(cand.sample_id)
         except Reject as rej:
-            rejects.append({"sample_id": cand.sample_id, "split": cand.split, "path": cand.path,
+            rejects.append({"sample_id": printable(cand.sample_id), "split": printable(cand.split),
+                            "path": printable(cand.path),
                             "reason": rej.reason, "excluded": isinstance(rej, Excluded)})
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     return manifest, pd.DataFrame(rejects, columns=["sample_id", "split", "path", "reason", "excluded"])
@@ -145,6 +141,9 @@ def validate(
 def _check(cand: Candidate, root: Path, labels, label_map, seen: set[str]) -> dict:
     if cand.skip is not None:
         raise cand.skip
+    for what, text in (("file name", cand.path), ("sample id", cand.sample_id)):
+        if isinstance(text, str) and not _utf8(text):
+            raise Reject(f"{what} is not valid UTF-8: {printable(text)}; rename it")
     if cand.sample_id in seen:
         raise Reject(f"duplicate sample id {cand.sample_id!r}")
     if cand.split not in SPLITS:
@@ -177,7 +176,52 @@ def _check(cand: Candidate, root: Path, labels, label_map, seen: set[str]) -> di
     }
 
 
+def csv_rows(path: Path) -> Iterator[tuple[int, dict | Reject]]:
+    """(line, row) per data row of a CSV file, empty fields as None; a row that cannot be read as the header
+    says (bytes that are not UTF-8, more fields than the header) comes as a Reject with the reason, so it
+    costs that row only. A header that is not UTF-8 is an InputError naming the file."""
+    text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")   # undecodable bytes kept, found below
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if header is None:
+        return
+    if not all(map(_utf8, header)):
+        raise InputError(f"{path}: line 1 (the header) is not valid UTF-8: save the file as UTF-8")
+    while header and header[-1] == "":   # a trailing comma on the header line: no column
+        header = header[:-1]
+    line = reader.line_num
+    for fields in reader:
+        start, line = line + 1, reader.line_num
+        if not any(fields):
+            continue
+        if not all(map(_utf8, fields)):
+            yield start, Reject(f"line {start}: not valid UTF-8 (another encoding?): save {path.name} as UTF-8")
+        elif len(fields) > len(header) and any(fields[len(header):]):
+            yield start, Reject(f"line {start}: {len(fields)} fields but the header has {len(header)} "
+                                f"(a trailing comma or an unquoted comma in a value?)")
+        else:
+            yield start, {name: value or None for name, value in zip_longest(header, fields[:len(header)])}
+
+
 def iter_csv(path: Path) -> Iterator[dict]:
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    for record in frame.to_dict("records"):
-        yield {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
+    """The rows of a CSV file that must be whole (labels, transcripts): a bad row is an error naming it."""
+    for line, row in csv_rows(path):
+        if isinstance(row, Reject):
+            raise InputError(f"{path}: {row.reason}")
+        yield row
+
+
+def _utf8(text: str) -> bool:
+    """False when the text holds bytes that were not UTF-8 (decoded with surrogateescape)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(text: str | None) -> str | None:
+    """Text safe to write anywhere: bytes that were not UTF-8 shown as \\xNN escapes."""
+    if text is None:
+        return None
+    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from pipeline.datasets.base import Candidate, iter_csv
+from pipeline.datasets.base import Candidate, Reject, csv_rows
+from pipeline.errors import InputError, MissingInput
 
 REQUIRED = ("path", "split")
 
@@ -17,11 +18,14 @@ REQUIRED = ("path", "split")
 def read_csv_manifest(root: Path, manifest: str) -> Iterator[Candidate]:
     path = root / manifest
     if not path.is_file():
-        raise FileNotFoundError(f"manifest {path} not found: set prepare.root and prepare.manifest")
-    for i, row in enumerate(iter_csv(path)):
+        raise MissingInput(f"manifest {path} not found: set prepare.root and prepare.manifest")
+    for i, (line, row) in enumerate(csv_rows(path)):
+        if isinstance(row, Reject):
+            yield Candidate(f"{manifest}:{line}", "", None, skip=row)
+            continue
         missing = [c for c in REQUIRED if c not in row]
         if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; required: {list(REQUIRED)}")
+            raise InputError(f"{path}: missing column(s) {missing}; required: {list(REQUIRED)}")
         media = row["path"] or None
         sample_id = row.get("sample_id") or (PurePosixPath(media).stem if media else f"row{i:06d}")
         yield Candidate(

@@ -21,13 +21,14 @@ import numpy as np
 
 from pipeline.datasets.base import SPLITS, Candidate, iter_csv
 from pipeline.labels import PLACEHOLDER_VALENCE
+from pipeline.errors import InputError, MissingInput
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".flv", ".webm"}
 
 
 def read_mer2023(root: Path) -> Iterator[Candidate]:
     if not (root / "train").is_dir():
-        raise FileNotFoundError(f"{root}/train/ not found: prepare.root must point at the MER 2023 release folder")
+        raise MissingInput(f"{root}/train/ not found: prepare.root must point at the MER 2023 release folder")
     labels = _labels(root)
     transcripts = _transcripts(root / "transcription.csv")
     for split in SPLITS:
@@ -101,10 +102,10 @@ def read_label_npz(path: Path) -> dict[str, dict[str, dict]]:
 
 def _checked_corpus(corpus, member: str) -> dict[str, dict]:
     if not isinstance(corpus, dict):
-        raise ValueError(f"label-6way.npz:{member}: expected a dict, got {type(corpus).__name__}")
+        raise InputError(f"label-6way.npz:{member}: expected a dict, got {type(corpus).__name__}")
     for name, item in corpus.items():
         ok = (isinstance(name, str) and isinstance(item, dict) and isinstance(item.get("emo"), str)
               and isinstance(item.get("val"), (int, float, np.number)) and not math.isnan(float(item["val"])))
         if not ok:
-            raise ValueError(f"label-6way.npz:{member}: malformed entry {name!r}: {item!r}")
+            raise InputError(f"label-6way.npz:{member}: malformed entry {name!r}: {item!r}")
     return corpus

@@ -8,13 +8,14 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline.config import PrepareConfig
+from pipeline.config import ConfigError, PrepareConfig
+from pipeline.errors import MerError
 from pipeline.datasets import ADAPTERS, validate
 from pipeline.labels import manifest_labels
 
 
-class TooManyRejects(RuntimeError):
-    pass
+class TooManyRejects(MerError, RuntimeError):
+    """More than prepare.max_reject_rate of the corpus rows were rejected (or there were none)."""
 
 
 @dataclass
@@ -39,34 +40,45 @@ def modality_counts(manifest: pd.DataFrame) -> dict[str, int]:
 def check_labels(cfg: PrepareConfig) -> tuple[str, ...]:
     labels = tuple(cfg.labels)
     if not labels or len(set(labels)) != len(labels):
-        raise ValueError(f"prepare.labels: need a non-empty list of distinct labels, got {list(labels)}")
+        raise ConfigError(f"prepare.labels: need a non-empty list of distinct labels, got {list(labels)}")
     wrong = {k: v for k, v in cfg.label_map.items() if v != "" and v not in labels}
     if wrong:
-        raise ValueError(f"prepare.label_map maps onto labels outside prepare.labels: {wrong}")
+        raise ConfigError(f"prepare.label_map maps onto labels outside prepare.labels: {wrong}")
     return labels
 
 
 def prepare(cfg: PrepareConfig, manifest_out: Path, rejects_out: Path) -> PrepareResult:
     if cfg.adapter not in ADAPTERS:
-        raise ValueError(f"prepare.adapter: unknown adapter {cfg.adapter!r}; choices: {sorted(ADAPTERS)}")
+        raise ConfigError(f"prepare.adapter: unknown adapter {cfg.adapter!r}; choices: {sorted(ADAPTERS)}")
     root = Path(cfg.root)
     if not root.is_dir():
-        raise FileNotFoundError(f"prepare.root: {root} is not a directory")
+        raise ConfigError(f"prepare.root: {root} is not a directory")
     labels = check_labels(cfg)
     candidates = tqdm(ADAPTERS[cfg.adapter](cfg, root), desc="prepare", unit="item")
     manifest, rejects = validate(candidates, root, labels, cfg.label_map)
     manifest.attrs["labels"] = list(labels)  # stored in the Parquet file; training reads it from there
     result = PrepareResult(manifest, rejects)
-    manifest_out.parent.mkdir(parents=True, exist_ok=True)
     rejects_out.parent.mkdir(parents=True, exist_ok=True)
-    manifest.to_parquet(manifest_out, index=False)
     rejects.to_csv(rejects_out, index=False)
-    n_bad = int((~rejects["excluded"].astype(bool)).sum())
-    total = len(manifest) + n_bad
-    rate = n_bad / total if total else 1.0
-    if total == 0 or rate > cfg.max_reject_rate:
+    manifest_out.unlink(missing_ok=True)   # no stage may go on with a manifest this run did not pass
+    check_reject_rate(result, cfg, rejects_out)
+    manifest_out.parent.mkdir(parents=True, exist_ok=True)
+    manifest.to_parquet(manifest_out, index=False)
+    return result
+
+
+def check_reject_rate(result: PrepareResult, cfg: PrepareConfig, rejects_out: Path) -> None:
+    """The gate before the manifest is written: some items, and at most prepare.max_reject_rate rejected."""
+    n_bad = int((~result.rejects["excluded"].astype(bool)).sum())
+    total = len(result.manifest) + n_bad
+    if total == 0:
+        raise TooManyRejects(f"the {cfg.adapter} adapter found no items at {cfg.root}"
+                             + (f" ({cfg.manifest} has no data rows)" if cfg.adapter == "csv" else "")
+                             + f"; {len(result.rejects)} left out by prepare.label_map. Point prepare.root "
+                               f"(and prepare.manifest) at the corpus.")
+    rate = n_bad / total
+    if rate > cfg.max_reject_rate:
         raise TooManyRejects(
             f"{n_bad} of {total} rows rejected ({rate:.1%} > prepare.max_reject_rate "
             f"{cfg.max_reject_rate:.1%}); see {rejects_out}. {result.summary()}"
         )
-    return result

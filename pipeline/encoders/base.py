@@ -13,13 +13,14 @@ from typing import ClassVar
 
 import numpy as np
 
+from pipeline.errors import MerError
 from pipeline.environment import missing_packages, versions  # noqa: F401 - the encoders' import point
 
 SAMPLE_RATE = 16000
 SILENCE_RMS = 1e-5  # below this a waveform carries no signal, only dither or digital zeros
 
 
-class EncoderUnavailable(RuntimeError):
+class EncoderUnavailable(MerError, RuntimeError):
     """The encoder cannot run here; the message says why and how to fix it."""
 
 
@@ -94,7 +95,7 @@ class Encoder(ABC):
         out: list[np.ndarray | None] = [None] * len(batch)
         order = sorted((i for i, item in enumerate(batch) if usable(item)), key=lambda i: length(batch[i]))
         for chunk in self._chunks(order, size):
-            for i, vec in zip(chunk, forward([batch[i] for i in chunk]), strict=True):
+            for i, vec in zip(chunk, halving_on_oom(forward, [batch[i] for i in chunk]), strict=True):
                 out[i] = vec
         return out
 
@@ -112,7 +113,8 @@ class VisualEncoder(Encoder):
     def encode_frames(self, batch: Sequence) -> list[np.ndarray | None]:
         counts = [_frame_count(item) for item in batch]
         frames = [frame for item in batch for frame in item]
-        chunks = [self.embed_frames(list(chunk)) for chunk in self._chunks(frames)]
+        chunks = [np.stack(halving_on_oom(lambda fr: list(self.embed_frames(fr)), list(chunk)))
+                  for chunk in self._chunks(frames)]
         embedded = np.concatenate(chunks) if chunks else np.empty((0, 0), np.float32)
         bounds = np.cumsum([0, *counts])
         return [finite_or_none(embedded[a:b]) if b > a else None for a, b in zip(bounds, bounds[1:])]
@@ -122,6 +124,22 @@ class VisualEncoder(Encoder):
 
     def _dummy(self):
         return np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+
+
+def halving_on_oom(forward, items: list) -> list:
+    """forward(items); on a CUDA out-of-memory error, the same items again in two halves (down to one
+    item, where the error stands), so a batch too big for the GPU slows the stage instead of failing it.
+    forward maps a list of items to a list with one entry per item."""
+    try:
+        return forward(items)
+    except RuntimeError as error:  # torch.OutOfMemoryError, without importing torch here
+        if type(error).__name__ != "OutOfMemoryError" or len(items) < 2:
+            raise
+    import torch
+
+    torch.cuda.empty_cache()
+    half = len(items) // 2
+    return [*halving_on_oom(forward, items[:half]), *halving_on_oom(forward, items[half:])]
 
 
 def finite_or_none(vec) -> np.ndarray | None:

@@ -9,8 +9,10 @@ start. When the container does not state a duration, sampling stops after max_fr
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -18,6 +20,8 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+
+from pipeline.errors import MerError
 
 # Tolerance when comparing frame times to targets: pts are rounded to the stream time base.
 _TIME_EPS = 1e-3
@@ -27,6 +31,13 @@ _VFR_DEVIATION = 0.25
 _VFR_SHARE = 0.1
 # Media ending before this fraction of the stated duration is reported as truncated.
 _TRUNCATED_FRACTION = 0.9
+# Frames and images are kept at most this large (longer side): plenty for face detection, whose crops are
+# extract.face_size (~112 px), and it bounds memory per item: 32 frames of a 4K clip would be 800 MB.
+MAX_FRAME_SIDE = 1920
+# Images whose header states more pixels are refused before decoding: a 436 KB PNG of 12000 x 12000
+# decodes to 432 MB (a decompression bomb). 40 MP admits 8K stills and any camera photo below 40 MP.
+MAX_IMAGE_PIXELS = 40_000_000
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))   # OpenCV's own guard, for any format
 
 
 def decoder_threads() -> int:
@@ -35,7 +46,7 @@ def decoder_threads() -> int:
     return int(os.environ.get("OMP_NUM_THREADS") or 0)
 
 
-class MediaError(Exception):
+class MediaError(MerError):
     """A clip that cannot be used. `step` names what failed ('open', 'decode', 'audio'); the message
     names the file, gives FFmpeg's reason and says what to do."""
 
@@ -79,7 +90,11 @@ class _FrameSampler:
         self.last_time = t
         if t + _TIME_EPS < self.target or self.done:
             return
-        self.frames.append(frame.to_ndarray(format="rgb24"))
+        width, height = fit_size(frame.width, frame.height)
+        if (width, height) == (frame.width, frame.height):
+            self.frames.append(frame.to_ndarray(format="rgb24"))
+        else:   # scaled while converting: no full-size RGB copy
+            self.frames.append(frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA"))
         self.times.append(t)
         # Next target: the first grid point after this frame, so a long gap does not pile up targets.
         self.target += self.interval * (np.floor((t + _TIME_EPS - self.target) / self.interval) + 1)
@@ -264,11 +279,43 @@ def read_audio_file(path: Path, sample_rate: int = 16000) -> np.ndarray:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """A still image -> (1, H, W, 3) uint8 RGB (EXIF orientation applied, alpha dropped)."""
+    """A still image -> (1, H, W, 3) uint8 RGB (EXIF orientation applied, alpha dropped), at most
+    MAX_FRAME_SIDE on its longer side; refused above MAX_IMAGE_PIXELS before it is decoded."""
+    check_image_size(path)
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise MediaError("open", f"{path}: not a readable image (missing, empty or unsupported format)")
+        raise MediaError("open", f"{path}: not a readable image (missing, empty, unsupported format, or more "
+                                 f"than {MAX_IMAGE_PIXELS / 1e6:.0f} MP)")
+    height, width = bgr.shape[:2]
+    if (width, height) != fit_size(width, height):
+        bgr = cv2.resize(bgr, fit_size(width, height), interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[None]
+
+
+def fit_size(width: int, height: int, max_side: int | None = None) -> tuple[int, int]:
+    """(width, height) scaled down to at most max_side (default MAX_FRAME_SIDE) on the longer side (even,
+    for video filters)."""
+    max_side = max_side or MAX_FRAME_SIDE
+    if max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+def check_image_size(path: Path) -> None:
+    """Refuse an image whose header states more than MAX_IMAGE_PIXELS, reading the header only."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():   # PIL warns above 89 MP; the decision is made here
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+    except (OSError, Image.DecompressionBombError, ValueError):
+        return   # not for PIL to judge: OpenCV opens it, under OPENCV_IO_MAX_IMAGE_PIXELS
+    if width * height > MAX_IMAGE_PIXELS:
+        raise MediaError("open", f"{path}: {width} x {height} pixels ({width * height / 1e6:.0f} MP) is more "
+                                 f"than the {MAX_IMAGE_PIXELS / 1e6:.0f} MP an image may have here; downscale it")
 
 
 def reencode(frames: np.ndarray, fps: float, codec: str = "mpeg4", bit_rate: int = 400_000) -> np.ndarray:
@@ -296,6 +343,27 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 def frame_files(folder: Path) -> list[Path]:
     """The image files of a frame folder, in name order (frame_0001.png, frame_0002.png, ...)."""
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def file_hash(path: Path) -> str:
+    """sha256 of a file, or of a frame folder's file names and contents: the manifest's media_hash."""
+    if path.is_dir():
+        return hashlib.sha256("".join(f"{f.name}:{file_hash(f)}\n" for f in frame_files(path)).encode()).hexdigest()
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def check_unchanged(path: Path, media_hash: str) -> None:
+    """Refuse media whose content differs from what prepare recorded: what extract stores is keyed by
+    that hash, so decoding the new content would cache it under the old content's name."""
+    try:
+        found = file_hash(path)
+    except OSError as err:
+        raise MediaError("open", f"{path}: {err.strerror or err}; restore it or re-run prepare") from err
+    if found != media_hash:
+        raise MediaError("changed", f"{path} changed since prepare (sha256 {found[:12]}..., the manifest "
+                                    f"records {media_hash[:12]}...): re-run prepare (dvc repro) so the manifest "
+                                    f"holds its new content, or restore the file")
 
 
 def read_frames(folder: Path, fps: float, max_frames: int) -> tuple[np.ndarray, np.ndarray]:

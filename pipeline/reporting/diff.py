@@ -14,6 +14,7 @@ from dvc.repo import Repo
 from dvc.scm import RevError, resolve_rev
 import pandas as pd
 
+from pipeline.errors import MerError
 from pipeline.evaluation import HEADLINE, markdown_table
 
 HEADLINE_FILE = "metrics/headline.json"
@@ -23,7 +24,7 @@ LOWER_IS_BETTER = ("mse", "ece", "nll", "loss", "_std")
 HIGHER_IS_BETTER = ("f1", "accuracy", "combined", "precision", "selection")
 
 
-class UnknownRevision(ValueError):
+class UnknownRevision(MerError, ValueError):
     """The base revision is not a commit, branch or tag of the repository."""
 
 

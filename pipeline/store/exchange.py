@@ -10,13 +10,16 @@ averages it. Values are stored as float32, so float32 files round-trip exactly.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from pipeline.errors import InputError, MissingInput
 from pipeline.store.features import MODALITY_KEY, FeatureStore, Identity
+from pipeline.store.lock import store_lock
 from pipeline.store.media import MediaStore
 
 LEVELS = {"utterance": "UTT", "frame": "FRA"}
@@ -38,7 +41,7 @@ def named_keys(store: FeatureStore, view: Path | None) -> dict[str, list[str]]:
         if isinstance(key, str) and name:
             names.setdefault(key, []).append(name)
     if not names:
-        raise ValueError(f"{store.root}: no sample names to export under: pass the media view the "
+        raise InputError(f"{store.root}: no sample names to export under: pass the media view the "
                          f"features were encoded from (--view)")
     return names
 
@@ -54,7 +57,7 @@ def export_npy(store: FeatureStore, out: Path, view: Path | None = None, level: 
         if entry.utt is None or entry.cache_key not in names:
             continue
         if level == "frame" and entry.frames is None:
-            raise ValueError(f"{store.root}: entry {names[entry.cache_key][0]} has no frame-level "
+            raise InputError(f"{store.root}: entry {names[entry.cache_key][0]} has no frame-level "
                              f"features: export level 'utterance'")
         for name in names[entry.cache_key]:
             np.save(folder / f"{name}.npy", entry.utt if level == "utterance" else entry.frames)
@@ -95,21 +98,53 @@ def export_hdf5(store: FeatureStore, out: Path, view: Path | None = None) -> Pat
     return Path(out)
 
 
-def import_npy(folder: Path, modality: str, out: Path, items_per_part: int = 1024) -> dict:
+def import_npy(folder: Path, modality: str, out: Path, items_per_part: int = 1024, replace: bool = False) -> dict:
     """Read a features/<FEATURE_NAME>/ folder of <name>.npy files into a feature store keyed by
-    sample id. Non-finite or empty arrays become missing entries with their reason."""
-    folder = Path(folder)
+    sample id. Non-finite or empty arrays become missing entries with their reason.
+
+    The store is built beside `out` and swapped in whole once every file has been read, so a re-import
+    holds each sample once with its newest value and a failed import leaves `out` as it was. A store of
+    another identity (an encoder's, or the import of another folder or modality) is only replaced when
+    `replace` is given."""
+    folder, out = Path(folder), Path(out)
     if modality not in MODALITY_KEY:
-        raise ValueError(f"modality {modality!r}: use one of {sorted(MODALITY_KEY)}")
+        raise InputError(f"modality {modality!r}: use one of {sorted(MODALITY_KEY)}")
     files = sorted(folder.glob("*.npy"))
     if not files:
-        raise FileNotFoundError(f"{folder}: no .npy files (expected features/<FEATURE_NAME>/<name>.npy)")
+        raise MissingInput(f"{folder}: no .npy files (expected features/<FEATURE_NAME>/<name>.npy)")
     ident = Identity(IMPORTED, "1", modality, {"source": folder.name}, {}, keyed_by="sample_id")
+    with store_lock(out):
+        _check_target(out, ident, folder, replace)
+        building = out.parent / f".{out.name}.importing"
+        shutil.rmtree(building, ignore_errors=True)
+        try:
+            summary = _write_store(files, ident, building, items_per_part)
+            _swap_in(building, out)
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
+    return summary | {"imported": len(files), "store": str(out)}
+
+
+def _check_target(out: Path, ident: Identity, folder: Path, replace: bool) -> None:
+    """Refuse to overwrite a store that is not an earlier import of this same folder and modality."""
+    if not out.exists() or replace:
+        return
+    store = FeatureStore(out)
+    if not (out / FeatureStore.META).is_file():
+        raise InputError(f"{out} exists and is not a feature store: choose another --out, or pass --replace to "
+                         f"delete it and import {folder} there")
+    held = store.identity()
+    if held != ident:   # the whole identity: the cache key leaves out the modality
+        raise InputError(f"{out} holds {held.modality} features of {held.encoder!r} "
+                         f"({held.config.get('source', held.config)}), not an import of {folder.name} as "
+                         f"{ident.modality}: choose another --out, or pass --replace to delete that store")
+
+
+def _write_store(files: list[Path], ident: Identity, path: Path, items_per_part: int) -> dict:
     dim = _read(files[0])[0].shape[-1]
-    store = FeatureStore(out).create(ident, int(dim))
-    store.parts.remove_uncommitted()
+    store = FeatureStore(path).create(ident, int(dim))
     missing = 0
-    for start in tqdm(range(0, len(files), items_per_part), desc=f"import {folder.name}", unit="part"):
+    for start in tqdm(range(0, len(files), items_per_part), desc=f"import {ident.config['source']}", unit="part"):
         chunk = files[start:start + items_per_part]
         read = [_read(f, dim) for f in chunk]
         names = [f.stem for f in chunk]
@@ -117,14 +152,24 @@ def import_npy(folder: Path, modality: str, out: Path, items_per_part: int = 102
         store.write(keys, [r[1] for r in read], [r[3] for r in read], int(dim),
                     frames=[r[2] for r in read], names=names)
         missing += sum(r[1] is None for r in read)
-    return {"imported": len(files), "missing": missing, "dim": int(dim), "store": str(out)}
+    return {"missing": missing, "dim": int(dim)}
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """Replace `out` by `new` with renames: a reader sees the old store or the new one, never a mix."""
+    old = out.parent / f".{out.name}.replaced"
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    new.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _read(path: Path, dim: int | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, str]:
     """(array, utterance vector, frames, reason); vector None with a reason when unusable."""
     array = np.load(path, allow_pickle=False)
     if array.ndim not in (1, 2) or (dim is not None and array.shape[-1] != dim):
-        raise ValueError(f"{path}: shape {array.shape}; expected [D] or [T, D]"
+        raise InputError(f"{path}: shape {array.shape}; expected [D] or [T, D]"
                          + (f" with D = {dim} like the folder's first file" if dim is not None else ""))
     array = array.astype(np.float32, copy=False)
     frames = array if array.ndim == 2 else None
@@ -137,4 +182,4 @@ def _read(path: Path, dim: int | None = None) -> tuple[np.ndarray, np.ndarray | 
 
 def check_level(level: str) -> None:
     if level not in LEVELS:
-        raise ValueError(f"level {level!r}: use one of {sorted(LEVELS)}")
+        raise InputError(f"level {level!r}: use one of {sorted(LEVELS)}")

@@ -23,6 +23,7 @@ import pandas as pd
 
 from pipeline.store.media import digest
 from pipeline.store.parts import PartStore
+from pipeline.errors import MissingInput
 
 MODALITY_KEY = {"audio": "audio_key", "visual": "faces_key", "text": "text_key"}
 INDEX_COLUMNS = ["cache_key", "row", "status", "reason", "frame_start", "n_frames", "name"]
@@ -81,7 +82,7 @@ class FeatureStore:
     def meta(self) -> dict:
         path = self.root / self.META
         if not path.is_file():
-            raise FileNotFoundError(f"{self.root} is not a feature store (no {self.META}): run the encode stage")
+            raise MissingInput(f"{self.root} is not a feature store (no {self.META}): run the encode stage")
         return json.loads(path.read_text())
 
     def holds(self, identity: Identity) -> bool:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.store.parts import PartStore
+from pipeline.errors import MissingInput
 
 INDEX_COLUMNS = [
     "sample_id", "source_hash", "params_hash", "audio_start", "audio_len", "frame_start", "n_frames",
@@ -116,7 +117,7 @@ class MediaStore:
     def view(self) -> pd.DataFrame:
         path = self.root / VIEW_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"{self.root} has no {VIEW_FILE}: run the stage that writes this store")
+            raise MissingInput(f"{self.root} has no {VIEW_FILE}: run the stage that writes this store")
         return pd.read_parquet(path)
 
     def load(self, row) -> MediaItem:

@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import json
 import platform
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.errors import MerError
 from pipeline.environment import versions
 from pipeline.labels import MER_LABELS
 from pipeline.store.features import FeatureStore
 from pipeline.training.cv import CVResult, TestPrediction, TestSet
 from pipeline.training.data import NormStats
+from pipeline.errors import InputError, MissingInput
 
 FORMAT = 1
 META, WEIGHTS, BOOSTERS = "checkpoint.json", "weights.safetensors", "lightgbm.json"
@@ -32,7 +35,7 @@ LIBRARIES = ("torch", "numpy", "lightgbm", "safetensors", "scikit-learn", "mer-p
 FEATURE_FIELDS = ("encoder", "version", "config", "libraries", "dim")  # what must match, in report order
 
 
-class FeatureMismatch(ValueError):
+class FeatureMismatch(MerError, ValueError):
     """The features offered to a checkpoint are not the ones it was trained on."""
 
 
@@ -131,11 +134,23 @@ class Checkpoint:
 def load(path: Path) -> Checkpoint:
     path = Path(path)
     if not (path / META).is_file():
-        raise FileNotFoundError(f"{path} is not a checkpoint (no {META}): run the train stage")
+        raise MissingInput(f"{path} is not a checkpoint (no {META}): run the train stage")
     meta = json.loads((path / META).read_text())
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: checkpoint format {meta.get('format')!r}, this code reads format {FORMAT}")
+        raise InputError(f"{path}: checkpoint format {meta.get('format')!r}, this code reads format {FORMAT}")
+    warn_library_changes(path, meta.get("libraries", {}))
     return Checkpoint(meta, _load_fusion(path, meta) if meta["model"] == "fusion" else _load_lightgbm(path, meta))
+
+
+def warn_library_changes(path: Path, recorded: dict) -> None:
+    """Warn when the libraries that trained the checkpoint differ from those here: its predictions may
+    then differ slightly from the ones train wrote (a warning, not a refusal: patch releases are common)."""
+    here = library_versions()
+    changed = {k: (v, here.get(k, "missing")) for k, v in recorded.items() if here.get(k, "missing") != v}
+    if changed:
+        warnings.warn(f"{path} was trained with other library versions (trained -> here): "
+                      + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(changed.items()))
+                      + "; predictions may differ slightly from train's", stacklevel=2)
 
 
 def _load_fusion(path: Path, meta: dict):

@@ -29,8 +29,8 @@ floor (DataLoader, per-step Python, unfused Adam, test sets every epoch).
 Extensions: rows with y = -1 are unused; rows with fold -1 train in every fold and are never
 validated (pseudo-labels); `sample_weight` scales each row's loss (batch loss = sum_i w_i * loss_i / B,
 so weight 1 everywhere is the baseline's mean); rows with NaN valence add CE only.
-`train_fold_reference` is the baseline's loop shape (DataLoader, per-step Python, every test set each
-epoch), kept for the speed benchmark and the equivalence test.
+The baseline's loop shape (DataLoader, per-step Python, every test set each epoch) lives outside the
+package, in benchmarks/baseline_loop.py, for the speed benchmark and the equivalence test.
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
-from torch.utils.data import DataLoader, SubsetRandomSampler, TensorDataset
 
 from pipeline.config import FusionParams
 from pipeline.labels import MER_LABELS
@@ -56,6 +55,7 @@ from pipeline.training.metrics import combined, score_split, selection_metric, v
 
 CURVE_KEYS = {"val_f1": "f1_weighted", "val_mse": "valence_mse", "val_combined": "combined",
               "val_selection": "selection"}  # curve name -> fold_figures key
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 EVAL_CHUNK = 4096  # test rows per forward: bounds the (K, rows, d) activations on large test sets
 
 
@@ -66,9 +66,8 @@ class TrainConfig(FusionParams):
     ce_weight: float = 1.0
     mse_weight: float = 1.0
     seed: int = 0
-    device: str = "cpu"
-    threads: int = 1                 # torch threads (0 = every core): the per-step ops are so small that
-                                     # intra-op threads cost more than they give
+    threads: int = 2                 # torch threads (0 = every core); 2 was measured faster than 1 at the MER
+                                     # 2023 shape (benchmarks/bench_train.py); results do not depend on it
 
     @classmethod
     def from_params(cls, params: FusionParams, seed: int, **overrides) -> TrainConfig:
@@ -317,11 +316,19 @@ def _epoch(train, gens, data: _Inputs, tg: _Targets, batch: int) -> _Epoch:
     return _Epoch(xs, data.present[rows], tg.y[rows], tg.v[rows], tg.has_v[rows], coef.to(tg.y.device), active, steps)
 
 
+def _autocast(cfg: TrainConfig):
+    """The training forward's precision: fp32, or bf16 matmuls under autocast (weights stay fp32)."""
+    dtype = PRECISIONS[cfg.precision]
+    return torch.autocast(torch.device(cfg.device).type, dtype=dtype, enabled=dtype is not None)
+
+
 def _batch_loss(model: AttentionFusion, xs, present, y, v, has_v, coef, cfg: TrainConfig) -> torch.Tensor:
-    """(K,) per-fold loss: sum over rows of coef * (ce_w * CE + mse_w * has_v * squared error)."""
-    out = model(xs, present)
-    ce = F.cross_entropy(out.logits.flatten(0, 1), y.flatten(), reduction="none").view_as(coef)
-    se = (out.valence - v).square() * has_v
+    """(K,) per-fold loss: sum over rows of coef * (ce_w * CE + mse_w * has_v * squared error), in fp32."""
+    with _autocast(cfg):
+        out = model(xs, present)
+    logits, valence = out.logits.float(), out.valence.float()
+    ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(coef)
+    se = (valence - v).square() * has_v
     return (coef * (cfg.ce_weight * ce + cfg.mse_weight * se)).sum(dim=1)
 
 
@@ -412,12 +419,24 @@ def _predict_stacked(model: AttentionFusion, data: _Inputs, k: int) -> tuple[np.
 
 @contextmanager
 def _torch_threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
+    """n intra-op threads and deterministic kernels (CUDA has non-deterministic ones) while training."""
+    before, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(n if n > 0 else available_cores())
+    torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def check_runtime(cfg: TrainConfig) -> None:
+    """train.precision and train.device, checked before any work."""
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"train.precision: {cfg.precision!r} is not one of {', '.join(PRECISIONS)}")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"train.device: {cfg.device!r}, but torch sees no CUDA device; install a CUDA build of "
+                         "torch or set train.device: cpu")
 
 
 def available_cores() -> int:
@@ -428,6 +447,7 @@ def cross_validate(X: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray
                    cfg: TrainConfig = TrainConfig(), tests: Mapping[str, TestSet] | None = None,
                    sample_weight=None) -> CVResult:
     """K-fold CV of AttentionFusion over the modalities of X (in X's key order); see the module doc."""
+    check_runtime(cfg)
     a = cv_inputs(X, y, v, folds, sample_weight)
     k = len(a.splits)
     with _torch_threads(cfg.threads):
@@ -441,7 +461,7 @@ def cross_validate(X: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray
                 p.copy_(best)
         test_preds = {name: predict_folds(model, ts, a.modalities, cfg.device) for name, ts in (tests or {}).items()}
     result = _result("fusion", a, tracker, curves, test_preds, cfg.n_classes)
-    result.ensemble = model.eval()
+    result.ensemble = model.cpu().eval()  # checkpoints and `mer predict` read CPU weights
     return result
 
 
@@ -492,62 +512,3 @@ def _result(model_name, a: CVInputs, tracker: _BestTracker, curves, test_preds, 
 def mean_figures(figures: list[dict]) -> dict[str, float]:
     keys = ("f1_weighted", "valence_mse", "combined", "selection")
     return {k: float(np.mean([f[k] for f in figures])) for k in keys if figures and k in figures[0]}
-
-
-# ---------------------------------------------------------------- the baseline's loop shape
-
-def train_fold_reference(X: Mapping[str, np.ndarray], present, y, v, train_rows: np.ndarray, val_rows: np.ndarray,
-                         cfg: TrainConfig = TrainConfig(), tests: Mapping[str, TestSet] | None = None,
-                         model: AttentionFusion | None = None, generator: torch.Generator | None = None,
-                         sample_weight=None) -> dict:
-    """One fold trained like `main-release.py`: DataLoader + SubsetRandomSampler, per-step Python,
-    validation and every test set evaluated through DataLoaders after every epoch.
-
-    Returns best_epoch, the per-epoch val figures, and the best epoch's val and test outputs.
-    """
-    modalities = tuple(X)
-    data = _inputs(X, present, modalities, "cpu")
-    tg = _targets(*_label_arrays(y, v, sample_weight), "cpu")
-    model = model or build_model([x.shape[1] for x in data.xs], cfg, None)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ds = TensorDataset(*data.xs, data.present, tg.y, tg.v, tg.has_v, tg.w)
-    loader = DataLoader(ds, batch_size=cfg.batch_size, sampler=SubsetRandomSampler(train_rows, generator=generator))
-    yv = np.asarray(y)[val_rows]
-    vv = (np.full(len(y), np.nan) if v is None else np.asarray(v, dtype=np.float64))[val_rows]
-    test_data = {name: _inputs(ts.X, ts.present, modalities, "cpu") for name, ts in (tests or {}).items()}
-    best = {"selection": -np.inf, "best_epoch": -1}
-    history = []
-    for epoch in range(cfg.epochs):
-        _reference_epoch(model, opt, loader, cfg)
-        logits, vhat = _reference_predict(model, [x[val_rows] for x in data.xs], data.present[val_rows], cfg.batch_size)
-        figures = fold_figures(yv, vv, logits, vhat)
-        history.append(figures)
-        test_out = {name: _reference_predict(model, td.xs, td.present, cfg.batch_size)
-                    for name, td in test_data.items()}
-        if figures["selection"] > best["selection"]:
-            best = {"selection": figures["selection"], "best_epoch": epoch, "figures": figures,
-                    "val_logits": logits, "val_valence": vhat, "tests": test_out}
-    return best | {"history": history}
-
-
-def _reference_epoch(model: AttentionFusion, opt, loader: DataLoader, cfg: TrainConfig) -> None:
-    model.train()
-    for *xs, pres, yb, vb, hb, wb in loader:
-        out = model(xs, pres)
-        ce = F.cross_entropy(out.logits, yb, reduction="none")
-        se = (out.valence - vb).square() * hb
-        loss = (wb * (cfg.ce_weight * ce + cfg.mse_weight * se)).sum() / len(yb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-
-def _reference_predict(model, xs, present, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    model.eval()
-    logits, vals = [], []
-    with torch.no_grad():
-        for *xb, pb in DataLoader(TensorDataset(*xs, present), batch_size=batch_size):
-            out = model(xb, pb)
-            logits.append(out.logits.numpy())
-            vals.append(out.valence.numpy())
-    return np.concatenate(logits), np.concatenate(vals)

@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline.labels import MER_LABELS, label_index  # noqa: F401 - label_index is imported from here too
-from pipeline.store.features import FeatureStore
+from pipeline.store.features import MODALITY_KEY, FeatureStore
 from pipeline.store.media import MediaStore
+from pipeline.config import ConfigError
+from pipeline.errors import InputError
 
 MODALITY_LETTERS = {"A": "audio", "V": "visual", "T": "text"}
 
@@ -58,20 +60,28 @@ def parse_subset(code: str) -> tuple[str, ...]:
     """'AVT' -> ('audio', 'visual', 'text'), the order the model's branches take."""
     unknown = set(code) - set(MODALITY_LETTERS)
     if unknown or not code:
-        raise ValueError(f"modality subset {code!r}: use letters A (audio), V (visual), T (text)")
+        raise ConfigError(f"modality subset {code!r}: use letters A (audio), V (visual), T (text)")
     return tuple(MODALITY_LETTERS[c] for c in "AVT" if c in code)
 
 
-def load_table(manifest: pd.DataFrame, view: Path, features: dict[str, Path], labels=MER_LABELS) -> Table:
-    """Every manifest item in `view`'s order; an item the view lacks (failed extraction) has no modality."""
+def load_table(manifest: pd.DataFrame, view: Path, features: dict[str, Path], labels=MER_LABELS,
+               require: bool = False) -> Table:
+    """Every manifest item in `view`'s order; an item the view lacks (failed extraction) has no modality.
+    `require`: a modality whose input some item has must have features for at least one item (else the
+    feature store is empty or broken, and training would silently go on without that modality)."""
     media = MediaStore(view).view()[["sample_id", "audio_key", "faces_key", "text_key"]]
     rows = manifest.merge(media, on="sample_id", how="left").reset_index(drop=True)
     X, present = {}, {}
     for modality, path in features.items():
         store = FeatureStore(path)
         if store.identity().modality != modality:
-            raise ValueError(f"feature store {path} holds {store.identity().modality} features, not {modality}")
+            raise InputError(f"feature store {path} holds {store.identity().modality} features, not {modality}")
         X[modality], present[modality] = store.load(rows)
+        with_input = int(rows[MODALITY_KEY[modality]].notna().sum())
+        if require and with_input and not present[modality].any():
+            raise InputError(f"train.features.{modality}: {path} has features for none of the {with_input} items "
+                             f"with {modality} input (an empty, failed or foreign store): re-run `mer encode` or "
+                             f"`mer import-features` for it, or remove {modality} from train.features")
     return Table(rows.drop(columns=["audio_key", "faces_key", "text_key"]), X, present, labels=tuple(labels))
 
 

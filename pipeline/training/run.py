@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.config import MODELS, TrainConfig
+from pipeline.config import ConfigError, MODELS, TrainConfig
 from pipeline.labels import MER_LABELS, logit_columns
 from pipeline.training import cv
 from pipeline.training.data import Table, load_table, parse_subset, standardize
@@ -43,7 +43,7 @@ def usable_subsets(cfg: TrainConfig, available: tuple[str, ...] | None = None) -
     have = set(cfg.features) if available is None else set(cfg.features) & set(available)
     full = "".join(c for c in "AVT" if parse_subset(c)[0] in have)
     if not full:
-        raise ValueError("train.features names no modality; map audio/visual/text to encode.features names")
+        raise ConfigError("train.features names no modality; map audio/visual/text to encode.features names")
     chosen = [s for s in cfg.ablation if set(parse_subset(s)) <= have and s != full]
     return [*dict.fromkeys(chosen), full]
 
@@ -59,7 +59,7 @@ def cross_validate(cfg: TrainConfig, seed: int, n_classes: int, X, present, y, v
 
         return cross_validate_lgbm(X, present, y, v, folds, LGBMConfig.from_params(cfg.lightgbm, seed, n_classes=n_classes),
                                    tests, sample_weight)
-    raise ValueError(f"train.model: {cfg.model!r} is not one of {', '.join(MODELS)}")
+    raise ConfigError(f"train.model: {cfg.model!r} is not one of {', '.join(MODELS)}")
 
 
 def load_tables(manifest: pd.DataFrame, views: Views, features: dict[str, Path], feature_norm: str = "none",
@@ -67,8 +67,8 @@ def load_tables(manifest: pd.DataFrame, views: Views, features: dict[str, Path],
     """'train' plus one table per test split and view, named '<split>' (clean) or '<split>@<view>';
     with feature_norm 'standard', every table is z-scored with the training items' statistics."""
     if feature_norm not in ("none", "standard"):
-        raise ValueError(f"train.feature_norm: {feature_norm!r} is not one of none, standard")
-    tables = {"train": load_table(manifest[manifest["split"] == "train"], views.clean, features, labels)}
+        raise ConfigError(f"train.feature_norm: {feature_norm!r} is not one of none, standard")
+    tables = {"train": load_table(manifest[manifest["split"] == "train"], views.clean, features, labels, require=True)}
     for split in TEST_SPLITS:
         rows = manifest[manifest["split"] == split]
         if len(rows):
@@ -125,14 +125,14 @@ def fold_groups(rows: pd.DataFrame, group_by: str, k: int) -> np.ndarray | None:
     if not group_by:
         return None
     if group_by not in rows.columns:
-        raise ValueError(f"train.group_by: no manifest column {group_by!r}")
+        raise ConfigError(f"train.group_by: no manifest column {group_by!r}")
     groups = rows[group_by]
     missing = groups.isna() | (groups.astype(str).str.strip() == "")
     if missing.any():
-        raise ValueError(f"train.group_by: {int(missing.sum())} training items have no {group_by}; "
+        raise ConfigError(f"train.group_by: {int(missing.sum())} training items have no {group_by}; "
                          f"fill it in or set train.group_by to \"\"")
     if groups.nunique() < k:
-        raise ValueError(f"train.group_by: {groups.nunique()} {group_by} groups cannot make {k} folds; lower train.folds")
+        raise ConfigError(f"train.group_by: {groups.nunique()} {group_by} groups cannot make {k} folds; lower train.folds")
     return groups.astype(str).to_numpy()
 
 

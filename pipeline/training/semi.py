@@ -23,6 +23,7 @@ import pandas as pd
 from pipeline.labels import logit_columns, predicted_labels
 from pipeline.training.cv import softmax_np
 from pipeline.training.data import Table, label_index
+from pipeline.config import ConfigError
 
 SELECTED_COLUMNS = ["sample_id", "label", "confidence", "valence"]
 
@@ -30,7 +31,7 @@ SELECTED_COLUMNS = ["sample_id", "label", "confidence", "valence"]
 def class_thresholds(oof_logits: np.ndarray, y: np.ndarray, eta: float, n_classes: int) -> np.ndarray:
     """lambda_j per class; +inf for a class with no correctly predicted labelled item (selects nothing)."""
     if not 0.0 <= eta <= 1.0:
-        raise ValueError(f"pseudolabel.eta must lie in [0, 1], got {eta}")
+        raise ConfigError(f"pseudolabel.eta must lie in [0, 1], got {eta}")
     probs = softmax_np(oof_logits)
     pred, conf = probs.argmax(1), probs.max(1)
     right = (pred == y) & np.isfinite(conf)

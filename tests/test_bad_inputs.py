@@ -1,0 +1,526 @@
+"""Bad input and faults, as a careful user (or an attacker) meets them: each case asserts the message or
+the recorded reason a user acts on, and that nothing else was lost. Commands run as real `mer`
+subprocesses where the exit code and what reaches the terminal are the point."""
+
+from __future__ import annotations
+
+import json
+import re
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from media_fixtures import write_clip
+from pipeline.store.lock import lock_paths, store_lock
+from pipeline.store.media import MediaStore
+
+BIN = Path(sys.executable).parent
+
+
+def mer(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the installed `mer` command; never raises on a non-zero exit."""
+    env = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"} | (env or {})
+    return subprocess.run([str(BIN / "mer"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def params_file(path: Path, sections: dict) -> Path:
+    path.write_text(yaml.safe_dump(sections))
+    return path
+
+
+# --- errors a user can act on -------------------------------------------------------------------------
+
+def test_expected_error_prints_its_message_without_traceback(tmp_path):
+    params = params_file(tmp_path / "params.yaml", {"train": {"lrr": 0.1}})
+    done = mer("train", "--params", str(params))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "mer train: error: train: unknown key(s) ['lrr']" in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 3
+
+
+@pytest.mark.parametrize("how", [("--debug",), ()])
+def test_debug_shows_the_traceback(tmp_path, how):
+    params = params_file(tmp_path / "params.yaml", {"train": {"lrr": 0.1}})
+    done = mer(*how, "train", "--params", str(params), env={} if how else {"MER_DEBUG": "1"})
+    assert done.returncode != 0
+    assert "Traceback" in done.stderr and "ConfigError: train: unknown key(s)" in done.stderr
+
+
+def test_missing_params_file_names_it(tmp_path):
+    done = mer("prepare", "--params", str(tmp_path / "nope.yaml"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"{tmp_path / 'nope.yaml'}: no such params file" in done.stderr
+
+
+def test_every_user_facing_error_has_one_root():
+    from pipeline.config import ConfigError
+    from pipeline.datasets.prepare import TooManyRejects
+    from pipeline.encoders.base import EncoderUnavailable
+    from pipeline.errors import MerError, StoreLocked
+    from pipeline.failures import TooManyFailures
+    from pipeline.media.decode import MediaError
+    from pipeline.reporting.diff import UnknownRevision
+    from pipeline.training.checkpoint import FeatureMismatch
+
+    for cls in (ConfigError, TooManyRejects, EncoderUnavailable, StoreLocked, TooManyFailures, MediaError,
+                UnknownRevision, FeatureMismatch):
+        assert issubclass(cls, MerError), cls
+    assert issubclass(ConfigError, ValueError) and issubclass(TooManyFailures, RuntimeError)  # old catches hold
+
+
+# --- one writer per store -----------------------------------------------------------------------------
+
+HOLD = """
+import sys, time
+from pipeline.store.lock import store_lock
+with store_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def hold_lock(store: Path) -> subprocess.Popen:
+    """Another process holding the store's writer lock."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(store)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_second_writer_fails_at_once_naming_store_and_holder(tmp_path):
+    store = tmp_path / "media.zarr"
+    holder = hold_lock(store)
+    try:
+        params = params_file(tmp_path / "params.yaml", {"prepare": {"root": str(tmp_path)}})
+        start = time.monotonic()
+        done = mer("extract", "--params", str(params), "--manifest", str(tmp_path / "none.parquet"),
+                   "--store", str(store), "--failures", str(tmp_path / "f.jsonl"))
+        assert time.monotonic() - start < 30          # it does not wait for the holder
+        assert done.returncode == 75, done.stderr
+        assert "Traceback" not in done.stderr
+        assert str(store) in done.stderr and f"PID {holder.pid}" in done.stderr
+        assert not store.exists()                     # the refused writer touched nothing
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_lock_of_a_killed_writer_is_taken_over(tmp_path):
+    store = tmp_path / "media.zarr"
+    holder = hold_lock(store)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert lock_paths(store)[1].exists()              # its holder file is left behind, as after kill -9
+    with store_lock(store):
+        assert json.loads(lock_paths(store)[1].read_text())["pid"] == os.getpid()
+    assert not lock_paths(store)[1].exists()
+
+
+# --- workers die with their parent --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    """Eight generated talking-face clips and their manifest from the real prepare stage."""
+    from pipeline.config import PrepareConfig
+    from pipeline.datasets.prepare import prepare
+    from pipeline.demo import DemoSpec, generate_corpus
+
+    root = tmp_path_factory.mktemp("demo")
+    spec = DemoSpec(n_train=8, n_test1=0, n_test2=0, n_test3_labelled=0, n_unlabelled=0)
+    generate_corpus(root, spec, progress=False, workers=1)
+    prepare(PrepareConfig(root=str(root)), root / "manifest.parquet", root / "rejects.csv")
+    return root
+
+
+def pool_workers(parent) -> list:
+    """The pool's worker processes (multiprocessing's resource tracker is not one)."""
+    return [p for p in parent.children(recursive=True)
+            if "spawn_main" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_workers_do_not_outlive_a_killed_extract(demo, tmp_path, sig):
+    import psutil
+
+    params = params_file(tmp_path / "params.yaml", {"prepare": {"root": str(demo)},
+                                                    "extract": {"workers": 2, "clips_per_part": 1}})
+    env = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    run = subprocess.Popen([str(BIN / "mer"), "extract", "--params", str(params), "--manifest",
+                            str(demo / "manifest.parquet"), "--store", str(tmp_path / "media.zarr"),
+                            "--failures", str(tmp_path / "f.jsonl")], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent = psutil.Process(run.pid)
+    deadline = time.monotonic() + 120
+    while len(workers := pool_workers(parent)) < 2:
+        assert run.poll() is None and time.monotonic() < deadline, "the pool never started two workers"
+        time.sleep(0.05)
+    run.send_signal(sig)           # the parent only, not its process group
+    run.wait(timeout=60)
+    gone, alive = psutil.wait_procs(workers, timeout=20)
+    assert alive == [], f"workers outlived their parent: {[p.pid for p in alive]}"
+    assert len(gone) == 2
+
+
+# --- content checked where it is read -----------------------------------------------------------------
+
+def csv_corpus(root: Path, rows: list[dict], text: str | None = None) -> Path:
+    """A corpus for the csv adapter: its manifest.csv from rows (or raw text) and the params to prepare it."""
+    root.mkdir(parents=True, exist_ok=True)
+    if text is None:
+        pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    else:
+        (root / "manifest.csv").write_bytes(text if isinstance(text, bytes) else text.encode())
+    return params_file(root / "params.yaml", {"prepare": {"adapter": "csv", "root": str(root),
+                                                          "manifest": "manifest.csv", "max_reject_rate": 1.0}})
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, bytes]:
+    """Two short clips with different content."""
+    folder = tmp_path_factory.mktemp("clips")
+    return {name: write_clip(folder / f"{name}.mp4", seconds=seconds, fps=5, size=64).read_bytes()
+            for name, seconds in (("a", 0.4), ("b", 0.6))}
+
+
+def test_clip_changed_after_prepare_is_refused_not_cached(tmp_path, clips):
+    from pipeline.config import ExtractConfig, load_section
+    from pipeline.datasets.prepare import prepare
+    from pipeline.extract import extract
+
+    root = tmp_path / "corpus"
+    root.mkdir()
+    for name, data in clips.items():
+        (root / f"{name}.mp4").write_bytes(data)
+    params = csv_corpus(root, [{"path": f"{n}.mp4", "split": "train", "label": "happy"} for n in clips])
+    manifest = prepare(load_section("prepare", params), tmp_path / "m.parquet", tmp_path / "r.csv").manifest
+    (root / "a.mp4").write_bytes(clips["b"])                  # replaced after prepare
+    cfg, store = ExtractConfig(workers=1), tmp_path / "media.zarr"
+    summary, failures = extract(manifest, root, store, cfg)
+    assert [(f["sample_id"], f["step"]) for f in failures] == [("a", "changed")]
+    assert "a.mp4 changed since prepare" in failures[0]["message"] and "re-run prepare" in failures[0]["message"]
+    assert list(MediaStore(store).index()["sample_id"]) == ["b"]   # nothing cached under a's old hash
+    (root / "a.mp4").write_bytes(clips["a"])                  # restored: extracted as the original
+    summary, failures = extract(manifest, root, store, cfg)
+    assert failures == [] and summary["processed"] == 1
+    a = MediaStore(store).index().set_index("sample_id")
+    assert a.loc["a", "audio_len"] != a.loc["b", "audio_len"]      # its own content, not b's
+
+
+# --- bad text is a row-level reject -------------------------------------------------------------------
+
+def prepare_cli(params: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    return mer("prepare", "--params", str(params), "--manifest", str(tmp_path / "out" / "manifest.parquet"),
+               "--rejects", str(tmp_path / "out" / "rejects.csv"))
+
+
+def corpus_with(tmp_path: Path, clips: dict[str, bytes], text: bytes) -> Path:
+    root = tmp_path / "corpus"
+    root.mkdir()
+    for name, data in clips.items():
+        (root / f"{name}.mp4").write_bytes(data)
+    return csv_corpus(root, [], text=text)
+
+
+def test_non_utf8_bytes_in_the_manifest_reject_that_row_only(tmp_path, clips):
+    params = corpus_with(tmp_path, clips, b"path,split,label,transcript\na.mp4,train,happy,hello\n"
+                                          b"b.mp4,train,sad,caf\xe9 cr\xe8me\n")
+    done = prepare_cli(params, tmp_path)
+    assert done.returncode == 0, done.stderr
+    manifest = pd.read_parquet(tmp_path / "out" / "manifest.parquet")
+    rejects = pd.read_csv(tmp_path / "out" / "rejects.csv")
+    assert list(manifest["sample_id"]) == ["a"] and manifest["transcript"].iloc[0] == "hello"
+    assert rejects["reason"].tolist() == ["line 3: not valid UTF-8 (another encoding?): save manifest.csv as UTF-8"]
+
+
+def test_non_utf8_header_is_an_error_naming_the_file(tmp_path, clips):
+    params = corpus_with(tmp_path, clips, b"path,split,label,r\xe9sum\xe9\na.mp4,train,happy,x\n")
+    done = prepare_cli(params, tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "manifest.csv: line 1 (the header) is not valid UTF-8" in done.stderr
+
+
+def test_trailing_comma_rows_are_rejected_not_shifted(tmp_path, clips):
+    params = corpus_with(tmp_path, clips, b"path,split,label\na.mp4,train,happy,\nb.mp4,train,sad,extra\n")
+    done = prepare_cli(params, tmp_path)
+    assert done.returncode == 0, done.stderr
+    rejects = pd.read_csv(tmp_path / "out" / "rejects.csv")
+    assert rejects["reason"].tolist() == ["line 3: 4 fields but the header has 3 (a trailing comma or an "
+                                          "unquoted comma in a value?)"]
+    manifest = pd.read_parquet(tmp_path / "out" / "manifest.parquet")
+    assert manifest[["sample_id", "split", "label"]].values.tolist() == [["a", "train", "happy"]]  # an empty trailing field is no field
+
+
+def test_header_only_manifest_says_so_and_writes_no_manifest(tmp_path, clips):
+    params = corpus_with(tmp_path, clips, b"path,split,label\n")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "manifest.parquet").write_bytes(b"an older run's manifest")
+    done = prepare_cli(params, tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "found no items" in done.stderr and "manifest.csv has no data rows" in done.stderr
+    assert not (tmp_path / "out" / "manifest.parquet").exists()
+
+
+def test_manifest_is_written_only_after_the_reject_gate(tmp_path, clips):
+    params = corpus_with(tmp_path, clips, b"path,split,label\na.mp4,train,happy\nnope.mp4,train,sad\n")
+    raw = yaml.safe_load(params.read_text())
+    raw["prepare"]["max_reject_rate"] = 0.1
+    params.write_text(yaml.safe_dump(raw))
+    done = prepare_cli(params, tmp_path)
+    assert done.returncode == 1 and "1 of 2 rows rejected (50.0% > prepare.max_reject_rate 10.0%)" in done.stderr
+    assert not (tmp_path / "out" / "manifest.parquet").exists()
+    assert pd.read_csv(tmp_path / "out" / "rejects.csv")["reason"].tolist() == ["missing file: nope.mp4"]
+
+
+def test_non_utf8_file_name_is_a_reject(tmp_path, clips):
+    from pipeline.datasets import Candidate, validate
+
+    name = os.fsdecode(b"caf\xe9.mp4")              # how Python lists a Latin-1 file name
+    (tmp_path / name).write_bytes(clips["a"])
+    (tmp_path / "a.mp4").write_bytes(clips["a"])
+    manifest, rejects = validate([Candidate("cafe", "test1", name), Candidate("a", "test1", "a.mp4")],
+                                 tmp_path, ("happy",), {})
+    assert list(manifest["sample_id"]) == ["a"]
+    assert rejects["reason"].tolist() == ["file name is not valid UTF-8: caf\\xe9.mp4; rename it"]
+    rejects.to_csv(tmp_path / "rejects.csv", index=False)   # what prepare writes next must not crash
+
+
+# --- import-features is safe --------------------------------------------------------------------------
+
+def npy_folder(path: Path, arrays: dict[str, "np.ndarray"]) -> Path:
+    import numpy as np
+
+    path.mkdir(parents=True, exist_ok=True)
+    for name, array in arrays.items():
+        np.save(path / f"{name}.npy", np.asarray(array, np.float32))
+    return path
+
+
+def encoder_store(path: Path) -> "FeatureStore":
+    """A store as `mer encode` writes it: an encoder's identity, 3-d vectors keyed by content."""
+    import numpy as np
+
+    from pipeline.store.features import FeatureStore, Identity
+
+    store = FeatureStore(path).create(Identity("egemaps", "1", "audio", {}, {}), 3)
+    store.write(["k1"], [np.ones(3, np.float32)], [""], 3)
+    return store
+
+
+def test_import_never_writes_into_an_encoder_store_without_replace(tmp_path):
+    store = encoder_store(tmp_path / "features" / "egemaps.zarr")
+    before = store.meta()
+    folder = npy_folder(tmp_path / "mine" / "egemaps", {"s1": [1.0, 2.0]})
+    done = mer("import-features", str(folder), "--modality", "audio", "--out", str(store.root))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "holds audio features of 'egemaps'" in done.stderr and "--replace" in done.stderr
+    assert store.meta() == before and len(store.index()) == 1          # untouched
+    done = mer("import-features", str(folder), "--modality", "visual", "--out", str(store.root), "--replace")
+    assert done.returncode == 0, done.stderr
+    assert store.identity().encoder == "imported" and store.meta()["dim"] == 2
+    assert mer("import-features", str(folder), "--modality", "audio", "--out", str(store.root)).returncode == 1
+
+
+def test_reimport_replaces_changed_values(tmp_path):
+    from pipeline.store.exchange import import_npy
+    from pipeline.store.features import FeatureStore
+
+    folder = npy_folder(tmp_path / "f", {"s1": [1.0, 1.0], "s2": [2.0, 2.0], "s3": [3.0, 3.0]})
+    out = tmp_path / "f.zarr"
+    import_npy(folder, "audio", out, items_per_part=2)
+    npy_folder(folder, {"s1": [9.0, 9.0]})                               # fixed after the first import
+    (folder / "s3.npy").unlink()
+    import_npy(folder, "audio", out, items_per_part=3)
+    entries = {e.name: e.utt.tolist() for e in FeatureStore(out).entries()}
+    assert entries == {"s1": [9.0, 9.0], "s2": [2.0, 2.0]}                # one row per key, the newest
+    assert len(FeatureStore(out).parts.committed()) == 1                  # old parts are gone
+
+
+def test_failed_import_leaves_nothing_behind(tmp_path):
+    from pipeline.errors import InputError
+    from pipeline.store.exchange import import_npy
+    from pipeline.store.features import FeatureStore
+
+    out = tmp_path / "f.zarr"
+    folder = npy_folder(tmp_path / "f", {"s1": [1.0, 1.0], "s2": [2.0, 2.0]})
+    with pytest.raises(InputError, match="s3.npy: shape"):
+        import_npy(npy_folder(tmp_path / "g" / "f", {"s1": [1.0, 1.0], "s3": [1.0, 2.0, 3.0]}), "audio", out)
+    left = sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".lock")   # the lock file is no data
+    assert left == ["f", "g"]                                             # no store, no temporary one
+    import_npy(folder, "audio", out)
+    with pytest.raises(InputError):
+        import_npy(npy_folder(folder, {"s3": [1.0, 2.0, 3.0]}), "audio", out)
+    assert {e.name for e in FeatureStore(out).entries()} == {"s1", "s2"}  # the earlier import, intact
+
+
+def test_train_refuses_a_configured_modality_without_features(tmp_path):
+    import numpy as np
+
+    from pipeline.errors import InputError
+    from pipeline.store.features import FeatureStore, Identity
+    from pipeline.store.media import MediaItem
+    from pipeline.training.run import Views, load_tables
+
+    media = MediaStore(tmp_path / "media.zarr").create()
+    items = [MediaItem(f"s{i}", "h", "p", audio=np.full(1600, 0.1 * (i + 1), np.float32), transcript=f"t{i}")
+             for i in range(4)]
+    media.write(items)
+    media.write_view(media.index())
+    manifest = pd.DataFrame({"sample_id": [i.sample_id for i in items], "split": "train", "label": "happy",
+                             "valence": 0.0})
+    FeatureStore(tmp_path / "empty.zarr").create(Identity("imported", "1", "audio", {"source": "x"}, {},
+                                                          keyed_by="sample_id"), 2)   # what a failed import left
+    with pytest.raises(InputError, match="train.features.audio: .*empty.zarr has features for none of the 4 items"):
+        load_tables(manifest, Views(media.root, {}), {"audio": tmp_path / "empty.zarr"})
+
+
+# --- bounded memory per item --------------------------------------------------------------------------
+
+def test_image_bomb_is_refused_from_its_header(tmp_path):
+    import cv2
+    import numpy as np
+
+    from pipeline.config import ExtractConfig
+    from pipeline.extract import extract
+
+    cv2.imwrite(str(tmp_path / "bomb.png"), np.zeros((12000, 12000, 3), np.uint8))
+    assert (tmp_path / "bomb.png").stat().st_size < 1_000_000                 # 436 KB that decode to 432 MB
+    manifest = pd.DataFrame({"sample_id": ["bomb"], "path": ["bomb.png"], "media_hash": [None],
+                             "transcript": [None]})
+    summary, failures = extract(manifest, tmp_path, tmp_path / "media.zarr", ExtractConfig(workers=1))
+    assert [(f["step"], f["error"]) for f in failures] == [("open", "MediaError")]
+    assert "12000 x 12000 pixels (144 MP) is more than the 40 MP" in failures[0]["message"]
+
+
+def test_large_frames_are_downscaled_on_decode(tmp_path):
+    import cv2
+    import numpy as np
+
+    from pipeline.media.decode import MAX_FRAME_SIDE, decode_clip, read_frames, read_image
+
+    cv2.imwrite(str(tmp_path / "4k.png"), np.zeros((2160, 3840, 3), np.uint8))
+    assert read_image(tmp_path / "4k.png").shape == (1, 1080, 1920, 3)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"frame_{i}.png"), np.zeros((2160, 3840, 3), np.uint8))
+    assert read_frames(folder, 5.0, 8)[0].shape == (3, 1080, 1920, 3)
+    clip = decode_clip(write_clip(tmp_path / "4k.mp4", seconds=0.4, fps=5, size=(3840, 2160)), 5.0, 8, 16000)
+    assert max(clip.frames.shape[1:3]) == MAX_FRAME_SIDE
+    small = decode_clip(write_clip(tmp_path / "s.mp4", seconds=0.4, fps=5, size=160), 5.0, 8, 16000)
+    assert small.frames.shape[1:3] == (160, 160)                            # below the cap: untouched
+
+
+# --- param ranges checked at load ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("section, raw, message", [
+    ("train", {"lr": -1}, "train.lr: -1.0 is out of range; allowed: > 0"),
+    ("train", {"folds": 1}, "train.folds: 1 is out of range; allowed: >= 2"),
+    ("train", {"hidden": []}, "train.hidden: () is out of range; allowed: a non-empty list of values >= 1"),
+    ("train", {"seeds": []}, "train.seeds: () is out of range; allowed: a non-empty list"),
+    ("train", {"model": "lgbm"}, "train.model: 'lgbm' is out of range; allowed: one of 'fusion', 'lightgbm'"),
+    ("train", {"lightgbm": {"subsample": 0}}, "train.lightgbm.subsample: 0.0 is out of range; allowed: in (0, 1]"),
+    ("extract", {"fps": 0}, "extract.fps: 0.0 is out of range; allowed: > 0"),
+    ("extract", {"clips_per_part": 0}, "extract.clips_per_part: 0 is out of range; allowed: >= 1"),
+    ("extract", {"max_failure_rate": 1.5}, "extract.max_failure_rate: 1.5 is out of range; allowed: in [0, 1]"),
+    ("encode", {"batch_size": 0}, "encode.batch_size: 0 is out of range; allowed: >= 1"),
+    ("pseudolabel", {"eta": 2}, "pseudolabel.eta: 2.0 is out of range; allowed: in [0, 1]"),
+])
+def test_out_of_range_param_fails_at_load(tmp_path, section, raw, message):
+    from pipeline.config import ConfigError, load_section
+
+    params = params_file(tmp_path / "params.yaml", {section: raw})
+    with pytest.raises(ConfigError) as err:
+        load_section(section, params)
+    assert str(err.value) == message
+
+
+def test_out_of_range_param_stops_the_command_with_key_and_range(tmp_path):
+    done = mer("train", "--params", str(params_file(tmp_path / "params.yaml", {"train": {"lr": -1}})))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "train.lr: -1.0 is out of range; allowed: > 0" in done.stderr
+
+
+def test_missing_manifest_names_the_stage_that_makes_it(tmp_path):
+    done = mer("train", "--params", str(params_file(tmp_path / "params.yaml", {})),
+               "--manifest", str(tmp_path / "manifest.parquet"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"{tmp_path / 'manifest.parquet'} does not exist: run `mer prepare`" in done.stderr
+
+
+def test_project_params_are_in_range():
+    from pipeline.config import SECTIONS, load_section
+
+    for section in SECTIONS:
+        load_section(section, Path(__file__).resolve().parents[1] / "params.yaml")
+
+
+def start_extract(demo: Path, tmp_path: Path, store: Path, **extract) -> subprocess.Popen:
+    params = params_file(tmp_path / f"params-{store.name}-{len(extract)}.yaml",
+                         {"prepare": {"root": str(demo)}, "extract": {"workers": 1, "clips_per_part": 1} | extract})
+    env = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.Popen([str(BIN / "mer"), "extract", "--params", str(params), "--manifest",
+                             str(demo / "manifest.parquet"), "--store", str(store),
+                             "--failures", str(tmp_path / "f.jsonl")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_two_extracts_on_one_store_one_waits_out(demo, tmp_path):
+    """The race the lock closes: two `mer extract` on one store. One runs, the other stops at once, and
+    the store is whole: a re-run reuses every item."""
+    store = tmp_path / "media.zarr"
+    first = start_extract(demo, tmp_path, store)
+    while not lock_paths(store)[1].exists():
+        assert first.poll() is None, first.communicate()[1][-2000:]
+        time.sleep(0.05)
+    first.send_signal(signal.SIGSTOP)   # paused mid-run, so the second surely meets it
+    second = start_extract(demo, tmp_path, store)
+    _, err = second.communicate(timeout=120)
+    first.send_signal(signal.SIGCONT)
+    assert second.returncode == 75 and f"PID {first.pid}" in err
+    _, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-2000:]
+    again = start_extract(demo, tmp_path, store)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err[-2000:]
+    assert json.loads(out)["reused"] == 8
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_what_was_interrupted_and_leaves_no_worker(demo, tmp_path):
+    import psutil
+
+    run = start_extract(demo, tmp_path, tmp_path / "media.zarr", workers=2)
+    parent = psutil.Process(run.pid)
+    deadline = time.monotonic() + 120
+    while len(workers := pool_workers(parent)) < 2:
+        assert run.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err[-2000:]
+    assert "mer extract: interrupted" in err and "run the same command again to resume" in err
+    assert "Traceback" not in err
+    _, alive = psutil.wait_procs(workers, timeout=20)
+    assert alive == []
+
+
+def test_checkpoint_from_other_library_versions_warns(tmp_path):
+    from pipeline.training.checkpoint import library_versions, warn_library_changes
+
+    here = library_versions()
+    with pytest.warns(UserWarning, match=r"numpy 1\.0\.0 -> " + re.escape(here["numpy"])):
+        warn_library_changes(tmp_path, here | {"numpy": "1.0.0"})
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_library_changes(tmp_path, here)                # the same versions: silent
