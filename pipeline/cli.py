@@ -40,13 +40,16 @@ class _App(typer.Typer):
 
 
 _RUN = {"command": "", "debug": False}
-app = _App(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app = _App(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+           rich_markup_mode=None)  # plain click help: no "<bool>" placeholder beside each flag
 
 
 @app.callback()
 def _options(ctx: typer.Context,
              debug: Annotated[bool, typer.Option("--debug", help="show the traceback of expected errors too "
-                                                 "(or set MER_DEBUG=1)")] = False):
+                                                 "(or set MER_DEBUG=1)")] = False,
+             version: Annotated[bool, typer.Option("--version", callback=lambda v: _version(v), is_eager=True,
+                                                   help="Print the version and exit.")] = False):
     _RUN.update(command=ctx.invoked_subcommand or "", debug=debug)
 
 Params = Annotated[Path, typer.Option(help="params.yaml to read the stage's section from")]
@@ -54,6 +57,14 @@ MANIFEST = Path("data/manifest.parquet")
 MEDIA = Path("featurestore/media.zarr")
 CORRUPTED = Path("featurestore/corrupted.zarr")
 FEATURES = Path("featurestore/features")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"mer-pipeline {version('mer-pipeline')}")
+        raise typer.Exit()
 
 
 def _echo(result) -> None:
@@ -112,7 +123,7 @@ def corrupt(params: Params = Path("params.yaml"), manifest: Annotated[Path, type
 
 
 @app.command()
-def encode(feature: Annotated[str, typer.Argument(help="a feature name from encode.features")],
+def encode(feature: Annotated[str, typer.Argument(metavar="FEATURE", help="a feature name from encode.features")],
            params: Params = Path("params.yaml"),
            clean: Annotated[Path, typer.Option()] = MEDIA, corrupted: Annotated[Path, typer.Option()] = CORRUPTED,
            out: Annotated[Path | None, typer.Option(help="feature store; default featurestore/features/<feature>.zarr")] = None):
@@ -124,7 +135,7 @@ def encode(feature: Annotated[str, typer.Argument(help="a feature name from enco
 
 
 @app.command("export-features")
-def export_features(store: Annotated[Path, typer.Argument(help="feature store, e.g. featurestore/features/egemaps.zarr")],
+def export_features(store: Annotated[Path, typer.Argument(metavar="STORE", help="feature store, e.g. featurestore/features/egemaps.zarr")],
                     out: Annotated[Path, typer.Option(help="npy: root folder that gets features/<NAME>/; hdf5: the .h5 file")],
                     format: Annotated[str, typer.Option(help="npy (MER 2023 baseline layout) | hdf5")] = "npy",
                     view: Annotated[Path | None, typer.Option(help="media view whose sample ids name the files; "
@@ -147,7 +158,7 @@ def export_features(store: Annotated[Path, typer.Argument(help="feature store, e
 
 
 @app.command("import-features")
-def import_features(folder: Annotated[Path, typer.Argument(help="a features/<FEATURE_NAME>/ folder of <sample>.npy files")],
+def import_features(folder: Annotated[Path, typer.Argument(metavar="FOLDER", help="a features/<FEATURE_NAME>/ folder of <sample>.npy files")],
                     modality: Annotated[str, typer.Option(help="audio | visual | text")],
                     out: Annotated[Path | None, typer.Option(help="feature store; default featurestore/features/<FEATURE_NAME>.zarr")] = None,
                     replace: Annotated[bool, typer.Option("--replace", help="delete and replace a store at OUT that is "
@@ -198,25 +209,36 @@ def pseudolabel(round_name: Annotated[str, typer.Argument(metavar="ROUND", help=
 
 @app.command("semi-study")
 def semi_study(out: Annotated[Path, typer.Option(help="CSV, one row per experiment and round")] = Path("metrics/semi_study.csv"),
-               exp_json: Annotated[Path | None, typer.Option(help="saved `dvc exp show --json` output; default: run it")] = None):
+               repo: Annotated[Path, typer.Option(help="project root (a git + DVC repository)")] = Path(".")):
     """Collect an eta sweep (`dvc exp run -S pseudolabel.eta=...`) into one CSV: per experiment and round, eta,
     pseudo-labels selected, their precision where true labels are known, and test F1 (MER-SEMI, MER-MULTI).
     Plot with `dvc plots show OUT -x eta -y mer_semi_f1` or `-x selected`."""
-    import subprocess
-
     import pandas as pd
 
-    from pipeline.training.semi import study_frame
+    from pipeline.reporting.exps import dvc_exp_show, git_reader, study_frame
 
-    text = exp_json.read_text() if exp_json else subprocess.run(
-        ["dvc", "exp", "show", "--json"], check=True, capture_output=True, text=True).stdout
-    frame = study_frame(json.loads(text))
+    frame = study_frame(dvc_exp_show(repo), git_reader(repo))
     if frame.empty:
         raise typer.BadParameter("no experiment has metrics/pseudolabel/<round>/selection.json; run the sweep first")
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False)
     with pd.option_context("display.width", 160):
         typer.echo(frame[frame["final"]].to_string(index=False))
+
+
+@app.command()
+def exps(repo: Annotated[Path, typer.Option(help="project root (a git + DVC repository)")] = Path("."),
+         sort_by: Annotated[str, typer.Option(help="headline figure to sort by, best first")] = "multi",
+         md: Annotated[bool, typer.Option("--md", help="markdown table")] = False):
+    """The experiments table: one row per experiment (`dvc exp show --json`) with the params that differ between
+    them and the challenge figures of metrics/headline.json (MER-MULTI, MER-NOISE, MER-SEMI, CV)."""
+    from pipeline.evaluation import HEADLINE
+    from pipeline.reporting.exps import dvc_exp_show, experiments_frame, render_experiments
+
+    if sort_by not in HEADLINE:
+        raise typer.BadParameter(f"{sort_by!r} is not a headline figure; use one of {', '.join(HEADLINE)}",
+                                 param_hint="--sort-by")
+    typer.echo(render_experiments(experiments_frame(dvc_exp_show(repo), sort_by), markdown=md), nl=False)
 
 
 @app.command()
@@ -236,7 +258,7 @@ def evaluate(params: Params = Path("params.yaml"), manifest: Annotated[Path, typ
 
 
 @app.command()
-def predict(clips: Annotated[list[Path], typer.Argument(help="video (or audio/image) files to recognise")],
+def predict(clips: Annotated[list[Path], typer.Argument(metavar="CLIP...", help="video (or audio/image) files to recognise")],
             checkpoint: Annotated[Path, typer.Option(help="checkpoint folder written by `mer train`")] = Path("models/checkpoint"),
             params: Annotated[Path | None, typer.Option(help="use this params file's extract.* and encode.features "
                                                              "instead of the checkpoint's own settings")] = None,
@@ -290,7 +312,7 @@ def doctor(params: Params = Path("params.yaml")):
 
 
 @app.command("diff-report")
-def diff_report(base: Annotated[str, typer.Argument(help="git revision to compare against, e.g. origin/main")],
+def diff_report(base: Annotated[str, typer.Argument(metavar="BASE", help="git revision to compare against, e.g. origin/main")],
                 repo: Annotated[Path, typer.Option(help="project root (a git + DVC repository)")] = Path("."),
                 all_metrics: Annotated[bool, typer.Option("--all", help="list unchanged metrics too")] = False):
     """Markdown tables of `dvc metrics diff` (with deltas) and `dvc params diff` between BASE and the
@@ -306,13 +328,16 @@ def diff_report(base: Annotated[str, typer.Argument(help="git revision to compar
 @app.command()
 def report(metrics: Annotated[Path, typer.Option(help="metrics folder (evaluate, train, pseudolabel outputs)")] = Path("metrics"),
            html: Annotated[Path, typer.Option(help="self-contained HTML page to write")] = Path("reports/report.html"),
-           summary: Annotated[Path, typer.Option(help="markdown summary to write")] = Path("reports/summary.md")):
-    """One HTML page (figures embedded, nothing fetched) and a markdown summary: challenge figures beside the
+           summary: Annotated[Path, typer.Option(help="markdown summary to write")] = Path("reports/summary.md"),
+           params: Params = Path("params.yaml"),
+           manifest: Annotated[Path, typer.Option(help="the manifest, for the items per split")] = MANIFEST):
+    """One HTML page (figures embedded, nothing fetched) and a markdown summary: a run header (git revision,
+    corpus, items per split, params that differ from the defaults, date, machine), challenge figures beside the
     MER 2023 baseline, ablation, confusion matrix, per-class F1, robustness, pseudo-labels, training curves.
     Missing metrics files are noted on the page."""
     from pipeline.reporting.report import write_report
 
-    _echo(write_report(metrics, html, summary))
+    _echo(write_report(metrics, html, summary, params=params, manifest=manifest))
 
 
 def main() -> None:

@@ -6,6 +6,8 @@ MER-MULTI (test1) and MER-NOISE (test2, corrupted view) are scored by F1_w - 0.2
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
@@ -22,6 +24,33 @@ PAPER_BASELINE = {  # MER 2023 paper, best attention-fusion figures (abstract)
 
 
 NOISE_SPLIT, CLEAN_VIEW = "test2", "clean"  # clean: test2 as the corpus has it (MER 2023 releases it corrupted)
+
+
+# The figures `dvc metrics show`, `dvc exp show`, `mer exps` and `mer diff-report` lead with, in order:
+# metrics/headline.json key -> (label, whether higher is better). A task's bare key is its challenge score
+# (F1 - 0.25 MSE; MER-SEMI: F1), <task>F1 / <task>MSE its parts; "cv" is the main subset's cross-validated
+# score. Every other metrics file is a plain output, and the keys are short and the values rounded to
+# 3 decimals, so `dvc exp show --only-changed` of a sweep fits a 160-column terminal.
+HEADLINE = {
+    "multi": ("MER-MULTI F1-0.25MSE", True), "multiF1": ("MER-MULTI F1", True), "multiMSE": ("MER-MULTI MSE", False),
+    "noise": ("MER-NOISE F1-0.25MSE", True), "noiseF1": ("MER-NOISE F1", True), "noiseMSE": ("MER-NOISE MSE", False),
+    "semi": ("MER-SEMI F1", True),
+    "cv": ("CV F1-0.25MSE", True),
+}
+_HEADLINE_SOURCES = {"": "combined", "F1": "f1_weighted", "MSE": "valence_mse"}
+
+
+def headline(figures: dict[str, dict], cv_main: dict) -> dict:
+    """metrics/headline.json: the HEADLINE figures of the challenge scores (`figures`, keyed mer_multi,
+    mer_noise, mer_semi) and of the main subset's cross-validation (`cv_main`), to 3 decimals (the full
+    values stay in mer_*.json and cv.json); None where not scored."""
+    out = {}
+    for key in HEADLINE:
+        task, figure = re.fullmatch(r"([a-z]+)(F1|MSE|)", key).groups()
+        source = cv_main if task == "cv" else figures.get(f"mer_{task}", {})
+        value = source.get("f1_weighted" if task == "semi" else _HEADLINE_SOURCES[figure])
+        out[key] = None if value is None else round(float(value), 3)
+    return out
 
 
 def joined(predictions: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
@@ -101,7 +130,8 @@ def robustness_curve(rows: pd.DataFrame, split: str = NOISE_SPLIT) -> pd.DataFra
             figures = score(rows, subset, test)
             records.append({"subset": subset, "view": view, "snr_db": snr, "blur": blur,
                             "snr": view.removeprefix("snr") if view.startswith("snr") else view,
-                            "f1_weighted": figures.get("f1_weighted"), "valence_mse": figures.get("valence_mse")})
+                            "f1_weighted": figures.get("f1_weighted"), "valence_mse": figures.get("valence_mse"),
+                            "n": figures.get("n")})
     frame = pd.DataFrame(records)
     if frame.empty:
         return frame

@@ -35,6 +35,7 @@ def run(params: Path, manifest: Path, predictions: Path, semi_predictions: Path,
     for name, values in figures.items():
         values = values | {"subset": main, "labels": list(labels), "paper_baseline": ev.PAPER_BASELINE[name]}
         (out / f"{name}.json").write_text(json.dumps(values, indent=2))
+    (out / "headline.json").write_text(json.dumps(ev.headline(figures, cv["over_seeds"][main]), indent=2))
     ablation = ev.ablation_table(supervised, cv["runs"], noise_test)
     # keyed by subset, not a list: `dvc metrics diff` (and the PR comment) compares nested keys, never lists
     (out / "ablation.json").write_text(ablation.set_index("subset").to_json(orient="index", indent=2))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from pipeline import evaluation as ev
 from pipeline.config import ConfigError, PseudolabelConfig, TrainConfig, load_section
@@ -25,25 +26,36 @@ from pipeline.training.run import Views, corrupted_views, load_tables, predictio
 EMPTY_NOTE = "empty selection: no unlabelled item passed its class threshold; the start model's predictions are kept"
 
 
+STEPS = ("load features", "select and retrain", "write")
+
+
 def run(params: Path, round_name: str, manifest: Path, clean: Path, corrupted: Path | None, features_dir: Path,
         cv_metrics: Path, out: Path, metrics_dir: Path) -> dict:
     cfg, train_cfg = load_section("pseudolabel", params), load_section("train", params)
     start_path = round_start(cfg, round_name)
-    rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
-    labels = manifest_labels(rows)
-    main = json.loads(cv_metrics.read_text())["main_subset"]
-    start = model_predictions(pd.read_parquet(start_path), main, train_cfg.seeds[0])
-    features = {m: features_dir / f"{n}.zarr" for m, n in train_cfg.features.items()}
-    tables = load_tables(rows, Views(clean, corrupted_views(corrupted)), features, train_cfg.feature_norm, labels)
-    predictions, picked, thresholds = semi_round(tables, rows, start, cfg, train_cfg)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    predictions.to_parquet(out, index=False)
-    metrics_dir.mkdir(parents=True, exist_ok=True)
-    picked = semi.with_truth(picked, rows)
-    picked.to_csv(metrics_dir / "selected.csv", index=False)
-    semi.class_balance(picked, thresholds, labelled_oof(start, rows)).to_csv(metrics_dir / "class_balance.csv", index=False)
-    report = round_report(round_name, str(start_path), cfg, thresholds, picked, start, predictions, rows)
-    (metrics_dir / "selection.json").write_text(json.dumps(report, indent=2))
+    # one bar per round: the retraining step is the long one (folds x epochs of the main subset)
+    with tqdm(total=len(STEPS), desc=f"pseudolabel {round_name}", unit="step") as bar:
+        bar.set_postfix_str(STEPS[0])
+        rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
+        labels = manifest_labels(rows)
+        main = json.loads(cv_metrics.read_text())["main_subset"]
+        start = model_predictions(pd.read_parquet(start_path), main, train_cfg.seeds[0])
+        features = {m: features_dir / f"{n}.zarr" for m, n in train_cfg.features.items()}
+        tables = load_tables(rows, Views(clean, corrupted_views(corrupted)), features, train_cfg.feature_norm, labels)
+        bar.update()
+        bar.set_postfix_str(f"{STEPS[1]} ({main}, {train_cfg.folds} folds)")
+        predictions, picked, thresholds = semi_round(tables, rows, start, cfg, train_cfg)
+        bar.update()
+        bar.set_postfix_str(f"{STEPS[2]} ({len(picked)} selected)")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        predictions.to_parquet(out, index=False)
+        metrics_dir.mkdir(parents=True, exist_ok=True)
+        picked = semi.with_truth(picked, rows)
+        picked.to_csv(metrics_dir / "selected.csv", index=False)
+        semi.class_balance(picked, thresholds, labelled_oof(start, rows)).to_csv(metrics_dir / "class_balance.csv", index=False)
+        report = round_report(round_name, str(start_path), cfg, thresholds, picked, start, predictions, rows)
+        (metrics_dir / "selection.json").write_text(json.dumps(report, indent=2))
+        bar.update()
     return report
 
 

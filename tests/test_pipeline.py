@@ -1,6 +1,7 @@
 """End to end: real `dvc repro` of every stage on a small generated corpus, in a fresh git repo."""
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +19,8 @@ SMALL = {
 @pytest.fixture(scope="session")
 def repro(tmp_path_factory) -> Path:
     work = project_copy(tmp_path_factory.mktemp("project"), SMALL)
-    run(["dvc", "repro"], work)
+    done = run(["dvc", "repro"], work)
+    (work / "repro.log").write_text(done.stdout + done.stderr)
     return work
 
 
@@ -31,8 +33,20 @@ def test_repro_writes_every_challenge_metric(repro):
         assert figures["combined"] == pytest.approx(figures["f1_weighted"] - 0.25 * figures["valence_mse"])
     assert multi["n"] == 24 and noise["n"] == 18 and semi["n"] == 12
     assert "valence_mse" not in semi  # MER-SEMI is scored by F1 only
+    headline = json.loads((repro / "metrics/headline.json").read_text())
+    assert (headline["multi"], headline["multiF1"], headline["multiMSE"]) == pytest.approx(
+        (multi["combined"], multi["f1_weighted"], multi["valence_mse"]), abs=5e-4)
+    assert (headline["noise"], headline["semi"]) == pytest.approx((noise["combined"], semi["f1_weighted"]), abs=5e-4)
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], repro).stdout)
+    assert [Path(f).name for f in shown[""]["data"]] == ["headline.json"]  # the only DVC metrics file
     submission = pd.read_csv(repro / "models/submissions/test1-pred.csv")
     assert list(submission.columns) == ["name", "discrete", "valence"] and len(submission) == 24
+
+
+def test_each_pseudolabel_round_shows_its_progress(repro):
+    log = (repro / "repro.log").read_text()
+    for round_name in ("r1", "r2"):
+        assert re.search(rf"pseudolabel {round_name}: 100%.*3/3", log), log[-3000:]
 
 
 def test_second_repro_has_nothing_to_do(repro):

@@ -2,6 +2,7 @@
 the page as headless Chromium renders it."""
 
 import base64
+import html
 import json
 import re
 import shutil
@@ -11,12 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 from pipeline.extract import face_summary
 from pipeline.reporting.report import write_report
 
-METRICS = Path(__file__).resolve().parents[1] / "metrics"
+REPO = Path(__file__).resolve().parents[1]
+METRICS = REPO / "metrics"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 # store index rows (n_frames, n_faces per item) of a run where one test1 clip got no face
 FACE_INDEX = pd.DataFrame({"sample_id": ["a", "b", "c", "d"], "split": ["train", "train", "test1", "test1"],
@@ -29,9 +32,21 @@ def rendered(tmp_path_factory) -> Path:
     shutil.copytree(METRICS, out / "metrics")
     if not (out / "metrics" / "faces.json").is_file():  # committed runs from before extract wrote it
         (out / "metrics" / "faces.json").write_text(json.dumps(face_summary(FACE_INDEX, "blazeface")))
-    result = write_report(out / "metrics", out / "report.html", out / "summary.md")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train"]["lr"] = 0.0042
+    (out / "params.yaml").write_text(yaml.safe_dump(params))
+    pd.DataFrame({"split": ["train"] * 5 + ["test1"] * 2 + ["test3"] * 3,
+                  "label": ["happy"] * 7 + [None, None, "sad"]}).to_parquet(out / "manifest.parquet")
+    result = write_report(out / "metrics", out / "report.html", out / "summary.md",
+                          params=out / "params.yaml", manifest=out / "manifest.parquet", root=REPO)
     assert result["missing"] == []
     return out
+
+
+def figure_data(page: str) -> dict[str, list[dict]]:
+    """Caption -> what the figure's axes show (the page's data-plotted records)."""
+    found = re.findall(r'<figure data-plotted="([^"]*)">.*?<figcaption>(.*?)</figcaption>', page)
+    return {html.unescape(caption): json.loads(html.unescape(data)) for data, caption in found}
 
 
 def committed(name: str):
@@ -102,11 +117,74 @@ def test_headless_chromium_renders_a_non_blank_page(rendered, tmp_path):
     shot = tmp_path / "report.png"
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-                    f"--screenshot={shot}", "--window-size=1200,2000", (rendered / "report.html").as_uri()],
+                    f"--screenshot={shot}", "--window-size=1400,2000", (rendered / "report.html").as_uri()],
                    capture_output=True, timeout=120, check=True)
     pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=int)
-    assert pixels.shape == (2000, 1200, 3)
+    assert pixels.shape == (2000, 1400, 3)
     ink = (pixels < 235).any(axis=2)
     assert 0.03 < ink.mean() < 0.6, ink.mean()  # text, tables and figures, not an empty or error page
     blue = (pixels[..., 2] - pixels[..., 0] > 60) & (pixels[..., 2] > 120)
     assert blue.sum() > 2000  # the confusion matrix (Blues) is drawn in the first screen
+
+
+def test_run_header_says_what_produced_the_figures(rendered):
+    summary = (rendered / "summary.md").read_text()
+    header = summary[summary.index("## Run"):summary.index("## Challenge")]
+    assert re.search(r"\| git revision \| [0-9a-f]{12} ", header)
+    assert "| items per split | train 5, test1 2, test3 3 (1 labelled) |" in header
+    assert "| param train.lr | 0.0042 |" in header and "| corpus | demo at data/demo |" in header
+    assert "param train.epochs" not in header  # at its default
+    assert re.search(r"\| written \| \d{4}-\d\d-\d\d \d\d:\d\d UTC \|", header) and "| machine |" in header
+
+
+def test_robustness_panels_draw_the_metrics_file(rendered):
+    page = (rendered / "report.html").read_text()
+    curve = committed("robustness.csv")
+    panels = next(data for caption, data in figure_data(page).items() if caption.startswith("test2 with noise"))
+    assert [p["title"] for p in panels] == ["weighted F1 against SNR", "valence MSE against SNR",
+                                            "weighted F1 against blur", "valence MSE against blur"]
+    clean = curve[curve["view"] == "clean"].set_index("subset")
+    for panel, (x, y) in zip(panels, [("snr_db", "f1_weighted"), ("snr_db", "valence_mse"),
+                                      ("blur", "f1_weighted"), ("blur", "valence_mse")]):
+        references = [line for line in panel["lines"] if line["label"].startswith("_clean ")]
+        assert sorted(line["label"][7:] for line in references) == sorted(clean.index)  # one per subset
+        for line in references:  # at the clean view's figure, not at a blur view's
+            assert line["linestyle"] == ":" and line["y"] == pytest.approx([clean.loc[line["label"][7:], y]] * 2)
+        for subset, rows in curve[curve[x].notna()].groupby("subset"):
+            drawn = next(line for line in panel["lines"] if line["label"] == subset)
+            rows = rows.sort_values(x)
+            assert drawn["x"] == pytest.approx(list(rows[x])) and drawn["y"] == pytest.approx(list(rows[y]))
+        values = curve.loc[curve[x].notna(), y]
+        low, high = panel["ylim"]
+        assert low <= values.median() <= high
+        inside = values[(values >= low) & (values <= high)]
+        assert len(inside) >= 0.75 * len(values)  # the axis fits the bulk of the data
+        if values.max() > 4 * values.median():  # a far outlier does not stretch the axis
+            assert high < values.max()
+
+
+def test_every_figure_names_its_item_count(rendered):
+    page = (rendered / "report.html").read_text()
+    captions = list(figure_data(page))
+    assert captions and all(re.search(r"n = \d+", c) or "item counts not recorded" in c for c in captions), captions
+    assert any(f"n = {len(committed('confusion.csv'))}" in c for c in captions if c.startswith("Confusion"))
+
+
+def test_tables_fit_a_1400_px_page_in_chromium(rendered, tmp_path):
+    browser = next((b for b in BROWSERS if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip(f"no headless browser on PATH (looked for {', '.join(BROWSERS)}); apt-get install chromium")
+    # a copy of the page that writes every table's overflow into the DOM, read back with --dump-dom
+    probe = ("<script>addEventListener('load', () => { const w = document.documentElement.clientWidth;"
+             "document.body.dataset.overflow = JSON.stringify([...document.querySelectorAll('table')].map("
+             "t => Math.round(t.getBoundingClientRect().right - Math.min(w, t.parentElement.getBoundingClientRect().right))));"
+             "document.body.dataset.page = document.documentElement.scrollWidth - w; });</script>")
+    page = tmp_path / "probe.html"
+    page.write_text((rendered / "report.html").read_text().replace("</body>", probe + "</body>"))
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--disable-component-update", "--disable-sync", "--no-first-run",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1000", "--dump-dom",
+                          page.as_uri()], capture_output=True, text=True, timeout=120, check=True).stdout
+    overflow = json.loads(html.unescape(re.search(r'data-overflow="([^"]*)"', dom).group(1)))
+    assert len(overflow) >= 5 and max(overflow) <= 0, overflow  # no table wider than its box
+    assert int(re.search(r'data-page="(-?\d+)"', dom).group(1)) <= 0  # and no horizontal scroll

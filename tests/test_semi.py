@@ -186,7 +186,7 @@ def test_study_collects_dvc_experiments(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"pseudolabel": {"eta": 0.5, "rounds": {"r1": "x", "r2": "y"}}}))
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"rounds": {
         "cmd": "python write_rounds.py", "deps": ["write_rounds.py"], "params": ["pseudolabel"],
-        "metrics": [{f"metrics/pseudolabel/{r}/selection.json": {"cache": False}} for r in ("r1", "r2")]}}}))
+        "outs": [{f"metrics/pseudolabel/{r}/selection.json": {"cache": False}} for r in ("r1", "r2")]}}}))
     run(["git", "init", "-q"], tmp_path)
     run(["dvc", "init", "-q"], tmp_path)
     run(["git", "add", "-A"], tmp_path)

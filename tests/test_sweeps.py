@@ -1,11 +1,15 @@
-"""`dvc exp run -S` sweeps on a tiny demo corpus: each experiment retrains, none re-extracts or re-encodes."""
+"""`dvc exp run -S` sweeps on a tiny demo corpus: each experiment retrains, none re-extracts or re-encodes,
+and the experiments table fits a terminal."""
 
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
 
 from dvc_project import commit, project_copy, run
+from pipeline.evaluation import HEADLINE
 
 TINY = {
     "demo": {"n_train": 48, "n_test1": 12, "n_test2": 6, "n_test3_labelled": 6, "n_unlabelled": 12, "seconds": 1.0},
@@ -45,8 +49,35 @@ def test_learning_rate_sweep_retrains_from_stored_features(baseline):
     shown = json.loads(run(["dvc", "exp", "show", "--json"], baseline).stdout)
     metrics = experiment_metrics(shown)
     assert set(RATES) <= set(metrics), metrics.keys()
-    high, low = (metrics[name]["mer_multi.json"] for name in RATES)
-    assert high["n"] == low["n"] == 12
-    assert (high["f1_weighted"], high["valence_mse"]) != (low["f1_weighted"], low["valence_mse"])
-    table = run(["dvc", "exp", "show", "--sort-by", "metrics/mer_multi.json:combined", "--csv"], baseline).stdout
+    assert all(set(m) == {"headline.json"} for m in metrics.values())  # the detail files are plain outputs
+    high, low = (metrics[name]["headline.json"] for name in RATES)
+    assert (high["multiF1"], high["multiMSE"]) != (low["multiF1"], low["multiMSE"])
+    table = run(["dvc", "exp", "show", "--sort-by", "metrics/headline.json:multi", "--csv"], baseline).stdout
     assert all(name in table for name in RATES)
+
+
+@pytest.mark.slow
+def test_queued_two_by_two_sweep_table_fits_160_columns(baseline):
+    grid = ["-S", "train.lr=0.01,0.0001", "-S", "train.dropout=0.1,0.5"]
+    run(["dvc", "exp", "run", "--queue", "-C", "featurestore", *grid], baseline)
+    log = run(["dvc", "exp", "run", "--run-all", "-j", "1"], baseline)
+    assert "Running stage 'extract'" not in log.stdout + log.stderr
+    run(["dvc", "queue", "remove", "--success"], baseline)  # the run records go (State, Executor); experiments stay
+    narrow = {"COLUMNS": "160"}
+    shown = run(["dvc", "exp", "show", "--only-changed", "--no-pager"], baseline, env=narrow).stdout
+    print(shown)
+    lines = [line for line in shown.splitlines() if line.strip()]
+    assert max(len(line) for line in lines) <= 160
+    header = lines[1].split()
+    assert {"train.lr", "train.dropout", *HEADLINE} <= set(header), header  # swept keys and figures, none behind …
+    rows = [line for line in lines if re.search(r"\[[a-z]+-[a-z]+\]", line)]
+    assert len(rows) >= 4 and all("…" not in row.rstrip().rstrip("…") for row in rows), rows  # only deps fold away
+    table = run(["mer", "exps"], baseline, env=narrow).stdout
+    print(table)
+    assert max(len(line) for line in table.splitlines()) <= 160
+    header = next(i for i, line in enumerate(table.splitlines()) if line.startswith("experiment"))
+    assert table.splitlines()[header].split()[:3] == ["experiment", "train.lr", "train.dropout"]
+    assert all(label.split()[0] in table for label, _ in HEADLINE.values())
+    experiments = json.loads(run(["dvc", "exp", "show", "--json"], baseline).stdout)
+    best = max(m["headline.json"]["multi"] for m in experiment_metrics(experiments).values())
+    assert f"{best:.3f}" in table.splitlines()[header + 1]  # sorted by MER-MULTI, best first

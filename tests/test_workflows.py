@@ -40,3 +40,4 @@ def test_pr_metrics_workflow_comments_the_diff_against_the_base_branch():
     marker = "<!-- mer-pr-metrics -->"
     assert text.count(marker) == 2  # written into the comment, and looked for to update it in place
     assert "updateComment" in text and "createComment" in text
+    assert "make setup TORCH=cpu" in text  # never PyPI's multi-GB CUDA build of torch

@@ -18,6 +18,7 @@ from pipeline.labels import MER_LABELS
 from pipeline.training.metrics import combined
 
 from . import figures
+from .run_info import run_rows
 
 TASKS = {"mer_multi": "MER-MULTI", "mer_noise": "MER-NOISE", "mer_semi": "MER-SEMI"}
 FIGURES = {"f1_weighted": "weighted F1", "valence_mse": "valence MSE", "combined": "F1 - 0.25 MSE"}
@@ -33,9 +34,11 @@ class Section:
         self.html.append(html_table(frame))
         self.markdown.append(markdown_table(frame))
 
-    def figure(self, uri: str, caption: str) -> None:
-        self.html.append(f'<figure><img src="{uri}" alt="{html.escape(caption)}">'
-                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    def figure(self, fig, caption: str) -> None:
+        """The figure as an embedded PNG, with what its axes show as JSON in data-plotted."""
+        uri, data = figures.render(fig)
+        self.html.append(f'<figure data-plotted="{html.escape(json.dumps(data))}"><img src="{uri}" '
+                         f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>')
 
     def note(self, text: str) -> None:
         self.html.append(f'<p class="note">{html.escape(text)}</p>')
@@ -47,10 +50,10 @@ def html_table(frame: pd.DataFrame) -> str:
     numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
     cell = lambda tag, text, num: f'<{tag} class="num">{text}</{tag}>' if num else f"<{tag}>{text}</{tag}>"  # noqa: E731
     text = lambda v: "—" if pd.isna(v) else (f"{v:.4f}" if isinstance(v, float) else html.escape(str(v)))  # noqa: E731
-    head = "".join(cell("th", html.escape(str(c)), n) for c, n in zip(frame.columns, numeric))
+    head = "".join(cell("th", html.escape(str(c)).replace("_", "_<wbr>"), n) for c, n in zip(frame.columns, numeric))
     rows = ["<tr>" + "".join(cell("td", text(v), n) for v, n in zip(row, numeric)) + "</tr>"
             for row in frame.itertuples(index=False)]
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
 class MetricsFolder:
@@ -130,10 +133,10 @@ def per_class(folder: MetricsFolder) -> Section:
     section = Section("Per class (MER-MULTI, main subset)")
     confusion = folder.read("confusion.csv", section)
     if confusion is not None:
-        section.figure(figures.confusion_matrix(confusion), "Confusion matrix on test1 (clip counts)")
+        section.figure(figures.confusion_matrix(confusion), f"Confusion matrix on test1 (clip counts), n = {len(confusion)}")
     valence = folder.read("valence.csv", section)
     if valence is not None:
-        section.figure(figures.valence_scatter(valence), "Predicted against true valence on test1")
+        section.figure(figures.valence_scatter(valence), f"Predicted against true valence on test1, n = {len(valence)}")
     scores = folder.read("per_class_f1.csv", section)
     if scores is not None:
         section.table(scores)
@@ -141,18 +144,29 @@ def per_class(folder: MetricsFolder) -> Section:
 
 
 def robustness(folder: MetricsFolder) -> Section:
-    section = Section("Robustness to noise")
+    section = Section("Robustness to noise and blur")
     curve = folder.read("robustness.csv", section)
     if curve is None:
         return section
-    if curve["snr_db"].notna().any():
-        section.figure(figures.robustness_curve(curve), "test2 at fixed SNRs (no blur); dotted: the clean view")
+    if curve["snr_db"].notna().any() or (curve["blur"] > 1).any():
+        section.figure(figures.robustness_curve(curve), "test2 with noise at fixed SNRs (no blur) and with blur at "
+                       f"fixed factors (clean audio); dotted: the clean view; {item_counts(curve)}")
     else:
-        section.note("robustness.csv has no fixed-SNR view (corrupt.robustness_snr_db is empty): no curve.")
+        section.note("robustness.csv has no fixed-SNR or blur view (corrupt.robustness_snr_db and robustness_blur "
+                     "are empty): no curve.")
     by_snr = curve.pivot_table(index="subset", columns="snr", values="f1_weighted", sort=False)
     by_snr.columns.name = None
+    section.note("Weighted F1 per subset and view (numbers: SNR in dB with no blur; blur<r>: clean audio):")
     section.table(by_snr.reset_index())
     return section
+
+
+def item_counts(curve: pd.DataFrame) -> str:
+    """"n = 40 items per point", or the range when subsets or views cover different items."""
+    if "n" not in curve or curve["n"].isna().all():
+        return "item counts not recorded (robustness.csv from an older evaluate)"
+    low, high = int(curve["n"].min()), int(curve["n"].max())
+    return f"n = {low} items per point" if low == high else f"n = {low}-{high} items per point"
 
 
 def pseudolabels(folder: MetricsFolder) -> Section:
@@ -176,12 +190,15 @@ def pseudolabels(folder: MetricsFolder) -> Section:
     else:
         section.figure(figures.threshold_curve(selected, summary["thresholds"]),
                        f"{last}: items kept and their precision under a stricter global confidence cut; "
-                       "dashed: the per-class thresholds")
+                       f"dashed: the per-class thresholds; n = {len(selected)} selected, "
+                       f"{int(selected['true_label'].notna().sum())} with a known label")
     section.table(per_class_selection(summary, selected))
     study = folder.root / "semi_study.csv"
     if study.is_file():
-        section.figure(figures.eta_study(pd.read_csv(study)), "Threshold study: test F1 against eta and against "
-                       "the number of pseudo-labels (one point per experiment, final round)")
+        frame = pd.read_csv(study)
+        section.figure(figures.eta_study(frame), "Threshold study: test F1 against eta and against the number of "
+                       f"pseudo-labels (one point per experiment, final round; n = {frame['experiment'].nunique()} "
+                       "experiments)")
     else:
         section.note("No threshold study yet: run the eta sweep and `mer semi-study` (README, MER-SEMI).")
     return section
@@ -205,7 +222,8 @@ def training(folder: MetricsFolder) -> Section:
         section.note(f"{folder.root / 'train_curves'} holds no fold curves (LightGBM has none; else run train).")
         return section
     curves = pd.concat([pd.read_csv(f).assign(fold=int(f.stem[4:])) for f in files])
-    section.figure(figures.training_curves(curves), "Validation F1 - 0.25 MSE per epoch, one line per fold")
+    section.figure(figures.training_curves(curves), "Validation F1 - 0.25 MSE per epoch, one line per fold "
+                   f"(n = {len(files)} folds)")
     return section
 
 
@@ -214,11 +232,12 @@ SECTIONS = (headline, faces, ablation, per_class, robustness, pseudolabels, trai
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.8em; }
-table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
-th, td { padding: .3em .7em; border-bottom: 1px solid #e3e3e3; text-align: left; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .85em; }
+th, td { padding: .3em .5em; border-bottom: 1px solid #e3e3e3; text-align: left; }
 th { background: #f4f6f8; } .num { text-align: right; font-variant-numeric: tabular-nums; }
 .flow { display: flex; flex-wrap: wrap; gap: .5em 2.5em; align-items: flex-start; }
 .flow > .note { flex-basis: 100%; margin: .3em 0; }
+div.table { max-width: 100%; overflow-x: auto; }
 figure { margin: .8em 0; max-width: 100%; } img { max-width: 100%; height: auto; }
 figcaption, .note { color: #555; font-size: .9em; }
 """
@@ -237,9 +256,16 @@ def render_markdown(title: str, sections: list[Section]) -> str:
     return "\n".join(parts)
 
 
-def write_report(metrics: Path, html_out: Path, markdown_out: Path, title: str = "Emotion recognition run") -> dict:
+def run_header(root: Path, params: Path | None, manifest: Path | None) -> Section:
+    section = Section("Run")
+    section.table(pd.DataFrame(run_rows(root, params, manifest), columns=["", "value"]))
+    return section
+
+
+def write_report(metrics: Path, html_out: Path, markdown_out: Path, title: str = "Emotion recognition run",
+                 params: Path | None = None, manifest: Path | None = None, root: Path = Path(".")) -> dict:
     folder = MetricsFolder(metrics)
-    sections = [make(folder) for make in SECTIONS]
+    sections = [run_header(root, params, manifest), *(make(folder) for make in SECTIONS)]
     for path, text in ((html_out, render_html(title, sections)), (markdown_out, render_markdown(title, sections))):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

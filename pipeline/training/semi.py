@@ -17,8 +17,6 @@ selection lost up to 0.06 F1 on some seeds, the capped one never lost.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 
@@ -117,41 +115,3 @@ def precision(picked: pd.DataFrame) -> float | None:
     """Share of selected items whose pseudo-label equals the known true label (None: no truth known)."""
     known = picked["true_label"].notna()
     return float((picked.loc[known, "label"] == picked.loc[known, "true_label"]).mean()) if known.any() else None
-
-
-# ---------------------------------------------------------------- threshold study
-
-STUDY_COLUMNS = ["experiment", "eta", "round", "final", "selected", "precision", "mer_semi_f1", "mer_multi_f1",
-                 "mer_semi_f1_start", "mer_multi_f1_start"]
-_ROUND_METRICS = re.compile(r"(?:^|/)metrics/pseudolabel/(?P<round>[^/]+)/selection\.json$")
-
-
-def study_frame(exp_show: list[dict]) -> pd.DataFrame:
-    """One row per (experiment, round) from `dvc exp show --json`: eta, pseudo-labels selected, their
-    precision and the test F1 of the round's model. The workspace row repeats the last run and is left out."""
-    records = []
-    for state in _exp_states(exp_show):
-        data = state.get("data") or {}
-        if state.get("rev") == "workspace" or not data:
-            continue
-        rounds = [(m.group("round"), f["data"]) for path, f in (data.get("metrics") or {}).items()
-                  if (m := _ROUND_METRICS.search(path.replace("\\", "/"))) and "data" in f]
-        order = {name: i for i, name in enumerate(_params(data).get("rounds") or {})}
-        rounds.sort(key=lambda r: order.get(r[0], len(order)))
-        for i, (name, figures) in enumerate(rounds):
-            records.append({"experiment": state.get("name") or state["rev"][:7], "eta": figures.get("eta"),
-                            "round": name, "final": i == len(rounds) - 1}
-                           | {k: figures.get(k) for k in STUDY_COLUMNS[4:]})
-    frame = pd.DataFrame(records, columns=STUDY_COLUMNS)
-    return frame.sort_values(["eta", "experiment", "round"], kind="stable").reset_index(drop=True)
-
-
-def _exp_states(exp_show: list[dict]):
-    for state in exp_show:
-        yield state
-        for exp_range in state.get("experiments") or []:
-            yield from _exp_states(exp_range.get("revs") or [])
-
-
-def _params(data: dict) -> dict:
-    return ((data.get("params") or {}).get("params.yaml", {}).get("data") or {}).get("pseudolabel") or {}
