@@ -3,7 +3,9 @@ optional modules are missing (for availability checks with an install hint)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
 
 def versions(*distributions: str) -> dict[str, str]:
@@ -23,15 +25,31 @@ def missing_packages(*modules: str) -> list[str]:
     return [m for m in modules if find_spec(m) is None]
 
 
-def git_revision(folder: str = ".", code: tuple[str, ...] = ("pipeline", "stages")) -> str:
-    """The commit checked out in `folder`, with "+dirty" when tracked files under `code` differ from it
-    (outputs such as dvc.lock, rewritten while a pipeline runs, do not count), or "unknown"."""
+# What makes the outputs: a commit that only records outputs (dvc.lock, metrics/, reports/) does not move
+# the revision, so a fresh clone of that commit writes the same revision into the same outputs.
+CODE = ("pipeline", "stages", "dvc.yaml", "params.yaml", "pyproject.toml")
+
+
+@dataclass(frozen=True)
+class Revision:
+    commit: str                  # the last commit that changed CODE, or "unknown" outside a git checkout
+    date: str = ""               # its commit date (ISO 8601)
+    changed: tuple[str, ...] = ()  # CODE paths with uncommitted changes
+
+    def __str__(self) -> str:
+        return self.commit + ("+dirty" if self.changed else "")
+
+
+def code_revision(folder: str | Path = ".") -> Revision:
+    """The revision of the code and config that produced a run's outputs (see CODE)."""
     import subprocess
 
     def git(*args):
-        return subprocess.run(["git", "-C", folder, *args], capture_output=True, text=True, timeout=10, check=True).stdout
+        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10,
+                              check=True).stdout
     try:
-        commit = git("rev-parse", "HEAD").strip()
-        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no", "--", *code).strip() else "")
+        commit, _, date = git("log", "-1", "--format=%H %cI", "--", *CODE).strip().partition(" ")
+        status = git("status", "--porcelain", "--untracked-files=no", "--", *CODE).splitlines()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return Revision("unknown")
+    return Revision(commit or "unknown", date, tuple(line[3:] for line in status))

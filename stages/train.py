@@ -15,7 +15,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline.config import load_section
-from pipeline.environment import git_revision
+from pipeline.environment import code_revision
 from pipeline.errors import require
 from pipeline.training.metrics import over_seeds
 from pipeline.labels import manifest_labels
@@ -78,7 +78,7 @@ def model_card(params: Path, rows: pd.DataFrame, coverage: dict[str, int], summa
               "train_speakers": int(labelled["speaker"].nunique()) if "speaker" in labelled else 0,
               "train_items_with": coverage}
     return {"extract": {k: getattr(extract_cfg, k) for k in extract_cfg.OUTPUT_KEYS}, "corpus": corpus,
-            "git_revision": git_revision(), "metrics": {k: summary[k] for k in CV_FIGURES if k in summary}}
+            "git_revision": str(code_revision()), "metrics": {k: summary[k] for k in CV_FIGURES if k in summary}}
 
 
 def over_seeds_by_subset(summaries: list[dict]) -> dict[str, dict]:

@@ -1,38 +1,28 @@
 """The report's run header: what produced these figures (git revision and whether the sources had
-uncommitted changes, corpus, items per split, params that differ from the code's defaults, date, machine)."""
+uncommitted changes, and its date; corpus, items per split, params that differ from the code's defaults;
+the architecture and libraries that made them)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import platform
-import subprocess
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from pipeline.config import SECTIONS, build, load_params
-
-# What `dvc repro` itself rewrites: changes there do not make the sources dirty.
-OUTPUTS = ("dvc.lock", "metrics/", "reports/", "models/", "data/")
-
+from pipeline.environment import code_revision, versions
 
 def git_state(root: Path) -> str:
     """"<revision> (clean)" or "<revision> + uncommitted changes in a, b", or why there is none."""
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-
-    head = git("rev-parse", "--short=12", "HEAD")
-    if head.returncode != 0:
+    revision = code_revision(root)
+    if revision.commit == "unknown":
         return "not a git checkout"
-    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").stdout.splitlines()]
-    changed = [path for path in changed if not path.startswith(OUTPUTS)]
-    if not changed:
-        return f"{head.stdout.strip()} (clean)"
-    more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
-    return f"{head.stdout.strip()} + uncommitted changes in {', '.join(changed[:5])}{more}"
+    if not revision.changed:
+        return f"{revision.commit[:12]} (clean)"
+    more = f" and {len(revision.changed) - 5} more" if len(revision.changed) > 5 else ""
+    return f"{revision.commit[:12]} + uncommitted changes in {', '.join(revision.changed[:5])}{more}"
 
 
 def changed_params(params: Path) -> list[tuple[str, str]]:
@@ -57,10 +47,11 @@ def split_counts(manifest: Path) -> str:
 
 def run_rows(root: Path, params: Path | None, manifest: Path | None) -> list[tuple[str, str]]:
     """The header as (what, value) rows; inputs that are missing say so."""
-    rows = [("git revision", git_state(root)),
-            ("written", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
-            ("machine", f"{platform.node()}: {platform.machine()}, {os.cpu_count()} CPUs, "
-                        f"{platform.system()} {platform.release()}, Python {platform.python_version()}")]
+    # Only what the inputs determine: the same code and params give the same page on any run (no wall
+    # clock, no host name), so a fresh clone of a commit reproduces its committed report.
+    rows = [("code revision", git_state(root)), ("code date", code_revision(root).date or "unknown"),
+            ("made with", f"{platform.machine()}, Python {platform.python_version()}, "
+                          + ", ".join(f"{k} {v}" for k, v in versions("torch", "av", "numpy").items()))]
     if params is not None and params.is_file():
         prepare = build(SECTIONS["prepare"], load_params(params).get("prepare") or {}, "prepare")
         rows.append(("corpus", f"{prepare.adapter} at {prepare.root}"))
