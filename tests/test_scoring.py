@@ -15,6 +15,7 @@ from mer2023_release import submission_figures
 from pipeline.config import ConfigError
 from pipeline.labels import MER_LABELS, label_index, logit_columns
 from stages import evaluate
+from stages.train import over_seeds_by_subset
 
 # labelled / unlabelled items per split, as the release's proportions shrunk (test3 mostly unlabelled)
 SHAPE = {"train": (60, 0), "test1": (41, 0), "test2": (37, 0), "test3": (23, 50)}
@@ -63,7 +64,8 @@ def scored(tmp_path):
         predictions(rows, tests).to_parquet(tmp_path / "predictions.parquet")
         (tmp_path / "params.yaml").write_text(yaml.safe_dump({"evaluate": {"noise_view": noise_view}}))
         runs = [{"subset": s, "seed": 0, "items": 60, "f1_weighted": 0.5} for s in ("T", "AVT")]
-        (tmp_path / "cv.json").write_text(json.dumps({"main_subset": "AVT", "runs": runs}))
+        cv = {"main_subset": "AVT", "runs": runs, "over_seeds": over_seeds_by_subset(runs)}  # as train writes it
+        (tmp_path / "cv.json").write_text(json.dumps(cv))
         evaluate.run(tmp_path / "params.yaml", tmp_path / "manifest.parquet", tmp_path / "predictions.parquet",
                      tmp_path / "predictions.parquet", tmp_path / "cv.json", tmp_path / "metrics", tmp_path / "submissions")
         read = lambda name: json.loads((tmp_path / "metrics" / f"{name}.json").read_text())  # noqa: E731
