@@ -125,7 +125,11 @@ def ablation(folder: MetricsFolder) -> Section:
     by_subset = folder.read("ablation.json", section)
     if by_subset is not None:
         table = pd.DataFrame.from_dict(by_subset, orient="index").rename_axis("subset").reset_index()
-        section.table(table.astype({c: "Int64" for c in ABLATION_COUNTS if c in table}))
+        counts = [c for c in ABLATION_COUNTS if c in table]
+        # two tables, figures then counts, so neither is wider than the page
+        section.table(table.drop(columns=counts))
+        section.note("Items scored per split (n) and items scored by the class prior for lack of a modality (fallback):")
+        section.table(table[["subset", *counts]].astype({c: "Int64" for c in counts}))
     return section
 
 
