@@ -5,17 +5,15 @@ edit distance over the reference words (pipeline.media.asr.word_error_rate per c
 lower-casing and dropping punctuation. Emotional delivery (shouted, whispered, sobbing) is what makes
 these short sentences hard.
 
-    python -m benchmarks.real.asr [DATA_DIR]     # default ../shared/data; merges into results/real_speech.json
+    python benchmarks/bench_real.py --sections asr     # figures in results/real_data.json
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from pathlib import Path
 
-from benchmarks.real import ravdess
+from . import _ravdess as ravdess
 from pipeline.media.asr import make_engine, word_error_rate
 
 SETTINGS = [("faster-whisper", "whisper-base", ""), ("faster-whisper", "whisper-base", "en"),
@@ -26,7 +24,6 @@ def run(data_dir: Path) -> dict:
     data = ravdess.load(data_dir)
     if data is None:
         return {"skipped": f"{Path(data_dir) / ravdess.FOLDER} is absent"}
-    load_before = [round(v, 2) for v in os.getloadavg()]
     rows = {}
     for engine, model, language in SETTINGS:
         asr = make_engine(engine, model, language)
@@ -40,7 +37,7 @@ def run(data_dir: Path) -> dict:
             "wer": round(edits / words, 4), "exact_sentences": sum(word_error_rate(r, h) == 0 for r, h in zip(data["transcript"], hyps)),
             "seconds_per_clip": round(seconds, 2), "worst": {"file": worst[2], "heard": worst[1]}}
     return {"corpus": ravdess.FOLDER, "n_clips": len(data["audio"]), "statements": sorted(set(data["transcript"])),
-            "rows": rows, "loadavg_before": load_before}
+            "rows": rows}
 
 
 def markdown(result: dict) -> str:
@@ -54,8 +51,3 @@ def markdown(result: dict) -> str:
                      f"{row['exact_sentences']}/{result['n_clips']} | {row['seconds_per_clip']:.2f} |")
     return "\n".join(lines)
 
-
-if __name__ == "__main__":
-    figures = run(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parents[3] / "shared" / "data")
-    ravdess.save("asr", figures)
-    print(markdown(figures))

@@ -5,13 +5,11 @@ emotion). Each encoder's utterance vectors go through a standardised logistic re
 chosen by actor-grouped cross-validation inside the training actors; fusion concatenates the encoders'
 vectors (early) or averages the per-encoder class probabilities (late).
 
-    python -m benchmarks.real.audio [DATA_DIR]     # default ../shared/data; merges into results/real_speech.json
+    python benchmarks/bench_real.py --sections audio     # figures in results/real_data.json
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from benchmarks.real import ravdess
+from . import _ravdess as ravdess
 from pipeline.encoders import make_encoder
 
 ENCODERS = {"egemaps": ("egemaps", {}), "whisper": ("whisper", {"model": "whisper-base"})}
@@ -33,7 +31,6 @@ def run(data_dir: Path) -> dict:
     data = ravdess.load(data_dir)
     if data is None:
         return {"skipped": f"{Path(data_dir) / ravdess.FOLDER} is absent"}
-    load_before = [round(v, 2) for v in os.getloadavg()]
     train = ravdess.is_train(data["actor"])
     features, seconds = {}, {}
     for name, (encoder, options) in ENCODERS.items():
@@ -51,8 +48,7 @@ def run(data_dir: Path) -> dict:
     return {"corpus": ravdess.FOLDER, "train_actors": "01-08", "test_actors": "09-12",
             "n_train": int(train.sum()), "n_test": int((~train).sum()), "chance_accuracy": round(1 / len(classes), 3),
             "rows": rows, "encode_seconds_per_clip": seconds,
-            "dims": {name: int(x.shape[1]) for name, x in features.items()},
-            "loadavg_before": load_before}
+            "dims": {name: int(x.shape[1]) for name, x in features.items()}}
 
 
 def _score(x: np.ndarray, data: dict, train: np.ndarray) -> tuple[dict, np.ndarray]:
@@ -78,8 +74,3 @@ def markdown(result: dict) -> str:
     lines += [f"| {name} | {row['f1_weighted']:.3f} | {row['accuracy']:.3f} |" for name, row in result["rows"].items()]
     return "\n".join(lines)
 
-
-if __name__ == "__main__":
-    figures = run(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parents[3] / "shared" / "data")
-    ravdess.save("audio", figures)
-    print(markdown(figures))

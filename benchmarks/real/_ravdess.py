@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +11,6 @@ from pipeline.media.decode import read_audio_file
 
 FOLDER = "ravdess-audio-dev"
 TRAIN_ACTORS = range(1, 9)    # speaker-independent split: actors 01-08 train, 09-12 test
-RESULTS = Path(__file__).parents[1] / "results" / "real_speech.json"
 
 
 def load(data_dir: Path) -> dict | None:
@@ -32,10 +29,3 @@ def load(data_dir: Path) -> dict | None:
 def is_train(actors: np.ndarray) -> np.ndarray:
     return np.isin(actors, TRAIN_ACTORS)
 
-
-def save(section: str, result: dict) -> None:
-    """Merge one section's figures into benchmarks/results/real_speech.json, with the load average."""
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    figures = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    figures[section] = result | {"loadavg_after": [round(x, 2) for x in os.getloadavg()]}
-    RESULTS.write_text(json.dumps(figures, indent=1) + "\n")
