@@ -39,7 +39,11 @@ import torch
 
 from baseline_loop import train_fold_reference
 from pipeline.models.fusion import AttentionFusion, StackedLinear
-from pipeline.training.cv import TestSet, TrainConfig, available_cores, cross_validate, fold_indices, make_folds
+from pipeline.config import FusionParams
+from pipeline.training.cv import TestSet
+from pipeline.training.folds import CVJob, fold_indices, make_folds
+from pipeline.training.fusion import FusionRun, cross_validate
+from pipeline.training.runtime import available_cores
 
 ITEMS, DIMS, TESTS = 3373, {"audio": 1024, "text": 1024, "visual": 512}, {"test1": 411, "test2": 412}
 FOLDS, MAX_LOAD_PER_CORE = 5, 0.5
@@ -154,23 +158,24 @@ def gemm_rates(floor: Floor, device: str, reps: int = 200) -> dict:
 def run_all(args, data, folds) -> dict:
     X, y, v, tests = data
     splits = fold_indices(y, folds)
-    steps = max(-(-len(tr) // TrainConfig.batch_size) for tr, _ in splits)
+    batch = FusionParams.batch_size
+    steps = max(-(-len(tr) // batch) for tr, _ in splits)
     threads = [int(t) for t in args.threads.split(",")]
-    floor = Floor(TrainConfig.batch_size, max(len(va) for _, va in splits), args.device)
+    floor = Floor(batch, max(len(va) for _, va in splits), args.device)
     default_threads = torch.get_num_threads()
     runs: dict[str, list[float]] = {}
     rates: dict[str, list[dict]] = {}
     for run in range(args.runs):
         for t in threads:
-            cfg = TrainConfig(epochs=args.epochs, threads=t, device=args.device, precision=args.precision)
-            runs.setdefault(f"fast_{t}t", []).append(timed(lambda: cross_validate(X, None, y, v, folds, cfg, tests),
-                                                           args.device))
+            run = FusionRun(FusionParams(epochs=args.epochs, device=args.device, precision=args.precision), threads=t)
+            job = CVJob(X, None, y, v, folds, tests)
+            runs.setdefault(f"fast_{t}t", []).append(timed(lambda: cross_validate([job], run), args.device))
             torch.set_num_threads(t)
             runs.setdefault(f"floor_{t}t", []).append(timed(lambda: [floor.epoch(steps) for _ in range(args.epochs)],
                                                             args.device))
             rates.setdefault(f"{t}t", []).append(gemm_rates(floor, args.device))
         torch.set_num_threads(default_threads)
-        ref = TrainConfig(epochs=args.epochs, device=args.device)
+        ref = FusionRun(FusionParams(epochs=args.epochs, device=args.device))
         runs.setdefault("baseline", []).append(timed(
             lambda: [train_fold_reference(X, None, y, v, tr, va, ref, tests) for tr, va in splits], args.device))
         print(f"run {run}: " + ", ".join(f"{k} {r[-1]:.1f}s" for k, r in runs.items()), file=sys.stderr, flush=True)

@@ -135,6 +135,11 @@ class AttentionFusion(nn.Module):
             scores = torch.softmax(scores.masked_fill(hide, float("-inf")), dim=-1)
         return scores.masked_fill(~present, 0.0)
 
+    def architecture(self) -> dict:
+        """The constructor's arguments: what a checkpoint records to rebuild the model."""
+        return {"dims": list(self.dims), "n_classes": self.n_classes, "hidden": list(self.hidden),
+                "dropout": self.dropout, "attention_norm": self.attention_norm, "n_models": self.n_models}
+
     def seed_dropout(self, seed: int | None) -> None:
         """Draw dropout masks from one numpy Generator seeded with `seed` (None: torch's global RNG)."""
         rng = None if seed is None else np.random.default_rng(seed)
