@@ -155,6 +155,42 @@ def test_batched_trainer_equals_per_fold_reference():
         assert np.allclose(res.tests["t"].fold_logits[k], ref["tests"]["t"][0], atol=1e-4)
 
 
+def test_stacked_ablation_subsets_equal_each_subset_trained_alone():
+    """The 7 ablation subsets (and a second seed) trained together give each one's results alone: dropout on,
+    absent rows, softmax attention; one stacked model per seed, since a seed's batches are its own."""
+    X, y, v = synthetic(120, dim=6)
+    X["visual"] = X["audio"][:, ::-1] + X["text"]
+    present = {"audio": np.arange(120) % 5 != 0, "visual": np.arange(120) % 7 != 0, "text": np.ones(120, bool)}
+    folds = make_folds(120, 3, 0, y)
+    Xt, _, _ = synthetic(9, seed=2, dim=6)
+    tests = {"t": TestSet({**Xt, "visual": Xt["audio"]})}
+    run = with_params(FAST, epochs=5, batch_size=16, dropout=0.3, hidden=(8, 4), attention_norm="softmax")
+    subsets = [("audio",), ("visual",), ("text",), ("audio", "visual"), ("audio", "text"), ("visual", "text"),
+               ("audio", "visual", "text")]
+    jobs = [CVJob({m: X[m] for m in sub}, {m: present[m] for m in sub}, y, v, folds,
+                  {"t": TestSet({m: tests["t"].X[m] for m in sub})}, seed=seed)
+            for seed in (0, 1) for sub in subsets]
+    assert fusion.job_groups(jobs) == [list(range(7)), list(range(7, 14))]
+    stacked = fusion.cross_validate(jobs, run)
+    for job, together in zip(jobs, stacked):
+        alone = fusion.cross_validate([job], run)[0]
+        assert np.array_equal(together.best_epoch, alone.best_epoch), job.X.keys()
+        assert np.allclose(together.oof_logits, alone.oof_logits, atol=1e-5)
+        assert np.allclose(together.oof_valence, alone.oof_valence, atol=1e-5)
+        assert np.allclose(together.curves["val_selection"], alone.curves["val_selection"], atol=1e-5)
+        assert np.allclose(together.curves["train_loss"], alone.curves["train_loss"], atol=1e-5)
+        assert np.allclose(together.tests["t"].fold_logits, alone.tests["t"].fold_logits, atol=1e-5)
+
+
+def test_jobs_on_other_rows_train_apart():
+    X, y, v = synthetic(60, dim=4)
+    folds = make_folds(60, 3, 0, y)
+    a = CVJob({"audio": X["audio"]}, None, y, v, folds)
+    shifted = CVJob({"text": X["text"]}, None, y, v, np.roll(folds, 1))
+    other_audio = CVJob({"audio": X["audio"] + 1}, None, y, v, folds)
+    assert fusion.job_groups([a, shifted, other_audio, CVJob(X, None, y, v, folds)]) == [[0, 3], [1], [2]]
+
+
 # ---------------------------------------------------------------- LightGBM
 
 def test_lightgbm_on_the_same_folds():

@@ -46,9 +46,9 @@ import torch.nn.functional as F
 
 from pipeline.config import FusionParams
 from pipeline.labels import MER_LABELS
-from pipeline.models.fusion import AttentionFusion
+from pipeline.models.fusion import AttentionFusion, SubsetFusion
 from pipeline.training.cv import CVResult, TestPrediction, TestSet, fold_figures, make_test_prediction, mean_figures
-from pipeline.training.folds import CVInputs, CVJob, fold_seed
+from pipeline.training.folds import CVInputs, CVJob, fold_seed, label_arrays
 from pipeline.training.runtime import autocast, check_runtime, torch_threads
 
 CURVE_KEYS = {"val_f1": "f1_weighted", "val_mse": "valence_mse", "val_combined": "combined",
@@ -127,7 +127,7 @@ class _FoldAdam:
 
     BETAS, EPS = (0.9, 0.999), 1e-8
 
-    def __init__(self, model: AttentionFusion, params: FusionParams):
+    def __init__(self, model: SubsetFusion, params: FusionParams):
         self.params = list(model.parameters())
         self.lr, self.weight_decay = params.lr, params.weight_decay
         folds = range(model.n_models)
@@ -193,26 +193,27 @@ def _epoch(train, gens, data: _Inputs, tg: _Targets, batch: int) -> _Epoch:
     return _Epoch(xs, data.present[rows], tg.y[rows], tg.v[rows], tg.has_v[rows], coef.to(tg.y.device), active, steps)
 
 
-def _batch_loss(model: AttentionFusion, xs, present, y, v, has_v, coef, run: FusionRun) -> torch.Tensor:
-    """(K,) per-fold loss: sum over rows of coef * (ce_w * CE + mse_w * has_v * squared error), in fp32."""
+def _batch_loss(model: SubsetFusion, xs, present, y, v, has_v, coef, run: FusionRun) -> torch.Tensor:
+    """(K, S) loss per fold and subset: sum over rows of coef * (ce_w * CE + mse_w * has_v * squared error), in fp32."""
     with autocast(run.params):
         out = model(xs, present)
-    logits, valence = out.logits.float(), out.valence.float()
-    ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(coef)
-    se = (valence - v).square() * has_v
-    return (coef * (run.ce_weight * ce + run.mse_weight * se)).sum(dim=1)
+    logits, valence = out.logits.float(), out.valence.float()                     # (K, S, B, C), (K, S, B)
+    ce = F.cross_entropy(logits.flatten(0, 2), y.unsqueeze(1).expand(valence.shape).flatten(),
+                         reduction="none").view_as(valence)
+    se = (valence - v.unsqueeze(1)).square() * has_v.unsqueeze(1)
+    return (coef.unsqueeze(1) * (run.ce_weight * ce + run.mse_weight * se)).sum(dim=-1)
 
 
 def _train_epoch(model, opt: _FoldAdam, epoch: _Epoch, run: FusionRun) -> np.ndarray:
-    """One epoch for every fold; returns each fold's mean batch loss."""
+    """One epoch for every fold; returns each fold's and subset's mean batch loss, (K, S)."""
     model.train()
-    total = torch.zeros(len(epoch.xs[0]), device=run.params.device)
+    total = torch.zeros(len(epoch.xs[0]), len(model.uses), device=run.params.device)
     for s in range(epoch.steps):
-        per_fold = _batch_loss(model, *epoch.batch(s, run.params.batch_size), run)
-        opt.step(per_fold.sum(), epoch.active[s])
-        total += per_fold.detach()
+        loss = _batch_loss(model, *epoch.batch(s, run.params.batch_size), run)
+        opt.step(loss.sum(), epoch.active[s])
+        total += loss.detach()
     n_steps = torch.tensor(epoch.active, dtype=torch.float32).sum(0).clamp(min=1)
-    return (total.cpu() / n_steps).numpy()
+    return (total.cpu() / n_steps.unsqueeze(1)).numpy()
 
 
 @dataclass
@@ -233,35 +234,40 @@ def _val_sets(data: _Inputs, y, v, val_rows: list[np.ndarray]) -> _ValSets:
 
 
 class _BestTracker:
-    """Per fold: the first epoch with the highest selection metric, its val outputs and weights."""
+    """Per fold of one subset: the first epoch with the highest selection metric, its val outputs and weights."""
 
-    def __init__(self, model: AttentionFusion, k: int):
+    def __init__(self, model: SubsetFusion, s: int):
+        self.s, k = s, model.n_models
         self.score = np.full(k, -np.inf)
         self.epoch = np.full(k, -1)
         self.figures: list[dict] = [{} for _ in range(k)]
         self.outputs: list[tuple[np.ndarray, np.ndarray] | None] = [None] * k
-        self.weights = [p.detach().clone() for p in model.parameters()]
+        self.weights = model.subset_state(s)
 
-    def update(self, model, epoch: int, figures: list[dict], outputs: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    def update(self, model: SubsetFusion, epoch: int, figures: list[dict],
+               outputs: list[tuple[np.ndarray, np.ndarray]]) -> None:
         better = [f["selection"] > s for f, s in zip(figures, self.score)]
         if not any(better):
             return
-        folds = torch.tensor(np.flatnonzero(better), device=self.weights[0].device)
-        for best, p in zip(self.weights, model.parameters()):
-            best[folds] = p.detach()[folds]
+        folds = torch.tensor(np.flatnonzero(better), device=next(iter(self.weights.values())).device)
+        for name, value in model.subset_state(self.s).items():
+            self.weights[name][folds] = value[folds]
         for k in np.flatnonzero(better):
             self.score[k], self.epoch[k], self.figures[k], self.outputs[k] = \
                 figures[k]["selection"], epoch, figures[k], outputs[k]
 
 
-def _validate(model: AttentionFusion, val: _ValSets) -> tuple[list[dict], list[tuple[np.ndarray, np.ndarray]]]:
+def _validate(model: SubsetFusion, val: _ValSets) -> list[tuple[list[dict], list[tuple[np.ndarray, np.ndarray]]]]:
+    """Per subset: its validation figures and outputs, per fold."""
     model.eval()
     with torch.inference_mode():
         out = model(val.xs, val.present)
     logits, vhat = out.logits.float().cpu().numpy(), out.valence.float().cpu().numpy()
-    outputs = [(logits[k, :len(r)], vhat[k, :len(r)]) for k, r in enumerate(val.rows)]
-    figures = [fold_figures(val.y[k], val.v[k], lo, vh) for k, (lo, vh) in enumerate(outputs)]
-    return figures, outputs
+    per_subset = []
+    for s in range(logits.shape[1]):
+        outputs = [(logits[k, s, :len(r)], vhat[k, s, :len(r)]) for k, r in enumerate(val.rows)]
+        per_subset.append(([fold_figures(val.y[k], val.v[k], lo, vh) for k, (lo, vh) in enumerate(outputs)], outputs))
+    return per_subset
 
 
 def _predict_stacked(model: AttentionFusion, data: _Inputs, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -279,45 +285,91 @@ def _predict_stacked(model: AttentionFusion, data: _Inputs, k: int) -> tuple[np.
 
 
 def cross_validate(jobs: list[CVJob], run: FusionRun = FusionRun()) -> list[CVResult]:
-    """K-fold CV of AttentionFusion for each job, over the modalities of its X (in X's key order)."""
+    """K-fold CV of AttentionFusion for each job, over the modalities of its X (in X's key order). Jobs on
+    the same rows, folds and seed (ablation subsets of one corpus) train together as one SubsetFusion."""
     check_runtime(run.params)
-    return [_cross_validate(job, run) for job in jobs]
+    results: list[CVResult | None] = [None] * len(jobs)
+    for group in job_groups(jobs):
+        for i, result in zip(group, _cross_validate([jobs[i] for i in group], run)):
+            results[i] = result
+    return results
 
 
-def _cross_validate(job: CVJob, run: FusionRun) -> CVResult:
-    a = job.inputs()
-    k, p = len(a.splits), run.params
+def job_groups(jobs: list[CVJob]) -> list[list[int]]:
+    """Jobs that can share every batch: same seed, folds, targets and weights, the same features and
+    presence for the modalities they share, and modalities in one order (each subset's dropout draws)."""
+    groups: list[list[int]] = []
+    for i, job in enumerate(jobs):
+        home = next((g for g in groups if all(_compatible(jobs[j], job) for j in g) and _ordered([jobs[j] for j in g] + [job])), None)
+        if home is None:
+            groups.append([i])
+        else:
+            home.append(i)
+    return groups
+
+
+def _compatible(a: CVJob, b: CVJob) -> bool:
+    same = lambda x, y: x is y or np.array_equal(x, y, equal_nan=True)  # noqa: E731
+    ya, va, wa = label_arrays(a.y, a.v, a.sample_weight)
+    yb, vb, wb = label_arrays(b.y, b.v, b.sample_weight)
+    return a.seed == b.seed and len(ya) == len(yb) and same(np.asarray(a.folds), np.asarray(b.folds)) \
+        and same(ya, yb) and same(va, vb) and same(wa, wb) \
+        and all(same(a.X[m], b.X[m]) and same(_present(a, m), _present(b, m)) for m in set(a.X) & set(b.X))
+
+
+def _present(job: CVJob, m: str) -> np.ndarray:
+    n = len(job.X[m])
+    return np.ones(n, dtype=bool) if job.present is None or m not in job.present else np.asarray(job.present[m], bool)
+
+
+def _ordered(jobs: list[CVJob]) -> bool:
+    order = list(dict.fromkeys(m for job in jobs for m in job.X))
+    return all(list(job.X) == sorted(job.X, key=order.index) for job in jobs)
+
+
+def _cross_validate(jobs: list[CVJob], run: FusionRun) -> list[CVResult]:
+    inputs = [job.inputs() for job in jobs]
+    a, p = inputs[0], run.params
+    k = len(a.splits)
+    order = tuple(dict.fromkeys(m for job in jobs for m in job.X))
+    reader = {m: next(job for job in jobs if m in job.X) for m in order}
     with torch_threads(run.threads):
-        data = model_inputs(job.X, job.present, a.modalities, p.device)
+        data = model_inputs({m: reader[m].X[m] for m in order}, {m: _present(reader[m], m) for m in order}, order,
+                            p.device)
         tg = targets(a.y, a.v, a.w, p.device)
-        model = build_model([x.shape[1] for x in data.xs], run, job.seed, k)
-        model.seed_dropout(int(np.random.SeedSequence([job.seed, k]).generate_state(1)[0]))
-        tracker, curves = _fit(model, data, tg, a, job.seed, run)
-        with torch.no_grad():
-            for param, best in zip(model.parameters(), tracker.weights):
-                param.copy_(best)
-        test_preds = {name: predict_folds(model, ts, a.modalities, p.device) for name, ts in job.tests.items()}
-    result = _result("fusion", a, tracker, curves, test_preds, run.n_classes)
-    result.ensemble = model.cpu().eval()  # checkpoints and `mer predict` read CPU weights
-    return result
+        models = [build_model([job.X[m].shape[1] for m in job.X], run, job.seed, k) for job in jobs]
+        model = SubsetFusion.from_models(models, [[order.index(m) for m in job.X] for job in jobs],
+                                         [x.shape[1] for x in data.xs]).to(p.device)
+        model.seed_dropout([int(np.random.SeedSequence([job.seed, k]).generate_state(1)[0]) for job in jobs])
+        trackers, curves = _fit(model, data, tg, a, jobs[0].seed, run)
+        results = []
+        for job, ai, ensemble, tracker, curve in zip(jobs, inputs, models, trackers, curves):
+            ensemble.load_state_dict(tracker.weights)
+            tests = {name: predict_folds(ensemble, ts, ai.modalities, p.device) for name, ts in job.tests.items()}
+            result = _result("fusion", ai, tracker, curve, tests, run.n_classes)
+            result.ensemble = ensemble.cpu().eval()  # checkpoints and `mer predict` read CPU weights
+            results.append(result)
+    return results
 
 
-def _fit(model, data, tg, a: CVInputs, seed: int, run: FusionRun) -> tuple[_BestTracker, dict[str, np.ndarray]]:
-    p, splits = run.params, a.splits
+def _fit(model: SubsetFusion, data, tg, a: CVInputs, seed: int, run: FusionRun):
+    """Every subset's per-fold best epochs (trackers) and training curves, one after another in subset order."""
+    p, splits, n_subsets = run.params, a.splits, len(model.uses)
     train = [torch.as_tensor(tr) for tr, _ in splits]
     gens = [torch.Generator().manual_seed(fold_seed(seed, k)) for k in range(len(splits))]
     val = _val_sets(data, a.y, a.v, [va for _, va in splits])
-    opt, tracker = _FoldAdam(model, p), _BestTracker(model, len(splits))
-    curves = {name: np.zeros((len(splits), p.epochs))
-              for name in ("train_loss", "val_f1", "val_mse", "val_combined", "val_selection")}
+    opt, trackers = _FoldAdam(model, p), [_BestTracker(model, s) for s in range(n_subsets)]
+    curves = [{name: np.zeros((len(splits), p.epochs))
+               for name in ("train_loss", "val_f1", "val_mse", "val_combined", "val_selection")} for _ in trackers]
     for epoch in range(p.epochs):
-        curves["train_loss"][:, epoch] = _train_epoch(model, opt, _epoch(train, gens, data, tg, p.batch_size), run)
-        figures, outputs = _validate(model, val)
-        for k, f in enumerate(figures):
-            for curve, key in CURVE_KEYS.items():
-                curves[curve][k, epoch] = f[key]
-        tracker.update(model, epoch, figures, outputs)
-    return tracker, curves
+        losses = _train_epoch(model, opt, _epoch(train, gens, data, tg, p.batch_size), run)
+        for s, (tracker, curve, (figures, outputs)) in enumerate(zip(trackers, curves, _validate(model, val))):
+            curve["train_loss"][:, epoch] = losses[:, s]
+            for k, f in enumerate(figures):
+                for name, key in CURVE_KEYS.items():
+                    curve[name][k, epoch] = f[key]
+            tracker.update(model, epoch, figures, outputs)
+    return trackers, curves
 
 
 def predict_folds(model: AttentionFusion, ts: TestSet, modalities: tuple[str, ...], device: str = "cpu") -> TestPrediction:
