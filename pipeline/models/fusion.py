@@ -13,7 +13,8 @@ Differences from the baseline code, all deliberate:
 - in eval mode, valence is clipped to the label range (labels.VALENCE_RANGE; training keeps the plain MSE).
 
 `n_models=K` builds K independent copies with stacked weights; inputs then carry a leading K axis and
-every Linear is one batched matmul. Cross-validation trains all folds at once this way.
+every Linear is one batched matmul: a fold ensemble, as checkpoints and predictions use it.
+`SubsetFusion` trains several such ensembles (ablation subsets) at once, and gives each one back.
 """
 
 from __future__ import annotations
@@ -54,27 +55,6 @@ class StackedLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
-class Dropout(nn.Module):
-    """Inverted dropout; with `rng` (a numpy Generator) set, the CPU mask comes from numpy.
-
-    torch's CPU bernoulli_ costs ~15 ns per element, which made dropout a sixth of a small-batch
-    training step; numpy's float32 generator is ~4x cheaper and is seeded independently of torch.
-    """
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
-        self.rng: np.random.Generator | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0:
-            return x
-        if self.rng is None or not x.is_cpu:
-            return F.dropout(x, self.p, training=True)
-        keep = torch.from_numpy(self.rng.random(x.shape, dtype=np.float32) >= self.p)
-        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
-
-
 def _linear(n_models: int | None, d_in: int, d_out: int) -> nn.Module:
     return nn.Linear(d_in, d_out) if n_models is None else StackedLinear(n_models, d_in, d_out)
 
@@ -82,7 +62,7 @@ def _linear(n_models: int | None, d_in: int, d_out: int) -> nn.Module:
 def _mlp(n_models: int | None, d_in: int, hidden: Sequence[int], dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = []
     for d_out in hidden:
-        layers += [_linear(n_models, d_in, d_out), nn.ReLU(), Dropout(dropout)]
+        layers += [_linear(n_models, d_in, d_out), nn.ReLU(), nn.Dropout(dropout)]
         d_in = d_out
     return nn.Sequential(*layers)
 
@@ -139,13 +119,6 @@ class AttentionFusion(nn.Module):
         """The constructor's arguments: what a checkpoint records to rebuild the model."""
         return {"dims": list(self.dims), "n_classes": self.n_classes, "hidden": list(self.hidden),
                 "dropout": self.dropout, "attention_norm": self.attention_norm, "n_models": self.n_models}
-
-    def seed_dropout(self, seed: int | None) -> None:
-        """Draw dropout masks from one numpy Generator seeded with `seed` (None: torch's global RNG)."""
-        rng = None if seed is None else np.random.default_rng(seed)
-        for module in self.modules():
-            if isinstance(module, Dropout):
-                module.rng = rng
 
     def member(self, k: int) -> AttentionFusion:
         """Copy k of a stacked model as a plain AttentionFusion (same weights, eval mode)."""
@@ -250,7 +223,9 @@ class SubsetFusion(nn.Module):
         self.rngs = None if seeds is None else [np.random.default_rng(seed) for seed in seeds]
 
     def _drop(self, x: torch.Tensor, subsets: Sequence[int], dim: int) -> torch.Tensor:
-        """Dropout on x whose `dim` holds `subsets` side by side (first layer: concatenated features)."""
+        """Dropout on x whose `dim` holds `subsets` side by side (first layer: concatenated features).
+        On CPU the masks come from numpy: torch's CPU bernoulli_ costs ~15 ns per element, which made
+        dropout a sixth of a small-batch training step; numpy's float32 generator is ~4x cheaper."""
         if not self.training or self.dropout == 0:
             return x
         if self.rngs is None or not x.is_cpu:

@@ -8,8 +8,11 @@ folds' emotion logits (argmax) and of their valence; the CV figures are the mean
 best-epoch figures.
 
 Speed, without changing the protocol:
-- all folds train at once as one stacked model (`AttentionFusion(n_models=K)`): each step is one
-  batched matmul per layer and one fused Adam update for every fold;
+- all folds train at once as one stacked model: each step is one batched matmul per layer and one
+  fused Adam update for every fold;
+- jobs on the same rows, folds and seed (the ablation subsets of train.ablation) train together too, as
+  one `SubsetFusion`: they share every batch, so a modality's first layer is one wide matmul for all
+  the subsets that read it; each subset's results are those it gets alone (tests/test_cv.py);
 - every fold keeps its own Adam state and step count (per-fold parameter views), so a fold whose
   epoch has fewer batches skips those steps exactly as it would alone;
 - features stay resident as tensors: a per-fold torch.randperm per epoch, then slicing (no DataLoader);
@@ -24,7 +27,10 @@ fold-steps x 0.89 M parameters x 28 bytes). Even at the theoretical FP32 peak of
 (2 x 2 GHz x 32 FLOP/cycle = 128 GFLOP/s) the matmuls alone take 47 s, however the loop is written;
 benchmarks/bench_train.py measures this floor (the same matmuls and Adam updates on preallocated
 tensors) beside the trainer. The speed-up over the baseline's loop is the overhead on top of that
-floor (DataLoader, per-step Python, unfused Adam, test sets every epoch).
+floor (DataLoader, per-step Python, unfused Adam, test sets every epoch). Stacking the 7 ablation
+subsets removes their per-step overhead but not their arithmetic: together they hold ~4x the full
+subset's weights (each modality's layers are in 4 of the 7), and every step writes each weight's
+gradient and streams its Adam state, so they cost ~4x the full subset's time, not 7x.
 
 Extensions: rows with y = -1 are unused; rows with fold -1 train in every fold and are never
 validated (pseudo-labels); `sample_weight` scales each row's loss (batch loss = sum_i w_i * loss_i / B,
