@@ -244,10 +244,12 @@ class SubsetFusion(nn.Module):
         """xs[j]: (K, B, d_j) per modality; present (K, B, M) bool. Outputs carry (K, S, B, ...)."""
         k, b = present.shape[:2]
         s_all, width = len(self.uses), self.hidden[-1]
+        full = bool(present.all())  # nothing to mask: skip the masking ops (most training batches)
         padded, layer = [], 0
         for j, x in enumerate(xs):
             absent = ~present[..., j]
-            h = torch.relu(torch.baddbmm(self.enc_b[layer], x.masked_fill(absent.unsqueeze(-1), 0.0), self.enc_w[layer]))
+            x = x if full else x.masked_fill(absent.unsqueeze(-1), 0.0)
+            h = torch.relu(torch.baddbmm(self.enc_b[layer], x, self.enc_w[layer]))
             h = self._drop(h, self.readers[j], -1)
             n = len(self.readers[j])
             h = h.view(k, b, n, -1).transpose(1, 2)                      # (K, n, B, hidden)
@@ -255,7 +257,10 @@ class SubsetFusion(nn.Module):
                 h = self._drop(torch.relu(torch.matmul(h, self.enc_w[layer + i]) + self.enc_b[layer + i]),
                                self.readers[j], 1)
             layer += len(self.hidden)
-            h = h.masked_fill(absent[:, None, :, None], 0.0)
+            h = h if full else h.masked_fill(absent[:, None, :, None], 0.0)
+            if n == s_all:  # every subset reads modality j: nothing to pad
+                padded.append(h)
+                continue
             slot = torch.tensor([self.readers[j].index(s) if s in self.readers[j] else n for s in range(s_all)],
                                 device=h.device)
             padded.append(torch.cat([h, h.new_zeros(k, 1, b, width)], dim=1).index_select(1, slot))
@@ -263,12 +268,15 @@ class SubsetFusion(nn.Module):
         a = hs.flatten(-2)
         for w, bias in zip(self.att_w, self.att_b):
             a = self._drop(torch.relu(torch.matmul(a, w) + bias), range(s_all), 1)
-        seen = present.unsqueeze(1) & self.mask[None, :, None, :]         # (K, S, B, M)
         scores = self._head("fc_att", a)
-        if self.attention_norm == "softmax":
-            hide = ~seen & seen.any(dim=-1, keepdim=True)
-            scores = torch.softmax(scores.masked_fill(hide, float("-inf")), dim=-1)
-        weights = scores.masked_fill(~seen, 0.0)
+        if full and bool(self.mask.all()):
+            weights = torch.softmax(scores, dim=-1) if self.attention_norm == "softmax" else scores
+        else:
+            seen = present.unsqueeze(1) & self.mask[None, :, None, :]     # (K, S, B, M)
+            if self.attention_norm == "softmax":
+                hide = ~seen & seen.any(dim=-1, keepdim=True)
+                scores = torch.softmax(scores.masked_fill(hide, float("-inf")), dim=-1)
+            weights = scores.masked_fill(~seen, 0.0)
         fused = (hs * weights.unsqueeze(-1)).sum(dim=-2)
         valence = self._head("fc_valence", fused).squeeze(-1)
         if not self.training:
