@@ -205,7 +205,7 @@ class SubsetFusion(nn.Module):
         for i, (w, b) in enumerate(zip(self.att_w, self.att_b)):
             if i == 0:  # the row blocks of the subset's modalities, in its order
                 rows = torch.cat([torch.arange(j * width, (j + 1) * width) for j in self.uses[s]])
-                views.append((f"attention_mlp.0.weight", _RowView(w, s, rows)))
+                views.append(("attention_mlp.0.weight", _RowView(w, s, rows)))
             else:
                 views.append((f"attention_mlp.{3 * i}.weight", w[:, s]))
             views.append((f"attention_mlp.{3 * i}.bias", b[:, s]))
