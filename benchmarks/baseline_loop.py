@@ -17,29 +17,32 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, SubsetRandomSampler, TensorDataset
 
 from pipeline.models.fusion import AttentionFusion
-from pipeline.training.cv import TestSet, TrainConfig, _inputs, _label_arrays, _targets, build_model, fold_figures
+from pipeline.training.cv import TestSet, fold_figures
+from pipeline.training.folds import label_arrays
+from pipeline.training.fusion import FusionRun, build_model, model_inputs, targets
 
 
 def train_fold_reference(X: Mapping[str, np.ndarray], present, y, v, train_rows: np.ndarray, val_rows: np.ndarray,
-                         cfg: TrainConfig = TrainConfig(), tests: Mapping[str, TestSet] | None = None,
+                         run: FusionRun = FusionRun(), tests: Mapping[str, TestSet] | None = None,
                          model: AttentionFusion | None = None, generator: torch.Generator | None = None,
-                         sample_weight=None) -> dict:
+                         sample_weight=None, seed: int = 0) -> dict:
     """One fold trained like `main-release.py`; returns best_epoch, the per-epoch val figures, and the
     best epoch's val and test outputs."""
-    modalities, device = tuple(X), cfg.device
-    data = _inputs(X, present, modalities, device)
-    tg = _targets(*_label_arrays(y, v, sample_weight), device)
-    model = (model or build_model([x.shape[1] for x in data.xs], cfg, None)).to(device)
+    cfg, modalities = run.params, tuple(X)
+    device = cfg.device
+    data = model_inputs(X, present, modalities, device)
+    tg = targets(*label_arrays(y, v, sample_weight), device)
+    model = (model or build_model([x.shape[1] for x in data.xs], run, seed, None)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ds = TensorDataset(*data.xs, data.present, tg.y, tg.v, tg.has_v, tg.w)
     loader = DataLoader(ds, batch_size=cfg.batch_size, sampler=SubsetRandomSampler(train_rows, generator=generator))
     yv = np.asarray(y)[val_rows]
     vv = (np.full(len(y), np.nan) if v is None else np.asarray(v, dtype=np.float64))[val_rows]
-    test_data = {name: _inputs(ts.X, ts.present, modalities, device) for name, ts in (tests or {}).items()}
+    test_data = {name: model_inputs(ts.X, ts.present, modalities, device) for name, ts in (tests or {}).items()}
     best = {"selection": -np.inf, "best_epoch": -1}
     history = []
     for epoch in range(cfg.epochs):
-        _train_epoch(model, opt, loader, cfg)
+        _train_epoch(model, opt, loader, run)
         logits, vhat = _predict(model, [x[val_rows] for x in data.xs], data.present[val_rows], cfg.batch_size)
         figures = fold_figures(yv, vv, logits, vhat)
         history.append(figures)
@@ -50,13 +53,13 @@ def train_fold_reference(X: Mapping[str, np.ndarray], present, y, v, train_rows:
     return best | {"history": history}
 
 
-def _train_epoch(model: AttentionFusion, opt, loader: DataLoader, cfg: TrainConfig) -> None:
+def _train_epoch(model: AttentionFusion, opt, loader: DataLoader, run: FusionRun) -> None:
     model.train()
     for *xs, pres, yb, vb, hb, wb in loader:
         out = model(xs, pres)
         ce = F.cross_entropy(out.logits, yb, reduction="none")
         se = (out.valence - vb).square() * hb
-        loss = (wb * (cfg.ce_weight * ce + cfg.mse_weight * se)).sum() / len(yb)
+        loss = (wb * (run.ce_weight * ce + run.mse_weight * se)).sum() / len(yb)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -23,7 +23,7 @@ import pandas as pd
 from bench_train import write_result
 from pipeline.store.features import MODALITY_KEY, FeatureStore, Identity
 from pipeline.store.media import digest
-from pipeline.training.cv import available_cores
+from pipeline.training.runtime import available_cores
 
 DIMS = {"audio": 1024, "text": 1024, "visual": 512}
 PART = 256

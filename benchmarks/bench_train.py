@@ -5,6 +5,9 @@ Random features of the MER 2023 shape (3,373 training items; audio 1024, text 10
 sets of 411 and 412 items); 5 folds x --epochs (100 = the protocol), batch 32, validation every epoch:
 
 - fast: `cross_validate` (the pipeline's trainer), at each --threads count;
+- ablation: the trainer on the 7 ablation subsets of train.ablation (A, V, T, AV, AT, VT, AVT) in one call, as
+  the train stage runs them (stacked into one model), at the last --threads count; `ablation_over_fast` is
+  its time over the full subset's alone (fast at the same thread count);
 - baseline: benchmarks/baseline_loop.py, the baseline's loop shape (per fold: DataLoader batches of 32,
   torch.optim.Adam, every epoch validation plus test1 and test2), torch's default threads;
 - floor: the trainer's kernels at the trainer's shapes and nothing else: per step each stacked layer's
@@ -39,9 +42,15 @@ import torch
 
 from baseline_loop import train_fold_reference
 from pipeline.models.fusion import AttentionFusion, StackedLinear
-from pipeline.training.cv import TestSet, TrainConfig, available_cores, cross_validate, fold_indices, make_folds
+from pipeline.config import FusionParams
+from pipeline.training.cv import TestSet
+from pipeline.training.data import parse_subset
+from pipeline.training.folds import CVJob, fold_indices, make_folds
+from pipeline.training.fusion import FusionRun, cross_validate
+from pipeline.training.runtime import available_cores
 
 ITEMS, DIMS, TESTS = 3373, {"audio": 1024, "text": 1024, "visual": 512}, {"test1": 411, "test2": 412}
+SUBSETS = ("A", "V", "T", "AV", "AT", "VT", "AVT")  # train.ablation's default
 FOLDS, MAX_LOAD_PER_CORE = 5, 0.5
 OUT = Path(__file__).parent / "results" / "train_speed.json"
 
@@ -56,6 +65,16 @@ def make_data(seed: int = 0):
     tests = {name: TestSet(random_features(n, rng), None, rng.integers(0, 6, n), rng.uniform(-5, 5, n))
              for name, n in TESTS.items()}
     return X, y, v, tests
+
+
+def subset_jobs(X, y, v, folds, tests) -> list[CVJob]:
+    """One job per ablation subset, as the train stage builds them (every item has every modality here)."""
+    jobs = []
+    for code in SUBSETS:
+        modalities = parse_subset(code)
+        sub_tests = {name: TestSet({m: t.X[m] for m in modalities}, None, t.y, t.v) for name, t in tests.items()}
+        jobs.append(CVJob({m: X[m] for m in modalities}, None, y, v, folds, sub_tests))
+    return jobs
 
 
 def timed(fn, device: str) -> float:
@@ -154,23 +173,27 @@ def gemm_rates(floor: Floor, device: str, reps: int = 200) -> dict:
 def run_all(args, data, folds) -> dict:
     X, y, v, tests = data
     splits = fold_indices(y, folds)
-    steps = max(-(-len(tr) // TrainConfig.batch_size) for tr, _ in splits)
+    batch = FusionParams.batch_size
+    steps = max(-(-len(tr) // batch) for tr, _ in splits)
     threads = [int(t) for t in args.threads.split(",")]
-    floor = Floor(TrainConfig.batch_size, max(len(va) for _, va in splits), args.device)
+    floor = Floor(batch, max(len(va) for _, va in splits), args.device)
     default_threads = torch.get_num_threads()
     runs: dict[str, list[float]] = {}
     rates: dict[str, list[dict]] = {}
     for run in range(args.runs):
         for t in threads:
-            cfg = TrainConfig(epochs=args.epochs, threads=t, device=args.device, precision=args.precision)
-            runs.setdefault(f"fast_{t}t", []).append(timed(lambda: cross_validate(X, None, y, v, folds, cfg, tests),
-                                                           args.device))
+            run = FusionRun(FusionParams(epochs=args.epochs, device=args.device, precision=args.precision), threads=t)
+            job = CVJob(X, None, y, v, folds, tests)
+            runs.setdefault(f"fast_{t}t", []).append(timed(lambda: cross_validate([job], run), args.device))
+            if t == threads[-1]:
+                jobs = subset_jobs(X, y, v, folds, tests)
+                runs.setdefault(f"ablation_{t}t", []).append(timed(lambda: cross_validate(jobs, run), args.device))
             torch.set_num_threads(t)
             runs.setdefault(f"floor_{t}t", []).append(timed(lambda: [floor.epoch(steps) for _ in range(args.epochs)],
                                                             args.device))
             rates.setdefault(f"{t}t", []).append(gemm_rates(floor, args.device))
         torch.set_num_threads(default_threads)
-        ref = TrainConfig(epochs=args.epochs, device=args.device)
+        ref = FusionRun(FusionParams(epochs=args.epochs, device=args.device))
         runs.setdefault("baseline", []).append(timed(
             lambda: [train_fold_reference(X, None, y, v, tr, va, ref, tests) for tr, va in splits], args.device))
         print(f"run {run}: " + ", ".join(f"{k} {r[-1]:.1f}s" for k, r in runs.items()), file=sys.stderr, flush=True)
@@ -182,9 +205,12 @@ def summary(measured: dict) -> dict:
     fast = min((k for k in med if k.startswith("fast_")), key=med.get)
     t = fast.removeprefix("fast_")
     rates = {k: round(statistics.median(r[k] for r in measured["rates"][t]), 1) for k in measured["rates"][t][0]}
+    last = max(k for k in med if k.startswith("ablation_")).removeprefix("ablation_")
     return {"fast_seconds": med[fast], "fast_threads": int(t.rstrip("t")), "baseline_seconds": med["baseline"],
             "floor_seconds": med[f"floor_{t}"],
             "baseline_over_fast": round(med["baseline"] / med[fast], 2),
+            "ablation_seconds": med[f"ablation_{last}"], "ablation_threads": int(last.rstrip("t")),
+            "ablation_over_fast": round(med[f"ablation_{last}"] / med[f"fast_{last}"], 2),
             "fast_over_floor": round(med[fast] / med[f"floor_{t}"], 2),
             **rates, "floor_gemm_over_mm": round(rates["floor_gemm_gflops"] / rates["mm_gflops"], 2),
             "medians_seconds": med, "runs_seconds": {k: [round(x, 2) for x in r] for k, r in measured["runs"].items()},
@@ -222,7 +248,8 @@ def main() -> None:
     result = {
         "figure": f"wall seconds of one {FOLDS}-fold x {args.epochs}-epoch CV of AttentionFusion (batch 32, Adam, "
                   "validation every epoch, test1 and test2), MER 2023-shaped random features; trainer, baseline "
-                  "loop shape and compute floor measured side by side, medians of the runs",
+                  "loop shape and compute floor measured side by side, and the trainer on the 7 ablation "
+                  "subsets in one call; medians of the runs",
         "under_load": busy,
         "note": ("TAKEN UNDER LOAD: other jobs shared the cores; not the machine's figures" if busy
                  else "idle machine (load average at most 0.5 per core before and after)"),

@@ -20,7 +20,7 @@ from pipeline.errors import require
 from pipeline.training.metrics import over_seeds
 from pipeline.labels import manifest_labels
 from pipeline.training import checkpoint
-from pipeline.training.run import (Views, corrupted_views, curves_frame, cv_summary, load_tables, predictions_frame, run_subset,
+from pipeline.training.run import (Views, corrupted_views, curves_frame, cv_summary, load_tables, predictions_frame, run_subsets,
                                    usable_subsets)
 
 CV_FIGURES = ("f1_weighted", "valence_mse", "combined")
@@ -39,21 +39,20 @@ def run(params: Path, manifest: Path, clean: Path, corrupted: Path | None, featu
     labelled = tables["train"].y >= 0
     coverage = {m: int(p[labelled].sum()) for m, p in tables["train"].present.items()}
     subsets = usable_subsets(cfg, tuple(m for m, n in coverage.items() if n))
-    bar = progress_bar(len(cfg.seeds) * len(subsets))
-    for seed in cfg.seeds:
-        for subset in subsets:
-            bar.set_postfix_str(f"subset {subset} seed {seed}")
-            result, train_ids = run_subset(tables, subset, cfg, seed)
-            bar.update()
-            frames.append(predictions_frame(result, train_ids, tables, subset, seed))
-            summaries.append(cv_summary(result, subset, seed, len(train_ids)))
-            if subset == subsets[-1] and seed == cfg.seeds[0]:
-                write_curves(result, curves)
-                if checkpoint_dir is not None:
-                    records = {m: checkpoint.feature_record(cfg.features[m], features[m]) for m in result.modalities}
-                    card = model_card(params, rows, coverage, summaries[-1])
-                    checkpoint.save(checkpoint_dir, result, records, tables["train"].norm,
-                                    {"subset": subset, "seed": seed, "feature_norm_kind": cfg.feature_norm, **card}, labels)
+    runs = [(subset, seed) for seed in cfg.seeds for subset in subsets]
+    bar = progress_bar(len(runs))
+    for (subset, seed), (result, train_ids) in zip(runs, run_subsets(tables, runs, cfg)):
+        bar.set_postfix_str(f"subset {subset} seed {seed}")
+        bar.update()
+        frames.append(predictions_frame(result, train_ids, tables, subset, seed))
+        summaries.append(cv_summary(result, subset, seed, len(train_ids)))
+        if subset == subsets[-1] and seed == cfg.seeds[0]:
+            write_curves(result, curves)
+            if checkpoint_dir is not None:
+                records = {m: checkpoint.feature_record(cfg.features[m], features[m]) for m in result.modalities}
+                card = model_card(params, rows, coverage, summaries[-1])
+                checkpoint.save(checkpoint_dir, result, records, tables["train"].norm,
+                                {"subset": subset, "seed": seed, "feature_norm_kind": cfg.feature_norm, **card}, labels)
     bar.close()
     pd.concat(frames, ignore_index=True).to_parquet(predictions, index=False)
     report = {"main_subset": subsets[-1], "model": cfg.model, "labels": list(labels), "seeds": list(cfg.seeds),
@@ -63,7 +62,7 @@ def run(params: Path, manifest: Path, clean: Path, corrupted: Path | None, featu
 
 
 def progress_bar(total: int) -> tqdm:
-    """Models trained so far, on stderr; off when stderr is not a terminal or MER_PROGRESS=0."""
+    """Models written so far (they train together, before the first), on stderr; off when stderr is not a terminal or MER_PROGRESS=0."""
     off = not sys.stderr.isatty() or os.environ.get("MER_PROGRESS", "1") == "0"
     return tqdm(total=total, desc="train", unit="model", file=sys.stderr, disable=off)
 

@@ -12,9 +12,12 @@ import pytest
 from pipeline.config import LightGBMParams, TrainConfig
 from pipeline.labels import MER_LABELS, VALENCE_RANGE
 from pipeline.store.features import FeatureStore, Identity
-from pipeline.training import checkpoint, cv
+from pipeline.config import MODELS
+from pipeline.training import checkpoint, cv, lgbm
 from pipeline.training.data import Table, standardize
-from pipeline.training.lgbm import FoldModel, LGBMConfig, cross_validate_lgbm
+from pipeline.training.families import FAMILIES
+from pipeline.training.folds import CVJob
+from pipeline.training.lgbm import FoldModel, LightGBMRun
 from pipeline.training.run import predictions_frame, run_subset
 
 CFG = TrainConfig(features={"audio": "egemaps", "visual": "fer"}, epochs=4, hidden=(16, 8), folds=3,
@@ -60,14 +63,18 @@ def test_both_model_families_share_folds_and_outputs(tables, model):
     assert np.isfinite(result.oof_logits).all() and set(result.tests) == {"test1"}
     if model == "lightgbm":  # the dispatch passes train.lightgbm and the seed through unchanged
         train = tables["train"]
-        direct = cross_validate_lgbm({m: np.nan_to_num(x) for m, x in train.X.items()}, train.present, train.y, train.v,
-                                     result.folds, LGBMConfig.from_params(cfg.lightgbm, 0))
+        job = CVJob({m: np.nan_to_num(x) for m, x in train.X.items()}, train.present, train.y, train.v, result.folds)
+        direct = lgbm.cross_validate([job], LightGBMRun(cfg.lightgbm))[0]
         assert np.array_equal(direct.oof_logits, result.oof_logits)
 
 
 def test_unknown_model_is_named(tables):
-    with pytest.raises(ValueError, match="train.model: 'svm'"):
+    with pytest.raises(ValueError, match="train.model: unknown model family 'svm'; known: fusion, lightgbm"):
         run_subset(tables, "AV", dataclasses.replace(CFG, model="svm"), seed=0)
+
+
+def test_params_accept_exactly_the_registered_families():
+    assert set(MODELS) == set(FAMILIES)
 
 
 @pytest.mark.parametrize("model", ["fusion", "lightgbm"])
@@ -103,7 +110,7 @@ def test_checkpoint_refuses_features_of_another_encoder(tables, tmp_path):
 def test_lightgbm_valence_is_clipped_to_the_label_range():
     rng = np.random.default_rng(0)
     F, v = rng.normal(size=(60, 4)), np.linspace(-40.0, 40.0, 60)  # targets far outside [-5, 5]
-    model = FoldModel.fit(LGBMConfig(n_estimators=20, num_leaves=4, min_child_samples=2), F, np.arange(60) % 3, v,
-                          np.ones(60), np.arange(60))
+    run = LightGBMRun(LightGBMParams(n_estimators=20, num_leaves=4, min_child_samples=2))
+    model = FoldModel.fit(run, 0, F, np.arange(60) % 3, v, np.ones(60), np.arange(60))
     predicted = model.valence(F)
     assert predicted.min() == VALENCE_RANGE[0] and predicted.max() == VALENCE_RANGE[1]

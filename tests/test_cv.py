@@ -1,4 +1,4 @@
-"""pipeline.training.cv and lgbm: folds, determinism, fusion gain, batched == per-fold reference."""
+"""pipeline.training.folds, fusion and lgbm: folds, determinism, fusion gain, batched == per-fold reference."""
 
 from __future__ import annotations
 
@@ -10,14 +10,25 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.training.cv import (TestSet, TrainConfig, build_model, cross_validate, fold_indices, fold_seed,
-                                  make_folds)
-from pipeline.training.lgbm import LGBMConfig, cross_validate_lgbm
+from pipeline.config import ConfigError, FusionParams, LightGBMParams
+from pipeline.training import fusion, lgbm
+from pipeline.training.cv import TestSet
+from pipeline.training.folds import CVJob, fold_indices, fold_seed, make_folds
+from pipeline.training.fusion import FusionRun, build_model
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from baseline_loop import train_fold_reference  # noqa: E402  (the baseline's loop shape, outside the package)
 
-FAST = TrainConfig(epochs=12, batch_size=32, hidden=(32, 16), threads=1)
+FAST = FusionRun(FusionParams(epochs=12, batch_size=32, hidden=(32, 16)), threads=1)
+
+
+def cross_validate(X, present, y, v, folds, run: FusionRun = FAST, tests=None, sample_weight=None, seed: int = 0):
+    """One fusion cross-validation."""
+    return fusion.cross_validate([CVJob(X, present, y, v, folds, tests or {}, sample_weight, seed)], run)[0]
+
+
+def with_params(run: FusionRun = FAST, **changes) -> FusionRun:
+    return dataclasses.replace(run, params=dataclasses.replace(run.params, **changes))
 
 
 def synthetic(n: int, seed: int = 0, dim: int = 16, noise: float = 0.6):
@@ -68,10 +79,10 @@ def test_grouped_folds_never_share_a_group():
 def test_same_seed_same_result():
     X, y, v = synthetic(200)
     folds = make_folds(200, 5, 0, y)
-    a = cross_validate(X, None, y, v, folds, dataclasses.replace(FAST, epochs=3))
-    b = cross_validate(X, None, y, v, folds, dataclasses.replace(FAST, epochs=3))
+    a = cross_validate(X, None, y, v, folds, with_params(FAST, epochs=3))
+    b = cross_validate(X, None, y, v, folds, with_params(FAST, epochs=3))
     assert a.cv == b.cv and np.array_equal(a.oof_logits, b.oof_logits)
-    c = cross_validate(X, None, y, v, folds, dataclasses.replace(FAST, epochs=3, seed=1))
+    c = cross_validate(X, None, y, v, folds, with_params(FAST, epochs=3), seed=1)
     assert not np.array_equal(a.oof_logits, c.oof_logits)
 
 
@@ -79,7 +90,7 @@ def test_result_shapes_and_test_averaging():
     X, y, v = synthetic(150)
     Xt, yt, vt = synthetic(40, seed=1)
     folds = make_folds(150, 5, 0, y)
-    res = cross_validate(X, None, y, v, folds, dataclasses.replace(FAST, epochs=3), {"t": TestSet(Xt, None, yt, vt)})
+    res = cross_validate(X, None, y, v, folds, with_params(FAST, epochs=3), {"t": TestSet(Xt, None, yt, vt)})
     assert res.oof_logits.shape == (150, 6) and np.isfinite(res.oof_logits).all()
     assert res.curves["val_selection"].shape == (5, 3) and len(res.fold_scores) == 5
     assert res.cv["combined"] == pytest.approx(np.mean([f["combined"] for f in res.fold_scores]))
@@ -95,7 +106,7 @@ def test_result_shapes_and_test_averaging():
 def test_fusion_beats_each_single_modality():
     X, y, v = synthetic(600, noise=0.8)
     folds = make_folds(600, 5, 0, y)
-    cfg = dataclasses.replace(FAST, epochs=15)
+    cfg = with_params(FAST, epochs=15)
     fused = cross_validate(X, None, y, v, folds, cfg).cv["f1_weighted"]
     for m in X:
         single = cross_validate({m: X[m]}, None, y, v, folds, cfg).cv["f1_weighted"]
@@ -107,14 +118,14 @@ def test_missing_valence_and_train_only_rows():
     v[::3] = np.nan
     folds = make_folds(160, 4, 0, y)
     folds[:20] = -1  # e.g. pseudo-labels: train in every fold, never validated
-    res = cross_validate(X, None, y, v, folds, dataclasses.replace(FAST, epochs=2), sample_weight=np.full(160, 0.5))
+    res = cross_validate(X, None, y, v, folds, with_params(FAST, epochs=2), sample_weight=np.full(160, 0.5))
     assert np.isnan(res.oof_logits[:20]).all() and np.isfinite(res.oof_logits[20:]).all()
     assert np.isfinite(res.cv["valence_mse"])
 
 
 def test_without_valence_selection_is_f1():
     X, y, _ = synthetic(120)
-    res = cross_validate(X, None, y, None, make_folds(120, 3, 0, y), dataclasses.replace(FAST, epochs=3))
+    res = cross_validate(X, None, y, None, make_folds(120, 3, 0, y), with_params(FAST, epochs=3))
     assert np.isnan(res.cv["valence_mse"]) and np.isnan(res.cv["combined"])
     assert np.array_equal(res.curves["val_selection"], res.curves["val_f1"])
 
@@ -129,19 +140,55 @@ def test_batched_trainer_equals_per_fold_reference():
     v[::5] = np.nan
     w = np.random.default_rng(1).uniform(0.5, 1.5, 90)
     folds = np.repeat([0, 1, 2, 3], [10, 20, 30, 30])
-    cfg = TrainConfig(epochs=4, batch_size=16, dropout=0.0, hidden=(8, 4), threads=1, attention_norm="softmax")
+    cfg = FusionRun(FusionParams(epochs=4, batch_size=16, dropout=0.0, hidden=(8, 4), attention_norm="softmax"), threads=1)
     Xt, _, _ = synthetic(7, seed=2, dim=6)
     tests = {"t": TestSet(Xt)}
     res = cross_validate(X, present, y, v, folds, cfg, tests, sample_weight=w)
-    init = build_model([6, 6], cfg, 4)
+    init = build_model([6, 6], cfg, 0, 4)
     for k, (train, val) in enumerate(fold_indices(y, folds)):
         ref = train_fold_reference(X, present, y, v, train, val, cfg, tests, model=init.member(k),
-                                   generator=torch.Generator().manual_seed(fold_seed(cfg.seed, k)), sample_weight=w)
+                                   generator=torch.Generator().manual_seed(fold_seed(0, k)), sample_weight=w)
         ref_curve = [h["selection"] for h in ref["history"]]
         assert np.allclose(res.curves["val_selection"][k], ref_curve, atol=1e-4)
         assert res.best_epoch[k] == ref["best_epoch"]
         assert np.allclose(res.oof_logits[val], ref["val_logits"], atol=1e-4)
         assert np.allclose(res.tests["t"].fold_logits[k], ref["tests"]["t"][0], atol=1e-4)
+
+
+def test_stacked_ablation_subsets_equal_each_subset_trained_alone():
+    """The 7 ablation subsets (and a second seed) trained together give each one's results alone: dropout on,
+    absent rows, softmax attention; one stacked model per seed, since a seed's batches are its own."""
+    X, y, v = synthetic(120, dim=6)
+    X["visual"] = X["audio"][:, ::-1] + X["text"]
+    present = {"audio": np.arange(120) % 5 != 0, "visual": np.arange(120) % 7 != 0, "text": np.ones(120, bool)}
+    folds = make_folds(120, 3, 0, y)
+    Xt, _, _ = synthetic(9, seed=2, dim=6)
+    tests = {"t": TestSet({**Xt, "visual": Xt["audio"]})}
+    run = with_params(FAST, epochs=5, batch_size=16, dropout=0.3, hidden=(8, 4), attention_norm="softmax")
+    subsets = [("audio",), ("visual",), ("text",), ("audio", "visual"), ("audio", "text"), ("visual", "text"),
+               ("audio", "visual", "text")]
+    jobs = [CVJob({m: X[m] for m in sub}, {m: present[m] for m in sub}, y, v, folds,
+                  {"t": TestSet({m: tests["t"].X[m] for m in sub})}, seed=seed)
+            for seed in (0, 1) for sub in subsets]
+    assert fusion.job_groups(jobs) == [list(range(7)), list(range(7, 14))]
+    stacked = fusion.cross_validate(jobs, run)
+    for job, together in zip(jobs, stacked):
+        alone = fusion.cross_validate([job], run)[0]
+        assert np.array_equal(together.best_epoch, alone.best_epoch), job.X.keys()
+        assert np.allclose(together.oof_logits, alone.oof_logits, atol=1e-5)
+        assert np.allclose(together.oof_valence, alone.oof_valence, atol=1e-5)
+        assert np.allclose(together.curves["val_selection"], alone.curves["val_selection"], atol=1e-5)
+        assert np.allclose(together.curves["train_loss"], alone.curves["train_loss"], atol=1e-5)
+        assert np.allclose(together.tests["t"].fold_logits, alone.tests["t"].fold_logits, atol=1e-5)
+
+
+def test_jobs_on_other_rows_train_apart():
+    X, y, v = synthetic(60, dim=4)
+    folds = make_folds(60, 3, 0, y)
+    a = CVJob({"audio": X["audio"]}, None, y, v, folds)
+    shifted = CVJob({"text": X["text"]}, None, y, v, np.roll(folds, 1))
+    other_audio = CVJob({"audio": X["audio"] + 1}, None, y, v, folds)
+    assert fusion.job_groups([a, shifted, other_audio, CVJob(X, None, y, v, folds)]) == [[0, 3], [1], [2]]
 
 
 # ---------------------------------------------------------------- LightGBM
@@ -151,12 +198,13 @@ def test_lightgbm_on_the_same_folds():
     Xt, yt, vt = synthetic(30, seed=1)
     folds = make_folds(300, 5, 0, y)
     present = {"audio": np.arange(300) % 5 != 0}
-    cfg = LGBMConfig(n_estimators=30, num_leaves=7, n_jobs=1)
-    res = cross_validate_lgbm(X, present, y, v, folds, cfg, {"t": TestSet(Xt, None, yt, vt)})
+    cfg = lgbm.LightGBMRun(LightGBMParams(n_estimators=30, num_leaves=7), n_jobs=1)
+    job = CVJob(X, present, y, v, folds, {"t": TestSet(Xt, None, yt, vt)})
+    res = lgbm.cross_validate([job], cfg)[0]
     assert res.model == "lightgbm" and np.array_equal(res.folds, folds) and len(res.fold_scores) == 5
     assert np.isfinite(res.oof_logits).all() and np.allclose(res.oof_probs.sum(1), 1)
     assert res.cv["f1_weighted"] > 0.5 and res.tests["t"].fold_logits.shape == (5, 30, 6)
-    again = cross_validate_lgbm(X, present, y, v, folds, cfg, {"t": TestSet(Xt, None, yt, vt)})
+    again = lgbm.cross_validate([job], cfg)[0]
     assert np.array_equal(res.oof_logits, again.oof_logits)  # deterministic
 
 
@@ -167,8 +215,8 @@ def test_bf16_figures_stay_within_the_seed_spread_of_fp32():
     figures lie within the spread of fp32 over seeds."""
     X, y, v = synthetic(400, noise=1.0)
     folds = make_folds(400, 5, 0, y)
-    fp32 = [cross_validate(X, None, y, v, folds, dataclasses.replace(FAST, seed=s)) for s in range(3)]
-    bf16 = cross_validate(X, None, y, v, folds, dataclasses.replace(FAST, precision="bf16"))
+    fp32 = [cross_validate(X, None, y, v, folds, FAST, seed=s) for s in range(3)]
+    bf16 = cross_validate(X, None, y, v, folds, with_params(FAST, precision="bf16"))
     assert not np.array_equal(bf16.oof_logits, fp32[0].oof_logits)  # bf16 did run
     for key in ("f1_weighted", "combined"):
         runs = np.array([r.cv[key] for r in fp32])
@@ -179,19 +227,19 @@ def test_bf16_figures_stay_within_the_seed_spread_of_fp32():
 def test_results_do_not_depend_on_the_thread_count():
     X, y, v = synthetic(200)
     folds = make_folds(200, 5, 0, y)
-    one = cross_validate(X, None, y, v, folds, dataclasses.replace(FAST, epochs=3, threads=1))
-    two = cross_validate(X, None, y, v, folds, dataclasses.replace(FAST, epochs=3, threads=2))
+    one = cross_validate(X, None, y, v, folds, dataclasses.replace(with_params(FAST, epochs=3), threads=1))
+    two = cross_validate(X, None, y, v, folds, dataclasses.replace(with_params(FAST, epochs=3), threads=2))
     assert np.array_equal(one.oof_logits, two.oof_logits)
 
 
 def test_unknown_precision_and_missing_cuda_are_refused():
     X, y, v = synthetic(60)
     folds = make_folds(60, 3, 0, y)
-    with pytest.raises(ValueError, match="train.precision: 'fp8' is not one of fp32, bf16"):
-        cross_validate(X, None, y, v, folds, dataclasses.replace(FAST, precision="fp8"))
+    with pytest.raises(ConfigError, match="train.precision: 'fp8' is not one of fp32, bf16"):
+        cross_validate(X, None, y, v, folds, with_params(FAST, precision="fp8"))
     if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="torch sees no CUDA device"):
-            cross_validate(X, None, y, v, folds, dataclasses.replace(FAST, device="cuda"))
+        with pytest.raises(ConfigError, match="torch sees no CUDA device"):
+            cross_validate(X, None, y, v, folds, with_params(FAST, device="cuda"))
 
 
 @pytest.mark.gpu
@@ -200,10 +248,10 @@ def test_cuda_training_gives_the_cpu_figures():
     X, y, v = synthetic(300)
     Xt, yt, vt = synthetic(40, seed=1)
     folds = make_folds(300, 5, 0, y)
-    cfg = dataclasses.replace(FAST, dropout=0.0)  # dropout masks come from different generators on CUDA
+    cfg = with_params(FAST, dropout=0.0)  # dropout masks come from different generators on CUDA
     tests = {"t": TestSet(Xt, None, yt, vt)}
     cpu = cross_validate(X, None, y, v, folds, cfg, tests)
-    gpu = cross_validate(X, None, y, v, folds, dataclasses.replace(cfg, device="cuda"), tests)
+    gpu = cross_validate(X, None, y, v, folds, with_params(cfg, device="cuda"), tests)
     for key in ("f1_weighted", "valence_mse"):
         assert gpu.cv[key] == pytest.approx(cpu.cv[key], abs=0.05), key
     assert np.allclose(gpu.tests["t"].logits, cpu.tests["t"].logits, atol=0.05)

@@ -13,7 +13,8 @@ Differences from the baseline code, all deliberate:
 - in eval mode, valence is clipped to the label range (labels.VALENCE_RANGE; training keeps the plain MSE).
 
 `n_models=K` builds K independent copies with stacked weights; inputs then carry a leading K axis and
-every Linear is one batched matmul. Cross-validation trains all folds at once this way.
+every Linear is one batched matmul: a fold ensemble, as checkpoints and predictions use it.
+`SubsetFusion` trains several such ensembles (ablation subsets) at once, and gives each one back.
 """
 
 from __future__ import annotations
@@ -54,27 +55,6 @@ class StackedLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
-class Dropout(nn.Module):
-    """Inverted dropout; with `rng` (a numpy Generator) set, the CPU mask comes from numpy.
-
-    torch's CPU bernoulli_ costs ~15 ns per element, which made dropout a sixth of a small-batch
-    training step; numpy's float32 generator is ~4x cheaper and is seeded independently of torch.
-    """
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
-        self.rng: np.random.Generator | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0:
-            return x
-        if self.rng is None or not x.is_cpu:
-            return F.dropout(x, self.p, training=True)
-        keep = torch.from_numpy(self.rng.random(x.shape, dtype=np.float32) >= self.p)
-        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
-
-
 def _linear(n_models: int | None, d_in: int, d_out: int) -> nn.Module:
     return nn.Linear(d_in, d_out) if n_models is None else StackedLinear(n_models, d_in, d_out)
 
@@ -82,7 +62,7 @@ def _linear(n_models: int | None, d_in: int, d_out: int) -> nn.Module:
 def _mlp(n_models: int | None, d_in: int, hidden: Sequence[int], dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = []
     for d_out in hidden:
-        layers += [_linear(n_models, d_in, d_out), nn.ReLU(), Dropout(dropout)]
+        layers += [_linear(n_models, d_in, d_out), nn.ReLU(), nn.Dropout(dropout)]
         d_in = d_out
     return nn.Sequential(*layers)
 
@@ -135,12 +115,10 @@ class AttentionFusion(nn.Module):
             scores = torch.softmax(scores.masked_fill(hide, float("-inf")), dim=-1)
         return scores.masked_fill(~present, 0.0)
 
-    def seed_dropout(self, seed: int | None) -> None:
-        """Draw dropout masks from one numpy Generator seeded with `seed` (None: torch's global RNG)."""
-        rng = None if seed is None else np.random.default_rng(seed)
-        for module in self.modules():
-            if isinstance(module, Dropout):
-                module.rng = rng
+    def architecture(self) -> dict:
+        """The constructor's arguments: what a checkpoint records to rebuild the model."""
+        return {"dims": list(self.dims), "n_classes": self.n_classes, "hidden": list(self.hidden),
+                "dropout": self.dropout, "attention_norm": self.attention_norm, "n_models": self.n_models}
 
     def member(self, k: int) -> AttentionFusion:
         """Copy k of a stacked model as a plain AttentionFusion (same weights, eval mode)."""
@@ -154,3 +132,188 @@ class AttentionFusion(nn.Module):
                     module.weight.copy_(stacked[name].weight[k].T)
                     module.bias.copy_(stacked[name].bias[k, 0])
         return plain.eval()
+
+
+class SubsetFusion(nn.Module):
+    """S stacked AttentionFusion models (K folds each) over subsets of M modalities, trained as one.
+
+    Built from the S models (`from_models`), it computes exactly what they compute on the same rows, with
+    fewer and larger matmuls: a modality's first layer is one (B, d) @ (d, n*hidden) matmul for the n
+    subsets that read it (their inputs are the same rows), later layers are batched over (K, subset).
+    A subset's attention input has zero blocks for the modalities it lacks, multiplied by zero weight
+    rows that stay zero in training (no gradient, no weight decay on 0), and those modalities' scores
+    are masked. `subset_state(s)` gives subset s's weights back as an AttentionFusion state dict.
+    Dropout draws each subset's masks from its own generator in the order its model would (its
+    modalities' layers in order, then attention), so the masks are the ones it would draw alone.
+    """
+
+    def __init__(self, uses: Sequence[Sequence[int]], dims: Sequence[int], n_classes: int, hidden: Sequence[int],
+                 dropout: float, attention_norm: str, n_models: int):
+        super().__init__()
+        self.uses = [tuple(u) for u in uses]                    # per subset: its modalities, in global order
+        self.dims, self.hidden, self.n_classes = tuple(dims), tuple(hidden), n_classes
+        self.dropout, self.attention_norm, self.n_models = dropout, attention_norm, n_models
+        k, s, m, width = n_models, len(self.uses), len(self.dims), self.hidden[-1]
+        self.readers = [[i for i, u in enumerate(self.uses) if j in u] for j in range(m)]  # subsets per modality
+        zeros = lambda *shape: nn.Parameter(torch.zeros(*shape))  # noqa: E731 - filled by from_models
+        self.enc_w, self.enc_b = nn.ParameterList(), nn.ParameterList()
+        for j, d in enumerate(self.dims):
+            n, d_in = len(self.readers[j]), d
+            for i, d_out in enumerate(self.hidden):
+                first = i == 0
+                self.enc_w.append(zeros(k, d_in, n * d_out) if first else zeros(k, n, d_in, d_out))
+                self.enc_b.append(zeros(k, 1, n * d_out) if first else zeros(k, n, 1, d_out))
+                d_in = d_out
+        self.att_w, self.att_b = nn.ParameterList(), nn.ParameterList()
+        d_in = width * m
+        for d_out in self.hidden:
+            self.att_w.append(zeros(k, s, d_in, d_out))
+            self.att_b.append(zeros(k, s, 1, d_out))
+            d_in = d_out
+        self.heads = nn.ParameterDict({name: zeros(k, s, width + 1, n) for name, n in
+                                       (("fc_att", m), ("fc_emotion", n_classes), ("fc_valence", 1))})
+        self.mask = nn.Buffer(torch.tensor([[j in u for j in range(m)] for u in self.uses]), persistent=False)
+        self.rngs: list[np.random.Generator] | None = None
+
+    @classmethod
+    def from_models(cls, models: Sequence[AttentionFusion], uses: Sequence[Sequence[int]],
+                    dims: Sequence[int]) -> SubsetFusion:
+        first = models[0]
+        out = cls(uses, dims, first.n_classes, first.hidden, first.dropout, first.attention_norm, first.n_models)
+        with torch.no_grad():
+            for s in range(len(models)):
+                for name, value in out._layout(s):
+                    value.copy_(models[s].state_dict()[name])
+        return out
+
+    def _layout(self, s: int) -> list[tuple[str, torch.Tensor]]:
+        """(AttentionFusion state-dict name, view of this model's weights holding it) for subset s."""
+        width, views = self.hidden[-1], []
+        layer = 0
+        for j in range(len(self.dims)):
+            for i in range(len(self.hidden)):
+                w, b = self.enc_w[layer], self.enc_b[layer]
+                layer += 1
+                if s not in self.readers[j]:
+                    continue
+                r, name = self.readers[j].index(s), f"encoders.{self.uses[s].index(j)}.{3 * i}"
+                if i == 0:
+                    cols = slice(r * self.hidden[0], (r + 1) * self.hidden[0])
+                    views += [(f"{name}.weight", w[:, :, cols]), (f"{name}.bias", b[:, :, cols])]
+                else:
+                    views += [(f"{name}.weight", w[:, r]), (f"{name}.bias", b[:, r])]
+        for i, (w, b) in enumerate(zip(self.att_w, self.att_b)):
+            if i == 0:  # the row blocks of the subset's modalities, in its order
+                rows = torch.cat([torch.arange(j * width, (j + 1) * width) for j in self.uses[s]])
+                views.append(("attention_mlp.0.weight", _RowView(w, s, rows)))
+            else:
+                views.append((f"attention_mlp.{3 * i}.weight", w[:, s]))
+            views.append((f"attention_mlp.{3 * i}.bias", b[:, s]))
+        for name, p in self.heads.items():
+            cols = list(self.uses[s]) if name == "fc_att" else slice(None)
+            views += [(f"{name}.weight", _ColView(p, s, cols, width)), (f"{name}.bias", _ColView(p, s, cols, width, bias=True))]
+        return views
+
+    def subset_state(self, s: int) -> dict[str, torch.Tensor]:
+        """Subset s's weights as the state dict of AttentionFusion(its dims, n_models=K) (copies)."""
+        return {name: view.clone() if isinstance(view, torch.Tensor) else view.get() for name, view in self._layout(s)}
+
+    def seed_dropout(self, seeds: Sequence[int] | None) -> None:
+        """One numpy Generator per subset, seeded as its own model's (None: torch's RNG)."""
+        self.rngs = None if seeds is None else [np.random.default_rng(seed) for seed in seeds]
+
+    def _drop(self, x: torch.Tensor, subsets: Sequence[int], dim: int) -> torch.Tensor:
+        """Dropout on x whose `dim` holds `subsets` side by side (first layer: concatenated features).
+        On CPU the masks come from numpy: torch's CPU bernoulli_ costs ~15 ns per element, which made
+        dropout a sixth of a small-batch training step; numpy's float32 generator is ~4x cheaper."""
+        if not self.training or self.dropout == 0:
+            return x
+        if self.rngs is None or not x.is_cpu:
+            return F.dropout(x, self.dropout, training=True)
+        shape = list(x.shape)
+        if dim == -1:
+            shape[-1] //= len(subsets)
+            draws = [self.rngs[s].random(shape, dtype=np.float32) for s in subsets]
+            keep = np.concatenate(draws, axis=-1) >= self.dropout
+        else:
+            del shape[dim]
+            keep = np.stack([self.rngs[s].random(shape, dtype=np.float32) for s in subsets], axis=dim) >= self.dropout
+        return x * torch.from_numpy(keep).to(x.dtype).mul_(1.0 / (1.0 - self.dropout))
+
+    def forward(self, xs: Sequence[torch.Tensor], present: torch.Tensor) -> FusionOutput:
+        """xs[j]: (K, B, d_j) per modality; present (K, B, M) bool. Outputs carry (K, S, B, ...)."""
+        k, b = present.shape[:2]
+        s_all, width = len(self.uses), self.hidden[-1]
+        full = bool(present.all())  # nothing to mask: skip the masking ops (most training batches)
+        padded, layer = [], 0
+        for j, x in enumerate(xs):
+            absent = ~present[..., j]
+            x = x if full else x.masked_fill(absent.unsqueeze(-1), 0.0)
+            h = torch.relu(torch.baddbmm(self.enc_b[layer], x, self.enc_w[layer]))
+            h = self._drop(h, self.readers[j], -1)
+            n = len(self.readers[j])
+            h = h.view(k, b, n, -1).transpose(1, 2)                      # (K, n, B, hidden)
+            for i in range(1, len(self.hidden)):
+                h = self._drop(torch.relu(torch.matmul(h, self.enc_w[layer + i]) + self.enc_b[layer + i]),
+                               self.readers[j], 1)
+            layer += len(self.hidden)
+            h = h if full else h.masked_fill(absent[:, None, :, None], 0.0)
+            if n == s_all:  # every subset reads modality j: nothing to pad
+                padded.append(h)
+                continue
+            slot = torch.tensor([self.readers[j].index(s) if s in self.readers[j] else n for s in range(s_all)],
+                                device=h.device)
+            padded.append(torch.cat([h, h.new_zeros(k, 1, b, width)], dim=1).index_select(1, slot))
+        hs = torch.stack(padded, dim=-2)                                   # (K, S, B, M, hidden)
+        a = hs.flatten(-2)
+        for w, bias in zip(self.att_w, self.att_b):
+            a = self._drop(torch.relu(torch.matmul(a, w) + bias), range(s_all), 1)
+        scores = self._head("fc_att", a)
+        if full and bool(self.mask.all()):
+            weights = torch.softmax(scores, dim=-1) if self.attention_norm == "softmax" else scores
+        else:
+            seen = present.unsqueeze(1) & self.mask[None, :, None, :]     # (K, S, B, M)
+            if self.attention_norm == "softmax":
+                hide = ~seen & seen.any(dim=-1, keepdim=True)
+                scores = torch.softmax(scores.masked_fill(hide, float("-inf")), dim=-1)
+            weights = scores.masked_fill(~seen, 0.0)
+        fused = (hs * weights.unsqueeze(-1)).sum(dim=-2)
+        valence = self._head("fc_valence", fused).squeeze(-1)
+        if not self.training:
+            valence = valence.clamp(*VALENCE_RANGE)
+        return FusionOutput(self._head("fc_emotion", fused), valence, weights)
+
+    def _head(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        p = self.heads[name]  # (K, S, width + 1, n): weight rows, then the bias row
+        return torch.matmul(x, p[:, :, :-1]) + p[:, :, -1:]
+
+
+class _RowView:
+    """Rows `rows` of w[:, s] (an attention first layer's blocks), gathered and written back."""
+
+    def __init__(self, w: torch.Tensor, s: int, rows: torch.Tensor):
+        self.w, self.s, self.rows = w, s, rows
+
+    def get(self) -> torch.Tensor:
+        return self.w[:, self.s].index_select(1, self.rows.to(self.w.device))
+
+    def copy_(self, value: torch.Tensor) -> None:
+        self.w[:, self.s, self.rows.to(self.w.device)] = value
+
+
+class _ColView:
+    """A head's weight (rows :-1) or bias (last row) of subset s, columns `cols`, gathered and written back."""
+
+    def __init__(self, p: torch.Tensor, s: int, cols, width: int, bias: bool = False):
+        self.p, self.s, self.cols, self.rows = p, s, cols, slice(width, width + 1) if bias else slice(0, width)
+
+    def get(self) -> torch.Tensor:
+        return self.p[:, self.s, self.rows][..., self.cols].clone()
+
+    def copy_(self, value: torch.Tensor) -> None:
+        block = self.p[:, self.s, self.rows]  # a view: writing it writes the parameter
+        if isinstance(self.cols, slice):
+            block.copy_(value)
+        else:
+            for i, c in enumerate(self.cols):
+                block[..., c] = value[..., i]

@@ -4,8 +4,8 @@ A checkpoint is a folder:
 - `checkpoint.json`: model family, modalities, the feature each modality was encoded with (feature
   name, encoder, version, config, library versions, identity key, dim), the label set, the feature
   normalisation statistics, model hyperparameters and the library versions of training;
-- `weights.safetensors` (attention fusion: the stacked fold weights at their best epochs), or
-  `lightgbm.json` (the folds' boosters as LightGBM model strings).
+- what the model family (`model`, a name in training.families.FAMILIES) saves: the attention fusion's
+  stacked fold weights at their best epochs (`weights.safetensors`), LightGBM's boosters (`lightgbm.json`).
 
 Loading checks the features a caller will feed against the recorded ones and refuses a mismatch,
 naming the modality and what differs: predictions from features of another encoder are meaningless.
@@ -26,11 +26,12 @@ from pipeline.environment import versions
 from pipeline.labels import MER_LABELS
 from pipeline.store.features import FeatureStore
 from pipeline.training.cv import CVResult, TestPrediction, TestSet
+from pipeline.training.families import family
 from pipeline.training.data import NormStats
 from pipeline.errors import InputError, MissingInput
 
 FORMAT = 1
-META, WEIGHTS, BOOSTERS = "checkpoint.json", "weights.safetensors", "lightgbm.json"
+META = "checkpoint.json"
 LIBRARIES = ("torch", "numpy", "lightgbm", "safetensors", "scikit-learn", "mer-pipeline")
 FEATURE_FIELDS = ("encoder", "version", "config", "libraries", "dim")  # what must match, in report order
 
@@ -67,16 +68,7 @@ def save(out: Path, result: CVResult, features: dict[str, dict], norm: dict[str,
                                                    for m in result.modalities},
         "libraries": library_versions(), **(extra or {}),
     }
-    if result.model == "fusion":
-        from safetensors.torch import save_file
-
-        model = result.ensemble
-        meta["architecture"] = {"dims": list(model.dims), "n_classes": model.n_classes, "hidden": list(model.hidden),
-                                "dropout": model.dropout, "attention_norm": model.attention_norm,
-                                "n_models": model.n_models}
-        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS))
-    else:
-        (out / BOOSTERS).write_text(json.dumps([m.to_dict() for m in result.ensemble]))
+    meta.update(family(result.model).save(result.ensemble, out))
     (out / META).write_text(json.dumps(meta, indent=1))
     return out
 
@@ -122,13 +114,7 @@ class Checkpoint:
             raise FeatureMismatch("features do not match the checkpoint:\n  " + "\n  ".join(problems))
 
     def predict(self, ts: TestSet) -> TestPrediction:
-        if self.meta["model"] == "fusion":
-            from pipeline.training.cv import predict_folds
-
-            return predict_folds(self.ensemble, ts, self.modalities)
-        from pipeline.training.lgbm import predict_folds
-
-        return predict_folds(self.ensemble, ts, self.modalities)
+        return family(self.meta["model"]).predict(self.ensemble, ts, self.modalities)
 
 
 def load(path: Path) -> Checkpoint:
@@ -139,7 +125,7 @@ def load(path: Path) -> Checkpoint:
     if meta.get("format") != FORMAT:
         raise InputError(f"{path}: checkpoint format {meta.get('format')!r}, this code reads format {FORMAT}")
     warn_library_changes(path, meta.get("libraries", {}))
-    return Checkpoint(meta, _load_fusion(path, meta) if meta["model"] == "fusion" else _load_lightgbm(path, meta))
+    return Checkpoint(meta, family(meta["model"]).load(path, meta))
 
 
 def warn_library_changes(path: Path, recorded: dict) -> None:
@@ -151,21 +137,3 @@ def warn_library_changes(path: Path, recorded: dict) -> None:
         warnings.warn(f"{path} was trained with other library versions (trained -> here): "
                       + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(changed.items()))
                       + "; predictions may differ slightly from train's", stacklevel=2)
-
-
-def _load_fusion(path: Path, meta: dict):
-    from safetensors.torch import load_file
-
-    from pipeline.models.fusion import AttentionFusion
-
-    arch = meta["architecture"]
-    model = AttentionFusion(arch["dims"], arch["n_classes"], arch["hidden"], arch["dropout"], arch["attention_norm"],
-                            arch["n_models"])
-    model.load_state_dict(load_file(str(path / WEIGHTS)))
-    return model.eval()
-
-
-def _load_lightgbm(path: Path, meta: dict):
-    from pipeline.training.lgbm import FoldModel
-
-    return [FoldModel.from_dict(d, len(meta["labels"])) for d in json.loads((path / BOOSTERS).read_text())]

@@ -1,4 +1,4 @@
-"""LightGBM early-fusion baseline on the same inputs, folds and result shape as `cv.cross_validate`.
+"""LightGBM early-fusion baseline on the same inputs, folds and result shape as the fusion family.
 
 Features are the concatenated modality vectors; an absent modality is NaN, which LightGBM routes
 down its learned missing-value branch. Per fold: LGBMClassifier (emotion) and LGBMRegressor (valence,
@@ -8,32 +8,28 @@ Test predictions average the folds' log-probabilities (the "logits" of this mode
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from lightgbm import Booster, LGBMClassifier, LGBMRegressor
 
 from pipeline.config import LightGBMParams
 from pipeline.labels import MER_LABELS, clip_valence
-from pipeline.training.cv import (CVResult, TestPrediction, TestSet, available_cores, cv_inputs, fold_figures, make_test_prediction,
-                                  mean_figures)
+from pipeline.training.cv import CVResult, TestPrediction, TestSet, fold_figures, make_test_prediction, mean_figures
+from pipeline.training.folds import CVJob
+from pipeline.training.runtime import available_cores
 
 LOG_FLOOR = 1e-12  # log-probability floor for a class absent from a fold's training rows
 
 
 @dataclass(frozen=True)
-class LGBMConfig(LightGBMParams):
-    """train.lightgbm hyperparameters plus what a run decides."""
+class LightGBMRun:
+    """A LightGBM cross-validation's settings: the train.lightgbm params section plus what a run decides."""
+    params: LightGBMParams = field(default_factory=LightGBMParams)
     n_classes: int = len(MER_LABELS)
-    seed: int = 0
     n_jobs: int = 0                  # 0 = every core this process may use
-
-    @classmethod
-    def from_params(cls, params: LightGBMParams, seed: int, **overrides) -> LGBMConfig:
-        return cls(**dataclasses.asdict(params), seed=seed, **overrides)
 
 
 def early_fusion_matrix(X: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray] | None,
@@ -48,12 +44,13 @@ def early_fusion_matrix(X: Mapping[str, np.ndarray], present: Mapping[str, np.nd
     return np.concatenate(blocks, axis=1)
 
 
-def _params(cfg: LGBMConfig) -> dict:
-    return dict(n_estimators=cfg.n_estimators, learning_rate=cfg.learning_rate, num_leaves=cfg.num_leaves,
-                min_child_samples=cfg.min_child_samples, colsample_bytree=cfg.colsample_bytree,
-                subsample=cfg.subsample, subsample_freq=1 if cfg.subsample < 1 else 0, reg_lambda=cfg.reg_lambda,
-                random_state=cfg.seed, deterministic=True, force_col_wise=True,
-                n_jobs=cfg.n_jobs or available_cores(), verbose=-1)
+def _params(run: LightGBMRun, seed: int) -> dict:
+    p = run.params
+    return dict(n_estimators=p.n_estimators, learning_rate=p.learning_rate, num_leaves=p.num_leaves,
+                min_child_samples=p.min_child_samples, colsample_bytree=p.colsample_bytree,
+                subsample=p.subsample, subsample_freq=1 if p.subsample < 1 else 0, reg_lambda=p.reg_lambda,
+                random_state=seed, deterministic=True, force_col_wise=True,
+                n_jobs=run.n_jobs or available_cores(), verbose=-1)
 
 
 class FoldModel:
@@ -64,11 +61,11 @@ class FoldModel:
         self.classes, self.emotion, self.reg, self.n_classes = np.asarray(classes), emotion, valence, n_classes
 
     @classmethod
-    def fit(cls, cfg: LGBMConfig, F, y, v, w, rows: np.ndarray) -> FoldModel:
-        clf = LGBMClassifier(**_params(cfg)).fit(F[rows], y[rows], sample_weight=w[rows])
+    def fit(cls, run: LightGBMRun, seed: int, F, y, v, w, rows: np.ndarray) -> FoldModel:
+        clf = LGBMClassifier(**_params(run, seed)).fit(F[rows], y[rows], sample_weight=w[rows])
         with_v = rows[np.isfinite(v[rows])]
-        reg = LGBMRegressor(**_params(cfg)).fit(F[with_v], v[with_v], sample_weight=w[with_v]) if len(with_v) else None
-        return cls(clf.classes_, clf.booster_, reg.booster_ if reg is not None else None, cfg.n_classes)
+        reg = LGBMRegressor(**_params(run, seed)).fit(F[with_v], v[with_v], sample_weight=w[with_v]) if len(with_v) else None
+        return cls(clf.classes_, clf.booster_, reg.booster_ if reg is not None else None, run.n_classes)
 
     def log_probs(self, F: np.ndarray) -> np.ndarray:
         probs = self.emotion.predict(F)
@@ -97,19 +94,22 @@ def predict_folds(models: list[FoldModel], ts: TestSet, modalities: tuple[str, .
     return make_test_prediction(np.stack([m.log_probs(F) for m in models]), np.stack([m.valence(F) for m in models]), ts)
 
 
-def cross_validate_lgbm(X: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray] | None, y, v, folds,
-                        cfg: LGBMConfig = LGBMConfig(), tests: Mapping[str, TestSet] | None = None,
-                        sample_weight=None) -> CVResult:
-    a = cv_inputs(X, y, v, folds, sample_weight)
+def cross_validate(jobs: list[CVJob], run: LightGBMRun = LightGBMRun()) -> list[CVResult]:
+    """Each job's K-fold CV, one after another (a booster has nothing to stack)."""
+    return [_cross_validate(job, run) for job in jobs]
+
+
+def _cross_validate(job: CVJob, run: LightGBMRun) -> CVResult:
+    a = job.inputs()
     y, v = a.y, a.v
-    F = early_fusion_matrix(X, present, a.modalities)
-    oof_logits, oof_val = np.full((len(y), cfg.n_classes), np.nan), np.full(len(y), np.nan)
+    F = early_fusion_matrix(job.X, job.present, a.modalities)
+    oof_logits, oof_val = np.full((len(y), run.n_classes), np.nan), np.full(len(y), np.nan)
     figures, models = [], []
     for train_rows, val_rows in a.splits:
-        model = FoldModel.fit(cfg, F, y, v, a.w, train_rows)
+        model = FoldModel.fit(run, job.seed, F, y, v, a.w, train_rows)
         models.append(model)
         oof_logits[val_rows], oof_val[val_rows] = model.log_probs(F[val_rows]), model.valence(F[val_rows])
         figures.append(fold_figures(y[val_rows], v[val_rows], oof_logits[val_rows], oof_val[val_rows]))
-    preds = {name: predict_folds(models, ts, a.modalities) for name, ts in (tests or {}).items()}
+    preds = {name: predict_folds(models, ts, a.modalities) for name, ts in job.tests.items()}
     return CVResult("lightgbm", a.modalities, a.folds, oof_logits, oof_val, figures, mean_figures(figures), preds,
                     np.full(len(figures), -1), {}, time.perf_counter() - a.start, models)

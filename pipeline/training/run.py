@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.config import ConfigError, MODELS, TrainConfig
+from pipeline.config import ConfigError, TrainConfig
 from pipeline.labels import MER_LABELS, logit_columns
-from pipeline.training import cv
+from pipeline.training.cv import CVResult, TestSet
+from pipeline.training.families import family
+from pipeline.training.folds import CVJob, make_folds
 from pipeline.training.data import Table, load_table, parse_subset, standardize
 
 TEST_SPLITS = ("test1", "test2", "test3")
@@ -52,20 +54,6 @@ def usable_subsets(cfg: TrainConfig, available: tuple[str, ...] | None = None) -
     return [*dict.fromkeys(chosen), full]
 
 
-def cross_validate(cfg: TrainConfig, seed: int, n_classes: int, X, present, y, v, folds, tests,
-                   sample_weight) -> cv.CVResult:
-    """Cross-validation by the model family train.model names: same folds, metrics and outputs."""
-    if cfg.model == "fusion":
-        return cv.cross_validate(X, present, y, v, folds, cv.TrainConfig.from_params(cfg, seed, n_classes=n_classes),
-                                 tests, sample_weight)
-    if cfg.model == "lightgbm":
-        from pipeline.training.lgbm import LGBMConfig, cross_validate_lgbm
-
-        return cross_validate_lgbm(X, present, y, v, folds, LGBMConfig.from_params(cfg.lightgbm, seed, n_classes=n_classes),
-                                   tests, sample_weight)
-    raise ConfigError(f"train.model: {cfg.model!r} is not one of {', '.join(MODELS)}")
-
-
 def load_tables(manifest: pd.DataFrame, views: Views, features: dict[str, Path], feature_norm: str = "none",
                 labels: tuple[str, ...] = MER_LABELS) -> dict[str, Table]:
     """'train' plus one table per test split and view, named '<split>' (clean) or '<split>@<view>';
@@ -90,14 +78,35 @@ def _view_ids(path: Path) -> set[str]:
 
 
 def run_subset(tables: dict[str, Table], subset: str, cfg: TrainConfig, seed: int,
-               extra: Table | None = None, extra_weight: float = 1.0) -> tuple[cv.CVResult, np.ndarray]:
+               extra: Table | None = None, extra_weight: float = 1.0) -> tuple[CVResult, np.ndarray]:
     """Cross-validate one modality subset; `extra` rows (pseudo-labels) train in every fold.
     Returns the result and the sample ids of the labelled training rows (the out-of-fold rows)."""
+    job, train_ids = subset_job(tables, subset, cfg, seed, extra, extra_weight)
+    return cross_validate(cfg, [job], len(tables["train"].labels))[0], train_ids
+
+
+def run_subsets(tables: dict[str, Table], runs: list[tuple[str, int]],
+                cfg: TrainConfig) -> list[tuple[CVResult, np.ndarray]]:
+    """run_subset for every (subset, seed) in `runs`, in one call so that the family can train them together."""
+    jobs = [subset_job(tables, subset, cfg, seed) for subset, seed in runs]
+    results = cross_validate(cfg, [job for job, _ in jobs], len(tables["train"].labels))
+    return [(result, train_ids) for result, (_, train_ids) in zip(results, jobs)]
+
+
+def cross_validate(cfg: TrainConfig, jobs: list[CVJob], n_classes: int) -> list[CVResult]:
+    """The jobs cross-validated by the model family train.model names: same folds, metrics and outputs."""
+    chosen = family(cfg.model)
+    return chosen.cross_validate(jobs, chosen.section(cfg), n_classes)
+
+
+def subset_job(tables: dict[str, Table], subset: str, cfg: TrainConfig, seed: int, extra: Table | None = None,
+               extra_weight: float = 1.0) -> tuple[CVJob, np.ndarray]:
+    """One subset's cross-validation inputs, and the sample ids of its labelled training rows."""
     modalities = parse_subset(subset)
     train = tables["train"].take(tables["train"].y >= 0, modalities)
     train = covered(train, modalities)  # an item with none of the subset's inputs teaches nothing
     groups = fold_groups(train.rows, cfg.group_by, cfg.folds)
-    folds = cv.make_folds(len(train.rows), cfg.folds, seed, y=train.y, groups=groups)
+    folds = make_folds(len(train.rows), cfg.folds, seed, y=train.y, groups=groups)
     X, present, y, v, weight = train.X, train.present, train.y, train.v, np.ones(len(train.rows))
     extra = covered(extra, modalities) if extra is not None else None
     if extra is not None and len(extra.rows):
@@ -108,8 +117,7 @@ def run_subset(tables: dict[str, Table], subset: str, cfg: TrainConfig, seed: in
         weight = np.concatenate([weight, np.full(len(extra.rows), extra_weight)])
     tests = {name: model_input(t, modalities) for name, t in covered_tests(tables, modalities).items()}
     X = {m: np.nan_to_num(X[m]) for m in modalities}  # absent rows are masked; NaN must not reach a matmul
-    result = cross_validate(cfg, seed, len(train.labels), X, present, y, v, folds, tests, weight)
-    return result, train.rows["sample_id"].to_numpy()
+    return CVJob(X, present, y, v, folds, tests, weight, seed), train.rows["sample_id"].to_numpy()
 
 
 def covered(table: Table, modalities: tuple[str, ...]) -> Table:
@@ -139,13 +147,13 @@ def fold_groups(rows: pd.DataFrame, group_by: str, k: int) -> np.ndarray | None:
     return groups.astype(str).to_numpy()
 
 
-def model_input(table: Table, modalities: tuple[str, ...]) -> cv.TestSet:
+def model_input(table: Table, modalities: tuple[str, ...]) -> TestSet:
     """A table as model input: absent rows are masked by `present`, so their NaN become 0."""
-    return cv.TestSet({m: np.nan_to_num(table.X[m]) for m in modalities}, {m: table.present[m] for m in modalities},
+    return TestSet({m: np.nan_to_num(table.X[m]) for m in modalities}, {m: table.present[m] for m in modalities},
                       table.y, table.v)
 
 
-def predictions_frame(result: cv.CVResult, train_ids: np.ndarray, tables: dict[str, Table], subset: str,
+def predictions_frame(result: CVResult, train_ids: np.ndarray, tables: dict[str, Table], subset: str,
                       seed: int) -> pd.DataFrame:
     """Logits and valence for every item of every test table (`fallback`: from the training prior, the item
     has none of the subset's modalities), plus the out-of-fold predictions of the training items."""
@@ -186,7 +194,7 @@ def training_prior(train: Table) -> tuple[np.ndarray, float]:
     return np.log(np.maximum(freq, PRIOR_FLOOR)), float(v.mean()) if len(v) else float("nan")
 
 
-def cv_summary(result: cv.CVResult, subset: str, seed: int, n_items: int) -> dict:
+def cv_summary(result: CVResult, subset: str, seed: int, n_items: int) -> dict:
     """CV figures over `items` training items; `test_items`: how many items of each test view the model
     predicts (the others get the training prior).
     Nothing that varies between identical runs (wall time): cv.json is a committed metric."""
@@ -195,7 +203,7 @@ def cv_summary(result: cv.CVResult, subset: str, seed: int, n_items: int) -> dic
             "best_epoch": [int(e) for e in result.best_epoch]}
 
 
-def curves_frame(result: cv.CVResult) -> pd.DataFrame:
+def curves_frame(result: CVResult) -> pd.DataFrame:
     """Per fold and epoch, every training curve (no rows for a model without epochs, e.g. LightGBM)."""
     if not result.curves:
         return pd.DataFrame(columns=["fold", "epoch"])

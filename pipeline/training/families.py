@@ -1,0 +1,131 @@
+"""Model-family registry: train.model names a family here; each cross-validates, saves, loads and predicts
+its fold ensembles, and a checkpoint records its family by name.
+
+The encoders' idiom: a class per family with a `name` and a frozen `Config` (its params.yaml section),
+all in one dict, an unknown name a ConfigError listing the known ones. Importing this module imports no
+model library; each family imports its own when used.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+from pipeline.config import ConfigError, FusionParams, LightGBMParams, TrainConfig
+from pipeline.training.cv import CVResult, TestPrediction, TestSet
+from pipeline.training.folds import CVJob
+
+
+class ModelFamily(ABC):
+    name: ClassVar[str]
+    Config: ClassVar[type]       # the family's params section (a frozen dataclass)
+
+    @classmethod
+    @abstractmethod
+    def section(cls, train: TrainConfig):
+        """The family's Config in the train section."""
+
+    @classmethod
+    @abstractmethod
+    def cross_validate(cls, jobs: list[CVJob], config, n_classes: int) -> list[CVResult]:
+        """Each job's K-fold CV (same folds, metrics and result shape in every family)."""
+
+    @classmethod
+    @abstractmethod
+    def save(cls, ensemble, folder: Path) -> dict:
+        """Write the fold ensemble into `folder`; returns what checkpoint.json must record to load it."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, folder: Path, meta: dict):
+        """The fold ensemble `save` wrote, from the folder and its checkpoint.json."""
+
+    @classmethod
+    @abstractmethod
+    def predict(cls, ensemble, ts: TestSet, modalities: tuple[str, ...]) -> TestPrediction:
+        """The fold ensemble's prediction on a test set: the mean of the folds' logits and valences."""
+
+
+class Fusion(ModelFamily):
+    """The MER 2023 attention fusion, folds (and ablation subsets) stacked into one model."""
+    name = "fusion"
+    Config = FusionParams
+    WEIGHTS = "weights.safetensors"
+
+    @classmethod
+    def section(cls, train: TrainConfig) -> FusionParams:
+        return train
+
+    @classmethod
+    def cross_validate(cls, jobs, config: FusionParams, n_classes: int) -> list[CVResult]:
+        from pipeline.training import fusion
+
+        return fusion.cross_validate(jobs, fusion.FusionRun(config, n_classes=n_classes))
+
+    @classmethod
+    def save(cls, ensemble, folder: Path) -> dict:
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().contiguous() for k, v in ensemble.state_dict().items()}, str(folder / cls.WEIGHTS))
+        return {"architecture": ensemble.architecture()}
+
+    @classmethod
+    def load(cls, folder: Path, meta: dict):
+        from safetensors.torch import load_file
+
+        from pipeline.models.fusion import AttentionFusion
+
+        model = AttentionFusion(**meta["architecture"])
+        model.load_state_dict(load_file(str(folder / cls.WEIGHTS)))
+        return model.eval()
+
+    @classmethod
+    def predict(cls, ensemble, ts: TestSet, modalities: tuple[str, ...]) -> TestPrediction:
+        from pipeline.training.fusion import predict_folds
+
+        return predict_folds(ensemble, ts, modalities)
+
+
+class LightGBM(ModelFamily):
+    """Early-fusion LightGBM on the concatenated modality vectors, one booster pair per fold."""
+    name = "lightgbm"
+    Config = LightGBMParams
+    BOOSTERS = "lightgbm.json"
+
+    @classmethod
+    def section(cls, train: TrainConfig) -> LightGBMParams:
+        return train.lightgbm
+
+    @classmethod
+    def cross_validate(cls, jobs, config: LightGBMParams, n_classes: int) -> list[CVResult]:
+        from pipeline.training import lgbm
+
+        return lgbm.cross_validate(jobs, lgbm.LightGBMRun(config, n_classes=n_classes))
+
+    @classmethod
+    def save(cls, ensemble, folder: Path) -> dict:
+        (folder / cls.BOOSTERS).write_text(json.dumps([m.to_dict() for m in ensemble]))
+        return {}
+
+    @classmethod
+    def load(cls, folder: Path, meta: dict):
+        from pipeline.training.lgbm import FoldModel
+
+        return [FoldModel.from_dict(d, len(meta["labels"])) for d in json.loads((folder / cls.BOOSTERS).read_text())]
+
+    @classmethod
+    def predict(cls, ensemble, ts: TestSet, modalities: tuple[str, ...]) -> TestPrediction:
+        from pipeline.training.lgbm import predict_folds
+
+        return predict_folds(ensemble, ts, modalities)
+
+
+FAMILIES: dict[str, type[ModelFamily]] = {cls.name: cls for cls in (Fusion, LightGBM)}
+
+
+def family(name: str) -> type[ModelFamily]:
+    if name not in FAMILIES:
+        raise ConfigError(f"train.model: unknown model family {name!r}; known: {', '.join(sorted(FAMILIES))}")
+    return FAMILIES[name]

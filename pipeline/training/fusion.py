@@ -1,0 +1,397 @@
+"""The attention-fusion family's cross-validation with the MER 2023 protocol (§5.3), trained fast.
+
+Protocol, as `main-release.py`: per fold a fresh model, Adam(lr, weight_decay) for `epochs` epochs of
+shuffled mini-batches (last batch smaller), loss = CE + MSE averaged over the batch; after every
+epoch the validation fold is scored and the epoch with the best F1_w - 0.25*MSE is kept (first one on
+ties), with its validation ("out-of-fold") and test predictions. Test predictions are the mean of the
+folds' emotion logits (argmax) and of their valence; the CV figures are the mean of the folds'
+best-epoch figures.
+
+Speed, without changing the protocol:
+- all folds train at once as one stacked model: each step is one batched matmul per layer and one
+  fused Adam update for every fold;
+- jobs on the same rows, folds and seed (the ablation subsets of train.ablation) train together too, as
+  one `SubsetFusion`: they share every batch, so a modality's first layer is one wide matmul for all
+  the subsets that read it; each subset's results are those it gets alone (tests/test_cv.py);
+- every fold keeps its own Adam state and step count (per-fold parameter views), so a fold whose
+  epoch has fewer batches skips those steps exactly as it would alone;
+- features stay resident as tensors: a per-fold torch.randperm per epoch, then slicing (no DataLoader);
+- validation is one inference-mode forward per epoch; test sets are evaluated once, with each fold's
+  weights from its best epoch (the baseline ran every test set at every epoch and kept the same
+  best-epoch outputs).
+
+What it cannot remove: at the MER 2023 shape (2,700 training rows per fold, 1024+1024+512-d inputs)
+the protocol itself is ~6 TFLOP of fp32 matmuls (500 fold-epochs x 2,700 rows x ~4 MFLOP for forward
+and backward, plus validation) and Adam streams ~1 TB of weights, gradients and moments (42,500
+fold-steps x 0.89 M parameters x 28 bytes). Even at the theoretical FP32 peak of two 2 GHz AVX2 cores
+(2 x 2 GHz x 32 FLOP/cycle = 128 GFLOP/s) the matmuls alone take 47 s, however the loop is written;
+benchmarks/bench_train.py measures this floor (the same matmuls and Adam updates on preallocated
+tensors) beside the trainer. The speed-up over the baseline's loop is the overhead on top of that
+floor (DataLoader, per-step Python, unfused Adam, test sets every epoch). Stacking the 7 ablation
+subsets removes their per-step overhead but not their arithmetic: together they hold ~4x the full
+subset's weights (each modality's layers are in 4 of the 7), and every step writes each weight's
+gradient and streams its Adam state, so they cost ~4x the full subset's time, not 7x.
+
+Extensions: rows with y = -1 are unused; rows with fold -1 train in every fold and are never
+validated (pseudo-labels); `sample_weight` scales each row's loss (batch loss = sum_i w_i * loss_i / B,
+so weight 1 everywhere is the baseline's mean); rows with NaN valence add CE only.
+The baseline's loop shape (DataLoader, per-step Python, every test set each epoch) lives outside the
+package, in benchmarks/baseline_loop.py, for the speed benchmark and the equivalence test.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline.config import FusionParams
+from pipeline.labels import MER_LABELS
+from pipeline.models.fusion import AttentionFusion, SubsetFusion
+from pipeline.training.cv import CVResult, TestPrediction, TestSet, fold_figures, make_test_prediction, mean_figures
+from pipeline.training.folds import CVInputs, CVJob, fold_seed, label_arrays
+from pipeline.training.runtime import autocast, check_runtime, torch_threads
+
+CURVE_KEYS = {"val_f1": "f1_weighted", "val_mse": "valence_mse", "val_combined": "combined",
+              "val_selection": "selection"}  # curve name -> fold_figures key
+EVAL_CHUNK = 4096  # test rows per forward: bounds the (K, rows, d) activations on large test sets
+
+
+@dataclass(frozen=True)
+class FusionRun:
+    """A fusion cross-validation's settings: the train.* params section plus what a run decides."""
+    params: FusionParams = field(default_factory=FusionParams)
+    n_classes: int = len(MER_LABELS)
+    ce_weight: float = 1.0
+    mse_weight: float = 1.0
+    threads: int = 2                 # torch threads (0 = every core); 2 was measured faster than 1 at the MER
+                                     # 2023 shape (benchmarks/bench_train.py); results do not depend on it
+
+
+# ---------------------------------------------------------------- inputs
+
+@dataclass
+class _Inputs:
+    xs: list[torch.Tensor]       # per modality (N, d_m)
+    present: torch.Tensor        # (N, M) bool
+
+
+def model_inputs(X: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray] | None,
+            modalities: tuple[str, ...], device: str) -> _Inputs:
+    n = len(X[modalities[0]])
+    xs, masks = [], []
+    for m in modalities:
+        x = np.asarray(X[m], dtype=np.float32)
+        p = np.ones(n, dtype=bool) if present is None or m not in present else np.asarray(present[m], dtype=bool)
+        if x.shape[0] != n or p.shape != (n,):
+            raise ValueError(f"modality {m!r}: {x.shape[0]} rows and presence {p.shape}, expected {n}")
+        bad = p & ~np.isfinite(x).all(axis=1)
+        if bad.any():
+            raise ValueError(f"modality {m!r}: {int(bad.sum())} rows marked present hold NaN/inf")
+        xs.append(torch.from_numpy(np.where(p[:, None], x, 0.0).astype(np.float32)).to(device))
+        masks.append(p)
+    return _Inputs(xs, torch.from_numpy(np.stack(masks, axis=1)).to(device))
+
+
+@dataclass
+class _Targets:
+    y: torch.Tensor      # (N,) long, -1 = unused
+    v: torch.Tensor      # (N,) float, NaN replaced by 0
+    has_v: torch.Tensor  # (N,) float 0/1
+    w: torch.Tensor      # (N,) float loss weight
+
+
+def targets(y, v, w, device: str) -> _Targets:
+    """Tensors of label_arrays' y, v (NaN allowed) and w."""
+    has_v = np.isfinite(v)
+    as_t = lambda a, dt: torch.as_tensor(a, dtype=dt, device=device)  # noqa: E731
+    return _Targets(as_t(y, torch.long), as_t(np.where(has_v, v, 0.0), torch.float32),
+                    as_t(has_v, torch.float32), as_t(w, torch.float32))
+
+
+# ---------------------------------------------------------------- model and optimiser
+
+def build_model(dims, run: FusionRun, seed: int, n_models: int | None) -> AttentionFusion:
+    """The initial model(s) for `seed`, without touching torch's global RNG state."""
+    p = run.params
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AttentionFusion(dims, run.n_classes, p.hidden, p.dropout, p.attention_norm, n_models)
+    return model.to(p.device)
+
+
+class _FoldAdam:
+    """Adam for the stacked model with per-fold state: every fold has its own moments and step count
+    on views of the stacked weights, and a fold without a batch at some step is skipped, exactly as if
+    it trained alone. The update is torch's fused Adam kernel, the one torch.optim.Adam(fused=True)
+    calls; calling it directly saves the optimiser's per-tensor bookkeeping on every step."""
+
+    BETAS, EPS = (0.9, 0.999), 1e-8
+
+    def __init__(self, model: SubsetFusion, params: FusionParams):
+        self.params = list(model.parameters())
+        self.lr, self.weight_decay = params.lr, params.weight_decay
+        folds = range(model.n_models)
+        self.steps = torch.zeros(model.n_models, device=params.device)
+        exp_avg = [torch.zeros_like(p) for p in self.params]
+        exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        self.p = [[p.detach()[k] for p in self.params] for k in folds]   # [fold][param] views
+        self.m = [[t[k] for t in exp_avg] for k in folds]
+        self.v = [[t[k] for t in exp_avg_sq] for k in folds]
+        self.s = [[self.steps[k]] * len(self.params) for k in folds]
+
+    def step(self, loss: torch.Tensor, active: list[bool]) -> None:
+        grads = [g.unbind(0) for g in torch.autograd.grad(loss, self.params)]
+        on = [k for k, a in enumerate(active) if a]
+        self.steps[on] += 1
+        pick = lambda per_fold: [t for k in on for t in per_fold[k]]  # noqa: E731
+        torch._fused_adam_(pick(self.p), [g[k] for k in on for g in grads], pick(self.m), pick(self.v), [],
+                           pick(self.s), lr=self.lr, beta1=self.BETAS[0], beta2=self.BETAS[1],
+                           weight_decay=self.weight_decay, eps=self.EPS, amsgrad=False, maximize=False)
+
+
+# ---------------------------------------------------------------- the batched trainer
+
+@dataclass
+class _Epoch:
+    """One epoch's rows for every fold, gathered once and padded to a common number of steps;
+    each step then slices contiguous (K, B, ...) blocks instead of indexing the feature tables."""
+    xs: list[torch.Tensor]        # per modality (K, S*B, d)
+    present: torch.Tensor         # (K, S*B, M)
+    y: torch.Tensor               # (K, S*B)
+    v: torch.Tensor
+    has_v: torch.Tensor
+    coef: torch.Tensor            # loss weight / real batch size; 0 on padding
+    active: list[list[bool]]      # [step][fold]: the fold has a batch at this step
+    steps: int
+
+    def batch(self, s: int, b: int):
+        sl = slice(s * b, (s + 1) * b)
+        return [x[:, sl] for x in self.xs], self.present[:, sl], self.y[:, sl], self.v[:, sl], \
+            self.has_v[:, sl], self.coef[:, sl]
+
+
+def _row_order(train: list[torch.Tensor], gens: list[torch.Generator], batch: int):
+    """Each fold's shuffled training rows (the baseline's SubsetRandomSampler order), padded by
+    repeating a training row to a common length; returns (rows (K, S*B), valid, steps)."""
+    steps = max(math.ceil(len(t) / batch) for t in train)
+    rows = torch.stack([t[:1].expand(steps * batch).clone() for t in train])
+    valid = torch.zeros(rows.shape, dtype=torch.bool)
+    for k, (t, g) in enumerate(zip(train, gens)):
+        rows[k, :len(t)] = t[torch.randperm(len(t), generator=g)]
+        valid[k, :len(t)] = True
+    return rows, valid, steps
+
+
+def _epoch(train, gens, data: _Inputs, tg: _Targets, batch: int) -> _Epoch:
+    rows, valid, steps = _row_order(train, gens, batch)
+    k = len(train)
+    real = valid.view(k, steps, batch).sum(-1, keepdim=True)                 # real rows per step
+    coef = (valid.view(k, steps, batch) / real.clamp(min=1)).view(k, -1) * tg.w.cpu()[rows]
+    active = (real.squeeze(-1) > 0).T.tolist()
+    rows, flat = rows.to(tg.y.device), rows.flatten().to(tg.y.device)
+    xs = [x.index_select(0, flat).view(k, -1, x.shape[1]) for x in data.xs]
+    return _Epoch(xs, data.present[rows], tg.y[rows], tg.v[rows], tg.has_v[rows], coef.to(tg.y.device), active, steps)
+
+
+def _batch_loss(model: SubsetFusion, xs, present, y, v, has_v, coef, run: FusionRun) -> torch.Tensor:
+    """(K, S) loss per fold and subset: sum over rows of coef * (ce_w * CE + mse_w * has_v * squared error), in fp32."""
+    with autocast(run.params):
+        out = model(xs, present)
+    logits, valence = out.logits.float(), out.valence.float()                     # (K, S, B, C), (K, S, B)
+    ce = F.cross_entropy(logits.flatten(0, 2), y.unsqueeze(1).expand(valence.shape).flatten(),
+                         reduction="none").view_as(valence)
+    se = (valence - v.unsqueeze(1)).square() * has_v.unsqueeze(1)
+    return (coef.unsqueeze(1) * (run.ce_weight * ce + run.mse_weight * se)).sum(dim=-1)
+
+
+def _train_epoch(model, opt: _FoldAdam, epoch: _Epoch, run: FusionRun) -> np.ndarray:
+    """One epoch for every fold; returns each fold's and subset's mean batch loss, (K, S)."""
+    model.train()
+    total = torch.zeros(len(epoch.xs[0]), len(model.uses), device=run.params.device)
+    for s in range(epoch.steps):
+        loss = _batch_loss(model, *epoch.batch(s, run.params.batch_size), run)
+        opt.step(loss.sum(), epoch.active[s])
+        total += loss.detach()
+    n_steps = torch.tensor(epoch.active, dtype=torch.float32).sum(0).clamp(min=1)
+    return (total.cpu() / n_steps.unsqueeze(1)).numpy()
+
+
+@dataclass
+class _ValSets:
+    rows: list[np.ndarray]       # per fold: validation row ids
+    xs: list[torch.Tensor]       # per modality (K, Vmax, d), padded with row 0
+    present: torch.Tensor        # (K, Vmax, M)
+    y: list[np.ndarray]
+    v: list[np.ndarray]          # NaN = no valence
+
+
+def _val_sets(data: _Inputs, y, v, val_rows: list[np.ndarray]) -> _ValSets:
+    vmax = max(len(r) for r in val_rows)
+    pad = torch.tensor(np.stack([np.pad(r, (0, vmax - len(r))) for r in val_rows]), device=data.present.device)
+    v = np.full(len(y), np.nan) if v is None else np.asarray(v, dtype=np.float64)
+    return _ValSets(val_rows, [x[pad] for x in data.xs], data.present[pad],
+                    [np.asarray(y)[r] for r in val_rows], [v[r] for r in val_rows])
+
+
+class _BestTracker:
+    """Per fold of one subset: the first epoch with the highest selection metric, its val outputs and weights."""
+
+    def __init__(self, model: SubsetFusion, s: int):
+        self.s, k = s, model.n_models
+        self.score = np.full(k, -np.inf)
+        self.epoch = np.full(k, -1)
+        self.figures: list[dict] = [{} for _ in range(k)]
+        self.outputs: list[tuple[np.ndarray, np.ndarray] | None] = [None] * k
+        self.weights = model.subset_state(s)
+
+    def update(self, model: SubsetFusion, epoch: int, figures: list[dict],
+               outputs: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        better = [f["selection"] > s for f, s in zip(figures, self.score)]
+        if not any(better):
+            return
+        folds = torch.tensor(np.flatnonzero(better), device=next(iter(self.weights.values())).device)
+        for name, value in model.subset_state(self.s).items():
+            self.weights[name][folds] = value[folds]
+        for k in np.flatnonzero(better):
+            self.score[k], self.epoch[k], self.figures[k], self.outputs[k] = \
+                figures[k]["selection"], epoch, figures[k], outputs[k]
+
+
+def _validate(model: SubsetFusion, val: _ValSets) -> list[tuple[list[dict], list[tuple[np.ndarray, np.ndarray]]]]:
+    """Per subset: its validation figures and outputs, per fold."""
+    model.eval()
+    with torch.inference_mode():
+        out = model(val.xs, val.present)
+    logits, vhat = out.logits.float().cpu().numpy(), out.valence.float().cpu().numpy()
+    per_subset = []
+    for s in range(logits.shape[1]):
+        outputs = [(logits[k, s, :len(r)], vhat[k, s, :len(r)]) for k, r in enumerate(val.rows)]
+        per_subset.append(([fold_figures(val.y[k], val.v[k], lo, vh) for k, (lo, vh) in enumerate(outputs)], outputs))
+    return per_subset
+
+
+def _predict_stacked(model: AttentionFusion, data: _Inputs, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every fold's outputs on every row of `data`: (K, n, C) logits and (K, n) valence."""
+    model.eval()
+    logits, vals = [], []
+    n = data.present.shape[0]
+    with torch.inference_mode():
+        for lo in range(0, n, EVAL_CHUNK):
+            sl = slice(lo, min(lo + EVAL_CHUNK, n))
+            out = model([x[sl].expand(k, -1, -1) for x in data.xs], data.present[sl].expand(k, -1, -1))
+            logits.append(out.logits.float().cpu().numpy())
+            vals.append(out.valence.float().cpu().numpy())
+    return np.concatenate(logits, axis=1), np.concatenate(vals, axis=1)
+
+
+def cross_validate(jobs: list[CVJob], run: FusionRun = FusionRun()) -> list[CVResult]:
+    """K-fold CV of AttentionFusion for each job, over the modalities of its X (in X's key order). Jobs on
+    the same rows, folds and seed (ablation subsets of one corpus) train together as one SubsetFusion."""
+    check_runtime(run.params)
+    results: list[CVResult | None] = [None] * len(jobs)
+    for group in job_groups(jobs):
+        for i, result in zip(group, _cross_validate([jobs[i] for i in group], run)):
+            results[i] = result
+    return results
+
+
+def job_groups(jobs: list[CVJob]) -> list[list[int]]:
+    """Jobs that can share every batch: same seed, folds, targets and weights, the same features and
+    presence for the modalities they share, and modalities in one order (each subset's dropout draws)."""
+    groups: list[list[int]] = []
+    for i, job in enumerate(jobs):
+        home = next((g for g in groups if all(_compatible(jobs[j], job) for j in g) and _ordered([jobs[j] for j in g] + [job])), None)
+        if home is None:
+            groups.append([i])
+        else:
+            home.append(i)
+    return groups
+
+
+def _compatible(a: CVJob, b: CVJob) -> bool:
+    same = lambda x, y: x is y or np.array_equal(x, y, equal_nan=True)  # noqa: E731
+    ya, va, wa = label_arrays(a.y, a.v, a.sample_weight)
+    yb, vb, wb = label_arrays(b.y, b.v, b.sample_weight)
+    return a.seed == b.seed and len(ya) == len(yb) and same(np.asarray(a.folds), np.asarray(b.folds)) \
+        and same(ya, yb) and same(va, vb) and same(wa, wb) \
+        and all(same(a.X[m], b.X[m]) and same(_present(a, m), _present(b, m)) for m in set(a.X) & set(b.X))
+
+
+def _present(job: CVJob, m: str) -> np.ndarray:
+    n = len(job.X[m])
+    return np.ones(n, dtype=bool) if job.present is None or m not in job.present else np.asarray(job.present[m], bool)
+
+
+def _ordered(jobs: list[CVJob]) -> bool:
+    order = list(dict.fromkeys(m for job in jobs for m in job.X))
+    return all(list(job.X) == sorted(job.X, key=order.index) for job in jobs)
+
+
+def _cross_validate(jobs: list[CVJob], run: FusionRun) -> list[CVResult]:
+    inputs = [job.inputs() for job in jobs]
+    a, p = inputs[0], run.params
+    k = len(a.splits)
+    order = tuple(dict.fromkeys(m for job in jobs for m in job.X))
+    reader = {m: next(job for job in jobs if m in job.X) for m in order}
+    with torch_threads(run.threads):
+        data = model_inputs({m: reader[m].X[m] for m in order}, {m: _present(reader[m], m) for m in order}, order,
+                            p.device)
+        tg = targets(a.y, a.v, a.w, p.device)
+        models = [build_model([job.X[m].shape[1] for m in job.X], run, job.seed, k) for job in jobs]
+        model = SubsetFusion.from_models(models, [[order.index(m) for m in job.X] for job in jobs],
+                                         [x.shape[1] for x in data.xs]).to(p.device)
+        model.seed_dropout([int(np.random.SeedSequence([job.seed, k]).generate_state(1)[0]) for job in jobs])
+        trackers, curves = _fit(model, data, tg, a, jobs[0].seed, run)
+        results = []
+        for job, ai, ensemble, tracker, curve in zip(jobs, inputs, models, trackers, curves):
+            ensemble.load_state_dict(tracker.weights)
+            tests = {name: predict_folds(ensemble, ts, ai.modalities, p.device) for name, ts in job.tests.items()}
+            result = _result("fusion", ai, tracker, curve, tests, run.n_classes)
+            result.ensemble = ensemble.cpu().eval()  # checkpoints and `mer predict` read CPU weights
+            results.append(result)
+    return results
+
+
+def _fit(model: SubsetFusion, data, tg, a: CVInputs, seed: int, run: FusionRun):
+    """Every subset's per-fold best epochs (trackers) and training curves, one after another in subset order."""
+    p, splits, n_subsets = run.params, a.splits, len(model.uses)
+    train = [torch.as_tensor(tr) for tr, _ in splits]
+    gens = [torch.Generator().manual_seed(fold_seed(seed, k)) for k in range(len(splits))]
+    val = _val_sets(data, a.y, a.v, [va for _, va in splits])
+    opt, trackers = _FoldAdam(model, p), [_BestTracker(model, s) for s in range(n_subsets)]
+    curves = [{name: np.zeros((len(splits), p.epochs))
+               for name in ("train_loss", "val_f1", "val_mse", "val_combined", "val_selection")} for _ in trackers]
+    for epoch in range(p.epochs):
+        losses = _train_epoch(model, opt, _epoch(train, gens, data, tg, p.batch_size), run)
+        for s, (tracker, curve, (figures, outputs)) in enumerate(zip(trackers, curves, _validate(model, val))):
+            curve["train_loss"][:, epoch] = losses[:, s]
+            for k, f in enumerate(figures):
+                for name, key in CURVE_KEYS.items():
+                    curve[name][k, epoch] = f[key]
+            tracker.update(model, epoch, figures, outputs)
+    return trackers, curves
+
+
+def predict_folds(model: AttentionFusion, ts: TestSet, modalities: tuple[str, ...], device: str = "cpu") -> TestPrediction:
+    """The stacked fold ensemble's prediction on a test set (scored when it has labels)."""
+    missing = [m for m in modalities if m not in ts.X]
+    if missing:
+        raise ValueError(f"test set lacks modalities {missing}")
+    fold_logits, fold_val = _predict_stacked(model, model_inputs(ts.X, ts.present, modalities, device), model.n_models)
+    return make_test_prediction(fold_logits, fold_val, ts)
+
+
+def _result(model_name, a: CVInputs, tracker: _BestTracker, curves, test_preds, n_classes) -> CVResult:
+    oof_logits = np.full((len(a.y), n_classes), np.nan)
+    oof_val = np.full(len(a.y), np.nan)
+    for (_, val_rows), out in zip(a.splits, tracker.outputs):
+        if out is not None:
+            oof_logits[val_rows], oof_val[val_rows] = out
+    return CVResult(model_name, a.modalities, a.folds, oof_logits, oof_val, tracker.figures,
+                    mean_figures(tracker.figures), test_preds, tracker.epoch, curves, time.perf_counter() - a.start)

@@ -1,0 +1,45 @@
+"""Where and how training runs: cores, torch threads, device and precision (train.device, train.precision)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from pipeline.config import ConfigError, FusionParams
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """n intra-op threads (0 = every core) and deterministic kernels (CUDA has non-deterministic ones)."""
+    before, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(n if n > 0 else available_cores())
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def check_runtime(params: FusionParams) -> None:
+    """train.precision and train.device, checked before any work."""
+    if params.precision not in PRECISIONS:
+        raise ConfigError(f"train.precision: {params.precision!r} is not one of {', '.join(PRECISIONS)}")
+    if params.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: {params.device!r}, but torch sees no CUDA device; install a CUDA build of "
+                          "torch or set train.device: cpu")
+
+
+def autocast(params: FusionParams):
+    """The training forward's precision: fp32, or bf16 matmuls under autocast (weights stay fp32)."""
+    dtype = PRECISIONS[params.precision]
+    return torch.autocast(torch.device(params.device).type, dtype=dtype, enabled=dtype is not None)
