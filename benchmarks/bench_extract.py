@@ -196,7 +196,8 @@ def stage_command(work: Path, root: Path, manifest: pd.DataFrame, workers: int) 
     manifest.to_parquet(rows, index=False)
     store = fresh(work / "store_stage")
     command = [sys.executable, "-c", "from pipeline.cli import main; main()", "extract", "--params", str(params),
-               "--manifest", str(rows), "--store", str(store), "--failures", str(work / "stage" / "failures.jsonl")]
+               "--manifest", str(rows), "--store", str(store), "--failures", str(work / "stage" / "failures.jsonl"),
+               "--faces", str(work / "stage" / "faces.json")]
     env = os.environ | {"PYTHONPATH": str(REPO)}
     if workers == 1:
         env["OMP_NUM_THREADS"] = "1"

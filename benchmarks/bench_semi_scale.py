@@ -35,7 +35,7 @@ def one_pool(n_pool: int, dim: int) -> dict:
     from pipeline.demo import DemoSpec
     from pipeline.demo.features import feature_corpus
     from pipeline.training.run import predictions_frame, run_subset
-    from stages.pseudolabel import model_predictions, semi_round
+    from pipeline.training.semi import model_predictions, run_round
 
     cfg = TrainConfig(features={"audio": "a", "visual": "v", "text": "t"}, epochs=20, batch_size=32, lr=0.003,
                       hidden=(64, 32), feature_norm="standard")
@@ -57,7 +57,7 @@ def one_pool(n_pool: int, dim: int) -> dict:
     result, ids = run_subset(tables, "AVT", cfg, 0)
     start = model_predictions(predictions_frame(result, ids, tables, "AVT", 0), "AVT", 0)
     t2 = time.perf_counter()
-    _, picked, _ = semi_round(tables, rows, start, PseudolabelConfig(eta=0.5, max_per_class=MAX_PER_CLASS, max_per_labelled=0), cfg)
+    _, picked, _ = run_round(tables, rows, start, PseudolabelConfig(eta=0.5, max_per_class=MAX_PER_CLASS, max_per_labelled=0), cfg)
     t3 = time.perf_counter()
     done.set()
     sampler.join()

@@ -1,7 +1,8 @@
 """`mer`: the command line. One subcommand per DVC stage (dvc.yaml runs exactly these), plus tools.
 
-Every stage command reads its section of params.yaml (`--params`) and takes its input and output
-paths as options whose defaults are the paths dvc.yaml uses.
+Every stage command reads its section of params.yaml (`--params`, default ./params.yaml) and takes each
+input and output path as a required option: dvc.yaml is the one place that names them, and a stage run by
+hand must name them too, so that no default can overwrite another stage's (or round's) outputs.
 """
 
 from __future__ import annotations
@@ -53,9 +54,14 @@ def _options(ctx: typer.Context,
     _RUN.update(command=ctx.invoked_subcommand or "", debug=debug)
 
 Params = Annotated[Path, typer.Option(help="params.yaml to read the stage's section from")]
-MANIFEST = Path("data/manifest.parquet")
+# The paths every stage command requires (dvc.yaml passes each one).
+Manifest = Annotated[Path, typer.Option(help="Parquet manifest (written by `mer prepare`)")]
+Clean = Annotated[Path, typer.Option(help="clean media store (Zarr, written by `mer extract`)")]
+Corrupted = Annotated[Path, typer.Option(help="folder of corrupted views (written by `mer corrupt`; absent: none)")]
+Features = Annotated[Path, typer.Option(help="folder of feature stores, <feature>.zarr (written by `mer encode`)")]
+CvMetrics = Annotated[Path, typer.Option(help="cross-validation metrics (written by `mer train`)")]
+# Defaults of the tools (not stages) that read the project's stores: where dvc.yaml puts them.
 MEDIA = Path("featurestore/media.zarr")
-CORRUPTED = Path("featurestore/corrupted.zarr")
 FEATURES = Path("featurestore/features")
 
 
@@ -72,66 +78,68 @@ def _echo(result) -> None:
 
 
 @app.command("demo-corpus")
-def demo_corpus(params: Params = Path("params.yaml"),
-                out: Annotated[Path, typer.Option(help="corpus folder to write (clips/ + manifest.csv)")] = Path("data/demo"),
+def demo_corpus(out: Annotated[Path, typer.Option(help="corpus folder to write (clips/ + manifest.csv)")],
+                params: Params = Path("params.yaml"),
                 workers: Annotated[int, typer.Option(help="processes (0 = all cores); the bytes written do not depend on it")] = 0):
     """Generate the demo corpus: talking-face MP4 clips (H.264 + AAC) with transcripts, labels over the six
     MER 2023 classes, valence and every split, with a tunable emotion signal per modality (demo.*).
     The same demo.* params give the same bytes on any machine and any worker count."""
     from stages import demo
 
-    _echo(demo.run(params, out, workers))
+    _echo(demo.run(params, out=out, workers=workers))
 
 
 @app.command()
-def prepare(params: Params = Path("params.yaml"),
-            manifest: Annotated[Path, typer.Option(help="Parquet manifest to write")] = MANIFEST,
-            rejects: Annotated[Path, typer.Option(help="CSV of rejected rows with reasons")] = Path("data/rejects.csv")):
+def prepare(manifest: Annotated[Path, typer.Option(help="Parquet manifest to write")],
+            rejects: Annotated[Path, typer.Option(help="CSV of rejected rows with reasons")],
+            params: Params = Path("params.yaml")):
     """Read the corpus named by prepare.adapter (mer2023 | csv | demo | ravdess | cremad) at prepare.root,
     validate every row (media inside the root, readable, label in prepare.labels after prepare.label_map, valid
     valence, unique id), record which modalities each item has and write the manifest. Fails above
     prepare.max_reject_rate (items left out by the label map do not count)."""
     from stages import prepare as stage
 
-    typer.echo(stage.run(params, manifest, rejects).summary())
+    typer.echo(stage.run(params, manifest=manifest, rejects=rejects).summary())
 
 
 @app.command()
-def extract(params: Params = Path("params.yaml"), manifest: Annotated[Path, typer.Option()] = MANIFEST,
-            store: Annotated[Path, typer.Option(help="media store (Zarr) to update")] = MEDIA,
-            failures: Annotated[Path, typer.Option(help="JSON lines, one failed clip each")] = Path("data/extract_failures.jsonl"),
-            faces: Annotated[Path, typer.Option(help="JSON: per split, items without a face and the face-found rate")] = Path("metrics/faces.json")):
+def extract(manifest: Manifest,
+            store: Annotated[Path, typer.Option(help="media store (Zarr) to update")],
+            failures: Annotated[Path, typer.Option(help="JSON lines, one failed clip each")],
+            faces: Annotated[Path, typer.Option(help="JSON: per split, items without a face and the face-found rate")],
+            params: Params = Path("params.yaml")):
     """Decode each clip once: frames at extract.fps (max extract.max_frames), 16 kHz mono audio, the main face
     aligned per frame, and the transcript (given, ASR, or missing). Only new or changed clips are processed;
     an interrupted run resumes. Fails above extract.max_failure_rate."""
     from stages import extract as stage
 
-    _echo(stage.run(params, manifest, store, failures, faces))
+    _echo(stage.run(params, manifest=manifest, store=store, failures=failures, faces=faces))
 
 
 @app.command()
-def corrupt(params: Params = Path("params.yaml"), manifest: Annotated[Path, typer.Option()] = MANIFEST,
-            clean: Annotated[Path, typer.Option(help="clean media store (babble noise source)")] = MEDIA,
-            out: Annotated[Path, typer.Option(help="store of corrupted views")] = CORRUPTED,
-            failures: Annotated[Path, typer.Option()] = Path("data/corrupt_failures.jsonl")):
+def corrupt(manifest: Manifest,
+            clean: Annotated[Path, typer.Option(help="clean media store (the clips, and the babble noise source)")],
+            out: Annotated[Path, typer.Option(help="folder of corrupted views to update, one media store each")],
+            failures: Annotated[Path, typer.Option(help="JSON lines, one failed clip and view each")],
+            params: Params = Path("params.yaml")):
     """MER-NOISE: corrupted views of the corrupt.splits items. View 'noisy' draws per clip an SNR from
     corrupt.snr_db and a blur factor from corrupt.blur (seeded by base.seed and the sample id); views
     'snr<S>' add noise at each corrupt.robustness_snr_db with no blur."""
     from stages import corrupt as stage
 
-    _echo(stage.run(params, manifest, clean, out, failures))
+    _echo(stage.run(params, manifest=manifest, clean=clean, out=out, failures=failures))
 
 
 @app.command()
 def encode(feature: Annotated[str, typer.Argument(metavar="FEATURE", help="a feature name from encode.features")],
-           params: Params = Path("params.yaml"),
-           clean: Annotated[Path, typer.Option()] = MEDIA, corrupted: Annotated[Path, typer.Option()] = CORRUPTED,
-           out: Annotated[Path | None, typer.Option(help="feature store; default featurestore/features/<feature>.zarr")] = None):
+           clean: Clean, corrupted: Corrupted,
+           out: Annotated[Path, typer.Option(help="feature store (Zarr) to update")],
+           params: Params = Path("params.yaml")):
     """Run one feature's encoder over every media view, computing only items whose cache key (encoder
     identity + input content) is not in the feature store yet."""
     from stages import encode as stage
 
-    _echo(stage.run(params, feature, clean, corrupted, out or FEATURES / f"{feature}.zarr"))
+    _echo(stage.run(params, feature=feature, clean=clean, corrupted=corrupted, out=out))
 
 
 @app.command("export-features")
@@ -172,19 +180,19 @@ def import_features(folder: Annotated[Path, typer.Argument(metavar="FOLDER", hel
 
 
 @app.command()
-def train(params: Params = Path("params.yaml"), manifest: Annotated[Path, typer.Option()] = MANIFEST,
-          clean: Annotated[Path, typer.Option()] = MEDIA, corrupted: Annotated[Path, typer.Option()] = CORRUPTED,
-          features: Annotated[Path, typer.Option(help="folder of feature stores")] = FEATURES,
-          predictions: Annotated[Path, typer.Option()] = Path("models/predictions.parquet"),
-          metrics: Annotated[Path, typer.Option()] = Path("metrics/cv.json"),
-          curves: Annotated[Path, typer.Option(help="folder of per-fold training curves")] = Path("metrics/train_curves"),
-          checkpoint: Annotated[Path, typer.Option(help="folder for the main model's fold ensemble")] = Path("models/checkpoint")):
+def train(manifest: Manifest, clean: Clean, corrupted: Corrupted, features: Features,
+          predictions: Annotated[Path, typer.Option(help="Parquet predictions of every model on every test view")],
+          metrics: Annotated[Path, typer.Option(help="JSON: cross-validation figures per run and over seeds")],
+          curves: Annotated[Path, typer.Option(help="folder of per-fold training curves")],
+          checkpoint: Annotated[Path, typer.Option(help="folder for the main model's fold ensemble")],
+          params: Params = Path("params.yaml")):
     """Five-fold cross-validation (MER 2023 protocol) of train.model (attention fusion or LightGBM) for every
     modality subset in train.ablation; the fold ensembles predict every test split and corrupted view, and
     the main subset's ensemble is saved as a checkpoint for `mer predict`."""
     from stages import train as stage
 
-    report = stage.run(params, manifest, clean, corrupted, features, predictions, metrics, curves, checkpoint)
+    report = stage.run(params, manifest=manifest, clean=clean, corrupted=corrupted, features=features,
+                       predictions=predictions, metrics=metrics, curves=curves, checkpoint=checkpoint)
     for run in report["runs"]:
         typer.echo(f"{run['subset']:>4} seed {run['seed']}: CV F1 {run['f1_weighted']:.3f} "
                    f"MSE {run.get('valence_mse', float('nan')):.3f}")
@@ -192,19 +200,17 @@ def train(params: Params = Path("params.yaml"), manifest: Annotated[Path, typer.
 
 @app.command()
 def pseudolabel(round_name: Annotated[str, typer.Argument(metavar="ROUND", help="a key of pseudolabel.rounds")],
-                params: Params = Path("params.yaml"), manifest: Annotated[Path, typer.Option()] = MANIFEST,
-                clean: Annotated[Path, typer.Option()] = MEDIA, corrupted: Annotated[Path, typer.Option()] = CORRUPTED,
-                features: Annotated[Path, typer.Option()] = FEATURES,
-                cv_metrics: Annotated[Path, typer.Option()] = Path("metrics/cv.json"),
-                out: Annotated[Path, typer.Option(help="this round's predictions")] = Path("models/pseudolabel/r1.parquet"),
-                metrics: Annotated[Path, typer.Option(help="folder for selection.json, selected.csv, class_balance.csv")]
-                = Path("metrics/pseudolabel/r1")):
+                manifest: Manifest, clean: Clean, corrupted: Corrupted, features: Features, cv_metrics: CvMetrics,
+                out: Annotated[Path, typer.Option(help="this round's predictions (Parquet)")],
+                metrics: Annotated[Path, typer.Option(help="folder for selection.json, selected.csv, class_balance.csv")],
+                params: Params = Path("params.yaml")):
     """MER-SEMI, one round: class thresholds from the start model's out-of-fold confidences (eta-quantile of
     correct predictions, pseudolabel.eta), select unlabelled test3 items above them, retrain with the selection.
     The round starts from the predictions pseudolabel.rounds names for it."""
     from stages import pseudolabel as stage
 
-    _echo(stage.run(params, round_name, manifest, clean, corrupted, features, cv_metrics, out, metrics))
+    _echo(stage.run(params, round_name=round_name, manifest=manifest, clean=clean, corrupted=corrupted,
+                    features=features, cv_metrics=cv_metrics, out=out, metrics=metrics))
 
 
 @app.command("semi-study")
@@ -242,19 +248,20 @@ def exps(repo: Annotated[Path, typer.Option(help="project root (a git + DVC repo
 
 
 @app.command()
-def evaluate(params: Params = Path("params.yaml"), manifest: Annotated[Path, typer.Option()] = MANIFEST,
-             predictions: Annotated[Path, typer.Option()] = Path("models/predictions.parquet"),
-             semi_predictions: Annotated[Path, typer.Option(help="pseudolabel's folder (last round) or one predictions file")]
-             = Path("models/pseudolabel"),
-             cv_metrics: Annotated[Path, typer.Option()] = Path("metrics/cv.json"),
-             out: Annotated[Path, typer.Option(help="metrics folder")] = Path("metrics"),
-             submissions: Annotated[Path, typer.Option()] = Path("models/submissions")):
+def evaluate(manifest: Manifest,
+             predictions: Annotated[Path, typer.Option(help="train's predictions (Parquet)")],
+             semi_predictions: Annotated[Path, typer.Option(help="pseudolabel's folder (last round) or one predictions file")],
+             cv_metrics: CvMetrics,
+             out: Annotated[Path, typer.Option(help="metrics folder to write")],
+             submissions: Annotated[Path, typer.Option(help="folder for the challenge-format submission CSVs")],
+             params: Params = Path("params.yaml")):
     """Score MER-MULTI (test1), MER-NOISE (test2 on evaluate.noise_view) and MER-SEMI (test3 labelled items),
     write the ablation table, robustness curve, confusion matrix, per-class F1, valence scatter and the
     challenge-format submission files."""
     from stages import evaluate as stage
 
-    _echo(stage.run(params, manifest, predictions, semi_predictions, cv_metrics, out, submissions))
+    _echo(stage.run(params, manifest=manifest, predictions=predictions, semi_predictions=semi_predictions,
+                    cv_metrics=cv_metrics, out=out, submissions=submissions))
 
 
 @app.command()
@@ -326,11 +333,11 @@ def diff_report(base: Annotated[str, typer.Argument(metavar="BASE", help="git re
 
 
 @app.command()
-def report(metrics: Annotated[Path, typer.Option(help="metrics folder (evaluate, train, pseudolabel outputs)")] = Path("metrics"),
-           html: Annotated[Path, typer.Option(help="self-contained HTML page to write")] = Path("reports/report.html"),
-           summary: Annotated[Path, typer.Option(help="markdown summary to write")] = Path("reports/summary.md"),
-           params: Params = Path("params.yaml"),
-           manifest: Annotated[Path, typer.Option(help="the manifest, for the items per split")] = MANIFEST):
+def report(metrics: Annotated[Path, typer.Option(help="metrics folder (evaluate, train, pseudolabel outputs)")],
+           html: Annotated[Path, typer.Option(help="self-contained HTML page to write")],
+           summary: Annotated[Path, typer.Option(help="markdown summary to write")],
+           manifest: Annotated[Path, typer.Option(help="the manifest, for the items per split")],
+           params: Params = Path("params.yaml")):
     """One HTML page (figures embedded, nothing fetched) and a markdown summary: a run header (git revision,
     corpus, items per split, params that differ from the defaults, date, machine), challenge figures beside the
     MER 2023 baseline, ablation, confusion matrix, per-class F1, robustness, pseudo-labels, training curves.

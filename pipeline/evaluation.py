@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
+from pipeline.config import ConfigError
 from pipeline.labels import label_index, logit_columns, predicted_labels
 from pipeline.training.calibration import apply_temperature, calibrate
 from pipeline.training.metrics import ece, over_seeds, score_split
@@ -87,6 +88,18 @@ def challenge_metrics(rows: pd.DataFrame, subset: str, noise_test: str) -> dict[
         "mer_noise": score(rows, subset, noise_test),
         "mer_semi": score(rows, subset, "test3", with_valence=False),
     }
+
+
+def noise_test_name(view: str, tests) -> str:
+    """The predictions' test MER-NOISE is scored on for evaluate.noise_view `view`: 'test2' for the clean
+    view, 'test2@<view>' for a corrupted one. A view the predictions lack is a config error (a corpus
+    without test2 has nothing to score, whatever the view)."""
+    names = set(tests)
+    views = [CLEAN_VIEW, *sorted(t.removeprefix(f"{NOISE_SPLIT}@") for t in names if t.startswith(f"{NOISE_SPLIT}@"))]
+    if view not in views and NOISE_SPLIT in names:
+        raise ConfigError(f"evaluate.noise_view: {NOISE_SPLIT} has no view {view!r}; the views that exist: "
+                          f"{', '.join(views)} (corrupted views come from the corrupt stage's corrupt.splits)")
+    return NOISE_SPLIT if view == CLEAN_VIEW else f"{NOISE_SPLIT}@{view}"
 
 
 ABLATION_COUNTS = ("cv_n", "multi_n", "noise_n", "semi_n",  # whole numbers, absent where a split has no items

@@ -4,7 +4,8 @@ Work is split into parts of at most `clips_per_part` items; each task decodes it
 settles the transcript and writes one store part. A clip whose source and extraction params are
 unchanged is already in the store and is skipped, which is what makes re-runs and interrupted runs
 cheap. Failed clips go to a failures file with the step that failed (open, decode, audio, corrupt, faces,
-asr) and the tool's message.
+asr) and the tool's message. A corrupted view (pipeline.corrupt_views) is extracted the same way, its
+corruption applied between decoding and face detection.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import json
 import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -22,9 +24,8 @@ import pandas as pd
 from pipeline.config import ExtractConfig
 from pipeline.executors import local_workers, run_tasks
 from pipeline.media.asr import transcribe
-from pipeline.corrupt import CorruptSpec, corrupt_clip, draw_params, make_source
 from pipeline.media.decode import (IMAGE_SUFFIXES, MediaError, check_unchanged, decode_clip, read_audio_file, read_frames,
-                                   read_image, reencode)
+                                   read_image)
 from pipeline.media.faces import detector_config, extract_faces, make_detector
 from pipeline.store.media import MediaItem, MediaStore, digest, params_hash
 
@@ -44,13 +45,16 @@ def step(name: str):
         raise
 
 
-@dataclass(frozen=True)
-class Corruption:
-    """How a corrupted view alters each clip between decoding and face detection."""
-    spec: CorruptSpec
-    reencode: bool
-    babble_store: str        # media store whose clean audio makes babble noise
-    babble_ids: tuple[str, ...]
+class ViewCorruption(Protocol):
+    """What a corrupted view (pipeline.corrupt_views.Corruption) gives extraction; sent to the workers."""
+
+    def params(self) -> dict:
+        """Hashed with the extraction params into each item's params hash."""
+
+    def corrupter(self):
+        """Built once per worker: `reuse_clean(row, item) -> bool` (fills the item from the clean view
+        when the clip's frames come out unchanged) and `(sample_id, audio, frames, fps) -> (audio, frames,
+        meta)`."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ class PartTask:
     root: str
     store: str
     cfg: ExtractConfig
-    corruption: Corruption | None = None
+    corruption: ViewCorruption | None = None
 
 
 # Keys added after stores were written: left out at their default so existing items keep their hash.
@@ -70,7 +74,7 @@ def output_params(cfg: ExtractConfig) -> dict:
     return {k: v for k, v in asdict(cfg).items() if k in OUTPUT_KEYS and LATER_KEYS.get(k, object()) != v}
 
 
-def wanted_rows(manifest: pd.DataFrame, cfg: ExtractConfig, corruption: Corruption | None = None) -> pd.DataFrame:
+def wanted_rows(manifest: pd.DataFrame, cfg: ExtractConfig, corruption: ViewCorruption | None = None) -> pd.DataFrame:
     """The manifest with the (source_hash, params_hash) each item must have in the store."""
     frame = manifest.copy()
     # Absent values may be None or NaN, depending on how the manifest was built.
@@ -78,14 +82,13 @@ def wanted_rows(manifest: pd.DataFrame, cfg: ExtractConfig, corruption: Corrupti
                             for m, t in zip(frame["media_hash"], frame["transcript"])]
     params = output_params(cfg)
     if corruption is not None:
-        params |= {"corruption": asdict(corruption.spec), "reencode": corruption.reencode,
-                   "babble_ids": digest(*corruption.babble_ids)}
+        params |= corruption.params()
     frame["params_hash"] = params_hash(params)
     return frame
 
 
 def extract(manifest: pd.DataFrame, root: Path, store_path: Path, cfg: ExtractConfig,
-            corruption: Corruption | None = None) -> tuple[dict, list[dict]]:
+            corruption: ViewCorruption | None = None) -> tuple[dict, list[dict]]:
     """Bring one view's store up to date with the manifest; returns (summary, failures)."""
     detector_config(cfg.face_detector, cfg.face_options)  # a bad name or option fails here, not per clip
     store = MediaStore(store_path).create()
@@ -142,7 +145,7 @@ def balanced_parts(frame: pd.DataFrame, max_size: int, workers: int) -> list[pd.
 def extract_part(task: PartTask) -> dict:
     """Runs in a worker: extract every row of the task and write them as one store part."""
     detector = face_detector(task.cfg)
-    corrupt = _Corrupter(task.corruption) if task.corruption else None
+    corrupt = task.corruption.corrupter() if task.corruption else None
     items, failures = [], []
     for row in task.rows:
         try:
@@ -165,48 +168,11 @@ def _detector(name: str, options: str):  # options as JSON: a dict cannot key th
     return make_detector(name, **json.loads(options))
 
 
-class _Corrupter:
-    """(sample_id, audio, frames, fps) -> corrupted (audio, frames, meta), noise drawn per clip."""
-
-    def __init__(self, corruption: Corruption):
-        self.corruption = corruption
-        self.store = MediaStore(corruption.babble_store)
-        self.rows = {r["sample_id"]: r for r in self.store.view().to_dict("records")}
-        self.clean_audio = lru_cache(maxsize=64)(self._clean_audio)  # babble mixes 3-5 clips per pick
-
-    def _clean_audio(self, sample_id: str) -> np.ndarray:
-        return self.store.load(pd.Series(self.rows[sample_id])).audio
-
-    @cached_property
-    def source(self):
-        """Built on first use: a corpus without audio needs no noise (nor a babble pool). None for
-        noise_source "none"."""
-        return make_source(self.corruption.spec, self.corruption.babble_ids, self.clean_audio)
-
-    def __call__(self, sample_id, audio, frames, fps):
-        noise = self.source if audio is not None else None
-        audio, frames, meta = corrupt_clip(sample_id, audio, frames, self.corruption.spec, noise)
-        if frames is not None and self.corruption.reencode:
-            frames = reencode(frames, fps)
-        return audio, frames, meta
-
-    def unchanged_clean_item(self, row: dict) -> MediaItem | None:
-        """The clean view's item when this clip's frames come out unchanged (blur factor 1, no
-        re-encoding): its faces are then reused instead of decoding and detecting them again."""
-        clean = self.rows.get(row["sample_id"])
-        if (clean is None or clean["source_hash"] != row["source_hash"] or self.corruption.reencode
-                or draw_params(self.corruption.spec, row["sample_id"])["blur"] != 1):
-            return None
-        return self.store.load(pd.Series(clean))
-
-
 def extract_item(row: dict, root: Path, cfg: ExtractConfig, detector, corrupt=None) -> MediaItem:
     item = MediaItem(row["sample_id"], row["source_hash"], row["params_hash"])
     with step("corrupt"):
-        clean = corrupt.unchanged_clean_item(row) if corrupt is not None else None
-        if clean is not None:
-            _corrupt_clean_item(item, clean, corrupt)
-    if clean is None and isinstance(row["path"], str) and row["path"]:  # text-only rows have no path (None or NaN)
+        reused = corrupt is not None and corrupt.reuse_clean(row, item)
+    if not reused and isinstance(row["path"], str) and row["path"]:  # text-only rows have no path (None or NaN)
         if isinstance(row.get("media_hash"), str):
             check_unchanged(root / row["path"], row["media_hash"])
         with step("decode"):
@@ -224,13 +190,6 @@ def extract_item(row: dict, root: Path, cfg: ExtractConfig, detector, corrupt=No
     with step("asr"):
         item.transcript, item.transcript_source = _transcript(row, item.audio, cfg)
     return item
-
-
-def _corrupt_clean_item(item: MediaItem, clean: MediaItem, corrupt: _Corrupter) -> None:
-    """Corrupt the clean view's audio and keep its faces (the frames are unchanged, so are the faces)."""
-    item.audio, _, item.meta["corruption"] = corrupt(item.sample_id, clean.audio, None, None)
-    item.faces, item.found, item.boxes, item.frame_time = clean.faces, clean.found, clean.boxes, clean.frame_time
-    item.meta |= {k: clean.meta[k] for k in ("warnings", "no_face") if k in clean.meta}
 
 
 def _read_media(path: Path, cfg: ExtractConfig):

@@ -2,57 +2,30 @@
 
 View `noisy` follows MER 2023 (per clip an SNR drawn from corrupt.snr_db and a blur factor from
 corrupt.blur); views `snr<S>` add noise at one fixed SNR and no blur, views `blur<r>` blur by one
-fixed factor and leave the audio clean: the points of the robustness curves.
+fixed factor and leave the audio clean: the points of the robustness curves (pipeline.corrupt_views).
 """
 
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import zarr
 
-from pipeline.config import CorruptConfig, load_section
+from pipeline.config import load_section
+from pipeline.corrupt_views import extract_views
 from pipeline.errors import require
-from pipeline.corrupt import CorruptSpec
-from pipeline.extract import Corruption, extract
 from pipeline.failures import write_failures
 from pipeline.store.lock import store_lock
-from pipeline.store.media import MediaStore
 
 
-def view_specs(cfg: CorruptConfig, seed: int) -> dict[str, CorruptSpec]:
-    base = CorruptSpec(snr_db=cfg.snr_db, blur=cfg.blur, noise_source=cfg.noise_source,
-                       noise_dir=cfg.noise_dir or None, seed=seed)
-    views = {"noisy": base}
-    for snr in cfg.robustness_snr_db:
-        views[f"snr{snr:g}"] = replace(base, snr_db=(snr,), blur=(1,))
-    for r in cfg.robustness_blur:
-        views[f"blur{r}"] = replace(base, noise_source="none", noise_dir=None, blur=(r,))
-    return views
-
-
-def babble_pool(clean: Path, manifest: pd.DataFrame) -> tuple[str, ...]:
-    """Training clips with audio: babble never mixes test speech into test clips."""
-    view = MediaStore(clean).view()
-    train = set(manifest.loc[manifest["split"] == "train", "sample_id"])
-    return tuple(sorted(view.loc[view["sample_id"].isin(train) & (view["audio_len"] > 0), "sample_id"]))
-
-
-def run(params: Path, manifest: Path, clean: Path, out: Path, failures: Path) -> dict:
+def run(params: Path, *, manifest: Path, clean: Path, out: Path, failures: Path) -> dict:
     cfg = load_section("corrupt", params)
     extract_cfg = load_section("extract", params)
     seed = load_section("base", params).seed
     root = Path(load_section("prepare", params).root)
-    rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
-    rows = rows[rows["split"].isin(cfg.splits)]
-    pool = babble_pool(clean, pd.read_parquet(manifest))
-    summaries, failed = {}, []
+    every = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
+    rows = every[every["split"].isin(cfg.splits)]
     with store_lock(out):   # one lock for the whole store of views
         zarr.open_group(str(out), mode="a")
-        # a corpus with none of corrupt.splits (e.g. train and test1 only) has nothing to corrupt
-        for name, spec in (view_specs(cfg, seed) if len(rows) else {}).items():
-            corruption = Corruption(spec, cfg.reencode, str(clean), pool)
-            summaries[name], view_failures = extract(rows, root, out / name, extract_cfg, corruption)
-            failed += [f | {"view": name} for f in view_failures]
+        summaries, failed = extract_views(rows, every, root, clean, out, cfg, extract_cfg, seed)
     write_failures(failed, len(rows) * len(summaries), failures, extract_cfg.max_failure_rate, "corrupt")
     return summaries

@@ -6,22 +6,16 @@ from pipeline.config import ConfigError, load_section
 from pipeline.encode import encode_feature
 from pipeline.failures import check_failure_rate
 from pipeline.store.lock import store_lock
+from pipeline.store.media import corrupted_views
 
 
-def media_views(clean: Path, corrupted: Path | None) -> list[Path]:
-    views = [clean]
-    if corrupted is not None and corrupted.is_dir():
-        views += sorted(p for p in corrupted.iterdir() if (p / "view.parquet").is_file())
-    return views
-
-
-def run(params: Path, feature: str, clean: Path, corrupted: Path | None, out: Path) -> dict:
+def run(params: Path, *, feature: str, clean: Path, corrupted: Path | None, out: Path) -> dict:
     cfg = load_section("encode", params)
     if feature not in cfg.features:
         raise ConfigError(f"encode.features has no feature {feature!r}; defined: {sorted(cfg.features)}")
     extract_cfg = load_section("extract", params)
     with store_lock(out):
-        summary = encode_feature(cfg.features[feature], media_views(clean, corrupted), out, cfg.batch_size,
+        summary = encode_feature(cfg.features[feature], [clean, *corrupted_views(corrupted).values()], out, cfg.batch_size,
                                  cfg.device, extract_cfg.executor, cfg.workers, extract_cfg.dask_address,
                                  cfg.items_per_part)
     check_failure_rate(summary["failed"], summary["encoded"], cfg.max_failure_rate, "encode",

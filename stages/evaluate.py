@@ -10,20 +10,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import ConfigError, load_section
+from pipeline.config import load_section
 from pipeline.errors import require
 from pipeline.labels import manifest_labels
 from pipeline import evaluation as ev
 
 
-def run(params: Path, manifest: Path, predictions: Path, semi_predictions: Path, cv_metrics: Path,
+def run(params: Path, *, manifest: Path, predictions: Path, semi_predictions: Path, cv_metrics: Path,
         out: Path, submissions: Path) -> dict:
     cfg = load_section("evaluate", params)
     rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
     cv = json.loads(cv_metrics.read_text())
     main = cv["main_subset"]
     supervised = ev.joined(pd.read_parquet(predictions), rows)
-    noise_test = noise_test_name(cfg.noise_view, supervised["test"].unique())
+    noise_test = ev.noise_test_name(cfg.noise_view, supervised["test"].unique())
     if semi_predictions.is_dir():  # the pseudolabel rounds' folder: score the last round
         semi_predictions = semi_predictions / f"{load_section('pseudolabel', params).final_round}.parquet"
     semi = ev.joined(pd.read_parquet(semi_predictions), rows)
@@ -54,15 +54,3 @@ def run(params: Path, manifest: Path, predictions: Path, semi_predictions: Path,
         name = noise_test if test == "test2" else test
         ev.submission(source, main, name).to_csv(submissions / f"{test}-pred.csv", index=False)
     return figures
-
-
-def noise_test_name(view: str, tests) -> str:
-    """The predictions' test MER-NOISE is scored on for evaluate.noise_view `view`: 'test2' for the clean
-    view, 'test2@<view>' for a corrupted one. A view the predictions lack is a config error (a corpus
-    without test2 has nothing to score, whatever the view)."""
-    names = set(tests)
-    views = [ev.CLEAN_VIEW, *sorted(t.removeprefix(f"{ev.NOISE_SPLIT}@") for t in names if t.startswith(f"{ev.NOISE_SPLIT}@"))]
-    if view not in views and ev.NOISE_SPLIT in names:
-        raise ConfigError(f"evaluate.noise_view: {ev.NOISE_SPLIT} has no view {view!r}; the views that exist: "
-                          f"{', '.join(views)} (corrupted views come from the corrupt stage's corrupt.splits)")
-    return ev.NOISE_SPLIT if view == ev.CLEAN_VIEW else f"{ev.NOISE_SPLIT}@{view}"

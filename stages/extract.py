@@ -12,15 +12,13 @@ from pipeline.failures import write_failures
 from pipeline.store.lock import store_lock
 
 
-def run(params: Path, manifest: Path, store: Path, failures: Path, faces: Path | None = None) -> dict:
+def run(params: Path, *, manifest: Path, store: Path, failures: Path, faces: Path) -> dict:
     cfg = load_section("extract", params)
     root = Path(load_section("prepare", params).root)
     with store_lock(store):
         rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
         summary, failed = extract(rows, root, store, cfg)
-    face_stats = summary.pop("faces")
-    if faces is not None:  # per split: items with no face (and why), share of frames with a face
-        faces.parent.mkdir(parents=True, exist_ok=True)
-        faces.write_text(json.dumps(face_stats, indent=2) + "\n")
+    faces.parent.mkdir(parents=True, exist_ok=True)  # per split: items with no face (and why), share of frames with a face
+    faces.write_text(json.dumps(summary.pop("faces"), indent=2) + "\n")
     write_failures(failed, len(rows), failures, cfg.max_failure_rate, "extract")
     return summary

@@ -6,5 +6,5 @@ from pipeline.config import load_section
 from pipeline.datasets.prepare import PrepareResult, prepare
 
 
-def run(params: Path, manifest: Path, rejects: Path) -> PrepareResult:
+def run(params: Path, *, manifest: Path, rejects: Path) -> PrepareResult:
     return prepare(load_section("prepare", params), manifest, rejects)

@@ -17,22 +17,28 @@ from tqdm import tqdm
 from pipeline.config import load_section
 from pipeline.environment import code_revision
 from pipeline.errors import require
-from pipeline.training.metrics import over_seeds
 from pipeline.labels import manifest_labels
-from pipeline.training import checkpoint
-from pipeline.training.run import (Views, corrupted_views, curves_frame, cv_summary, load_tables, predictions_frame, run_subsets,
-                                   usable_subsets)
+from pipeline.store.media import corrupted_views
+from pipeline.training import checkpoint as ckpt
+from pipeline.training.metrics import CV_FIGURES, over_seeds_by_subset
+from pipeline.training.run import (
+    Views,
+    curves_frame,
+    cv_summary,
+    load_tables,
+    predictions_frame,
+    run_subsets,
+    usable_subsets,
+)
 
-CV_FIGURES = ("f1_weighted", "valence_mse", "combined")
 
-
-def run(params: Path, manifest: Path, clean: Path, corrupted: Path | None, features_dir: Path,
-        predictions: Path, metrics: Path, curves: Path, checkpoint_dir: Path | None = None) -> dict:
+def run(params: Path, *, manifest: Path, clean: Path, corrupted: Path | None, features: Path, predictions: Path,
+        metrics: Path, curves: Path, checkpoint: Path) -> dict:
     cfg = load_section("train", params)
-    features = {modality: features_dir / f"{name}.zarr" for modality, name in cfg.features.items()}
+    stores = {modality: features / f"{name}.zarr" for modality, name in cfg.features.items()}
     rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
     labels = manifest_labels(rows)
-    tables = load_tables(rows, Views(clean, corrupted_views(corrupted)), features, cfg.feature_norm, labels)
+    tables = load_tables(rows, Views(clean, corrupted_views(corrupted)), stores, cfg.feature_norm, labels)
     for out in (predictions, metrics):
         out.parent.mkdir(parents=True, exist_ok=True)
     frames, summaries = [], []
@@ -48,11 +54,10 @@ def run(params: Path, manifest: Path, clean: Path, corrupted: Path | None, featu
         summaries.append(cv_summary(result, subset, seed, len(train_ids)))
         if subset == subsets[-1] and seed == cfg.seeds[0]:
             write_curves(result, curves)
-            if checkpoint_dir is not None:
-                records = {m: checkpoint.feature_record(cfg.features[m], features[m]) for m in result.modalities}
-                card = model_card(params, rows, coverage, summaries[-1])
-                checkpoint.save(checkpoint_dir, result, records, tables["train"].norm,
-                                {"subset": subset, "seed": seed, "feature_norm_kind": cfg.feature_norm, **card}, labels)
+            records = {m: ckpt.feature_record(cfg.features[m], stores[m]) for m in result.modalities}
+            card = model_card(params, rows, coverage, summaries[-1])
+            ckpt.save(checkpoint, result, records, tables["train"].norm,
+                      {"subset": subset, "seed": seed, "feature_norm_kind": cfg.feature_norm, **card}, labels)
     bar.close()
     pd.concat(frames, ignore_index=True).to_parquet(predictions, index=False)
     report = {"main_subset": subsets[-1], "model": cfg.model, "labels": list(labels), "seeds": list(cfg.seeds),
@@ -78,15 +83,6 @@ def model_card(params: Path, rows: pd.DataFrame, coverage: dict[str, int], summa
               "train_items_with": coverage}
     return {"extract": {k: getattr(extract_cfg, k) for k in extract_cfg.OUTPUT_KEYS}, "corpus": corpus,
             "git_revision": str(code_revision()), "metrics": {k: summary[k] for k in CV_FIGURES if k in summary}}
-
-
-def over_seeds_by_subset(summaries: list[dict]) -> dict[str, dict]:
-    """Per subset: each CV figure's mean over seeds, and its std (key `<figure>_std`) with several seeds."""
-    out = {}
-    for subset in dict.fromkeys(s["subset"] for s in summaries):
-        runs = [{k: s[k] for k in CV_FIGURES if k in s} for s in summaries if s["subset"] == subset]
-        out[subset] = over_seeds(runs)
-    return out
 
 
 def write_curves(result, folder: Path) -> None:

@@ -20,6 +20,7 @@ import yaml
 from media_fixtures import write_clip
 from pipeline.store.lock import lock_paths, store_lock
 from pipeline.store.media import MediaStore
+from test_stage_paths import path_args
 
 BIN = Path(sys.executable).parent
 
@@ -39,7 +40,7 @@ def params_file(path: Path, sections: dict) -> Path:
 
 def test_expected_error_prints_its_message_without_traceback(tmp_path):
     params = params_file(tmp_path / "params.yaml", {"train": {"lrr": 0.1}})
-    done = mer("train", "--params", str(params))
+    done = mer("train", "--params", str(params), *path_args("train", tmp_path))
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "mer train: error: train: unknown key(s) ['lrr']" in done.stderr
@@ -49,13 +50,14 @@ def test_expected_error_prints_its_message_without_traceback(tmp_path):
 @pytest.mark.parametrize("how", [("--debug",), ()])
 def test_debug_shows_the_traceback(tmp_path, how):
     params = params_file(tmp_path / "params.yaml", {"train": {"lrr": 0.1}})
-    done = mer(*how, "train", "--params", str(params), env={} if how else {"MER_DEBUG": "1"})
+    done = mer(*how, "train", "--params", str(params), *path_args("train", tmp_path),
+               env={} if how else {"MER_DEBUG": "1"})
     assert done.returncode != 0
     assert "Traceback" in done.stderr and "ConfigError: train: unknown key(s)" in done.stderr
 
 
 def test_missing_params_file_names_it(tmp_path):
-    done = mer("prepare", "--params", str(tmp_path / "nope.yaml"))
+    done = mer("prepare", "--params", str(tmp_path / "nope.yaml"), *path_args("prepare", tmp_path))
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert f"{tmp_path / 'nope.yaml'}: no such params file" in done.stderr
 
@@ -101,7 +103,7 @@ def test_second_writer_fails_at_once_naming_store_and_holder(tmp_path):
         params = params_file(tmp_path / "params.yaml", {"prepare": {"root": str(tmp_path)}})
         start = time.monotonic()
         done = mer("extract", "--params", str(params), "--manifest", str(tmp_path / "none.parquet"),
-                   "--store", str(store), "--failures", str(tmp_path / "f.jsonl"))
+                   "--store", str(store), "--failures", str(tmp_path / "f.jsonl"), "--faces", str(tmp_path / "faces.json"))
         assert time.monotonic() - start < 30          # it does not wait for the holder
         assert done.returncode == 75, done.stderr
         assert "Traceback" not in done.stderr
@@ -155,7 +157,7 @@ def test_workers_do_not_outlive_a_killed_extract(demo, tmp_path, sig):
     env = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     run = subprocess.Popen([str(BIN / "mer"), "extract", "--params", str(params), "--manifest",
                             str(demo / "manifest.parquet"), "--store", str(tmp_path / "media.zarr"),
-                            "--failures", str(tmp_path / "f.jsonl")], env=env,
+                            "--failures", str(tmp_path / "f.jsonl"), "--faces", str(tmp_path / "faces.json")], env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parent = psutil.Process(run.pid)
     deadline = time.monotonic() + 120
@@ -443,14 +445,15 @@ def test_out_of_range_param_fails_at_load(tmp_path, section, raw, message):
 
 
 def test_out_of_range_param_stops_the_command_with_key_and_range(tmp_path):
-    done = mer("train", "--params", str(params_file(tmp_path / "params.yaml", {"train": {"lr": -1}})))
+    done = mer("train", "--params", str(params_file(tmp_path / "params.yaml", {"train": {"lr": -1}})),
+               *path_args("train", tmp_path))
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "train.lr: -1.0 is out of range; allowed: > 0" in done.stderr
 
 
 def test_missing_manifest_names_the_stage_that_makes_it(tmp_path):
     done = mer("train", "--params", str(params_file(tmp_path / "params.yaml", {})),
-               "--manifest", str(tmp_path / "manifest.parquet"))
+               *path_args("train", tmp_path, manifest=tmp_path / "manifest.parquet"))
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert f"{tmp_path / 'manifest.parquet'} does not exist: run `mer prepare`" in done.stderr
 
@@ -468,7 +471,7 @@ def start_extract(demo: Path, tmp_path: Path, store: Path, **extract) -> subproc
     env = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.Popen([str(BIN / "mer"), "extract", "--params", str(params), "--manifest",
                              str(demo / "manifest.parquet"), "--store", str(store),
-                             "--failures", str(tmp_path / "f.jsonl")], env=env,
+                             "--failures", str(tmp_path / "f.jsonl"), "--faces", str(tmp_path / "faces.json")], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -159,7 +159,7 @@ def test_encode_stage_fails_above_its_failure_rate(models, tmp_path):
     for limit, store in ((0.5, "ok.zarr"), (0.25, "over.zarr")):
         params.write_text(yaml.safe_dump({"encode": {"features": {"nan": {"encoder": "hf-text", "options": {
             "model_path": str(models["nan"])}}}, "device": "cpu", "max_failure_rate": limit}}))
-        run_stage = lambda: encode_stage.run(params, "nan", view, None, tmp_path / store)  # noqa: E731
+        run_stage = lambda: encode_stage.run(params, feature="nan", clean=view, corrupted=None, out=tmp_path / store)  # noqa: E731
         if limit == 0.5:
             assert run_stage() == {"encoded": 2, "missing": 1, "failed": 1, "dim": 32}
         else:

@@ -13,7 +13,7 @@ from pipeline import evaluation as ev
 from pipeline.labels import MER_LABELS, logit_columns
 from pipeline.training.calibration import fit_temperature
 from pipeline.training.metrics import ece
-from stages.train import over_seeds_by_subset
+from pipeline.training.metrics import over_seeds_by_subset
 
 LOGIT_COLUMNS = logit_columns(MER_LABELS)
 

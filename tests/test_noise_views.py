@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from pipeline.corrupt import draw_params
+from pipeline.corrupt_views import view_specs
 from pipeline.evaluation import robustness_curve
 from pipeline.labels import MER_LABELS, logit_columns
 from pipeline.media.decode import reencode
@@ -14,7 +15,6 @@ from pipeline.store.media import MediaStore
 from stages import corrupt as corrupt_stage
 from stages import extract as extract_stage
 from stages import prepare as prepare_stage
-from stages.corrupt import view_specs
 from pipeline.config import load_section
 from media_fixtures import astronaut_face, write_clip
 
@@ -45,14 +45,15 @@ def corpus(tmp_path_factory):
     pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
     work = tmp_path_factory.mktemp("work")
     params = write_params(work / "params.yaml", root)
-    prepare_stage.run(params, work / "manifest.parquet", work / "rejects.csv")
-    extract_stage.run(params, work / "manifest.parquet", work / "clean.zarr", work / "extract_failures.jsonl")
+    prepare_stage.run(params, manifest=work / "manifest.parquet", rejects=work / "rejects.csv")
+    extract_stage.run(params, manifest=work / "manifest.parquet", store=work / "clean.zarr",
+                      failures=work / "extract_failures.jsonl", faces=work / "faces.json")
     return work, params
 
 
 def corrupted(work, params, out):
-    summaries = corrupt_stage.run(params, work / "manifest.parquet", work / "clean.zarr", out,
-                                  work / f"{out.name}_failures.jsonl")
+    summaries = corrupt_stage.run(params, manifest=work / "manifest.parquet", clean=work / "clean.zarr", out=out,
+                                  failures=work / f"{out.name}_failures.jsonl")
     return summaries
 
 

@@ -66,8 +66,9 @@ def trained(tmp_path_factory):
     extract(manifest, corpus, work / "media.zarr", load_section("extract", params))
     for name, spec in load_section("encode", params).features.items():
         encode_feature(spec, [work / "media.zarr"], work / "features" / f"{name}.zarr")
-    train.run(params, work / "manifest.parquet", work / "media.zarr", None, work / "features",
-              work / "predictions.parquet", work / "cv.json", work / "curves", work / "checkpoint")
+    train.run(params, manifest=work / "manifest.parquet", clean=work / "media.zarr", corrupted=None,
+              features=work / "features", predictions=work / "predictions.parquet", metrics=work / "cv.json",
+              curves=work / "curves", checkpoint=work / "checkpoint")
     return work
 
 
@@ -122,8 +123,9 @@ def test_lightgbm_checkpoint_predicts_like_its_training_run(trained, tmp_path):
     raw = yaml.safe_load((trained / "params.yaml").read_text())
     raw["train"] |= {"model": "lightgbm", "lightgbm": {"n_estimators": 10, "num_leaves": 4, "min_child_samples": 2}}
     params.write_text(yaml.safe_dump(raw))
-    train.run(params, trained / "manifest.parquet", trained / "media.zarr", None, trained / "features",
-              tmp_path / "predictions.parquet", tmp_path / "cv.json", tmp_path / "curves", tmp_path / "checkpoint")
+    train.run(params, manifest=trained / "manifest.parquet", clean=trained / "media.zarr", corrupted=None,
+              features=trained / "features", predictions=tmp_path / "predictions.parquet", metrics=tmp_path / "cv.json",
+              curves=tmp_path / "curves", checkpoint=tmp_path / "checkpoint")
     assert not list((tmp_path / "curves").glob("*.csv"))  # no epochs, no curves
     done = CliRunner().invoke(app, ["predict", str(trained / "corpus/new.mp4"), "--checkpoint", str(tmp_path / "checkpoint"),
                                     "--params", str(params), "--out", str(tmp_path / "pred.json")])

@@ -15,7 +15,7 @@ from mer2023_release import submission_figures
 from pipeline.config import ConfigError
 from pipeline.labels import MER_LABELS, label_index, logit_columns
 from stages import evaluate
-from stages.train import over_seeds_by_subset
+from pipeline.training.metrics import over_seeds_by_subset
 
 # labelled / unlabelled items per split, as the release's proportions shrunk (test3 mostly unlabelled)
 SHAPE = {"train": (60, 0), "test1": (41, 0), "test2": (37, 0), "test3": (23, 50)}
@@ -66,8 +66,9 @@ def scored(tmp_path):
         runs = [{"subset": s, "seed": 0, "items": 60, "f1_weighted": 0.5} for s in ("T", "AVT")]
         cv = {"main_subset": "AVT", "runs": runs, "over_seeds": over_seeds_by_subset(runs)}  # as train writes it
         (tmp_path / "cv.json").write_text(json.dumps(cv))
-        evaluate.run(tmp_path / "params.yaml", tmp_path / "manifest.parquet", tmp_path / "predictions.parquet",
-                     tmp_path / "predictions.parquet", tmp_path / "cv.json", tmp_path / "metrics", tmp_path / "submissions")
+        evaluate.run(tmp_path / "params.yaml", manifest=tmp_path / "manifest.parquet",
+                     predictions=tmp_path / "predictions.parquet", semi_predictions=tmp_path / "predictions.parquet",
+                     cv_metrics=tmp_path / "cv.json", out=tmp_path / "metrics", submissions=tmp_path / "submissions")
         read = lambda name: json.loads((tmp_path / "metrics" / f"{name}.json").read_text())  # noqa: E731
         return rows, read, tmp_path / "submissions"
     return run

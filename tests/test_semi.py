@@ -21,8 +21,8 @@ from pipeline.labels import MER_LABELS, logit_columns
 from pipeline.training import semi
 from pipeline.training.cv import softmax_np
 from pipeline.training.run import predictions_frame, run_subset
-from stages.pseudolabel import (labelled_oof, model_predictions, round_report, round_start,
-                                semi_round, unlabelled_pool)
+from pipeline.training.semi import labelled_oof, model_predictions, round_report, run_round, unlabelled_pool
+from stages.pseudolabel import round_start
 from tests.test_pipeline import run
 
 LOGIT_COLUMNS = logit_columns(MER_LABELS)
@@ -50,7 +50,7 @@ def start(corpus):
 @pytest.fixture(scope="module")
 def first_round(corpus, start):
     rows, tables = corpus
-    return semi_round(tables, rows, start, SEMI, TRAIN)
+    return run_round(tables, rows, start, SEMI, TRAIN)
 
 
 def f1(predictions: pd.DataFrame, rows: pd.DataFrame, test: str) -> float:
@@ -61,7 +61,7 @@ def labelled_only_and_round(spec: DemoSpec) -> tuple[pd.DataFrame, pd.DataFrame,
     rows, tables = feature_corpus(spec, noise=0.45)
     result, train_ids = run_subset(tables, "AVT", TRAIN, 0)
     before = model_predictions(predictions_frame(result, train_ids, tables, "AVT", 0), "AVT", 0)
-    after, picked, _ = semi_round(tables, rows, before, SEMI, TRAIN)
+    after, picked, _ = run_round(tables, rows, before, SEMI, TRAIN)
     return rows, before, after, picked
 
 
@@ -122,7 +122,7 @@ def test_larger_eta_selects_a_subset():
 
 def test_a_repeated_round_selects_the_same_items(corpus, start, first_round):
     rows, tables = corpus
-    predictions, picked, thresholds = semi_round(tables, rows, start, SEMI, TRAIN)
+    predictions, picked, thresholds = run_round(tables, rows, start, SEMI, TRAIN)
     pd.testing.assert_frame_equal(picked, first_round[1])
     np.testing.assert_array_equal(thresholds, first_round[2])
     pd.testing.assert_frame_equal(predictions, first_round[0])
@@ -133,7 +133,7 @@ def test_empty_selection_keeps_the_start_model_and_says_so(corpus, start):
     flat = start.copy()
     pool = flat["sample_id"].isin(unlabelled_pool(start, rows)["sample_id"]) & (flat["test"] == "test3")
     flat.loc[pool, LOGIT_COLUMNS] = 0.0  # confidence 1/6: never above a threshold of a correct prediction
-    predictions, picked, thresholds = semi_round(tables, rows, flat, SEMI, TRAIN)
+    predictions, picked, thresholds = run_round(tables, rows, flat, SEMI, TRAIN)
     assert picked.empty and predictions is flat
     report = round_report("r1", "start.parquet", SEMI, thresholds, semi.with_truth(picked, rows), flat, predictions, rows)
     assert report["empty"] and report["selected"] == 0 and "empty selection" in report["note"]

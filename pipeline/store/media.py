@@ -74,6 +74,13 @@ def content_keys(item: MediaItem) -> dict[str, str | None]:
     return {"audio_key": audio, "faces_key": visual, "text_key": text}
 
 
+def corrupted_views(folder: Path | None) -> dict[str, Path]:
+    """The view stores in the `corrupt` stage's folder, by name (none when it has not run)."""
+    if folder is None or not folder.is_dir():
+        return {}
+    return {p.name: p for p in sorted(folder.iterdir()) if (p / VIEW_FILE).is_file()}
+
+
 class MediaStore:
     def __init__(self, root: str | Path):
         self.parts = PartStore(root)

@@ -86,3 +86,16 @@ def over_seeds(blocks: list[dict]) -> dict:
         if len(values) > 1 and key not in COUNTS:
             out[f"{key}_std"] = float(np.std(values))
     return out
+
+
+CV_FIGURES = ("f1_weighted", "valence_mse", "combined")
+
+
+def over_seeds_by_subset(summaries: list[dict]) -> dict[str, dict]:
+    """Per subset of cross-validation run summaries: each CV figure's mean over seeds, and its std (key
+    `<figure>_std`) with several seeds."""
+    out = {}
+    for subset in dict.fromkeys(s["subset"] for s in summaries):
+        runs = [{k: s[k] for k in CV_FIGURES if k in s} for s in summaries if s["subset"] == subset]
+        out[subset] = over_seeds(runs)
+    return out

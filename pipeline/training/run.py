@@ -21,9 +21,9 @@ import pandas as pd
 from pipeline.config import ConfigError, TrainConfig
 from pipeline.labels import MER_LABELS, logit_columns
 from pipeline.training.cv import CVResult, TestSet
+from pipeline.training.data import Table, load_table, parse_subset, standardize
 from pipeline.training.families import family
 from pipeline.training.folds import CVJob, make_folds
-from pipeline.training.data import Table, load_table, parse_subset, standardize
 
 TEST_SPLITS = ("test1", "test2", "test3")
 PRIOR_FLOOR = 1e-12  # class frequency floor, so a class no training item has gets a finite log-prior
@@ -34,13 +34,6 @@ class Views:
     """The media views a run reads: clean, plus corrupted views of some test splits."""
     clean: Path
     corrupted: dict[str, Path]
-
-
-def corrupted_views(path: Path | None) -> dict[str, Path]:
-    """The corrupted views in the `corrupt` stage's folder, by name (none when it has not run)."""
-    if path is None or not path.is_dir():
-        return {}
-    return {p.name: p for p in sorted(path.iterdir()) if (p / "view.parquet").is_file()}
 
 
 def usable_subsets(cfg: TrainConfig, available: tuple[str, ...] | None = None) -> list[str]:

@@ -13,6 +13,9 @@ count) items (and `max_per_class`), so the pseudo-labels keep the labelled set's
 it, a class the start model never gets right has no threshold and no pseudo-labels while the others
 gain hundreds, and retraining then forgets that class: on the few-label demo corpus the uncapped
 selection lost up to 0.06 F1 on some seeds, the capped one never lost.
+
+A round (`run_round`) selects from the start model's predictions of one subset and seed and retrains
+that subset on labelled + selected items; `round_report` is what a round's metrics say of it.
 """
 
 from __future__ import annotations
@@ -20,12 +23,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipeline import evaluation as ev
+from pipeline.config import ConfigError, PseudolabelConfig, TrainConfig
 from pipeline.labels import clip_valence, logit_columns, predicted_labels
 from pipeline.training.cv import softmax_np
 from pipeline.training.data import Table, label_index
-from pipeline.config import ConfigError
+from pipeline.training.run import predictions_frame, run_subset
 
 SELECTED_COLUMNS = ["sample_id", "label", "confidence", "valence"]
+EMPTY_NOTE = "empty selection: no unlabelled item passed its class threshold; the start model's predictions are kept"
 
 
 def class_thresholds(oof_logits: np.ndarray, y: np.ndarray, eta: float, n_classes: int) -> np.ndarray:
@@ -115,3 +121,57 @@ def precision(picked: pd.DataFrame) -> float | None:
     """Share of selected items whose pseudo-label equals the known true label (None: no truth known)."""
     known = picked["true_label"].notna()
     return float((picked.loc[known, "label"] == picked.loc[known, "true_label"]).mean()) if known.any() else None
+
+
+# ---------------------------------------------------------------- one round
+
+
+def model_predictions(predictions: pd.DataFrame, subset: str, seed: int) -> pd.DataFrame:
+    """One model's rows of a predictions file (train's holds every subset and seed)."""
+    return predictions[(predictions["subset"] == subset) & (predictions["seed"] == seed)].reset_index(drop=True)
+
+
+def labelled_oof(predictions: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+    return predictions[predictions["test"] == "train-oof"].merge(manifest[["sample_id", "label"]], on="sample_id")
+
+
+def unlabelled_pool(predictions: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+    """The model's predictions of the unlabelled test3 items (the MER-SEMI pool); an item predicted from
+    the training prior (`fallback`: no modality of the model) has nothing to teach and is left out."""
+    pool = manifest.loc[(manifest["split"] == "test3") & manifest["label"].isna(), "sample_id"]
+    return predictions[(predictions["test"] == "test3") & predictions["sample_id"].isin(pool) & ~predictions["fallback"]]
+
+
+def run_round(tables: dict[str, Table], manifest: pd.DataFrame, start: pd.DataFrame, cfg: PseudolabelConfig,
+              train_cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Select from the start model's predictions (one subset and seed), retrain on labelled + selected.
+    Returns the new predictions, the selected items and lambda per class; an empty selection retrains
+    nothing and keeps the start model's predictions."""
+    picked, thresholds = select_items(labelled_oof(start, manifest), unlabelled_pool(start, manifest),
+                                      cfg.eta, cfg.max_per_class, cfg.max_per_labelled)
+    if picked.empty:
+        return start, picked, thresholds
+    subset, seed = start["subset"].iloc[0], int(start["seed"].iloc[0])
+    extra = pseudo_table(tables["test3"], picked)
+    result, train_ids = run_subset(tables, subset, train_cfg, seed, extra, cfg.weight)
+    return predictions_frame(result, train_ids, tables, subset, seed), picked, thresholds
+
+
+def round_report(round_name: str, start_path: str, cfg: PseudolabelConfig, thresholds: np.ndarray,
+                 picked: pd.DataFrame, start: pd.DataFrame, predictions: pd.DataFrame, manifest: pd.DataFrame) -> dict:
+    """The round's metrics: selection size and balance, pseudo-label precision (where truth is known),
+    and MER-SEMI (test3) / MER-MULTI (test1) F1 of the retrained model beside the start model's."""
+    subset, labels = start["subset"].iloc[0], predicted_labels(start)
+    before, after = ev.joined(start, manifest), ev.joined(predictions, manifest)
+    f1 = lambda rows, test: ev.score(rows, subset, test, with_valence=False).get("f1_weighted")  # noqa: E731
+    return {
+        "round": round_name, "start": start_path, "eta": cfg.eta, "max_per_class": cfg.max_per_class,
+        "max_per_labelled": cfg.max_per_labelled, "weight": cfg.weight,
+        "unlabelled": int(len(unlabelled_pool(start, manifest))), "selected": len(picked),
+        "empty": picked.empty, "note": EMPTY_NOTE if picked.empty else "",
+        "thresholds": {c: (None if np.isinf(t) else round(float(t), 4)) for c, t in zip(labels, thresholds)},
+        "per_class": {c: int((picked["label"] == c).sum()) for c in labels},
+        "precision": precision(picked),
+        "mer_semi_f1": f1(after, "test3"), "mer_semi_f1_start": f1(before, "test3"),
+        "mer_multi_f1": f1(after, "test1"), "mer_multi_f1_start": f1(before, "test1"),
+    }
