@@ -7,12 +7,9 @@ model's training curves, one file per fold (metrics/train_curves/), and the main
 """
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
 from pipeline.config import load_section
 from pipeline.environment import code_revision
@@ -46,10 +43,7 @@ def run(params: Path, *, manifest: Path, clean: Path, corrupted: Path | None, fe
     coverage = {m: int(p[labelled].sum()) for m, p in tables["train"].present.items()}
     subsets = usable_subsets(cfg, tuple(m for m, n in coverage.items() if n))
     runs = [(subset, seed) for seed in cfg.seeds for subset in subsets]
-    bar = progress_bar(len(runs))
     for (subset, seed), (result, train_ids) in zip(runs, run_subsets(tables, runs, cfg)):
-        bar.set_postfix_str(f"subset {subset} seed {seed}")
-        bar.update()
         frames.append(predictions_frame(result, train_ids, tables, subset, seed))
         summaries.append(cv_summary(result, subset, seed, len(train_ids)))
         if subset == subsets[-1] and seed == cfg.seeds[0]:
@@ -58,18 +52,11 @@ def run(params: Path, *, manifest: Path, clean: Path, corrupted: Path | None, fe
             card = model_card(params, rows, coverage, summaries[-1])
             ckpt.save(checkpoint, result, records, tables["train"].norm,
                       {"subset": subset, "seed": seed, "feature_norm_kind": cfg.feature_norm, **card}, labels)
-    bar.close()
     pd.concat(frames, ignore_index=True).to_parquet(predictions, index=False)
     report = {"main_subset": subsets[-1], "model": cfg.model, "labels": list(labels), "seeds": list(cfg.seeds),
               "train_items_with": coverage, "over_seeds": over_seeds_by_subset(summaries), "runs": summaries}
     metrics.write_text(json.dumps(report, indent=2))
     return report
-
-
-def progress_bar(total: int) -> tqdm:
-    """Models written so far (they train together, before the first), on stderr; off when stderr is not a terminal or MER_PROGRESS=0."""
-    off = not sys.stderr.isatty() or os.environ.get("MER_PROGRESS", "1") == "0"
-    return tqdm(total=total, desc="train", unit="model", file=sys.stderr, disable=off)
 
 
 def model_card(params: Path, rows: pd.DataFrame, coverage: dict[str, int], summary: dict) -> dict:

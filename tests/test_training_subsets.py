@@ -115,25 +115,18 @@ def test_another_label_set_gives_one_logit_per_class():
     assert [c for c in frame.columns if c.startswith("logit_")] == [f"logit_{c}" for c in ravdess]
 
 
-def test_train_progress_bar_only_on_a_terminal(monkeypatch):
+def test_training_shows_epochs_on_a_terminal_only(monkeypatch):
+    """One bar per stacked model over its epochs; nothing in a DVC log or CI, where stderr is not a terminal."""
     import io
 
-    from stages.train import progress_bar
+    from pipeline.training.run import run_subsets
 
     class Terminal(io.StringIO):
         def isatty(self):
             return True
 
-    terminal = Terminal()
-    monkeypatch.setattr("sys.stderr", terminal)
-    bar = progress_bar(7)
-    bar.set_postfix_str("subset AV seed 0")
-    bar.update()
-    bar.close()
-    assert "1/7" in terminal.getvalue() and "subset AV seed 0" in terminal.getvalue()
-    monkeypatch.setenv("MER_PROGRESS", "0")
-    assert progress_bar(7).disable
-    monkeypatch.delenv("MER_PROGRESS")
-    monkeypatch.setattr("sys.stderr", io.StringIO())  # not a terminal (a DVC log, CI)
-    assert progress_bar(7).disable
-
+    tables = {"train": table(60, {"audio": np.ones(60, bool), "text": np.ones(60, bool)})}
+    for stderr, shown in ((Terminal(), True), (io.StringIO(), False)):
+        monkeypatch.setattr("sys.stderr", stderr)
+        run_subsets(tables, [("A", 0), ("AT", 0)], FAST)
+        assert ("train seed 0, 2 subset(s)" in stderr.getvalue() and f"{FAST.epochs}/{FAST.epochs}" in stderr.getvalue()) == shown

@@ -49,11 +49,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from pipeline.config import FusionParams
 from pipeline.labels import MER_LABELS
 from pipeline.models.fusion import AttentionFusion, SubsetFusion
-from pipeline.training.cv import CVResult, TestPrediction, TestSet, fold_figures, make_test_prediction, mean_figures
+from pipeline.training.cv import (
+    CVResult,
+    TestPrediction,
+    TestSet,
+    fold_figures,
+    make_test_prediction,
+    mean_figures,
+)
 from pipeline.training.folds import CVInputs, CVJob, fold_seed, label_arrays
 from pipeline.training.runtime import autocast, check_runtime, torch_threads
 
@@ -367,7 +375,9 @@ def _fit(model: SubsetFusion, data, tg, a: CVInputs, seed: int, run: FusionRun):
     opt, trackers = _FoldAdam(model, p), [_BestTracker(model, s) for s in range(n_subsets)]
     curves = [{name: np.zeros((len(splits), p.epochs))
                for name in ("train_loss", "val_f1", "val_mse", "val_combined", "val_selection")} for _ in trackers]
-    for epoch in range(p.epochs):
+    # the long part of `train`: one bar per stacked model (seed), over its epochs
+    for epoch in tqdm(range(p.epochs), desc=f"train seed {seed}, {n_subsets} subset(s)", unit="epoch",
+                      disable=None):  # None: off when stderr is not a terminal (DVC logs, CI)
         losses = _train_epoch(model, opt, _epoch(train, gens, data, tg, p.batch_size), run)
         for s, (tracker, curve, (figures, outputs)) in enumerate(zip(trackers, curves, _validate(model, val))):
             curve["train_loss"][:, epoch] = losses[:, s]
