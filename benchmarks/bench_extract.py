@@ -97,7 +97,7 @@ def median(values) -> float:
 
 
 def decode_pass(root: Path, manifest: pd.DataFrame, cfg: ExtractConfig) -> list[np.ndarray]:
-    return [decode_clip(root / p, cfg.fps, cfg.max_frames, cfg.sample_rate).frames for p in manifest["path"]]
+    return [decode_clip(root / p, cfg.fps, cfg.max_frames).frames for p in manifest["path"]]
 
 
 def detect_pass(detector, clips: list[np.ndarray]) -> int:

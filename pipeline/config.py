@@ -47,36 +47,48 @@ class DemoConfig:
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    adapter: str = "demo"            # demo | csv | mer2023 | ravdess | cremad
+    adapter: str = "demo"            # a name in pipeline.datasets.ADAPTERS: demo | csv | mer2023 | ravdess | cremad
     root: str = "data/demo"          # corpus root; every media path must stay inside it
-    manifest: str = "manifest.csv"   # csv/demo adapters: the manifest file, relative to root
+    options: dict[str, Any] = field(default_factory=dict)  # the adapter's Config options (`mer doctor` lists them)
     label_map: dict[str, str] = field(default_factory=dict)  # corpus label -> project label ("" = leave out)
     max_reject_rate: float = 0.05
     labels: tuple[str, ...] = MER_LABELS  # the project's label set, in model order
-    test_speakers: tuple[str, ...] = ()   # ravdess/cremad: these speakers' items form test1, the rest train
 
 
 @dataclass(frozen=True)
-class ExtractConfig:
+class ExtractOutputs:
+    """The extract.* keys that shape what extraction produces: a store item's params hash, the params of
+    the stages that extract in dvc.yaml and a checkpoint's record of how its clips were extracted (so
+    `mer predict` extracts new clips the same way) all list exactly these."""
     fps: float = 5.0
     max_frames: int = 32
     face_size: int = 112
-    sample_rate: int = 16000
     face_detector: str = "blazeface"  # a name in pipeline.media.faces.DETECTORS (`mer doctor` lists them)
     face_options: dict[str, Any] = field(default_factory=dict)  # that detector's Config options
-    asr: str = "none"                # none | faster-whisper | whisper (pipeline/media/asr.py)
+    asr: str = "none"                # a name in pipeline.media.asr.ASR_ENGINES: none | faster-whisper | whisper
     asr_model: str = ""              # "" = the engine's default (faster-whisper: packaged whisper-base)
     asr_language: str = ""           # spoken language (en, zh, ...); "" = detected per clip
-    executor: str = "local"          # local | dask
-    workers: int = 0                 # 0 = all cores
-    dask_address: str = ""
+
+    @property
+    def asr_options(self) -> dict[str, str]:
+        """The ASR engine's Config options."""
+        return {"model": self.asr_model, "language": self.asr_language}
+
+
+@dataclass(frozen=True)
+class ExtractRuntime:
+    """The extract.* knobs of how extraction runs; no item depends on them."""
+    executor: str = "local"          # a name in pipeline.executors.EXECUTORS: local | dask
+    executor_options: dict[str, Any] = field(default_factory=dict)  # that executor's Config options
+    workers: int = 0                 # local processes; 0 = all cores
     clips_per_part: int = 64
-    max_failure_rate: float = 0.1
-    # Only these change what extraction produces; executor and worker counts never do. A checkpoint
-    # records them so that `mer predict` extracts new clips as its training clips were.
-    OUTPUT_KEYS: ClassVar[tuple[str, ...]] = (
-        "fps", "max_frames", "face_size", "sample_rate", "face_detector", "face_options", "asr", "asr_model",
-        "asr_language")
+    max_failure_rate: float = 0.1    # whether the stage fails, not what it writes (dvc.yaml lists it too)
+
+
+@dataclass(frozen=True)
+class ExtractConfig(ExtractRuntime, ExtractOutputs):
+    """params.yaml's extract section: ExtractOutputs and ExtractRuntime as one flat mapping."""
+    OUTPUT_KEYS: ClassVar[tuple[str, ...]] = tuple(f.name for f in dataclasses.fields(ExtractOutputs))
 
 
 @dataclass(frozen=True)
@@ -84,8 +96,8 @@ class CorruptConfig:
     splits: tuple[str, ...] = ("test2",)
     snr_db: tuple[int, ...] = (5, 6, 7, 8, 9, 10)
     blur: tuple[int, ...] = (1, 2, 4)
-    noise_source: str = "babble"     # babble | white | pink | folder
-    noise_dir: str = ""
+    noise_source: str = "babble"     # a name in pipeline.corrupt.NOISE_SOURCES: babble | white | pink | folder
+    noise_options: dict[str, Any] = field(default_factory=dict)  # that source's Config options, e.g. folder: {dir: ...}
     reencode: bool = False
     robustness_snr_db: tuple[float, ...] = ()   # extra fixed-SNR views for robustness curves
     robustness_blur: tuple[int, ...] = ()      # extra fixed-blur views (clean audio) for robustness curves
@@ -202,7 +214,6 @@ RANGES: dict[str, tuple] = {
     "demo.audio_strength": RATE, "demo.visual_strength": RATE, "demo.text_strength": RATE,
     "prepare.max_reject_rate": RATE,
     "extract.fps": above(0), "extract.max_frames": at_least(1), "extract.face_size": at_least(8),
-    "extract.sample_rate": above(0), "extract.executor": one_of("local", "dask"),
     "extract.workers": at_least(0), "extract.clips_per_part": at_least(1), "extract.max_failure_rate": RATE,
     "corrupt.snr_db": listed(), "corrupt.blur": listed((lambda v: v >= 1 and v & (v - 1) == 0, "a power of two")),
     "encode.batch_size": at_least(1), "encode.max_failure_rate": RATE, "encode.items_per_part": at_least(1),

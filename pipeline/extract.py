@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import ExtractConfig
-from pipeline.executors import local_workers, run_tasks
-from pipeline.media.asr import transcribe
-from pipeline.corrupt import CorruptSpec, corrupt_clip, draw_params, make_source
-from pipeline.media.decode import (IMAGE_SUFFIXES, MediaError, check_unchanged, decode_clip, read_audio_file, read_frames,
-                                   read_image, reencode)
-from pipeline.media.faces import detector_config, extract_faces, make_detector
+from pipeline.executors import EXECUTORS, run_tasks
+from pipeline.media.asr import make_config as asr_config, transcribe
+from pipeline.corrupt import View, corrupt_clip, draw_params, make_source
+from pipeline.media.decode import (IMAGE_SUFFIXES, SAMPLE_RATE, MediaError, check_unchanged, decode_clip, read_audio_file,
+                                   read_frames, read_image, reencode)
+from pipeline.media.faces import DETECTORS, extract_faces, make_detector
 from pipeline.store.media import MediaItem, MediaStore, digest, params_hash
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"}
@@ -47,8 +47,7 @@ def step(name: str):
 @dataclass(frozen=True)
 class Corruption:
     """How a corrupted view alters each clip between decoding and face detection."""
-    spec: CorruptSpec
-    reencode: bool
+    view: View
     babble_store: str        # media store whose clean audio makes babble noise
     babble_ids: tuple[str, ...]
 
@@ -67,7 +66,9 @@ LATER_KEYS = {"asr_language": ""}
 
 
 def output_params(cfg: ExtractConfig) -> dict:
-    return {k: v for k, v in asdict(cfg).items() if k in OUTPUT_KEYS and LATER_KEYS.get(k, object()) != v}
+    """What shapes a store item: the output keys, and the audio rate (a constant, recorded all the same)."""
+    params = {k: v for k, v in asdict(cfg).items() if k in OUTPUT_KEYS and LATER_KEYS.get(k, object()) != v}
+    return params | {"sample_rate": SAMPLE_RATE}
 
 
 def wanted_rows(manifest: pd.DataFrame, cfg: ExtractConfig, corruption: Corruption | None = None) -> pd.DataFrame:
@@ -78,8 +79,7 @@ def wanted_rows(manifest: pd.DataFrame, cfg: ExtractConfig, corruption: Corrupti
                             for m, t in zip(frame["media_hash"], frame["transcript"])]
     params = output_params(cfg)
     if corruption is not None:
-        params |= {"corruption": asdict(corruption.spec), "reencode": corruption.reencode,
-                   "babble_ids": digest(*corruption.babble_ids)}
+        params |= {"corruption": corruption.view.key(), "babble_ids": digest(*corruption.babble_ids)}
     frame["params_hash"] = params_hash(params)
     return frame
 
@@ -87,18 +87,20 @@ def wanted_rows(manifest: pd.DataFrame, cfg: ExtractConfig, corruption: Corrupti
 def extract(manifest: pd.DataFrame, root: Path, store_path: Path, cfg: ExtractConfig,
             corruption: Corruption | None = None) -> tuple[dict, list[dict]]:
     """Bring one view's store up to date with the manifest; returns (summary, failures)."""
-    detector_config(cfg.face_detector, cfg.face_options)  # a bad name or option fails here, not per clip
+    DETECTORS.config(cfg.face_detector, cfg.face_options)  # a bad name or option fails here, not per clip
+    asr_config(cfg.asr, cfg.asr_model, cfg.asr_language)
+    executor = EXECUTORS.make(cfg.executor, cfg.executor_options)
     store = MediaStore(store_path).create()
     store.parts.remove_uncommitted()
     wanted = wanted_rows(manifest, cfg, corruption)
     done = set(store.current(wanted)["sample_id"])
     todo = wanted[~wanted["sample_id"].isin(done)].sort_values("sample_id")
-    workers = local_workers(cfg.executor, cfg.workers)
+    workers = executor.processes(cfg.workers)
     tasks = [PartTask(chunk.to_dict("records"), str(root), str(store_path), cfg, corruption)
              for chunk in balanced_parts(todo, cfg.clips_per_part, workers)]
     failures = []
     desc = f"extract {store_path.name}" if corruption else "extract"
-    for result in run_tasks(extract_part, tasks, cfg.executor, cfg.workers, cfg.dask_address, desc=desc):
+    for result in run_tasks(extract_part, tasks, executor, cfg.workers, desc):
         failures.extend(result["failures"])
     view = MediaStore(store_path).current(wanted)
     store.write_view(view)
@@ -180,13 +182,13 @@ class _Corrupter:
     @cached_property
     def source(self):
         """Built on first use: a corpus without audio needs no noise (nor a babble pool). None for
-        noise_source "none"."""
-        return make_source(self.corruption.spec, self.corruption.babble_ids, self.clean_audio)
+        views that leave the audio clean."""
+        return make_source(self.corruption.view, self.corruption.babble_ids, self.clean_audio)
 
     def __call__(self, sample_id, audio, frames, fps):
         noise = self.source if audio is not None else None
-        audio, frames, meta = corrupt_clip(sample_id, audio, frames, self.corruption.spec, noise)
-        if frames is not None and self.corruption.reencode:
+        audio, frames, meta = corrupt_clip(sample_id, audio, frames, self.corruption.view, noise)
+        if frames is not None and self.corruption.view.cfg.reencode:
             frames = reencode(frames, fps)
         return audio, frames, meta
 
@@ -194,8 +196,8 @@ class _Corrupter:
         """The clean view's item when this clip's frames come out unchanged (blur factor 1, no
         re-encoding): its faces are then reused instead of decoding and detecting them again."""
         clean = self.rows.get(row["sample_id"])
-        if (clean is None or clean["source_hash"] != row["source_hash"] or self.corruption.reencode
-                or draw_params(self.corruption.spec, row["sample_id"])["blur"] != 1):
+        if (clean is None or clean["source_hash"] != row["source_hash"] or self.corruption.view.cfg.reencode
+                or draw_params(self.corruption.view, row["sample_id"])["blur"] != 1):
             return None
         return self.store.load(pd.Series(clean))
 
@@ -241,8 +243,8 @@ def _read_media(path: Path, cfg: ExtractConfig):
     if suffix in IMAGE_SUFFIXES:
         return read_image(path), None, np.zeros(1, np.float32), []
     if suffix in AUDIO_SUFFIXES:
-        return None, read_audio_file(path, cfg.sample_rate), None, []
-    clip = decode_clip(path, cfg.fps, cfg.max_frames, cfg.sample_rate)
+        return None, read_audio_file(path), None, []
+    clip = decode_clip(path, cfg.fps, cfg.max_frames)
     return clip.frames, clip.audio, clip.frame_times, clip.warnings
 
 
@@ -250,6 +252,6 @@ def _transcript(row: dict, audio: np.ndarray | None, cfg: ExtractConfig) -> tupl
     given = row.get("transcript")
     if isinstance(given, str):
         return given, "given"
-    if cfg.asr != "none" and audio is not None and len(audio):
-        return transcribe(audio, cfg.sample_rate, cfg.asr, cfg.asr_model, cfg.asr_language)
+    if audio is not None and len(audio):
+        return transcribe(audio, cfg.asr, cfg.asr_model, cfg.asr_language)
     return None, "missing"

@@ -59,9 +59,19 @@ def settings(ckpt: checkpoint.Checkpoint, params: Path | None = None, asr: dict 
         raise InputError("this checkpoint does not record its extraction settings (written before model cards): "
                          "pass --params with the params.yaml it was trained with, or retrain it")
     else:
-        found = Settings(build(ExtractConfig, ckpt.meta["extract"], where="checkpoint extract settings"),
+        found = Settings(checkpoint_extract(ckpt.meta["extract"]),
                          {r["feature"]: EncoderSpec(r["encoder"], dict(r["config"])) for r in ckpt.features.values()})
     return replace(found, extract=replace(found.extract, **(asr or {})))
+
+
+def checkpoint_extract(recorded: dict) -> ExtractConfig:
+    """A checkpoint's extraction settings; older checkpoints also record the audio rate, which is fixed now."""
+    recorded = dict(recorded)
+    rate = recorded.pop("sample_rate", SAMPLE_RATE)
+    if rate != SAMPLE_RATE:
+        raise InputError(f"this checkpoint was trained on {rate} Hz audio; the pipeline extracts {SAMPLE_RATE} Hz only: "
+                         f"retrain it")
+    return build(ExtractConfig, recorded, where="checkpoint extract settings")
 
 
 def read_transcripts(path: Path) -> dict[Path, str]:

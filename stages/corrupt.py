@@ -5,30 +5,27 @@ corrupt.blur); views `snr<S>` add noise at one fixed SNR and no blur, views `blu
 fixed factor and leave the audio clean: the points of the robustness curves.
 """
 
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import zarr
 
-from pipeline.config import CorruptConfig, load_section
+from pipeline.config import ConfigError, CorruptConfig, load_section
 from pipeline.errors import require
-from pipeline.corrupt import CorruptSpec
+from pipeline.corrupt import NOISE_SOURCES, View
 from pipeline.extract import Corruption, extract
 from pipeline.failures import write_failures
 from pipeline.store.lock import store_lock
 from pipeline.store.media import MediaStore
 
 
-def view_specs(cfg: CorruptConfig, seed: int) -> dict[str, CorruptSpec]:
-    base = CorruptSpec(snr_db=cfg.snr_db, blur=cfg.blur, noise_source=cfg.noise_source,
-                       noise_dir=cfg.noise_dir or None, seed=seed)
-    views = {"noisy": base}
+def corrupted_views(cfg: CorruptConfig, seed: int) -> dict[str, View]:
+    found = {"noisy": View(cfg, seed)}
     for snr in cfg.robustness_snr_db:
-        views[f"snr{snr:g}"] = replace(base, snr_db=(snr,), blur=(1,))
+        found[f"snr{snr:g}"] = View(cfg, seed, snr=snr, blur=1)
     for r in cfg.robustness_blur:
-        views[f"blur{r}"] = replace(base, noise_source="none", noise_dir=None, blur=(r,))
-    return views
+        found[f"blur{r}"] = View(cfg, seed, blur=r, noise=False)
+    return found
 
 
 def babble_pool(clean: Path, manifest: pd.DataFrame) -> tuple[str, ...]:
@@ -42,6 +39,9 @@ def run(params: Path, manifest: Path, clean: Path, out: Path, failures: Path) ->
     cfg = load_section("corrupt", params)
     extract_cfg = load_section("extract", params)
     seed = load_section("base", params).seed
+    ok, why = NOISE_SOURCES.available(cfg.noise_source, cfg.noise_options)   # fails here, not per clip
+    if not ok:
+        raise ConfigError(why if why.startswith("corrupt.") else f"corrupt.noise_source {cfg.noise_source}: {why}")
     root = Path(load_section("prepare", params).root)
     rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
     rows = rows[rows["split"].isin(cfg.splits)]
@@ -50,8 +50,8 @@ def run(params: Path, manifest: Path, clean: Path, out: Path, failures: Path) ->
     with store_lock(out):   # one lock for the whole store of views
         zarr.open_group(str(out), mode="a")
         # a corpus with none of corrupt.splits (e.g. train and test1 only) has nothing to corrupt
-        for name, spec in (view_specs(cfg, seed) if len(rows) else {}).items():
-            corruption = Corruption(spec, cfg.reencode, str(clean), pool)
+        for name, view in (corrupted_views(cfg, seed) if len(rows) else {}).items():
+            corruption = Corruption(view, str(clean), pool)
             summaries[name], view_failures = extract(rows, root, out / name, extract_cfg, corruption)
             failed += [f | {"view": name} for f in view_failures]
     write_failures(failed, len(rows) * len(summaries), failures, extract_cfg.max_failure_rate, "corrupt")

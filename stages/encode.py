@@ -22,7 +22,7 @@ def run(params: Path, feature: str, clean: Path, corrupted: Path | None, out: Pa
     extract_cfg = load_section("extract", params)
     with store_lock(out):
         summary = encode_feature(cfg.features[feature], media_views(clean, corrupted), out, cfg.batch_size,
-                                 cfg.device, extract_cfg.executor, cfg.workers, extract_cfg.dask_address,
+                                 cfg.device, extract_cfg.executor, cfg.workers, extract_cfg.executor_options,
                                  cfg.items_per_part)
     check_failure_rate(summary["failed"], summary["encoded"], cfg.max_failure_rate, "encode",
                        f"{out} (encoder {cfg.features[feature].encoder!r}; its index gives each missing item's reason)")

@@ -179,7 +179,7 @@ def csv_corpus(root: Path, rows: list[dict], text: str | None = None) -> Path:
     else:
         (root / "manifest.csv").write_bytes(text if isinstance(text, bytes) else text.encode())
     return params_file(root / "params.yaml", {"prepare": {"adapter": "csv", "root": str(root),
-                                                          "manifest": "manifest.csv", "max_reject_rate": 1.0}})
+                                                          "options": {"manifest": "manifest.csv"}, "max_reject_rate": 1.0}})
 
 
 @pytest.fixture(scope="module")

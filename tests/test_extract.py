@@ -181,7 +181,7 @@ def test_dask_cluster_writes_the_same_store(corpus, reference, tmp_path):
     root, manifest = corpus
     store = tmp_path / "media.zarr"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        summary, failures = extract(manifest, root, store, replace(CFG, executor="dask", dask_address=cluster.scheduler_address))
+        summary, failures = extract(manifest, root, store, replace(CFG, executor="dask", executor_options={"address": cluster.scheduler_address}))
     assert failures == [] and summary["processed"] == N_CLIPS
     # Parts are named by their items, so the two executors even write the same part files.
     assert MediaStore(store).parts.committed() == MediaStore(reference).parts.committed()
@@ -190,7 +190,7 @@ def test_dask_cluster_writes_the_same_store(corpus, reference, tmp_path):
 
 def test_dask_needs_an_address(corpus, tmp_path):
     root, manifest = corpus
-    with pytest.raises(ValueError, match="dask_address"):
+    with pytest.raises(ValueError, match="executor dask: needs a scheduler address"):
         extract(manifest.iloc[:1], root, tmp_path / "media.zarr", replace(CFG, executor="dask"))
 
 

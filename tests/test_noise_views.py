@@ -14,7 +14,7 @@ from pipeline.store.media import MediaStore
 from stages import corrupt as corrupt_stage
 from stages import extract as extract_stage
 from stages import prepare as prepare_stage
-from stages.corrupt import view_specs
+from stages.corrupt import corrupted_views
 from pipeline.config import load_section
 from media_fixtures import astronaut_face, write_clip
 
@@ -25,7 +25,7 @@ N_TRAIN, N_TEST = 7, 4
 
 def write_params(path, root, **corrupt):
     params = {
-        "prepare": {"adapter": "csv", "root": str(root), "manifest": "manifest.csv"},
+        "prepare": {"adapter": "csv", "root": str(root), "options": {"manifest": "manifest.csv"}},
         "extract": {"fps": 4.0, "max_frames": 4, "workers": 1},
         "corrupt": {"robustness_snr_db": [0], "robustness_blur": [4], "blur": [1, 4], **corrupt},
     }
@@ -101,7 +101,7 @@ def test_blur_view_keeps_audio_and_blurs_faces(views):
 
 def test_noisy_view_records_its_draws(views):
     work, params, _ = views
-    spec = view_specs(load_section("corrupt", params), load_section("base", params).seed)["noisy"]
+    spec = corrupted_views(load_section("corrupt", params), load_section("base", params).seed)["noisy"]
     for sid, item in items(work / "corrupted.zarr" / "noisy").items():
         meta = item.meta["corruption"]
         assert {k: meta[k] for k in ("snr_db", "blur")} == draw_params(spec, sid)

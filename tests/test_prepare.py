@@ -30,7 +30,7 @@ def make_corpus(root: Path, clip: Path, rows: list[dict]) -> PrepareConfig:
     (root / "clips" / "subs.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n")
     (root.parent / "outside.mp4").write_bytes(clip.read_bytes())
     pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
-    return PrepareConfig(adapter="csv", root=str(root), manifest="manifest.csv", max_reject_rate=1.0)
+    return PrepareConfig(adapter="csv", root=str(root), options={"manifest": "manifest.csv"}, max_reject_rate=1.0)
 
 
 GOOD = {"path": "clips/a.mp4", "split": "train", "label": "happy", "valence": 1.5, "transcript": "hi", "speaker": "s1"}

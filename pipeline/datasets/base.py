@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
+from typing import ClassVar
 
 import av
 import pandas as pd
@@ -47,6 +48,23 @@ class Candidate:
     true_valence: float | None = None
     meta: dict | None = None       # corpus-specific attributes (e.g. intensity, statement), kept as JSON
     skip: Reject | None = None     # the adapter already knows why this file cannot be an item
+
+
+class Adapter:
+    """One corpus layout: `read(root)` yields a Candidate per file or row found under the corpus root."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type]       # a frozen dataclass of the adapter's options (prepare.options)
+
+    def __init__(self, config):
+        self.config = config
+
+    @classmethod
+    def available(cls, config) -> tuple[bool, str]:
+        return True, ""
+
+    def read(self, root: Path) -> Iterator[Candidate]:
+        raise NotImplementedError
 
 
 class Reject(Exception):

@@ -15,8 +15,8 @@ import numpy as np
 
 from pipeline.errors import MerError
 from pipeline.environment import missing_packages, versions  # noqa: F401 - the encoders' import point
+from pipeline.media.decode import SAMPLE_RATE  # noqa: F401 - the rate of every audio input
 
-SAMPLE_RATE = 16000
 SILENCE_RMS = 1e-5  # below this a waveform carries no signal, only dither or digital zeros
 
 
@@ -61,6 +61,12 @@ class Encoder(ABC):
     @abstractmethod
     def available(cls, config) -> tuple[bool, str]:
         """Whether it can run here; if not, why and how to fix it."""
+
+    @classmethod
+    def summary(cls) -> str:
+        """What `mer doctor` says of it: modality, languages read, the first line of its docstring."""
+        reads = f"; reads {cls.languages}" if cls.languages else ""
+        return f"{cls.modality}{reads}: " + (cls.__doc__ or "").strip().split("\n")[0]
 
     @classmethod
     @abstractmethod
