@@ -30,7 +30,7 @@ from sklearn.preprocessing import StandardScaler
 
 from pipeline.datasets.acted import read_ravdess
 from pipeline.config import CorruptConfig
-from pipeline.corrupt import BabbleSource, View, WhiteSource, corrupt_clip, read_mono_16k
+from pipeline.corrupt import BabbleSource, CorruptedView, WhiteSource, corrupt_clip, read_mono_16k
 from pipeline.encoders import make_encoder
 
 OUT = Path(__file__).parent / "results" / "noise_real.json"
@@ -75,7 +75,7 @@ def main() -> None:
     for name in ("babble", "white"):
         curve = []
         for snr in args.snr:
-            spec = View(CorruptConfig(noise_source=name), snr=snr, blur=1)
+            spec = CorruptedView(CorruptConfig(noise_source=name), snr=snr, blur=1)
             noisy, errors = [], []
             for path, _, actor in files:
                 # Babble from other actors only, as a test clip's noise never holds its own speaker.

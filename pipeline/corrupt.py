@@ -34,7 +34,7 @@ AUDIO_SUFFIXES = (".wav", ".flac")
 
 
 @dataclass(frozen=True)
-class View:
+class CorruptedView:
     """One corrupted view of the corrupt.splits items: the corrupt params (noise source, SNRs and blur
     factors drawn per clip, as MER 2023) with the seed, or one fixed SNR or blur factor of a robustness view."""
     cfg: CorruptConfig = field(default_factory=CorruptConfig)
@@ -67,7 +67,7 @@ def clip_rng(seed: int, sample_id: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest, "big"))
 
 
-def _draw(view: View, rng: np.random.Generator) -> dict:
+def _draw(view: CorruptedView, rng: np.random.Generator) -> dict:
     # Both are drawn even when a modality is missing, so later draws never depend on what exists.
     snrs, blurs = view.snr_choices, view.blur_choices
     snr_db = snrs[rng.integers(len(snrs))]
@@ -75,7 +75,7 @@ def _draw(view: View, rng: np.random.Generator) -> dict:
     return {"snr_db": snr_db if view.noise else None, "blur": blur}
 
 
-def draw_params(view: View, sample_id: str) -> dict:
+def draw_params(view: CorruptedView, sample_id: str) -> dict:
     """The SNR (None for clean audio) and blur factor `corrupt_clip` uses for this clip."""
     return _draw(view, clip_rng(view.seed, sample_id))
 
@@ -294,7 +294,7 @@ NOISE_SOURCES = Registry("noise source", "corrupt.noise_source", BabbleSource, W
                          options_key="corrupt.noise_options")
 
 
-def make_source(view: View, babble_ids: Iterable[str] = (),
+def make_source(view: CorruptedView, babble_ids: Iterable[str] = (),
                 load: Callable[[str], np.ndarray] | None = None) -> NoiseSource | None:
     """The view's noise source (None for clean audio); babble needs the corpus ids and a loader for
     their clean audio."""
@@ -359,7 +359,7 @@ def corrupt_clip(
     sample_id: str,
     audio: np.ndarray | None,
     frames: np.ndarray | None,
-    view: View,
+    view: CorruptedView,
     source: NoiseSource | None,  # None only when there is no audio or the view leaves it clean
 ) -> tuple[np.ndarray | None, np.ndarray | None, dict]:
     """Corrupt whichever modalities exist; returns (audio, frames, meta to store with the clip).

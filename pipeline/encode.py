@@ -40,14 +40,6 @@ class EncodeTask:
     rows: list[dict]          # media rows: cache_key, media_store, plus the media index fields
 
 
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 @lru_cache(maxsize=2)
 def _encoder(spec_name: str, options: str, runtime: tuple):
     return make_encoder(spec_name, json.loads(options), **dict(runtime))
@@ -55,7 +47,6 @@ def _encoder(spec_name: str, options: str, runtime: tuple):
 
 def build_encoder(spec: EncoderSpec, runtime: dict):
     """One encoder per (spec, runtime) and process: tasks of a run share the loaded model."""
-    ENCODERS.lookup(spec.encoder)
     # options hold lists (layers): JSON text is their hashable form
     return _encoder(spec.encoder, json.dumps(spec.options, sort_keys=True), tuple(sorted(runtime.items())))
 
@@ -98,7 +89,7 @@ def encode_feature(spec: EncoderSpec, views: list[Path], store_path: Path, batch
     todo = pending(views, store, identity)   # committed parts only: uncommitted ones never count
     if todo.empty and store.holds(identity):
         return {"encoded": 0, "missing": 0, "failed": 0, "dim": store.meta()["dim"]}   # no model loaded
-    runtime = {"batch_size": batch_size, "device": resolve_device(device)}
+    runtime = {"batch_size": batch_size, "device": device}   # "auto" is resolved where torch runs (encoders.hf)
     encoder = build_encoder(spec, runtime)
     store.create(identity, encoder.probe_dim())
     store.parts.remove_uncommitted()

@@ -22,7 +22,7 @@ import pandas as pd
 from pipeline.config import ExtractConfig
 from pipeline.executors import EXECUTORS, run_tasks
 from pipeline.media.asr import make_config as asr_config, transcribe
-from pipeline.corrupt import View, corrupt_clip, draw_params, make_source
+from pipeline.corrupt import CorruptedView, corrupt_clip, draw_params, make_source
 from pipeline.media.decode import (IMAGE_SUFFIXES, SAMPLE_RATE, MediaError, check_unchanged, decode_clip, read_audio_file,
                                    read_frames, read_image, reencode)
 from pipeline.media.faces import DETECTORS, extract_faces, make_detector
@@ -47,7 +47,7 @@ def step(name: str):
 @dataclass(frozen=True)
 class Corruption:
     """How a corrupted view alters each clip between decoding and face detection."""
-    view: View
+    view: CorruptedView
     babble_store: str        # media store whose clean audio makes babble noise
     babble_ids: tuple[str, ...]
 

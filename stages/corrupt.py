@@ -12,19 +12,19 @@ import zarr
 
 from pipeline.config import ConfigError, CorruptConfig, load_section
 from pipeline.errors import require
-from pipeline.corrupt import NOISE_SOURCES, View
+from pipeline.corrupt import NOISE_SOURCES, CorruptedView
 from pipeline.extract import Corruption, extract
 from pipeline.failures import write_failures
 from pipeline.store.lock import store_lock
 from pipeline.store.media import MediaStore
 
 
-def corrupted_views(cfg: CorruptConfig, seed: int) -> dict[str, View]:
-    found = {"noisy": View(cfg, seed)}
+def corrupted_views(cfg: CorruptConfig, seed: int) -> dict[str, CorruptedView]:
+    found = {"noisy": CorruptedView(cfg, seed)}
     for snr in cfg.robustness_snr_db:
-        found[f"snr{snr:g}"] = View(cfg, seed, snr=snr, blur=1)
+        found[f"snr{snr:g}"] = CorruptedView(cfg, seed, snr=snr, blur=1)
     for r in cfg.robustness_blur:
-        found[f"blur{r}"] = View(cfg, seed, blur=r, noise=False)
+        found[f"blur{r}"] = CorruptedView(cfg, seed, blur=r, noise=False)
     return found
 
 

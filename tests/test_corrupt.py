@@ -14,7 +14,7 @@ from pipeline.corrupt import (
     BabbleSource,
     FolderSource,
     PinkSource,
-    View,
+    CorruptedView,
     WhiteSource,
     build_noise,
     blur_frames,
@@ -138,7 +138,7 @@ def babble_pool(n=8, seconds=1.0):
 
 def test_babble_never_uses_the_clip_itself():
     source, loaded = babble_pool()
-    spec = View(seed=3)
+    spec = CorruptedView(seed=3)
     for sample_id in source.ids:
         loaded.clear()
         _, _, meta = corrupt_clip(sample_id, speech_like(5.0), None, spec, source)
@@ -215,15 +215,15 @@ def test_folder_source_errors(tmp_path):
 def test_make_source(tmp_path):
     sf.write(tmp_path / "n.wav", np.ones(100) * 0.1, SR)
     folder = CorruptConfig(noise_source="folder", noise_options={"dir": str(tmp_path)})
-    assert isinstance(make_source(View(folder)), FolderSource)
-    assert isinstance(make_source(View(CorruptConfig(noise_source="pink"))), PinkSource)
-    assert make_source(View(folder, blur=2, noise=False)) is None
-    babble = make_source(View(CorruptConfig(noise_source="babble")), "abcdef", lambda i: np.ones(5))
+    assert isinstance(make_source(CorruptedView(folder)), FolderSource)
+    assert isinstance(make_source(CorruptedView(CorruptConfig(noise_source="pink"))), PinkSource)
+    assert make_source(CorruptedView(folder, blur=2, noise=False)) is None
+    babble = make_source(CorruptedView(CorruptConfig(noise_source="babble")), "abcdef", lambda i: np.ones(5))
     assert isinstance(babble, BabbleSource)
     with pytest.raises(ValueError, match="loader"):
-        make_source(View())
+        make_source(CorruptedView())
     with pytest.raises(ConfigError, match="corrupt.noise_source: unknown noise source 'music'; known: babble, folder"):
-        make_source(View(CorruptConfig(noise_source="music")))
+        make_source(CorruptedView(CorruptConfig(noise_source="music")))
 
 
 # ---------------------------------------------------------------- blur
@@ -260,7 +260,7 @@ def test_blur_rejects_bad_factor():
 
 def test_corrupt_clip_is_deterministic():
     speech, frames = speech_like(), textured_frames(h=37, w=53)
-    spec = View(CorruptConfig(blur=(2, 4)), seed=11)
+    spec = CorruptedView(CorruptConfig(blur=(2, 4)), seed=11)
 
     def run(spec, sample_id="sample_00000001"):
         source, _ = babble_pool()  # a fresh pool object: only its contents may matter
@@ -268,7 +268,7 @@ def test_corrupt_clip_is_deterministic():
 
     a, b = run(spec), run(spec)
     assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes() and a[2] == b[2]
-    for other in (run(View(CorruptConfig(blur=(2, 4)), seed=12)), run(spec, "sample_00000002")):
+    for other in (run(CorruptedView(CorruptConfig(blur=(2, 4)), seed=12)), run(spec, "sample_00000002")):
         assert other[0].tobytes() != a[0].tobytes()
         assert other[2]["noise"] != a[2]["noise"] or other[2]["noise_offset"] != a[2]["noise_offset"]
 
@@ -281,7 +281,7 @@ def test_clip_rng_depends_only_on_seed_and_id():
 
 def test_corrupt_clip_meta_records_everything():
     speech = speech_like()
-    spec = View(CorruptConfig(noise_source="white"))
+    spec = CorruptedView(CorruptConfig(noise_source="white"))
     audio, frames, meta = corrupt_clip("sample_1", speech, textured_frames(), spec, WhiteSource())
     drawn = draw_params(spec, "sample_1")
     assert (meta["snr_db"], meta["blur"]) == (drawn["snr_db"], drawn["blur"])
@@ -294,20 +294,20 @@ def test_silent_clip_is_left_alone():
     silent = np.zeros(SR, np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        audio, _, meta = corrupt_clip("quiet", silent, None, View(), WhiteSource())
+        audio, _, meta = corrupt_clip("quiet", silent, None, CorruptedView(), WhiteSource())
     assert np.array_equal(audio, silent) and audio is not silent
     assert meta["skipped"] == "silent audio" and "noise" not in meta
 
 
 def test_short_clip():
     speech = speech_like(seconds=0.01)  # 160 samples, far shorter than any recording
-    audio, _, meta = corrupt_clip("short", speech, None, View(), PinkSource())
+    audio, _, meta = corrupt_clip("short", speech, None, CorruptedView(), PinkSource())
     assert audio.shape == speech.shape and meta["noise"] == ["pink"]
     assert abs(meta["measured_snr_db"] - meta["snr_db"]) < 0.1
 
 
 def test_only_existing_modalities_are_corrupted():
-    spec = View(CorruptConfig(blur=(4,)))
+    spec = CorruptedView(CorruptConfig(blur=(4,)))
     audio, frames, meta = corrupt_clip("v", None, textured_frames(), spec, WhiteSource())
     assert audio is None and frames.shape == textured_frames().shape and "noise" not in meta
     audio, frames, meta = corrupt_clip("v", speech_like(), None, spec, WhiteSource())
@@ -317,7 +317,7 @@ def test_only_existing_modalities_are_corrupted():
 
 
 def test_draw_params_cover_all_values_uniformly():
-    spec = View()
+    spec = CorruptedView()
     draws = [draw_params(spec, f"sample_{i:08d}") for i in range(6000)]
     snrs = Counter(d["snr_db"] for d in draws)
     blurs = Counter(d["blur"] for d in draws)
@@ -329,7 +329,7 @@ def test_draw_params_cover_all_values_uniformly():
 
 def test_views_fix_one_draw_and_key_only_what_shapes_them():
     cfg = CorruptConfig(robustness_snr_db=(0.0,))
-    assert {draw_params(View(cfg, snr=0.0, blur=1), f"c{i}")["snr_db"] for i in range(20)} == {0.0}
-    assert {draw_params(View(cfg, blur=4, noise=False), f"c{i}")["snr_db"] for i in range(20)} == {None}
+    assert {draw_params(CorruptedView(cfg, snr=0.0, blur=1), f"c{i}")["snr_db"] for i in range(20)} == {0.0}
+    assert {draw_params(CorruptedView(cfg, blur=4, noise=False), f"c{i}")["snr_db"] for i in range(20)} == {None}
     # another view's params (a robustness SNR) leave the noisy view's key, and so its items, alone
-    assert View(cfg).key() == View(CorruptConfig()).key() != View(CorruptConfig(noise_source="white")).key()
+    assert CorruptedView(cfg).key() == CorruptedView(CorruptConfig()).key() != CorruptedView(CorruptConfig(noise_source="white")).key()

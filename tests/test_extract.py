@@ -18,10 +18,10 @@ import pytest
 import yaml
 
 from media_fixtures import truncate, write_clip
-from pipeline.config import ExtractConfig, PrepareConfig
+from pipeline.config import DemoConfig, ExtractConfig, PrepareConfig
 from pipeline.datasets.base import file_hash
 from pipeline.datasets.prepare import prepare
-from pipeline.demo import DemoSpec, generate_corpus
+from pipeline.demo import generate_corpus
 from pipeline.extract import balanced_parts, extract
 from pipeline.failures import TooManyFailures, write_failures
 from pipeline.store.media import MediaStore
@@ -37,7 +37,7 @@ ARRAYS = ["audio", "faces", "found", "frame_time", "boxes"]
 def corpus(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     """Demo clips (talking astronaut faces with speech) and their manifest from the real prepare stage."""
     root = tmp_path_factory.mktemp("demo")
-    spec = DemoSpec(n_train=N_CLIPS, n_test1=0, n_test2=0, n_test3_labelled=0, n_unlabelled=0)
+    spec = DemoConfig(n_train=N_CLIPS, n_test1=0, n_test2=0, n_test3_labelled=0, n_unlabelled=0)
     generate_corpus(root, spec, progress=False, workers=1)
     result = prepare(PrepareConfig(root=str(root)), root / "manifest.parquet", root / "rejects.csv")
     return root, result.manifest
@@ -249,8 +249,8 @@ def test_a_failing_step_is_named_and_the_other_clips_are_kept(odd, tmp_path):
     root, manifest = odd
     rows = manifest[manifest["sample_id"].isin(["ok", "vfr", "textonly"])]
     summary, failures = extract(rows, root, tmp_path / "media.zarr", replace(CFG, asr="whisper", asr_model=""))
-    assert [(f["sample_id"], f["step"], f["error"]) for f in failures] == [("vfr", "asr", "ValueError")]
-    assert "extract.asr_model must name a Whisper checkpoint" in failures[0]["message"]
+    assert [(f["sample_id"], f["step"], f["error"]) for f in failures] == [("vfr", "asr", "OSError")]
+    assert "ASR engine whisper: needs extract.asr_model" in failures[0]["message"]
     assert summary["processed"] == 2  # "ok" and "textonly" have their transcripts: no ASR needed
 
 

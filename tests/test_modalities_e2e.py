@@ -13,13 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.demo.corpus import DemoSpec, generate_corpus
+from pipeline.config import DemoConfig
+from pipeline.demo.corpus import generate_corpus
 from pipeline.media.decode import decode_clip, read_audio_file
 from test_pipeline import project_copy, run
 
 pytestmark = pytest.mark.slow
 
-SPEC = DemoSpec(n_train=30, n_test1=10, n_test2=8, n_test3_labelled=6, n_unlabelled=6, seconds=1.0, fps=10)
+SPEC = DemoConfig(n_train=30, n_test1=10, n_test2=8, n_test3_labelled=6, n_unlabelled=6, seconds=1.0, fps=10)
 OVERRIDES = {
     "prepare": {"adapter": "csv", "root": "data/corpus", "options": {"manifest": "manifest.csv"}},
     "corrupt": {"robustness_snr_db": []},

@@ -150,6 +150,7 @@ class HFEncoder(Encoder):
 
 
 def resolve_device(device: str):
+    """The torch device for an encode.device value: "auto" is CUDA when torch sees a GPU, else the CPU."""
     import torch
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
