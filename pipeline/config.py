@@ -231,7 +231,7 @@ RANGES: dict[str, tuple] = {
     "train.epochs": at_least(1), "train.batch_size": at_least(1), "train.lr": above(0),
     "train.weight_decay": at_least(0), "train.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "train.hidden": listed(at_least(1)), "train.model": one_of(*MODELS), "train.folds": at_least(2),
-    "train.seeds": listed(), "train.ablation": listed(MODALITY_SUBSET),
+    "train.seeds": listed(), "train.ablation": each(MODALITY_SUBSET),
     "train.lightgbm.n_estimators": at_least(1), "train.lightgbm.learning_rate": above(0),
     "train.lightgbm.num_leaves": at_least(2), "train.lightgbm.min_child_samples": at_least(1),
     "train.lightgbm.colsample_bytree": (lambda v: 0 < v <= 1, "in (0, 1]"),

@@ -433,7 +433,7 @@ def test_large_frames_are_downscaled_on_decode(tmp_path):
     ("encode", {"batch_size": 0}, "encode.batch_size: 0 is out of range; allowed: >= 1"),
     ("pseudolabel", {"eta": 2}, "pseudolabel.eta: 2.0 is out of range; allowed: in [0, 1]"),
     ("train", {"feature_norm": "zscore"}, "train.feature_norm: 'zscore' is out of range; allowed: one of 'none', 'standard'"),
-    ("train", {"ablation": ["AX"]}, "train.ablation: ('AX',) is out of range; allowed: a non-empty list of values made "
+    ("train", {"ablation": ["AX"]}, "train.ablation: ('AX',) is out of range; allowed: a list of values made "
                                     "of A, V, T (audio, visual, text), each at most once"),
     ("corrupt", {"robustness_blur": [3]}, "corrupt.robustness_blur: (3,) is out of range; allowed: a list of values a "
                                           "power of two"),
