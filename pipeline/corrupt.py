@@ -24,9 +24,9 @@ import cv2
 import numpy as np
 import soundfile as sf
 
-from pipeline.config import ConfigError, CorruptConfig
+from pipeline.config import CorruptConfig
 from pipeline.media.decode import SAMPLE_RATE
-from pipeline.registry import Registry
+from pipeline.registry import Component, Registry
 
 # Largest float sample that survives conversion to int16 without clipping (the baseline's guard).
 PEAK = 32767 / 32768
@@ -149,23 +149,14 @@ def read_mono_16k(path: str | Path) -> np.ndarray:
     return mono.astype(np.float32)
 
 
-class NoiseSource:
+class NoiseSource(Component):
     """Where the noise comes from. `ids` and `load` are the corpus pool (training clips with audio, and
     a loader of a clip's clean waveform) for sources that mix corpus speech; the others ignore them."""
 
-    name: ClassVar[str]
-    Config: ClassVar[type]       # a frozen dataclass of the options that shape the noise (corrupt.noise_options)
+    kind = "noise source"
 
     def __init__(self, config=None, ids: Iterable[str] = (), load: Callable[[str], np.ndarray] | None = None):
-        config = self.Config() if config is None else config
-        ok, why = self.available(config)
-        if not ok:
-            raise ConfigError(f"noise source {self.name}: {why}")
-        self.config = config
-
-    @classmethod
-    def available(cls, config) -> tuple[bool, str]:
-        return True, ""
+        super().__init__(self.Config() if config is None else config)
 
     def pick(self, rng: np.random.Generator) -> tuple[str, np.ndarray]:
         """One (name, float32 mono waveform at SAMPLE_RATE); all randomness from `rng`."""
@@ -290,7 +281,7 @@ def _recordings(root: Path) -> list[str]:
     return files
 
 
-NOISE_SOURCES = Registry("noise source", "corrupt.noise_source", BabbleSource, WhiteSource, PinkSource, FolderSource,
+NOISE_SOURCES = Registry("corrupt.noise_source", BabbleSource, WhiteSource, PinkSource, FolderSource,
                          options_key="corrupt.noise_options")
 
 

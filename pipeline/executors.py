@@ -21,24 +21,12 @@ from typing import Any, ClassVar
 
 from tqdm import tqdm
 
-from pipeline.config import ConfigError
 from pipeline.environment import missing_packages
-from pipeline.registry import Registry
+from pipeline.registry import Component, Registry
 
 
-class Executor:
-    name: ClassVar[str]
-    Config: ClassVar[type]
-
-    def __init__(self, config):
-        ok, why = self.available(config)
-        if not ok:
-            raise ConfigError(f"executor {self.name}: {why}")
-        self.config = config
-
-    @classmethod
-    def available(cls, config) -> tuple[bool, str]:
-        return True, ""
+class Executor(Component):
+    kind = "executor"
 
     def processes(self, workers: int) -> int:
         """Processes this executor runs on this machine for a stage's `workers` knob."""
@@ -90,7 +78,7 @@ class DaskExecutor(Executor):
         return _dask(fn, tasks, self.config.address)
 
 
-EXECUTORS = Registry("executor", "extract.executor", LocalExecutor, DaskExecutor, options_key="extract.executor_options")
+EXECUTORS = Registry("extract.executor", LocalExecutor, DaskExecutor, options_key="extract.executor_options")
 
 
 def single_thread_worker(parent: int = 0) -> None:

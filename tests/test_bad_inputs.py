@@ -63,14 +63,14 @@ def test_missing_params_file_names_it(tmp_path):
 def test_every_user_facing_error_has_one_root():
     from pipeline.config import ConfigError
     from pipeline.datasets.prepare import TooManyRejects
-    from pipeline.encoders.base import EncoderUnavailable
     from pipeline.errors import MerError, StoreLocked
     from pipeline.failures import TooManyFailures
     from pipeline.media.decode import MediaError
+    from pipeline.registry import Unavailable
     from pipeline.reporting.diff import UnknownRevision
     from pipeline.training.checkpoint import FeatureMismatch
 
-    for cls in (ConfigError, TooManyRejects, EncoderUnavailable, StoreLocked, TooManyFailures, MediaError,
+    for cls in (ConfigError, TooManyRejects, Unavailable, StoreLocked, TooManyFailures, MediaError,
                 UnknownRevision, FeatureMismatch):
         assert issubclass(cls, MerError), cls
     assert issubclass(ConfigError, ValueError) and issubclass(TooManyFailures, RuntimeError)  # old catches hold

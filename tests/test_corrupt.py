@@ -28,6 +28,7 @@ from pipeline.corrupt import (
     rms,
 )
 from pipeline.media.decode import SAMPLE_RATE as SR
+from pipeline.registry import Unavailable
 
 
 def speech_like(seconds=2.0, amplitude=0.1, seed=0):
@@ -204,11 +205,11 @@ def test_folder_source_reads_and_resamples(tmp_path):
 
 
 def test_folder_source_errors(tmp_path):
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(Unavailable, match="does not exist"):
         NOISE_SOURCES.make("folder", {"dir": str(tmp_path / "missing")})
-    with pytest.raises(ConfigError, match="no .wav/.flac"):
+    with pytest.raises(Unavailable, match="no .wav/.flac"):
         NOISE_SOURCES.make("folder", {"dir": str(tmp_path)})
-    with pytest.raises(ConfigError, match=r"needs corrupt.noise_options: \{dir: FOLDER\}"):
+    with pytest.raises(Unavailable, match=r"needs corrupt.noise_options: \{dir: FOLDER\}"):
         NOISE_SOURCES.make("folder")
 
 

@@ -24,6 +24,7 @@ from pipeline.datasets.prepare import prepare
 from pipeline.demo import generate_corpus
 from pipeline.extract import balanced_parts, extract
 from pipeline.failures import TooManyFailures, write_failures
+from pipeline.registry import Unavailable
 from pipeline.store.media import MediaStore
 
 N_CLIPS = 16
@@ -190,7 +191,7 @@ def test_dask_cluster_writes_the_same_store(corpus, reference, tmp_path):
 
 def test_dask_needs_an_address(corpus, tmp_path):
     root, manifest = corpus
-    with pytest.raises(ValueError, match="executor dask: needs a scheduler address"):
+    with pytest.raises(Unavailable, match="executor dask: needs a scheduler address"):
         extract(manifest.iloc[:1], root, tmp_path / "media.zarr", replace(CFG, executor="dask"))
 
 
@@ -249,7 +250,7 @@ def test_a_failing_step_is_named_and_the_other_clips_are_kept(odd, tmp_path):
     root, manifest = odd
     rows = manifest[manifest["sample_id"].isin(["ok", "vfr", "textonly"])]
     summary, failures = extract(rows, root, tmp_path / "media.zarr", replace(CFG, asr="whisper", asr_model=""))
-    assert [(f["sample_id"], f["step"], f["error"]) for f in failures] == [("vfr", "asr", "OSError")]
+    assert [(f["sample_id"], f["step"], f["error"]) for f in failures] == [("vfr", "asr", "Unavailable")]
     assert "ASR engine whisper: needs extract.asr_model" in failures[0]["message"]
     assert summary["processed"] == 2  # "ok" and "textonly" have their transcripts: no ASR needed
 

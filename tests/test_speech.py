@@ -15,6 +15,7 @@ import pytest
 
 from pipeline.config import ConfigError
 from pipeline.media.asr import ASR_ENGINES, make_config, transcribe, word_error_rate
+from pipeline.registry import Unavailable
 from pipeline.media.decode import read_audio_file
 from pipeline.media.whisper import model_available
 
@@ -44,7 +45,7 @@ def test_unknown_asr_engine_names_the_known_ones():
 def test_missing_weights_say_how_to_get_them(tmp_path):
     ok, why = model_available(str(tmp_path))
     assert not ok and "CTranslate2 Whisper conversion" in why
-    with pytest.raises(OSError, match="neither a packaged model"):
+    with pytest.raises(Unavailable, match="neither a packaged model"):
         transcribe(np.zeros(16000, np.float32), "faster-whisper", str(tmp_path))
 
 

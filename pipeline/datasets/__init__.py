@@ -9,7 +9,7 @@ from pipeline.datasets.csv_manifest import CsvAdapter, DemoAdapter, read_csv_man
 from pipeline.datasets.mer2023 import Mer2023Adapter, read_mer2023
 from pipeline.registry import Registry
 
-ADAPTERS = Registry("corpus adapter", "prepare.adapter",
+ADAPTERS = Registry("prepare.adapter",
                     Mer2023Adapter, CsvAdapter, DemoAdapter, RavdessAdapter, CremadAdapter, options_key="prepare.options")
 
 __all__ = ["ADAPTERS", "MANIFEST_COLUMNS", "SPLITS", "Adapter", "Candidate", "read_cremad", "read_csv_manifest",

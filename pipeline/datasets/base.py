@@ -18,13 +18,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
-from typing import ClassVar
 
 import av
 import pandas as pd
 
 from pipeline.errors import InputError
 from pipeline.labels import PLACEHOLDER_VALENCE, VALENCE_RANGE
+from pipeline.registry import Component
 from pipeline.media.decode import IMAGE_SUFFIXES, file_hash, frame_files
 
 SPLITS = ("train", "test1", "test2", "test3")
@@ -50,18 +50,10 @@ class Candidate:
     skip: Reject | None = None     # the adapter already knows why this file cannot be an item
 
 
-class Adapter:
+class Adapter(Component):
     """One corpus layout: `read(root)` yields a Candidate per file or row found under the corpus root."""
 
-    name: ClassVar[str]
-    Config: ClassVar[type]       # a frozen dataclass of the adapter's options (prepare.options)
-
-    def __init__(self, config):
-        self.config = config
-
-    @classmethod
-    def available(cls, config) -> tuple[bool, str]:
-        return True, ""
+    kind = "corpus adapter"
 
     def read(self, root: Path) -> Iterator[Candidate]:
         raise NotImplementedError

@@ -12,7 +12,7 @@ from typing import Any
 from pipeline.config import ConfigError
 from pipeline.registry import Registry
 
-from .base import Encoder, EncoderUnavailable
+from .base import Encoder
 from .concat import AudioConcatEncoder
 from .fer_tflite import FEREncoder
 from .hf_audio import HFAudioEncoder
@@ -22,11 +22,11 @@ from .hf_text import HFTextEncoder, MiniLMEncoder
 from .opensmile_enc import OpenSmileEncoder
 from .whisper_enc import WhisperEncoder
 
-ENCODERS = Registry("encoder", "encode.features.<name>.encoder",
+ENCODERS = Registry("encode.features.<name>.encoder",
                     OpenSmileEncoder, WhisperEncoder, AudioConcatEncoder, MiniLMEncoder, E5Encoder, FEREncoder,
                     HFAudioEncoder, HFTextEncoder, HFImageEncoder)
 
-__all__ = ["ENCODERS", "Encoder", "EncoderUnavailable", "config_key", "make_config", "make_encoder"]
+__all__ = ["ENCODERS", "Encoder", "config_key", "make_config", "make_encoder"]
 
 
 def make_encoder(name: str, options: dict[str, Any] | None = None, **runtime) -> Encoder:

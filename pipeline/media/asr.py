@@ -19,7 +19,7 @@ from typing import ClassVar
 import numpy as np
 
 from pipeline.environment import missing_packages
-from pipeline.registry import Registry
+from pipeline.registry import Component, Registry
 
 from . import whisper
 from .decode import SAMPLE_RATE
@@ -31,16 +31,10 @@ class ASRConfig:
     language: str = ""       # ISO code, e.g. en, zh; "" = detected per clip (multilingual models)
 
 
-class ASREngine:
-    name: ClassVar[str]
+class ASREngine(Component):
+    kind = "ASR engine"
     default_model: ClassVar[str]
-    Config: ClassVar[type] = ASRConfig
-
-    def __init__(self, config: ASRConfig):
-        ok, why = self.available(config)
-        if not ok:
-            raise OSError(f"ASR engine {self.name}: {why}")
-        self.config = config
+    Config = ASRConfig
 
     @property
     def model(self) -> str:
@@ -50,10 +44,6 @@ class ASREngine:
     def source(self) -> str:
         """The transcript_source of what this engine writes."""
         return f"asr:{self.name}:{Path(self.model).name}"
-
-    @classmethod
-    def available(cls, config: ASRConfig) -> tuple[bool, str]:
-        raise NotImplementedError
 
     def __call__(self, audio: np.ndarray) -> str | None:
         """The transcript of float32 mono audio at SAMPLE_RATE."""
@@ -66,10 +56,6 @@ class NoASR(ASREngine):
     name = "none"
     default_model = ""
     source = "missing"
-
-    @classmethod
-    def available(cls, config: ASRConfig) -> tuple[bool, str]:
-        return True, ""
 
     def __call__(self, audio: np.ndarray) -> None:
         return None
@@ -125,7 +111,7 @@ class TransformersWhisperASR(ASREngine):
         return self.pipe({"raw": audio, "sampling_rate": SAMPLE_RATE}, **kwargs)["text"].strip()
 
 
-ASR_ENGINES = Registry("ASR engine", "extract.asr", NoASR, FasterWhisperASR, TransformersWhisperASR,
+ASR_ENGINES = Registry("extract.asr", NoASR, FasterWhisperASR, TransformersWhisperASR,
                        options_key="extract.asr_options")
 
 

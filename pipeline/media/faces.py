@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import ConfigError
-from pipeline.registry import Registry
+from pipeline.registry import Component, Registry
 
 # ArcFace 5-point template for a 112x112 crop: left eye, right eye, nose tip, left and right mouth corner.
 ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
@@ -50,20 +50,8 @@ class Face:
     margin: float = BOX_MARGIN              # box-only crops: crop side / longer box side
 
 
-class FaceDetector(ABC):
-    name: ClassVar[str]
-    Config: ClassVar[type]       # a frozen dataclass of the options that shape the output
-
-    def __init__(self, config):
-        ok, why = self.available(config)
-        if not ok:
-            raise RuntimeError(f"face detector {self.name}: {why}")
-        self.config = config
-
-    @classmethod
-    def available(cls, config) -> tuple[bool, str]:
-        """Whether it can run here; if not, why and how to fix it."""
-        return True, ""
+class FaceDetector(Component, ABC):
+    kind = "face detector"
 
     @abstractmethod
     def detect(self, rgb: np.ndarray) -> list[Face]:
@@ -375,7 +363,7 @@ class AutoDetector(FaceDetector):
         return self.blazeface.detect(rgb)
 
 
-DETECTORS = Registry("face detector", "extract.face_detector",
+DETECTORS = Registry("extract.face_detector",
                      BlazeFaceDetector, HaarDetector, InsightFaceDetector, WholeFrameDetector, AutoDetector,
                      options_key="extract.face_options")
 
