@@ -24,8 +24,8 @@ import pandas as pd
 
 from pipeline.errors import InputError
 from pipeline.labels import PLACEHOLDER_VALENCE, VALENCE_RANGE
-from pipeline.registry import Component
 from pipeline.media.decode import IMAGE_SUFFIXES, file_hash, frame_files
+from pipeline.registry import Component
 
 SPLITS = ("train", "test1", "test2", "test3")
 

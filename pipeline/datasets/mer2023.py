@@ -15,11 +15,10 @@ import math
 import pickle
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from dataclasses import dataclass
 
 from pipeline.datasets.base import SPLITS, Adapter, Candidate, iter_csv
 from pipeline.labels import PLACEHOLDER_VALENCE
