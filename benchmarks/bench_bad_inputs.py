@@ -74,7 +74,7 @@ def child(root: Path, caps: bool) -> dict:
 
     if not caps:
         decode.MAX_FRAME_SIDE, decode.MAX_IMAGE_PIXELS = 10**9, 10**12
-    cfg = PrepareConfig(adapter="csv", root=str(root), manifest="manifest.csv", max_reject_rate=1.0)
+    cfg = PrepareConfig(adapter="csv", root=str(root), options={"manifest": "manifest.csv"}, max_reject_rate=1.0)
     work = root.parent / f"{root.name}-{'caps' if caps else 'nocaps'}"
     start = time.perf_counter()
     manifest = prepare(cfg, work / "manifest.parquet", work / "rejects.csv").manifest

@@ -38,9 +38,9 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline.config import ExtractConfig, PrepareConfig  # noqa: E402
+from pipeline.config import DemoConfig, ExtractConfig, PrepareConfig  # noqa: E402
 from pipeline.datasets.prepare import prepare  # noqa: E402
-from pipeline.demo import DemoSpec, generate_corpus  # noqa: E402
+from pipeline.demo import generate_corpus  # noqa: E402
 from pipeline.executors import single_thread_worker  # noqa: E402
 from pipeline.extract import extract, face_detector  # noqa: E402
 from pipeline.media.decode import decode_clip  # noqa: E402
@@ -60,7 +60,7 @@ def corpus(work: Path, n: int) -> tuple[Path, pd.DataFrame]:
     manifest = work / f"manifest{n}.parquet"
     if not manifest.is_file():
         shutil.rmtree(root, ignore_errors=True)
-        spec = DemoSpec(n_train=n, n_test1=0, n_test2=0, n_test3_labelled=0, n_unlabelled=0)
+        spec = DemoConfig(n_train=n, n_test1=0, n_test2=0, n_test3_labelled=0, n_unlabelled=0)
         generate_corpus(root, spec, progress=True)
         prepare(PrepareConfig(root=str(root)), manifest, work / f"rejects{n}.csv")
     return root, pd.read_parquet(manifest)
@@ -97,7 +97,7 @@ def median(values) -> float:
 
 
 def decode_pass(root: Path, manifest: pd.DataFrame, cfg: ExtractConfig) -> list[np.ndarray]:
-    return [decode_clip(root / p, cfg.fps, cfg.max_frames, cfg.sample_rate).frames for p in manifest["path"]]
+    return [decode_clip(root / p, cfg.fps, cfg.max_frames).frames for p in manifest["path"]]
 
 
 def detect_pass(detector, clips: list[np.ndarray]) -> int:

@@ -29,7 +29,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pipeline.datasets.acted import read_ravdess
-from pipeline.corrupt import BabbleSource, CorruptSpec, WhiteSource, corrupt_clip, read_mono_16k
+from pipeline.config import CorruptConfig
+from pipeline.corrupt import BabbleSource, CorruptedView, WhiteSource, corrupt_clip, read_mono_16k
 from pipeline.encoders import make_encoder
 
 OUT = Path(__file__).parent / "results" / "noise_real.json"
@@ -74,12 +75,12 @@ def main() -> None:
     for name in ("babble", "white"):
         curve = []
         for snr in args.snr:
-            spec = CorruptSpec(snr_db=(snr,), blur=(1,), noise_source=name)
+            spec = CorruptedView(CorruptConfig(noise_source=name), snr=snr, blur=1)
             noisy, errors = [], []
             for path, _, actor in files:
                 # Babble from other actors only, as a test clip's noise never holds its own speaker.
                 others = tuple(p for p in waves if by_actor[p] != actor)
-                source = BabbleSource(others, waves.__getitem__) if name == "babble" else WhiteSource()
+                source = BabbleSource(ids=others, load=waves.__getitem__) if name == "babble" else WhiteSource()
                 audio, _, meta = corrupt_clip(Path(path).stem, waves[path], None, spec, source)
                 noisy.append(audio)
                 errors.append(abs(meta["measured_snr_db"] - snr))

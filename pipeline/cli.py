@@ -299,20 +299,18 @@ def predict(clips: Annotated[list[Path], typer.Argument(metavar="CLIP...", help=
 
 @app.command()
 def doctor(params: Params = Path("params.yaml")):
-    """List each dependency, face detector and encoder with whether it can run here and, if not, why."""
+    """List each dependency, each entry of every registry (corpus adapters, face detectors, ASR engines, noise
+    sources, encoders, executors) and each configured feature with whether it can run here and, if not, why."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from pipeline import doctor as doc
-    from pipeline.config import EncodeConfig, ExtractConfig, load_section
 
-    exists = params.is_file()
-    encode_cfg = load_section("encode", params) if exists else EncodeConfig()
-    extract_cfg = load_section("extract", params) if exists else ExtractConfig()
+    sections = doc.load_sections(params, params.is_file())
     table = Table("component", "ok", "details", title="mer doctor")
-    rows = (doc.package_rows() + doc.runtime_rows() + doc.detector_rows(extract_cfg.face_detector, extract_cfg.face_options)
-            + doc.asr_rows() + doc.encoder_rows(encode_cfg))
+    rows = (doc.package_rows() + doc.runtime_rows() + doc.registry_rows(sections) + doc.whisper_rows()
+            + doc.encoder_rows(sections["encode"]))
     for name, ok, why in rows:
         table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", escape(why))
     Console(width=160).print(table)

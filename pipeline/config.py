@@ -11,7 +11,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import yaml
 
@@ -30,53 +30,66 @@ class BaseConfig:
 
 @dataclass(frozen=True)
 class DemoConfig:
+    """The generated demo corpus (pipeline/demo): what `generate_corpus` makes."""
     seed: int = 0
-    n_train: int = 120
-    n_test1: int = 40
-    n_test2: int = 40
-    n_test3_labelled: int = 40
-    n_unlabelled: int = 120
+    n_train: int = 120            # labelled training clips
+    n_test1: int = 40             # labelled test clips (MER-MULTI)
+    n_test2: int = 40             # labelled test clips (MER-NOISE; the pipeline corrupts them later)
+    n_test3_labelled: int = 40    # MER-SEMI evaluated clips
+    n_unlabelled: int = 120       # MER-SEMI unlabelled pool (true label kept in a separate column)
     seconds: float = 2.0
     fps: int = 15
-    size: int = 160
+    size: int = 160               # square frame side in pixels
     n_speakers: int = 8
-    audio_strength: float = 0.6
+    audio_strength: float = 0.6   # 0 = no emotion information in that modality, 1 = very clear
     visual_strength: float = 0.6
     text_strength: float = 0.6
 
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    adapter: str = "demo"            # demo | csv | mer2023 | ravdess | cremad
+    adapter: str = "demo"            # a name in pipeline.datasets.ADAPTERS: demo | csv | mer2023 | ravdess | cremad
     root: str = "data/demo"          # corpus root; every media path must stay inside it
-    manifest: str = "manifest.csv"   # csv/demo adapters: the manifest file, relative to root
+    options: dict[str, Any] = field(default_factory=dict)  # the adapter's Config options (`mer doctor` lists them)
     label_map: dict[str, str] = field(default_factory=dict)  # corpus label -> project label ("" = leave out)
     max_reject_rate: float = 0.05
     labels: tuple[str, ...] = MER_LABELS  # the project's label set, in model order
-    test_speakers: tuple[str, ...] = ()   # ravdess/cremad: these speakers' items form test1, the rest train
 
 
 @dataclass(frozen=True)
-class ExtractConfig:
+class ExtractOutputs:
+    """The extract.* keys that shape what extraction produces: a store item's params hash, the params of
+    the stages that extract in dvc.yaml and a checkpoint's record of how its clips were extracted (so
+    `mer predict` extracts new clips the same way) all list exactly these."""
     fps: float = 5.0
     max_frames: int = 32
     face_size: int = 112
-    sample_rate: int = 16000
     face_detector: str = "blazeface"  # a name in pipeline.media.faces.DETECTORS (`mer doctor` lists them)
     face_options: dict[str, Any] = field(default_factory=dict)  # that detector's Config options
-    asr: str = "none"                # none | faster-whisper | whisper (pipeline/media/asr.py)
+    asr: str = "none"                # a name in pipeline.media.asr.ASR_ENGINES: none | faster-whisper | whisper
     asr_model: str = ""              # "" = the engine's default (faster-whisper: packaged whisper-base)
     asr_language: str = ""           # spoken language (en, zh, ...); "" = detected per clip
-    executor: str = "local"          # local | dask
-    workers: int = 0                 # 0 = all cores
-    dask_address: str = ""
+
+    @property
+    def asr_options(self) -> dict[str, str]:
+        """The ASR engine's Config options."""
+        return {"model": self.asr_model, "language": self.asr_language}
+
+
+@dataclass(frozen=True)
+class ExtractRuntime:
+    """The extract.* knobs of how extraction runs; no item depends on them."""
+    executor: str = "local"          # a name in pipeline.executors.EXECUTORS: local | dask
+    executor_options: dict[str, Any] = field(default_factory=dict)  # that executor's Config options
+    workers: int = 0                 # local processes; 0 = all cores
     clips_per_part: int = 64
-    max_failure_rate: float = 0.1
-    # Only these change what extraction produces; executor and worker counts never do. A checkpoint
-    # records them so that `mer predict` extracts new clips as its training clips were.
-    OUTPUT_KEYS: ClassVar[tuple[str, ...]] = (
-        "fps", "max_frames", "face_size", "sample_rate", "face_detector", "face_options", "asr", "asr_model",
-        "asr_language")
+    max_failure_rate: float = 0.1    # whether the stage fails, not what it writes (dvc.yaml lists it too)
+
+
+@dataclass(frozen=True)
+class ExtractConfig(ExtractRuntime, ExtractOutputs):
+    """params.yaml's extract section: ExtractOutputs and ExtractRuntime as one flat mapping."""
+    OUTPUT_KEYS: ClassVar[tuple[str, ...]] = tuple(f.name for f in dataclasses.fields(ExtractOutputs))
 
 
 @dataclass(frozen=True)
@@ -84,8 +97,8 @@ class CorruptConfig:
     splits: tuple[str, ...] = ("test2",)
     snr_db: tuple[int, ...] = (5, 6, 7, 8, 9, 10)
     blur: tuple[int, ...] = (1, 2, 4)
-    noise_source: str = "babble"     # babble | white | pink | folder
-    noise_dir: str = ""
+    noise_source: str = "babble"     # a name in pipeline.corrupt.NOISE_SOURCES: babble | white | pink | folder
+    noise_options: dict[str, Any] = field(default_factory=dict)  # that source's Config options, e.g. folder: {dir: ...}
     reencode: bool = False
     robustness_snr_db: tuple[float, ...] = ()   # extra fixed-SNR views for robustness curves
     robustness_blur: tuple[int, ...] = ()      # extra fixed-blur views (clean audio) for robustness curves
@@ -116,8 +129,8 @@ class FusionParams:
     weight_decay: float = 1e-5
     dropout: float = 0.3
     hidden: tuple[int, ...] = (256, 128)
-    attention_norm: str = "none"     # none (the baseline's code) | softmax (the paper's Eq. 5)
-    precision: str = "fp32"          # fp32 | bf16 (autocast matmuls, fp32 weights, loss and Adam)
+    attention_norm: Literal["none", "softmax"] = "none"  # none (the baseline's code) | softmax (the paper's Eq. 5)
+    precision: Literal["fp32", "bf16"] = "fp32"  # fp32 | bf16 (autocast matmuls, fp32 weights, loss and Adam)
     device: str = "cpu"              # cpu | cuda
 
 
@@ -141,8 +154,8 @@ class TrainConfig(FusionParams):
     model: str = "fusion"            # fusion | lightgbm
     features: dict[str, str] = field(default_factory=dict)  # modality -> feature name
     folds: int = 5
-    group_by: str = ""               # "" | speaker
-    feature_norm: str = "none"       # none (MER 2023) | standard (z-score with training statistics)
+    group_by: Literal["", "speaker"] = ""
+    feature_norm: Literal["none", "standard"] = "none"  # none (MER 2023) | standard (z-score with training statistics)
     lightgbm: LightGBMParams = field(default_factory=LightGBMParams)
     seeds: tuple[int, ...] = (0,)
     ablation: tuple[str, ...] = ("A", "V", "T", "AV", "AT", "VT", "AVT")
@@ -192,7 +205,16 @@ def listed(check=None):
     return (lambda v: len(v) > 0 and all(ok(x) for x in v)), "a non-empty list" + (f" of values {text}" if text else "")
 
 
+def each(check):
+    """A list (maybe empty), each value passing `check`."""
+    ok, text = check
+    return (lambda v: all(ok(x) for x in v)), f"a list of values {text}"
+
+
 RATE = within(0, 1)
+POWER_OF_TWO = (lambda v: v >= 1 and v & (v - 1) == 0, "a power of two")
+MODALITY_SUBSET = (lambda v: len(v) > 0 and len(set(v)) == len(v) and set(v) <= set("AVT"),
+                   "made of A, V, T (audio, visual, text), each at most once")
 # Allowed values per key, checked when params load: a bad value fails there, naming key, value and range,
 # instead of surfacing later as a ZeroDivisionError or a model trained with a negative learning rate.
 RANGES: dict[str, tuple] = {
@@ -200,18 +222,16 @@ RANGES: dict[str, tuple] = {
     "demo.n_test3_labelled": at_least(0), "demo.n_unlabelled": at_least(0), "demo.seconds": above(0),
     "demo.fps": above(0), "demo.size": at_least(32), "demo.n_speakers": at_least(1),
     "demo.audio_strength": RATE, "demo.visual_strength": RATE, "demo.text_strength": RATE,
-    "prepare.max_reject_rate": RATE,
+    "prepare.max_reject_rate": RATE, "prepare.labels": listed(),
     "extract.fps": above(0), "extract.max_frames": at_least(1), "extract.face_size": at_least(8),
-    "extract.sample_rate": above(0), "extract.executor": one_of("local", "dask"),
     "extract.workers": at_least(0), "extract.clips_per_part": at_least(1), "extract.max_failure_rate": RATE,
-    "corrupt.snr_db": listed(), "corrupt.blur": listed((lambda v: v >= 1 and v & (v - 1) == 0, "a power of two")),
+    "corrupt.snr_db": listed(), "corrupt.blur": listed(POWER_OF_TWO), "corrupt.robustness_blur": each(POWER_OF_TWO),
     "encode.batch_size": at_least(1), "encode.max_failure_rate": RATE, "encode.items_per_part": at_least(1),
     "encode.workers": at_least(1),
     "train.epochs": at_least(1), "train.batch_size": at_least(1), "train.lr": above(0),
     "train.weight_decay": at_least(0), "train.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "train.hidden": listed(at_least(1)), "train.attention_norm": one_of("none", "softmax"),
-    "train.model": one_of(*MODELS), "train.folds": at_least(2), "train.feature_norm": one_of("none", "standard"),
-    "train.seeds": listed(),
+    "train.hidden": listed(at_least(1)), "train.model": one_of(*MODELS), "train.folds": at_least(2),
+    "train.seeds": listed(), "train.ablation": each(MODALITY_SUBSET),
     "train.lightgbm.n_estimators": at_least(1), "train.lightgbm.learning_rate": above(0),
     "train.lightgbm.num_leaves": at_least(2), "train.lightgbm.min_child_samples": at_least(1),
     "train.lightgbm.colsample_bytree": (lambda v: 0 < v <= 1, "in (0, 1]"),
@@ -290,6 +310,10 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return {str(k): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is out of range; allowed: one of {', '.join(map(repr, args))}")
+        return value
     if origin in (typing.Union, types.UnionType):
         return value
     if tp is Any:

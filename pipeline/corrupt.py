@@ -3,49 +3,59 @@
 Per clip: additive noise at an SNR drawn from {5..10} dB and a Gaussian-pyramid blur drawn from
 r in {1, 2, 4}. Unlike the baseline (unseeded `random` in forked workers), every draw comes from a
 generator seeded by (seed, sample id), so a clip's corruption depends only on (seed, sample id,
-spec, noise pool contents) and is bit-identical across runs and worker layouts (for a given numpy).
+view, noise pool contents) and is bit-identical across runs and worker layouts (for a given numpy).
+Noise sources are a registry in the encoders' idiom: corrupt.noise_source names one and
+corrupt.noise_options gives its Config.
 
-Audio is float in [-1, 1] at 16 kHz mono; frames are (T, H, W, 3) uint8.
+Audio is float in [-1, 1] mono at SAMPLE_RATE; frames are (T, H, W, 3) uint8.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import hashlib
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any
 
 import cv2
 import numpy as np
 import soundfile as sf
 
-SR = 16_000
+from pipeline.config import CorruptConfig
+from pipeline.media.decode import SAMPLE_RATE
+from pipeline.registry import Component, Registry
+
 # Largest float sample that survives conversion to int16 without clipping (the baseline's guard).
 PEAK = 32767 / 32768
-NOISE_SOURCES = ("babble", "white", "pink", "folder", "none")  # none: audio left clean (blur-only views)
 AUDIO_SUFFIXES = (".wav", ".flac")
 
 
 @dataclass(frozen=True)
-class CorruptSpec:
-    snr_db: tuple[int, ...] = (5, 6, 7, 8, 9, 10)  # uniform per clip, as in MER 2023
-    blur: tuple[int, ...] = (1, 2, 4)  # uniform per clip; log2(r) pyrDown then as many pyrUp
-    noise_source: str = "babble"  # one of NOISE_SOURCES
-    noise_dir: str | None = None  # recordings for "folder" (e.g. MUSAN speech)
+class CorruptedView:
+    """One corrupted view of the corrupt.splits items: the corrupt params (noise source, SNRs and blur
+    factors drawn per clip, as MER 2023) with the seed, or one fixed SNR or blur factor of a robustness view."""
+    cfg: CorruptConfig = field(default_factory=CorruptConfig)
     seed: int = 0
+    snr: float | None = None     # a fixed SNR instead of a draw from cfg.snr_db
+    blur: int | None = None      # a fixed blur factor instead of a draw from cfg.blur
+    noise: bool = True           # False: the audio is left clean (blur views)
 
-    def __post_init__(self) -> None:
-        if not self.snr_db or not self.blur:
-            raise ValueError("snr_db and blur need at least one value each")
-        if any(r < 1 or r & (r - 1) for r in self.blur):
-            raise ValueError(f"blur factors must be powers of two >= 1, got {self.blur}")
-        if self.noise_source not in NOISE_SOURCES:
-            raise ValueError(f"noise_source must be one of {NOISE_SOURCES}, got {self.noise_source!r}")
-        if self.noise_source == "folder" and not self.noise_dir:
-            raise ValueError('noise_source "folder" needs noise_dir')
+    @property
+    def snr_choices(self) -> tuple[float, ...]:
+        return self.cfg.snr_db if self.snr is None else (self.snr,)
+
+    @property
+    def blur_choices(self) -> tuple[int, ...]:
+        return self.cfg.blur if self.blur is None else (self.blur,)
+
+    def key(self) -> dict[str, Any]:
+        """What shapes the view's items (part of their params hash): not the other views' params."""
+        noise = {"source": self.cfg.noise_source, "options": self.cfg.noise_options,
+                 "snr_db": self.snr_choices} if self.noise else None
+        return {"seed": self.seed, "blur": self.blur_choices, "noise": noise, "reencode": self.cfg.reencode}
 
 
 # ---------------------------------------------------------------- randomness
@@ -57,16 +67,17 @@ def clip_rng(seed: int, sample_id: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest, "big"))
 
 
-def _draw(spec: CorruptSpec, rng: np.random.Generator) -> dict:
+def _draw(view: CorruptedView, rng: np.random.Generator) -> dict:
     # Both are drawn even when a modality is missing, so later draws never depend on what exists.
-    snr_db = spec.snr_db[rng.integers(len(spec.snr_db))]
-    blur = spec.blur[rng.integers(len(spec.blur))]
-    return {"snr_db": snr_db, "blur": blur}
+    snrs, blurs = view.snr_choices, view.blur_choices
+    snr_db = snrs[rng.integers(len(snrs))]
+    blur = blurs[rng.integers(len(blurs))]
+    return {"snr_db": snr_db if view.noise else None, "blur": blur}
 
 
-def draw_params(spec: CorruptSpec, sample_id: str) -> dict:
-    """The SNR and blur factor `corrupt_clip` uses for this clip."""
-    return _draw(spec, clip_rng(spec.seed, sample_id))
+def draw_params(view: CorruptedView, sample_id: str) -> dict:
+    """The SNR (None for clean audio) and blur factor `corrupt_clip` uses for this clip."""
+    return _draw(view, clip_rng(view.seed, sample_id))
 
 
 # ---------------------------------------------------------------- audio
@@ -127,21 +138,29 @@ def _unit_rms(x: np.ndarray) -> np.ndarray:
 
 
 def read_mono_16k(path: str | Path) -> np.ndarray:
-    """Any soundfile-readable recording as float32 16 kHz mono (channels averaged)."""
+    """Any soundfile-readable recording as float32 mono at SAMPLE_RATE (channels averaged)."""
     audio, sr = sf.read(path, dtype="float32", always_2d=True)
     mono = audio.mean(axis=1)
-    if sr != SR:
-        g = math.gcd(sr, SR)
+    if sr != SAMPLE_RATE:
+        g = math.gcd(sr, SAMPLE_RATE)
         from scipy.signal import resample_poly  # here, not at the top: scipy.signal adds ~1.3 s to every worker's start
 
-        mono = resample_poly(mono, SR // g, sr // g)
+        mono = resample_poly(mono, SAMPLE_RATE // g, sr // g)
     return mono.astype(np.float32)
 
 
-class NoiseSource(Protocol):
+class NoiseSource(Component):
+    """Where the noise comes from. `ids` and `load` are the corpus pool (training clips with audio, and
+    a loader of a clip's clean waveform) for sources that mix corpus speech; the others ignore them."""
+
+    kind = "noise source"
+
+    def __init__(self, config=None, ids: Iterable[str] = (), load: Callable[[str], np.ndarray] | None = None):
+        super().__init__(self.Config() if config is None else config)
+
     def pick(self, rng: np.random.Generator) -> tuple[str, np.ndarray]:
-        """One (name, float32 16 kHz mono waveform); all randomness from `rng`."""
-        ...
+        """One (name, float32 mono waveform at SAMPLE_RATE); all randomness from `rng`."""
+        raise NotImplementedError
 
     def for_clip(self, sample_id: str) -> NoiseSource:
         """The source to use when corrupting `sample_id` (corpus-based sources exclude the clip)."""
@@ -149,32 +168,39 @@ class NoiseSource(Protocol):
 
 
 @dataclass(frozen=True)
-class BabbleSource(NoiseSource):
-    """Babble from other clips of the corpus: 3-5 utterances at equal level, summed (MUSAN-speech-like).
+class BabbleConfig:
+    talkers: tuple[int, ...] = (3, 5)   # fewest and most utterances mixed
 
-    `load(id)` returns a clip's clean 16 kHz waveform; cache it if loading is slow. The utterances are
-    cut to the shortest so the babble has the same number of talkers throughout.
+
+class BabbleSource(NoiseSource):
+    """Babble from other training clips of the corpus: 3-5 utterances at equal level, summed (MUSAN-speech-like).
+
+    `load(id)` returns a clip's clean waveform; cache it if loading is slow. The utterances are cut to
+    the shortest so the babble has the same number of talkers throughout.
     """
 
-    ids: tuple[str, ...]
-    load: Callable[[str], np.ndarray]
-    exclude: str | None = None
-    talkers: tuple[int, int] = (3, 5)
+    name = "babble"
+    Config = BabbleConfig
 
-    def __post_init__(self) -> None:
+    def __init__(self, config=None, ids: Iterable[str] = (), load: Callable[[str], np.ndarray] | None = None):
+        super().__init__(config)
+        if load is None:
+            raise ValueError("babble noise needs a loader for the corpus clips")
         # Sorted so the pick depends on the pool's contents, not the order it was listed in.
-        object.__setattr__(self, "ids", tuple(sorted(set(self.ids))))
-        if len(self.ids) <= self.talkers[1]:
-            raise ValueError(
-                f"babble needs more than {self.talkers[1]} clips in the pool, got {len(self.ids)}"
-            )
+        self.ids, self.load, self.exclude = tuple(sorted(set(ids))), load, None
+        most = self.config.talkers[1]
+        if len(self.ids) <= most:
+            raise ValueError(f"babble needs more than {most} clips in the pool, got {len(self.ids)}")
 
     def for_clip(self, sample_id: str) -> BabbleSource:
-        return dataclasses.replace(self, exclude=sample_id)
+        source = copy.copy(self)
+        source.exclude = sample_id
+        return source
 
     def pick(self, rng: np.random.Generator) -> tuple[str, np.ndarray]:
         pool = [i for i in self.ids if i != self.exclude]
-        n = int(rng.integers(self.talkers[0], self.talkers[1] + 1))
+        fewest, most = self.config.talkers
+        n = int(rng.integers(fewest, most + 1))
         names = [pool[i] for i in rng.choice(len(pool), size=n, replace=False)]
         voices = [np.asarray(self.load(name), np.float64) for name in names]
         shortest = min(len(v) for v in voices)
@@ -183,21 +209,28 @@ class BabbleSource(NoiseSource):
 
 
 @dataclass(frozen=True)
+class SyntheticConfig:
+    seconds: float = 10.0    # length of each generated recording
+
+
 class WhiteSource(NoiseSource):
-    seconds: float = 10.0
+    """White Gaussian noise."""
+
+    name = "white"
+    Config = SyntheticConfig
 
     def pick(self, rng: np.random.Generator) -> tuple[str, np.ndarray]:
-        return "white", rng.standard_normal(int(self.seconds * SR)).astype(np.float32)
+        return "white", rng.standard_normal(int(self.config.seconds * SAMPLE_RATE)).astype(np.float32)
 
 
-@dataclass(frozen=True)
 class PinkSource(NoiseSource):
     """1/f power spectrum (-10 dB/decade): white noise with its amplitude spectrum shaped by 1/sqrt(f)."""
 
-    seconds: float = 10.0
+    name = "pink"
+    Config = SyntheticConfig
 
     def pick(self, rng: np.random.Generator) -> tuple[str, np.ndarray]:
-        n = int(self.seconds * SR)
+        n = int(self.config.seconds * SAMPLE_RATE)
         spectrum = np.fft.rfft(rng.standard_normal(n))
         freqs = np.fft.rfftfreq(n)
         spectrum[0] = 0  # no DC offset
@@ -205,43 +238,60 @@ class PinkSource(NoiseSource):
         return "pink", _unit_rms(np.fft.irfft(spectrum, n)).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class FolderConfig:
+    dir: str = ""            # a folder of recordings, e.g. MUSAN's speech/
+
+
 class FolderSource(NoiseSource):
     """Recordings (.wav/.flac, searched recursively) from a folder such as MUSAN speech."""
 
-    def __init__(self, directory: str | Path):
-        self.root = Path(directory)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"noise folder {self.root} does not exist")
-        # Sorted relative paths: the listing (and so every pick) is the same on any filesystem.
-        self.files = sorted(
-            p.relative_to(self.root).as_posix()
-            for p in self.root.rglob("*")
-            if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
-        )
-        if not self.files:
-            raise FileNotFoundError(f"noise folder {self.root} holds no {'/'.join(AUDIO_SUFFIXES)} files")
+    name = "folder"
+    Config = FolderConfig
+
+    def __init__(self, config=None, ids: Iterable[str] = (), load: Callable[[str], np.ndarray] | None = None):
+        super().__init__(config)
+        self.root = Path(self.config.dir)
+        self.files = _recordings(self.root)
+
+    @classmethod
+    def available(cls, config) -> tuple[bool, str]:
+        if not config.dir:
+            return False, "needs corrupt.noise_options: {dir: FOLDER} (recordings, e.g. MUSAN's speech/)"
+        try:
+            _recordings(Path(config.dir))
+        except FileNotFoundError as err:
+            return False, str(err)
+        return True, ""
 
     def pick(self, rng: np.random.Generator) -> tuple[str, np.ndarray]:
         name = self.files[rng.integers(len(self.files))]
         return name, read_mono_16k(self.root / name)
 
 
-def make_source(
-    spec: CorruptSpec,
-    babble_ids: Iterable[str] = (),
-    load: Callable[[str], np.ndarray] | None = None,
-) -> NoiseSource | None:
-    """The noise source `spec` names (None for "none"); babble needs the corpus ids and a loader for their
-    clean audio."""
-    if spec.noise_source == "babble":
-        if load is None:
-            raise ValueError("babble noise needs a loader for the corpus clips")
-        return BabbleSource(tuple(babble_ids), load)
-    if spec.noise_source == "folder":
-        return FolderSource(spec.noise_dir)
-    if spec.noise_source == "none":
-        return None  # corrupt_clip adds no noise
-    return WhiteSource() if spec.noise_source == "white" else PinkSource()
+def _recordings(root: Path) -> list[str]:
+    """The audio files under root as sorted relative paths: the listing (and so every pick) is the
+    same on any filesystem."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"noise folder {root} does not exist")
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                   if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    if not files:
+        raise FileNotFoundError(f"noise folder {root} holds no {'/'.join(AUDIO_SUFFIXES)} files")
+    return files
+
+
+NOISE_SOURCES = Registry("corrupt.noise_source", BabbleSource, WhiteSource, PinkSource, FolderSource,
+                         options_key="corrupt.noise_options")
+
+
+def make_source(view: CorruptedView, babble_ids: Iterable[str] = (),
+                load: Callable[[str], np.ndarray] | None = None) -> NoiseSource | None:
+    """The view's noise source (None for clean audio); babble needs the corpus ids and a loader for
+    their clean audio."""
+    if not view.noise:
+        return None
+    return NOISE_SOURCES.make(view.cfg.noise_source, view.cfg.noise_options, ids=tuple(babble_ids), load=load)
 
 
 def corrupt_audio(
@@ -300,23 +350,21 @@ def corrupt_clip(
     sample_id: str,
     audio: np.ndarray | None,
     frames: np.ndarray | None,
-    spec: CorruptSpec,
-    source: NoiseSource | None,  # None only when there is no audio or noise_source is "none"
+    view: CorruptedView,
+    source: NoiseSource | None,  # None only when there is no audio or the view leaves it clean
 ) -> tuple[np.ndarray | None, np.ndarray | None, dict]:
     """Corrupt whichever modalities exist; returns (audio, frames, meta to store with the clip).
 
-    Fixed draw order on clip_rng(spec.seed, sample_id) (changing it changes every corrupted clip):
+    Fixed draw order on clip_rng(view.seed, sample_id) (changing it changes every corrupted clip):
     1. snr_db, 2. blur factor, 3. noise recordings in pick order (each with its own draws),
     4. crop offset. Blurring draws nothing.
     """
-    rng = clip_rng(spec.seed, sample_id)
-    params = _draw(spec, rng)
-    if spec.noise_source == "none":
-        params["snr_db"] = None  # drawn (fixed draw order) but not applied
-    meta = {"sample_id": sample_id, "seed": spec.seed, **params}
+    rng = clip_rng(view.seed, sample_id)
+    params = _draw(view, rng)
+    meta = {"sample_id": sample_id, "seed": view.seed, **params}
     if frames is not None:
         frames = blur_frames(frames, params["blur"])
-    if audio is not None and spec.noise_source != "none":
+    if audio is not None and view.noise:
         audio, info = corrupt_audio(audio, source.for_clip(sample_id), params["snr_db"], rng)
         meta |= info
     return audio, frames, meta

@@ -1,6 +1,6 @@
 """MER-NOISE views: what the `corrupt` stage makes of corrupt.*.
 
-One CorruptSpec per view (`noisy`, MER 2023's per-clip draw; `snr<S>` and `blur<r>`, the points of the
+One CorruptedView per view (`noisy`, MER 2023's per-clip draw; `snr<S>` and `blur<r>`, the points of the
 robustness curves), the pool of clips babble noise is made of, and the per-clip corruption extraction
 applies between decoding and face detection. Each view is extracted as the clean one is
 (pipeline.extract); the signal processing is pipeline.corrupt.
@@ -8,7 +8,7 @@ applies between decoding and face detection. Each view is extracted as the clean
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 
@@ -16,20 +16,18 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import CorruptConfig, ExtractConfig
-from pipeline.corrupt import CorruptSpec, corrupt_clip, draw_params, make_source
+from pipeline.corrupt import CorruptedView, corrupt_clip, draw_params, make_source
 from pipeline.extract import extract
 from pipeline.media.decode import reencode
 from pipeline.store.media import MediaItem, MediaStore, digest
 
 
-def view_specs(cfg: CorruptConfig, seed: int) -> dict[str, CorruptSpec]:
-    base = CorruptSpec(snr_db=cfg.snr_db, blur=cfg.blur, noise_source=cfg.noise_source,
-                       noise_dir=cfg.noise_dir or None, seed=seed)
-    views = {"noisy": base}
+def view_specs(cfg: CorruptConfig, seed: int) -> dict[str, CorruptedView]:
+    views = {"noisy": CorruptedView(cfg, seed)}
     for snr in cfg.robustness_snr_db:
-        views[f"snr{snr:g}"] = replace(base, snr_db=(snr,), blur=(1,))
+        views[f"snr{snr:g}"] = CorruptedView(cfg, seed, snr=snr, blur=1)
     for r in cfg.robustness_blur:
-        views[f"blur{r}"] = replace(base, noise_source="none", noise_dir=None, blur=(r,))
+        views[f"blur{r}"] = CorruptedView(cfg, seed, blur=r, noise=False)
     return views
 
 
@@ -47,9 +45,8 @@ def extract_views(rows: pd.DataFrame, manifest: pd.DataFrame, root: Path, clean:
     pool = babble_pool(clean, manifest)
     summaries, failed = {}, []
     # a corpus with none of corrupt.splits (e.g. train and test1 only) has nothing to corrupt
-    for name, spec in (view_specs(cfg, seed) if len(rows) else {}).items():
-        summaries[name], view_failures = extract(rows, root, out / name, extract_cfg,
-                                                 Corruption(spec, cfg.reencode, str(clean), pool))
+    for name, view in (view_specs(cfg, seed) if len(rows) else {}).items():
+        summaries[name], view_failures = extract(rows, root, out / name, extract_cfg, Corruption(view, str(clean), pool))
         failed += [f | {"view": name} for f in view_failures]
     return summaries, failed
 
@@ -57,14 +54,13 @@ def extract_views(rows: pd.DataFrame, manifest: pd.DataFrame, root: Path, clean:
 @dataclass(frozen=True)
 class Corruption:
     """How a corrupted view alters each clip between decoding and face detection (sent to the workers)."""
-    spec: CorruptSpec
-    reencode: bool
+    view: CorruptedView
     babble_store: str        # media store whose clean audio makes babble noise
     babble_ids: tuple[str, ...]
 
     def params(self) -> dict:
         """Hashed with the extraction params into each item's params hash: a change re-extracts the view."""
-        return {"corruption": asdict(self.spec), "reencode": self.reencode, "babble_ids": digest(*self.babble_ids)}
+        return {"corruption": self.view.key(), "babble_ids": digest(*self.babble_ids)}
 
     def corrupter(self) -> Corrupter:
         return Corrupter(self)
@@ -85,13 +81,13 @@ class Corrupter:
     @cached_property
     def source(self):
         """Built on first use: a corpus without audio needs no noise (nor a babble pool). None for
-        noise_source "none"."""
-        return make_source(self.corruption.spec, self.corruption.babble_ids, self.clean_audio)
+        views that leave the audio clean."""
+        return make_source(self.corruption.view, self.corruption.babble_ids, self.clean_audio)
 
     def __call__(self, sample_id, audio, frames, fps):
         noise = self.source if audio is not None else None
-        audio, frames, meta = corrupt_clip(sample_id, audio, frames, self.corruption.spec, noise)
-        if frames is not None and self.corruption.reencode:
+        audio, frames, meta = corrupt_clip(sample_id, audio, frames, self.corruption.view, noise)
+        if frames is not None and self.corruption.view.cfg.reencode:
             frames = reencode(frames, fps)
         return audio, frames, meta
 
@@ -99,8 +95,8 @@ class Corrupter:
         """When this clip's frames come out unchanged (blur factor 1, no re-encoding), fill `item` with the
         clean view's faces and its corrupted audio instead of decoding and detecting faces again."""
         clean = self.rows.get(row["sample_id"])
-        if (clean is None or clean["source_hash"] != row["source_hash"] or self.corruption.reencode
-                or draw_params(self.corruption.spec, row["sample_id"])["blur"] != 1):
+        if (clean is None or clean["source_hash"] != row["source_hash"] or self.corruption.view.cfg.reencode
+                or draw_params(self.corruption.view, row["sample_id"])["blur"] != 1):
             return False
         clean = self.store.load(pd.Series(clean))
         item.audio, _, item.meta["corruption"] = self(item.sample_id, clean.audio, None, None)

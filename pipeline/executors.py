@@ -1,4 +1,5 @@
-"""Where per-part tasks run: a local process pool over all cores, or a Dask cluster.
+"""Where per-part tasks run, a registry of executors: `local` (a process pool over this machine's cores)
+or `dask` (a Dask cluster at a scheduler address).
 
 Tasks are plain functions of picklable arguments that write their own store part and return a small
 summary, so the same task runs unchanged on a `ProcessPoolExecutor` or a `distributed.Client`
@@ -14,13 +15,70 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
+from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any
 
 from tqdm import tqdm
-from pipeline.config import ConfigError
 
-EXECUTORS = ("local", "dask")
+from pipeline.environment import missing_packages
+from pipeline.registry import Component, Registry
+
+
+class Executor(Component):
+    kind = "executor"
+
+    def processes(self, workers: int) -> int:
+        """Processes this executor runs on this machine for a stage's `workers` knob."""
+        return 1
+
+    def map(self, fn: Callable, tasks: list[Any], workers: int) -> Iterable[Any]:
+        """fn(task) for every task, in completion order."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    pass
+
+
+class LocalExecutor(Executor):
+    """A process pool on this machine, `workers` processes (0 = all cores); one runs in-process."""
+
+    name = "local"
+    Config = LocalConfig
+
+    def processes(self, workers: int) -> int:
+        return workers or os.cpu_count() or 1
+
+    def map(self, fn: Callable, tasks: list[Any], workers: int) -> Iterable[Any]:
+        return _local(fn, tasks, min(self.processes(workers), max(len(tasks), 1)))
+
+
+@dataclass(frozen=True)
+class DaskConfig:
+    address: str = ""        # the scheduler's, e.g. tcp://10.1.0.5:8786 (one started by dask-jobqueue on SLURM)
+
+
+class DaskExecutor(Executor):
+    """A Dask cluster at a scheduler address; the stores must sit on a file system every worker sees."""
+
+    name = "dask"
+    Config = DaskConfig
+
+    @classmethod
+    def available(cls, config) -> tuple[bool, str]:
+        if missing_packages("distributed"):
+            return False, "needs distributed: pip install 'dask[distributed]'"
+        if not config.address:
+            return False, "needs a scheduler address: extract.executor_options: {address: tcp://HOST:8786}"
+        return True, ""
+
+    def map(self, fn: Callable, tasks: list[Any], workers: int) -> Iterable[Any]:
+        return _dask(fn, tasks, self.config.address)
+
+
+EXECUTORS = Registry("extract.executor", LocalExecutor, DaskExecutor, options_key="extract.executor_options")
 
 
 def single_thread_worker(parent: int = 0) -> None:
@@ -41,26 +99,16 @@ def single_thread_worker(parent: int = 0) -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
-def run_tasks(fn: Callable, tasks: list[Any], executor: str = "local", workers: int = 0,
-              address: str = "", desc: str = "") -> Iterator[Any]:
+def run_tasks(fn: Callable, tasks: list[Any], executor: Executor, workers: int = 0, desc: str = "") -> Iterator[Any]:
     """Yield fn(task) results as they complete, with a progress bar."""
-    if executor not in EXECUTORS:
-        raise ConfigError(f"unknown executor {executor!r}; choices: {', '.join(EXECUTORS)}")
     bar = tqdm(total=len(tasks), desc=desc, unit="part")
-    results = _dask(fn, tasks, address) if executor == "dask" else _local(fn, tasks, workers)
-    for result in results:
+    for result in executor.map(fn, tasks, workers):
         bar.update(1)
         yield result
     bar.close()
 
 
-def local_workers(executor: str, workers: int) -> int:
-    """Processes the local pool runs (0 = all cores); 1 for a Dask cluster, whose size is its own."""
-    return (workers or os.cpu_count() or 1) if executor == "local" else 1
-
-
 def _local(fn: Callable, tasks: list[Any], workers: int) -> Iterable[Any]:
-    workers = min(local_workers("local", workers), max(len(tasks), 1))
     if workers == 1:
         yield from map(fn, tasks)  # in-process: no start-up cost for small runs
         return
@@ -121,8 +169,6 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
 def _dask(fn: Callable, tasks: list[Any], address: str) -> Iterable[Any]:
     from distributed import Client, as_completed as dask_completed
 
-    if not address:
-        raise ConfigError("executor 'dask' needs a scheduler address (extract.dask_address / encode.dask_address)")
     with Client(address) as client:
         client.run(single_thread_worker)
         for future in dask_completed(client.map(fn, tasks, pure=False)):

@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import ExtractConfig
-from pipeline.executors import local_workers, run_tasks
-from pipeline.media.asr import transcribe
-from pipeline.media.decode import (IMAGE_SUFFIXES, MediaError, check_unchanged, decode_clip, read_audio_file, read_frames,
-                                   read_image)
-from pipeline.media.faces import detector_config, extract_faces, make_detector
+from pipeline.executors import EXECUTORS, run_tasks
+from pipeline.media.asr import make_config as asr_config, transcribe
+from pipeline.media.decode import (IMAGE_SUFFIXES, SAMPLE_RATE, MediaError, check_unchanged, decode_clip, read_audio_file,
+                                   read_frames, read_image)
+from pipeline.media.faces import DETECTORS, extract_faces, make_detector
 from pipeline.store.media import MediaItem, MediaStore, digest, params_hash
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"}
@@ -71,7 +71,9 @@ LATER_KEYS = {"asr_language": ""}
 
 
 def output_params(cfg: ExtractConfig) -> dict:
-    return {k: v for k, v in asdict(cfg).items() if k in OUTPUT_KEYS and LATER_KEYS.get(k, object()) != v}
+    """What shapes a store item: the output keys, and the audio rate (a constant, recorded all the same)."""
+    params = {k: v for k, v in asdict(cfg).items() if k in OUTPUT_KEYS and LATER_KEYS.get(k, object()) != v}
+    return params | {"sample_rate": SAMPLE_RATE}
 
 
 def wanted_rows(manifest: pd.DataFrame, cfg: ExtractConfig, corruption: ViewCorruption | None = None) -> pd.DataFrame:
@@ -90,18 +92,20 @@ def wanted_rows(manifest: pd.DataFrame, cfg: ExtractConfig, corruption: ViewCorr
 def extract(manifest: pd.DataFrame, root: Path, store_path: Path, cfg: ExtractConfig,
             corruption: ViewCorruption | None = None) -> tuple[dict, list[dict]]:
     """Bring one view's store up to date with the manifest; returns (summary, failures)."""
-    detector_config(cfg.face_detector, cfg.face_options)  # a bad name or option fails here, not per clip
+    DETECTORS.config(cfg.face_detector, cfg.face_options)  # a bad name or option fails here, not per clip
+    asr_config(cfg.asr, cfg.asr_model, cfg.asr_language)
+    executor = EXECUTORS.make(cfg.executor, cfg.executor_options)
     store = MediaStore(store_path).create()
     store.parts.remove_uncommitted()
     wanted = wanted_rows(manifest, cfg, corruption)
     done = set(store.current(wanted)["sample_id"])
     todo = wanted[~wanted["sample_id"].isin(done)].sort_values("sample_id")
-    workers = local_workers(cfg.executor, cfg.workers)
+    workers = executor.processes(cfg.workers)
     tasks = [PartTask(chunk.to_dict("records"), str(root), str(store_path), cfg, corruption)
              for chunk in balanced_parts(todo, cfg.clips_per_part, workers)]
     failures = []
     desc = f"extract {store_path.name}" if corruption else "extract"
-    for result in run_tasks(extract_part, tasks, cfg.executor, cfg.workers, cfg.dask_address, desc=desc):
+    for result in run_tasks(extract_part, tasks, executor, cfg.workers, desc):
         failures.extend(result["failures"])
     view = MediaStore(store_path).current(wanted)
     store.write_view(view)
@@ -200,8 +204,8 @@ def _read_media(path: Path, cfg: ExtractConfig):
     if suffix in IMAGE_SUFFIXES:
         return read_image(path), None, np.zeros(1, np.float32), []
     if suffix in AUDIO_SUFFIXES:
-        return None, read_audio_file(path, cfg.sample_rate), None, []
-    clip = decode_clip(path, cfg.fps, cfg.max_frames, cfg.sample_rate)
+        return None, read_audio_file(path), None, []
+    clip = decode_clip(path, cfg.fps, cfg.max_frames)
     return clip.frames, clip.audio, clip.frame_times, clip.warnings
 
 
@@ -209,6 +213,6 @@ def _transcript(row: dict, audio: np.ndarray | None, cfg: ExtractConfig) -> tupl
     given = row.get("transcript")
     if isinstance(given, str):
         return given, "given"
-    if cfg.asr != "none" and audio is not None and len(audio):
-        return transcribe(audio, cfg.sample_rate, cfg.asr, cfg.asr_model, cfg.asr_language)
+    if audio is not None and len(audio):
+        return transcribe(audio, cfg.asr, cfg.asr_model, cfg.asr_language)
     return None, "missing"

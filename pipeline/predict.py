@@ -23,12 +23,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.config import EncoderSpec, ExtractConfig, build, load_section
+from pipeline.config import EncodeConfig, EncoderSpec, ExtractConfig, build, load_section
 from pipeline.datasets import Candidate, validate
 from pipeline.encode import encode_feature
 from pipeline.errors import InputError
 from pipeline.extract import extract
 from pipeline.labels import MER_LABELS
+from pipeline.media.decode import SAMPLE_RATE
 from pipeline.store.lock import store_lock
 from pipeline.store.media import MediaStore
 from pipeline.training import checkpoint
@@ -38,11 +39,9 @@ from pipeline.training.run import model_input
 
 @dataclass(frozen=True)
 class Settings:
-    """How new clips are extracted and encoded."""
+    """How new clips are extracted and encoded: the params sections (a checkpoint's features as encode.features)."""
     extract: ExtractConfig
-    features: dict[str, EncoderSpec]   # feature name -> encoder spec
-    batch_size: int = 16
-    device: str = "auto"
+    encode: EncodeConfig
 
 
 def prob_columns(labels) -> list[str]:
@@ -53,15 +52,24 @@ def settings(ckpt: checkpoint.Checkpoint, params: Path | None = None, asr: dict 
     """The checkpoint's own settings, or a params file's; `asr` ({"asr", "asr_model", "asr_language"})
     replaces the speech recognition settings."""
     if params is not None:
-        encode_cfg = load_section("encode", params)
-        found = Settings(load_section("extract", params), encode_cfg.features, encode_cfg.batch_size, encode_cfg.device)
+        found = Settings(load_section("extract", params), load_section("encode", params))
     elif "extract" not in ckpt.meta:
         raise InputError("this checkpoint does not record its extraction settings (written before model cards): "
                          "pass --params with the params.yaml it was trained with, or retrain it")
     else:
-        found = Settings(build(ExtractConfig, ckpt.meta["extract"], where="checkpoint extract settings"),
-                         {r["feature"]: EncoderSpec(r["encoder"], dict(r["config"])) for r in ckpt.features.values()})
+        features = {r["feature"]: EncoderSpec(r["encoder"], dict(r["config"])) for r in ckpt.features.values()}
+        found = Settings(checkpoint_extract(ckpt.meta["extract"]), EncodeConfig(features))
     return replace(found, extract=replace(found.extract, **(asr or {})))
+
+
+def checkpoint_extract(recorded: dict) -> ExtractConfig:
+    """A checkpoint's extraction settings; older checkpoints also record the audio rate, which is fixed now."""
+    recorded = dict(recorded)
+    rate = recorded.pop("sample_rate", SAMPLE_RATE)
+    if rate != SAMPLE_RATE:
+        raise InputError(f"this checkpoint was trained on {rate} Hz audio; the pipeline extracts {SAMPLE_RATE} Hz only: "
+                         f"retrain it")
+    return build(ExtractConfig, recorded, where="checkpoint extract settings")
 
 
 def read_transcripts(path: Path) -> dict[Path, str]:
@@ -128,12 +136,12 @@ def _predict_manifest(ckpt: checkpoint.Checkpoint, found: Settings, manifest: pd
     failed = {f["sample_id"]: f"{f['step']} failed: {f['error']}: {f['message']}" for f in failures}
     stores = {}
     for modality, record in ckpt.features.items():
-        spec = found.features.get(record["feature"])
+        spec = found.encode.features.get(record["feature"])
         if spec is None:
             raise checkpoint.FeatureMismatch(f"{modality}: the checkpoint needs feature {record['feature']!r} "
                                              f"(encoder {record['encoder']}), which the given encode.features lacks")
         stores[modality] = work / "features" / f"{record['feature']}.zarr"
-        encode_feature(spec, [media], stores[modality], found.batch_size, found.device)
+        encode_feature(spec, [media], stores[modality], found.encode.batch_size, found.encode.device)
     ckpt.check_features({m: checkpoint.feature_record(ckpt.features[m]["feature"], s) for m, s in stores.items()})
     table = load_table(manifest, media, stores)
     if ckpt.norm is not None:

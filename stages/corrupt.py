@@ -10,9 +10,10 @@ from pathlib import Path
 import pandas as pd
 import zarr
 
-from pipeline.config import load_section
+from pipeline.config import ConfigError, load_section
 from pipeline.corrupt_views import extract_views
 from pipeline.errors import require
+from pipeline.corrupt import NOISE_SOURCES
 from pipeline.failures import write_failures
 from pipeline.store.lock import store_lock
 
@@ -21,6 +22,9 @@ def run(params: Path, *, manifest: Path, clean: Path, out: Path, failures: Path)
     cfg = load_section("corrupt", params)
     extract_cfg = load_section("extract", params)
     seed = load_section("base", params).seed
+    ok, why = NOISE_SOURCES.available(cfg.noise_source, cfg.noise_options)   # fails here, not per clip
+    if not ok:
+        raise ConfigError(why if why.startswith("corrupt.") else f"corrupt.noise_source {cfg.noise_source}: {why}")
     root = Path(load_section("prepare", params).root)
     every = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
     rows = every[every["split"].isin(cfg.splits)]

@@ -16,7 +16,7 @@ def run(params: Path, *, feature: str, clean: Path, corrupted: Path | None, out:
     extract_cfg = load_section("extract", params)
     with store_lock(out):
         summary = encode_feature(cfg.features[feature], [clean, *corrupted_views(corrupted).values()], out, cfg.batch_size,
-                                 cfg.device, extract_cfg.executor, cfg.workers, extract_cfg.dask_address,
+                                 cfg.device, extract_cfg.executor, cfg.workers, extract_cfg.executor_options,
                                  cfg.items_per_part)
     check_failure_rate(summary["failed"], summary["encoded"], cfg.max_failure_rate, "encode",
                        f"{out} (encoder {cfg.features[feature].encoder!r}; its index gives each missing item's reason)")

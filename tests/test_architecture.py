@@ -113,3 +113,106 @@ def test_no_stage_module_imports_another():
     for path in sorted((REPO / "stages").glob("*.py")):
         others = {m for m in imported_modules(ast.parse(path.read_text()), "stages") if m.startswith("stages")}
         assert not others - {f"stages.{path.stem}"}, f"{path.name} imports {sorted(others)}"
+
+
+def test_extraction_params_in_dvc_yaml_are_the_declared_output_keys():
+    """Every stage that extracts (and train, whose checkpoint records how its clips were extracted) lists
+    exactly ExtractConfig's output keys, plus max_failure_rate where it decides whether the stage fails."""
+    from pipeline.config import ExtractConfig
+
+    keys = [f"extract.{k}" for k in ExtractConfig.OUTPUT_KEYS]
+    listed = {name: [p for p in stage_body(body)["params"] if isinstance(p, str) and p.startswith("extract.")]
+              for name, body in dvc_stages().items()}
+    assert listed["extract"] == listed["corrupt"] == [*keys, "extract.max_failure_rate"]
+    assert listed["train"] == keys
+
+
+def all_registries() -> list:
+    """Every Registry object defined anywhere in pipeline/, found by importing each module."""
+    import importlib
+    import pkgutil
+
+    import pipeline
+    from pipeline.registry import Registry
+
+    found = {}
+    for module in pkgutil.walk_packages(pipeline.__path__, "pipeline."):
+        for value in vars(importlib.import_module(module.name)).values():
+            if isinstance(value, Registry):
+                found[id(value)] = value
+    return list(found.values())
+
+
+def test_every_registry_entry_follows_the_one_idiom():
+    import dataclasses
+
+    from pipeline.config import ConfigError
+
+    for registry in all_registries():
+        for name, cls in registry.items():
+            assert cls.name == name and dataclasses.is_dataclass(cls.Config), name
+            assert cls.Config.__dataclass_params__.frozen, f"{name}: its Config is not frozen"
+            assert (cls.__doc__ or "").strip(), f"{name}: no docstring for `mer doctor` to show"
+        with pytest.raises(ConfigError, match=f"^{registry.key}: unknown {registry.kind} 'nope'; known: "
+                                              f"{', '.join(sorted(registry))}$"):
+            registry.lookup("nope")
+
+
+def test_mer_doctor_lists_every_entry_of_every_registry(tmp_path):
+    import subprocess
+    import sys
+
+    registries = all_registries()
+    assert len(registries) >= 6
+    mer = Path(sys.executable).parent / "mer"
+    done = subprocess.run([str(mer), "doctor", "--params", str(REPO / "params.yaml")], capture_output=True, text=True,
+                          timeout=300, env={"COLUMNS": "160", "PATH": str(Path(sys.executable).parent)})
+    assert done.returncode == 0, done.stderr
+    rows = [line.split("│")[1].strip() for line in done.stdout.splitlines() if line.count("│") >= 3]
+    for registry in registries:
+        for name in registry:
+            assert any(row.startswith(f"{registry.kind} {name}") for row in rows), f"{registry.kind} {name} not in mer doctor"
+
+
+def params_leaves(raw: dict, cls: type, prefix: str) -> list[tuple[str, str]]:
+    """(params key, config field name) for each key of a params.yaml section: nested dataclasses are
+    followed; a mapping of user-chosen names (features, rounds, label_map, options) is one leaf, or, when
+    its values are dataclasses (encode.features), each of their keys."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    leaves = []
+    for key, value in raw.items():
+        tp = hints[key]
+        args = typing.get_args(tp)
+        if dataclasses.is_dataclass(tp):
+            leaves += params_leaves(value, tp, f"{prefix}.{key}")
+        elif typing.get_origin(tp) is dict and dataclasses.is_dataclass(args[1]):
+            leaves += [leaf for name, item in value.items() for leaf in params_leaves(item, args[1], f"{prefix}.{key}.{name}")]
+        leaves.append((f"{prefix}.{key}", key))
+    return leaves
+
+
+def attributes_read() -> set[str]:
+    """Names read as an attribute (`x.name`) anywhere in pipeline/ and stages/, outside config.py, where
+    the fields are declared."""
+    names = set()
+    for path in [*(REPO / "pipeline").rglob("*.py"), *(REPO / "stages").glob("*.py")]:
+        if path == REPO / "pipeline" / "config.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+                names.add(node.attr)
+    return names
+
+
+def test_every_params_key_is_read_by_the_code():
+    """A key in params.yaml that no code reads would be a knob that does nothing."""
+    from pipeline.config import SECTIONS
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    read = attributes_read()
+    unread = [key for section, raw in params.items() for key, field in params_leaves(raw or {}, SECTIONS[section], section)
+              if field not in read]
+    assert not unread, f"params.yaml keys no code reads: {unread}"

@@ -65,14 +65,14 @@ def test_missing_params_file_names_it(tmp_path):
 def test_every_user_facing_error_has_one_root():
     from pipeline.config import ConfigError
     from pipeline.datasets.prepare import TooManyRejects
-    from pipeline.encoders.base import EncoderUnavailable
     from pipeline.errors import MerError, StoreLocked
     from pipeline.failures import TooManyFailures
     from pipeline.media.decode import MediaError
+    from pipeline.registry import Unavailable
     from pipeline.reporting.diff import UnknownRevision
     from pipeline.training.checkpoint import FeatureMismatch
 
-    for cls in (ConfigError, TooManyRejects, EncoderUnavailable, StoreLocked, TooManyFailures, MediaError,
+    for cls in (ConfigError, TooManyRejects, Unavailable, StoreLocked, TooManyFailures, MediaError,
                 UnknownRevision, FeatureMismatch):
         assert issubclass(cls, MerError), cls
     assert issubclass(ConfigError, ValueError) and issubclass(TooManyFailures, RuntimeError)  # old catches hold
@@ -130,12 +130,12 @@ def test_lock_of_a_killed_writer_is_taken_over(tmp_path):
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
     """Eight generated talking-face clips and their manifest from the real prepare stage."""
-    from pipeline.config import PrepareConfig
+    from pipeline.config import DemoConfig, PrepareConfig
     from pipeline.datasets.prepare import prepare
-    from pipeline.demo import DemoSpec, generate_corpus
+    from pipeline.demo import generate_corpus
 
     root = tmp_path_factory.mktemp("demo")
-    spec = DemoSpec(n_train=8, n_test1=0, n_test2=0, n_test3_labelled=0, n_unlabelled=0)
+    spec = DemoConfig(n_train=8, n_test1=0, n_test2=0, n_test3_labelled=0, n_unlabelled=0)
     generate_corpus(root, spec, progress=False, workers=1)
     prepare(PrepareConfig(root=str(root)), root / "manifest.parquet", root / "rejects.csv")
     return root
@@ -181,7 +181,7 @@ def csv_corpus(root: Path, rows: list[dict], text: str | None = None) -> Path:
     else:
         (root / "manifest.csv").write_bytes(text if isinstance(text, bytes) else text.encode())
     return params_file(root / "params.yaml", {"prepare": {"adapter": "csv", "root": str(root),
-                                                          "manifest": "manifest.csv", "max_reject_rate": 1.0}})
+                                                          "options": {"manifest": "manifest.csv"}, "max_reject_rate": 1.0}})
 
 
 @pytest.fixture(scope="module")
@@ -434,6 +434,12 @@ def test_large_frames_are_downscaled_on_decode(tmp_path):
     ("extract", {"max_failure_rate": 1.5}, "extract.max_failure_rate: 1.5 is out of range; allowed: in [0, 1]"),
     ("encode", {"batch_size": 0}, "encode.batch_size: 0 is out of range; allowed: >= 1"),
     ("pseudolabel", {"eta": 2}, "pseudolabel.eta: 2.0 is out of range; allowed: in [0, 1]"),
+    ("train", {"feature_norm": "zscore"}, "train.feature_norm: 'zscore' is out of range; allowed: one of 'none', 'standard'"),
+    ("train", {"ablation": ["AX"]}, "train.ablation: ('AX',) is out of range; allowed: a list of values made "
+                                    "of A, V, T (audio, visual, text), each at most once"),
+    ("corrupt", {"robustness_blur": [3]}, "corrupt.robustness_blur: (3,) is out of range; allowed: a list of values a "
+                                          "power of two"),
+    ("demo", {"fps": 0}, "demo.fps: 0 is out of range; allowed: > 0"),
 ])
 def test_out_of_range_param_fails_at_load(tmp_path, section, raw, message):
     from pipeline.config import ConfigError, load_section
@@ -444,11 +450,16 @@ def test_out_of_range_param_fails_at_load(tmp_path, section, raw, message):
     assert str(err.value) == message
 
 
-def test_out_of_range_param_stops_the_command_with_key_and_range(tmp_path):
-    done = mer("train", "--params", str(params_file(tmp_path / "params.yaml", {"train": {"lr": -1}})),
+@pytest.mark.parametrize("raw, message", [
+    ({"lr": -1}, "train.lr: -1.0 is out of range; allowed: > 0"),
+    ({"model": "lgbm"}, "train.model: 'lgbm' is out of range; allowed: one of 'fusion', 'lightgbm'"),
+    ({"folds": 1}, "train.folds: 1 is out of range; allowed: >= 2"),
+])
+def test_out_of_range_param_stops_the_command_with_key_and_range(tmp_path, raw, message):
+    done = mer("train", "--params", str(params_file(tmp_path / "params.yaml", {"train": raw})),
                *path_args("train", tmp_path))
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert "train.lr: -1.0 is out of range; allowed: > 0" in done.stderr
+    assert message in done.stderr
 
 
 def test_missing_manifest_names_the_stage_that_makes_it(tmp_path):

@@ -7,13 +7,14 @@ import pytest
 import soundfile as sf
 from scipy.signal import welch
 
+from pipeline.config import ConfigError, CorruptConfig
 from pipeline.corrupt import (
+    NOISE_SOURCES,
     PEAK,
-    SR,
     BabbleSource,
-    CorruptSpec,
     FolderSource,
     PinkSource,
+    CorruptedView,
     WhiteSource,
     build_noise,
     blur_frames,
@@ -26,6 +27,8 @@ from pipeline.corrupt import (
     mix_at_snr,
     rms,
 )
+from pipeline.media.decode import SAMPLE_RATE as SR
+from pipeline.registry import Unavailable
 
 
 def speech_like(seconds=2.0, amplitude=0.1, seed=0):
@@ -131,12 +134,12 @@ def babble_pool(n=8, seconds=1.0):
         loaded.append(sample_id)
         return clips[sample_id]
 
-    return BabbleSource(tuple(clips), load), loaded
+    return BabbleSource(ids=tuple(clips), load=load), loaded
 
 
 def test_babble_never_uses_the_clip_itself():
     source, loaded = babble_pool()
-    spec = CorruptSpec(seed=3)
+    spec = CorruptedView(seed=3)
     for sample_id in source.ids:
         loaded.clear()
         _, _, meta = corrupt_clip(sample_id, speech_like(5.0), None, spec, source)
@@ -158,7 +161,7 @@ def test_babble_mixes_three_to_five_other_clips():
 
 def test_babble_is_deterministic_and_order_free():
     source, _ = babble_pool()
-    shuffled = BabbleSource(tuple(reversed(source.ids)), source.load)
+    shuffled = BabbleSource(ids=tuple(reversed(source.ids)), load=source.load)
     a = source.pick(np.random.default_rng(7))
     b = shuffled.pick(np.random.default_rng(7))
     assert a[0] == b[0] and a[1].tobytes() == b[1].tobytes()
@@ -166,7 +169,7 @@ def test_babble_is_deterministic_and_order_free():
 
 def test_babble_needs_enough_clips():
     with pytest.raises(ValueError, match="more than 5"):
-        BabbleSource(("a", "b", "c", "d", "e"), lambda i: np.ones(10))
+        BabbleSource(ids=("a", "b", "c", "d", "e"), load=lambda i: np.ones(10))
 
 
 def test_pink_noise_slope_is_minus_10_db_per_decade():
@@ -189,7 +192,7 @@ def test_folder_source_reads_and_resamples(tmp_path):
     sf.write(tmp_path / "sub" / "a.flac", tone[:1000], sr)
     (tmp_path / "notes.txt").write_text("not audio")
 
-    source = FolderSource(tmp_path)
+    source = FolderSource(NOISE_SOURCES.config("folder", {"dir": str(tmp_path)})[1])
     assert source.files == ["b.wav", "sub/a.flac"]
     picks = dict(source.pick(np.random.default_rng(s)) for s in range(20))
     assert set(picks) == {"b.wav", "sub/a.flac"}
@@ -202,21 +205,26 @@ def test_folder_source_reads_and_resamples(tmp_path):
 
 
 def test_folder_source_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        FolderSource(tmp_path / "missing")
-    with pytest.raises(FileNotFoundError, match="no .wav/.flac"):
-        FolderSource(tmp_path)
+    with pytest.raises(Unavailable, match="does not exist"):
+        NOISE_SOURCES.make("folder", {"dir": str(tmp_path / "missing")})
+    with pytest.raises(Unavailable, match="no .wav/.flac"):
+        NOISE_SOURCES.make("folder", {"dir": str(tmp_path)})
+    with pytest.raises(Unavailable, match=r"needs corrupt.noise_options: \{dir: FOLDER\}"):
+        NOISE_SOURCES.make("folder")
 
 
 def test_make_source(tmp_path):
     sf.write(tmp_path / "n.wav", np.ones(100) * 0.1, SR)
-    assert isinstance(make_source(CorruptSpec(noise_source="folder", noise_dir=str(tmp_path))), FolderSource)
-    assert isinstance(make_source(CorruptSpec(noise_source="pink")), PinkSource)
-    assert make_source(CorruptSpec(noise_source="none")) is None
-    babble = make_source(CorruptSpec(noise_source="babble"), "abcdef", lambda i: np.ones(5))
+    folder = CorruptConfig(noise_source="folder", noise_options={"dir": str(tmp_path)})
+    assert isinstance(make_source(CorruptedView(folder)), FolderSource)
+    assert isinstance(make_source(CorruptedView(CorruptConfig(noise_source="pink"))), PinkSource)
+    assert make_source(CorruptedView(folder, blur=2, noise=False)) is None
+    babble = make_source(CorruptedView(CorruptConfig(noise_source="babble")), "abcdef", lambda i: np.ones(5))
     assert isinstance(babble, BabbleSource)
     with pytest.raises(ValueError, match="loader"):
-        make_source(CorruptSpec())
+        make_source(CorruptedView())
+    with pytest.raises(ConfigError, match="corrupt.noise_source: unknown noise source 'music'; known: babble, folder"):
+        make_source(CorruptedView(CorruptConfig(noise_source="music")))
 
 
 # ---------------------------------------------------------------- blur
@@ -253,7 +261,7 @@ def test_blur_rejects_bad_factor():
 
 def test_corrupt_clip_is_deterministic():
     speech, frames = speech_like(), textured_frames(h=37, w=53)
-    spec = CorruptSpec(seed=11, blur=(2, 4))
+    spec = CorruptedView(CorruptConfig(blur=(2, 4)), seed=11)
 
     def run(spec, sample_id="sample_00000001"):
         source, _ = babble_pool()  # a fresh pool object: only its contents may matter
@@ -261,7 +269,7 @@ def test_corrupt_clip_is_deterministic():
 
     a, b = run(spec), run(spec)
     assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes() and a[2] == b[2]
-    for other in (run(CorruptSpec(seed=12, blur=(2, 4))), run(spec, "sample_00000002")):
+    for other in (run(CorruptedView(CorruptConfig(blur=(2, 4)), seed=12)), run(spec, "sample_00000002")):
         assert other[0].tobytes() != a[0].tobytes()
         assert other[2]["noise"] != a[2]["noise"] or other[2]["noise_offset"] != a[2]["noise_offset"]
 
@@ -274,7 +282,7 @@ def test_clip_rng_depends_only_on_seed_and_id():
 
 def test_corrupt_clip_meta_records_everything():
     speech = speech_like()
-    spec = CorruptSpec(noise_source="white")
+    spec = CorruptedView(CorruptConfig(noise_source="white"))
     audio, frames, meta = corrupt_clip("sample_1", speech, textured_frames(), spec, WhiteSource())
     drawn = draw_params(spec, "sample_1")
     assert (meta["snr_db"], meta["blur"]) == (drawn["snr_db"], drawn["blur"])
@@ -287,20 +295,20 @@ def test_silent_clip_is_left_alone():
     silent = np.zeros(SR, np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        audio, _, meta = corrupt_clip("quiet", silent, None, CorruptSpec(), WhiteSource())
+        audio, _, meta = corrupt_clip("quiet", silent, None, CorruptedView(), WhiteSource())
     assert np.array_equal(audio, silent) and audio is not silent
     assert meta["skipped"] == "silent audio" and "noise" not in meta
 
 
 def test_short_clip():
     speech = speech_like(seconds=0.01)  # 160 samples, far shorter than any recording
-    audio, _, meta = corrupt_clip("short", speech, None, CorruptSpec(), PinkSource())
+    audio, _, meta = corrupt_clip("short", speech, None, CorruptedView(), PinkSource())
     assert audio.shape == speech.shape and meta["noise"] == ["pink"]
     assert abs(meta["measured_snr_db"] - meta["snr_db"]) < 0.1
 
 
 def test_only_existing_modalities_are_corrupted():
-    spec = CorruptSpec(blur=(4,))
+    spec = CorruptedView(CorruptConfig(blur=(4,)))
     audio, frames, meta = corrupt_clip("v", None, textured_frames(), spec, WhiteSource())
     assert audio is None and frames.shape == textured_frames().shape and "noise" not in meta
     audio, frames, meta = corrupt_clip("v", speech_like(), None, spec, WhiteSource())
@@ -310,7 +318,7 @@ def test_only_existing_modalities_are_corrupted():
 
 
 def test_draw_params_cover_all_values_uniformly():
-    spec = CorruptSpec()
+    spec = CorruptedView()
     draws = [draw_params(spec, f"sample_{i:08d}") for i in range(6000)]
     snrs = Counter(d["snr_db"] for d in draws)
     blurs = Counter(d["blur"] for d in draws)
@@ -320,10 +328,9 @@ def test_draw_params_cover_all_values_uniformly():
     assert all(isinstance(d["snr_db"], int) and isinstance(d["blur"], int) for d in draws[:10])
 
 
-def test_spec_validation():
-    with pytest.raises(ValueError):
-        CorruptSpec(blur=(3,))
-    with pytest.raises(ValueError):
-        CorruptSpec(noise_source="folder")
-    with pytest.raises(ValueError):
-        CorruptSpec(noise_source="music")
+def test_views_fix_one_draw_and_key_only_what_shapes_them():
+    cfg = CorruptConfig(robustness_snr_db=(0.0,))
+    assert {draw_params(CorruptedView(cfg, snr=0.0, blur=1), f"c{i}")["snr_db"] for i in range(20)} == {0.0}
+    assert {draw_params(CorruptedView(cfg, blur=4, noise=False), f"c{i}")["snr_db"] for i in range(20)} == {None}
+    # another view's params (a robustness SNR) leave the noisy view's key, and so its items, alone
+    assert CorruptedView(cfg).key() == CorruptedView(CorruptConfig()).key() != CorruptedView(CorruptConfig(noise_source="white")).key()

@@ -12,14 +12,15 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.demo import DemoSpec, generate_corpus
+from pipeline.config import DemoConfig
+from pipeline.demo import generate_corpus
 from pipeline.demo.corpus import COLUMNS
 from pipeline.demo.voice import EMOTIONS
 from pipeline.labels import MER_LABELS
 from pipeline.media.decode import decode_clip
 
-SPEC = DemoSpec(seed=3, n_train=4, n_test1=2, n_test2=2, n_test3_labelled=2, n_unlabelled=2, seconds=1.0,
-                n_speakers=2)
+SPEC = DemoConfig(seed=3, n_train=4, n_test1=2, n_test2=2, n_test3_labelled=2, n_unlabelled=2, seconds=1.0,
+                  n_speakers=2)
 FPS = SPEC.fps
 
 
@@ -96,7 +97,7 @@ def test_haar_finds_the_face_after_h264(decoded):
     assert np.mean(found) >= 0.8
 
 
-def _loudness_slope(root: Path, spec: DemoSpec) -> float:
+def _loudness_slope(root: Path, spec: DemoConfig) -> float:
     """dB of clip loudness per dB that the clip's class prescribes (EMOTIONS[label].loudness)."""
     manifest = generate_corpus(root, spec, progress=False, workers=1)
     prescribed, measured = [], []
@@ -108,8 +109,8 @@ def _loudness_slope(root: Path, spec: DemoSpec) -> float:
 
 
 def test_audio_strength_controls_the_emotion_in_the_voice(tmp_path):
-    spec = DemoSpec(seed=0, n_train=12, n_test1=0, n_test2=0, n_test3_labelled=0, n_unlabelled=0,
-                    seconds=1.0, n_speakers=2, size=64)
+    spec = DemoConfig(seed=0, n_train=12, n_test1=0, n_test2=0, n_test3_labelled=0, n_unlabelled=0,
+                      seconds=1.0, n_speakers=2, size=64)
     silent = _loudness_slope(tmp_path / "none", replace(spec, audio_strength=0.0))
     clear = _loudness_slope(tmp_path / "full", replace(spec, audio_strength=1.0))
     assert abs(silent) < 0.2, silent

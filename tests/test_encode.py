@@ -227,7 +227,7 @@ def test_dask_local_cluster_store_equals_local_store(models, tmp_path):
     encode(text(models), view, local, items_per_part=3)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         result = encode(text(models), view, dask, items_per_part=3, executor="dask",
-                        address=cluster.scheduler_address)
+                        executor_options={"address": cluster.scheduler_address})
     assert result["encoded"] == 10
     parts = lambda s: sorted(p.name for p in (s / "parts").iterdir() if p.is_dir())  # noqa: E731
     assert parts(local) == parts(dask) and len(parts(local)) == 4

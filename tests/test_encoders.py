@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from pipeline.config import ConfigError
-from pipeline.encoders import ENCODERS, Encoder, EncoderUnavailable, config_key, make_encoder
+from pipeline.encoders import ENCODERS, Encoder, config_key, make_encoder
+from pipeline.registry import Unavailable
 from pipeline.encoders.base import finite_or_none
 from pipeline.encoders.fer_tflite import preprocess
 
@@ -88,13 +89,13 @@ def test_finite_or_none():
 def test_no_model_named_says_how_to_fix(name):
     ok, why = ENCODERS[name].available(ENCODERS[name].Config())
     assert not ok and "model_path" in why and "model_id" in why
-    with pytest.raises(EncoderUnavailable, match="model_path"):
+    with pytest.raises(Unavailable, match="model_path"):
         make_encoder(name, {})
 
 
 def test_uncached_model_id_offline_names_model_and_fix(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(EncoderUnavailable) as err:
+    with pytest.raises(Unavailable) as err:
         make_encoder("hf-audio", {"model_id": "TencentGameMate/chinese-hubert-large"})
     message = str(err.value)
     assert "'TencentGameMate/chinese-hubert-large' is not in the local Hugging Face cache" in message
@@ -102,7 +103,7 @@ def test_uncached_model_id_offline_names_model_and_fix(monkeypatch):
 
 
 def test_model_path_without_model(tmp_path):
-    with pytest.raises(EncoderUnavailable, match="no config.json"):
+    with pytest.raises(Unavailable, match="no config.json"):
         make_encoder("hf-text", {"model_path": str(tmp_path)})
 
 

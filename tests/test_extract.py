@@ -18,12 +18,13 @@ import pytest
 import yaml
 
 from media_fixtures import truncate, write_clip
-from pipeline.config import ExtractConfig, PrepareConfig
+from pipeline.config import DemoConfig, ExtractConfig, PrepareConfig
 from pipeline.datasets.base import file_hash
 from pipeline.datasets.prepare import prepare
-from pipeline.demo import DemoSpec, generate_corpus
+from pipeline.demo import generate_corpus
 from pipeline.extract import balanced_parts, extract
 from pipeline.failures import TooManyFailures, write_failures
+from pipeline.registry import Unavailable
 from pipeline.store.media import MediaStore
 
 N_CLIPS = 16
@@ -37,7 +38,7 @@ ARRAYS = ["audio", "faces", "found", "frame_time", "boxes"]
 def corpus(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     """Demo clips (talking astronaut faces with speech) and their manifest from the real prepare stage."""
     root = tmp_path_factory.mktemp("demo")
-    spec = DemoSpec(n_train=N_CLIPS, n_test1=0, n_test2=0, n_test3_labelled=0, n_unlabelled=0)
+    spec = DemoConfig(n_train=N_CLIPS, n_test1=0, n_test2=0, n_test3_labelled=0, n_unlabelled=0)
     generate_corpus(root, spec, progress=False, workers=1)
     result = prepare(PrepareConfig(root=str(root)), root / "manifest.parquet", root / "rejects.csv")
     return root, result.manifest
@@ -181,7 +182,7 @@ def test_dask_cluster_writes_the_same_store(corpus, reference, tmp_path):
     root, manifest = corpus
     store = tmp_path / "media.zarr"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        summary, failures = extract(manifest, root, store, replace(CFG, executor="dask", dask_address=cluster.scheduler_address))
+        summary, failures = extract(manifest, root, store, replace(CFG, executor="dask", executor_options={"address": cluster.scheduler_address}))
     assert failures == [] and summary["processed"] == N_CLIPS
     # Parts are named by their items, so the two executors even write the same part files.
     assert MediaStore(store).parts.committed() == MediaStore(reference).parts.committed()
@@ -190,7 +191,7 @@ def test_dask_cluster_writes_the_same_store(corpus, reference, tmp_path):
 
 def test_dask_needs_an_address(corpus, tmp_path):
     root, manifest = corpus
-    with pytest.raises(ValueError, match="dask_address"):
+    with pytest.raises(Unavailable, match="executor dask: needs a scheduler address"):
         extract(manifest.iloc[:1], root, tmp_path / "media.zarr", replace(CFG, executor="dask"))
 
 
@@ -249,8 +250,8 @@ def test_a_failing_step_is_named_and_the_other_clips_are_kept(odd, tmp_path):
     root, manifest = odd
     rows = manifest[manifest["sample_id"].isin(["ok", "vfr", "textonly"])]
     summary, failures = extract(rows, root, tmp_path / "media.zarr", replace(CFG, asr="whisper", asr_model=""))
-    assert [(f["sample_id"], f["step"], f["error"]) for f in failures] == [("vfr", "asr", "ValueError")]
-    assert "extract.asr_model must name a Whisper checkpoint" in failures[0]["message"]
+    assert [(f["sample_id"], f["step"], f["error"]) for f in failures] == [("vfr", "asr", "Unavailable")]
+    assert "ASR engine whisper: needs extract.asr_model" in failures[0]["message"]
     assert summary["processed"] == 2  # "ok" and "textonly" have their transcripts: no ASR needed
 
 

@@ -12,7 +12,7 @@ import skimage.data
 from media_fixtures import TONE_AMPLITUDE, TONE_HZ, truncate, write_clip
 from pipeline.media.decode import MediaError, decode_clip, read_audio_file, read_image
 from pipeline.media.faces import (ARCFACE_TEMPLATE, TEMPLATE_4, TRACK_PATIENCE, Face, choose_face,
-                                  detector_available, extract_faces, make_detector)
+                                  DETECTORS, extract_faces, make_detector)
 
 SECONDS, FPS, SIZE = 2.0, 15, 160
 SR = 16000
@@ -342,14 +342,14 @@ def test_whole_frame_and_auto_take_small_stills_as_faces():
 
 
 def test_detector_registry(tmp_path):
-    with pytest.raises(ValueError, match=r"unknown face detector 'nope'; known: \['auto', 'blazeface', 'haar'"):
+    with pytest.raises(ValueError, match=r"unknown face detector 'nope'; known: auto, blazeface, haar"):
         make_detector("nope")
     with pytest.raises(ValueError, match="unknown key"):
         make_detector("blazeface", min_face=0.1)
     with pytest.raises(ValueError, match="model"):
         make_detector("blazeface", model="long_range")
-    assert detector_available("blazeface")[0]
-    assert detector_available("haar")[0]
-    ok, why = detector_available("insightface", model_dir=str(tmp_path))
+    assert DETECTORS.available("blazeface")[0]
+    assert DETECTORS.available("haar")[0]
+    ok, why = DETECTORS.available("insightface", {"model_dir": str(tmp_path)})
     assert not ok
     assert "insightface" in why or str(tmp_path) in why

@@ -13,12 +13,13 @@ import yaml
 
 from dvc_project import project_copy, run
 from mer2023_release import labelled_counts, submission_figures, write_release
-from pipeline.demo.corpus import DemoSpec, generate_corpus
+from pipeline.config import DemoConfig
+from pipeline.demo.corpus import generate_corpus
 
 pytestmark = pytest.mark.slow
 
 # 240 clips: a few hundred, as small and short as still gives every split labelled items of every class
-SPEC = DemoSpec(n_train=90, n_test1=36, n_test2=36, n_test3_labelled=30, n_unlabelled=48, seconds=1.0, fps=10)
+SPEC = DemoConfig(n_train=90, n_test1=36, n_test2=36, n_test3_labelled=30, n_unlabelled=48, seconds=1.0, fps=10)
 RECIPE = {"prepare": {"adapter": "mer2023", "root": "data/release"},  # the README's recipe, as written there
           "corrupt": {"splits": []}, "evaluate": {"noise_view": "clean"}}
 FAST = {"corrupt": {"robustness_snr_db": [], "robustness_blur": []},

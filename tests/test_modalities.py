@@ -57,7 +57,7 @@ def kinds_corpus(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
         rows.append({"sample_id": name.split(".")[0], "path": f"media/{name}", "split": "train", "label": "happy"})
     rows.append({"sample_id": "textonly", "path": "", "split": "train", "label": "sad", "transcript": "so sad"})
     pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
-    cfg = PrepareConfig(adapter="csv", root=str(root), manifest="manifest.csv")
+    cfg = PrepareConfig(adapter="csv", root=str(root), options={"manifest": "manifest.csv"})
     manifest = prepare(cfg, root / "m.parquet", root / "r.csv").manifest
     return root, manifest
 
@@ -138,7 +138,7 @@ def run_prepare(root: Path, tmp_path: Path, **overrides):
 
 
 def test_ravdess_names_give_label_intensity_speaker_and_statement(ravdess, tmp_path):
-    manifest, rejects = run_prepare(ravdess, tmp_path, adapter="ravdess", labels=RAVDESS_8, test_speakers=("3",))
+    manifest, rejects = run_prepare(ravdess, tmp_path, adapter="ravdess", labels=RAVDESS_8, options={"test_speakers": ["3"]})
     av_item = manifest.loc["01-01-06-01-02-01-12"]
     assert (av_item["label"], av_item["speaker"], av_item["split"]) == ("fearful", "12", "train")
     assert av_item["transcript"] == "Dogs are sitting by the door" and av_item["has_video"] and av_item["has_audio"]
@@ -192,7 +192,7 @@ CREMAD_FILES = {
 def test_cremad_names_flv_video_and_wav_audio(tmp_path):
     root = tmp_path / "cremad"
     write_named(root, CREMAD_FILES)
-    manifest, rejects = run_prepare(root, tmp_path, adapter="cremad", label_map=FOLD_TO_MER, test_speakers=("1002",))
+    manifest, rejects = run_prepare(root, tmp_path, adapter="cremad", label_map=FOLD_TO_MER, options={"test_speakers": ["1002"]})
     flv = manifest.loc["1001_DFA_ANG_XX"]
     assert flv["path"] == "VideoFlash/1001_DFA_ANG_XX.flv" and flv["has_video"] and flv["has_audio"]
     assert (flv["label"], flv["speaker"], flv["transcript"]) == ("angry", "1001", "Don't forget a jacket")

@@ -13,15 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.demo.corpus import DemoSpec, generate_corpus
+from pipeline.config import DemoConfig
+from pipeline.demo.corpus import generate_corpus
 from pipeline.media.decode import decode_clip, read_audio_file
 from test_pipeline import project_copy, run
 
 pytestmark = pytest.mark.slow
 
-SPEC = DemoSpec(n_train=30, n_test1=10, n_test2=8, n_test3_labelled=6, n_unlabelled=6, seconds=1.0, fps=10)
+SPEC = DemoConfig(n_train=30, n_test1=10, n_test2=8, n_test3_labelled=6, n_unlabelled=6, seconds=1.0, fps=10)
 OVERRIDES = {
-    "prepare": {"adapter": "csv", "root": "data/corpus", "manifest": "manifest.csv"},
+    "prepare": {"adapter": "csv", "root": "data/corpus", "options": {"manifest": "manifest.csv"}},
     "corrupt": {"robustness_snr_db": []},
     "train": {"folds": 3, "epochs": 15},
 }
@@ -150,7 +151,7 @@ def ravdess_corpus(demo_root: Path, rows: pd.DataFrame, out: Path) -> dict[str, 
 
 def test_ravdess_named_audio_with_its_eight_classes_and_speaker_folds(demo, tmp_path):
     overrides = OVERRIDES | {"prepare": {"adapter": "ravdess", "root": "data/corpus", "labels": RAVDESS_8,
-                                         "label_map": {}, "test_speakers": ["7", "8"]},
+                                         "label_map": {}, "options": {"test_speakers": ["7", "8"]}},
                              "train": OVERRIDES["train"] | {"group_by": "speaker"}}
     work = project_copy(tmp_path, overrides)
     truth = ravdess_corpus(*demo, work / "data" / "corpus")

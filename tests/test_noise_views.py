@@ -25,7 +25,7 @@ N_TRAIN, N_TEST = 7, 4
 
 def write_params(path, root, **corrupt):
     params = {
-        "prepare": {"adapter": "csv", "root": str(root), "manifest": "manifest.csv"},
+        "prepare": {"adapter": "csv", "root": str(root), "options": {"manifest": "manifest.csv"}},
         "extract": {"fps": 4.0, "max_frames": 4, "workers": 1},
         "corrupt": {"robustness_snr_db": [0], "robustness_blur": [4], "blur": [1, 4], **corrupt},
     }

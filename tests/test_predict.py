@@ -245,3 +245,13 @@ def test_asr_gives_the_text_modality_to_a_speech_recording(trained, tmp_path):
     assert record["transcript_source"] == "asr:faster-whisper:whisper-tiny.en" and "happy" in record["transcript"].lower()
     assert record["modalities"] == "audio,text" and record["warnings"] == "visual missing: no video frames"
     assert record["face_found_rate"] is None
+
+
+def test_checkpoints_recording_the_audio_rate_load_only_at_the_pipelines_rate():
+    from pipeline.errors import InputError
+    from pipeline.predict import checkpoint_extract
+
+    recorded = {"fps": 5.0, "max_frames": 32, "face_detector": "haar"}
+    assert checkpoint_extract(recorded | {"sample_rate": 16000}) == checkpoint_extract(recorded)
+    with pytest.raises(InputError, match="trained on 8000 Hz audio"):
+        checkpoint_extract(recorded | {"sample_rate": 8000})

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from media_fixtures import write_clip
-from pipeline.config import PrepareConfig
+from pipeline.config import ConfigError, PrepareConfig
 from pipeline.datasets.mer2023 import read_label_npz
 from pipeline.datasets.prepare import TooManyRejects, prepare
 
@@ -30,7 +30,7 @@ def make_corpus(root: Path, clip: Path, rows: list[dict]) -> PrepareConfig:
     (root / "clips" / "subs.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n")
     (root.parent / "outside.mp4").write_bytes(clip.read_bytes())
     pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
-    return PrepareConfig(adapter="csv", root=str(root), manifest="manifest.csv", max_reject_rate=1.0)
+    return PrepareConfig(adapter="csv", root=str(root), options={"manifest": "manifest.csv"}, max_reject_rate=1.0)
 
 
 GOOD = {"path": "clips/a.mp4", "split": "train", "label": "happy", "valence": 1.5, "transcript": "hi", "speaker": "s1"}
@@ -116,3 +116,13 @@ def test_label_npz_refuses_arbitrary_objects(tmp_path):
         zf.writestr("train_corpus.npy", raw.getvalue() + pickle.dumps({"x": Evil()}))
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
         read_label_npz(path)
+
+
+@pytest.mark.parametrize("adapter, options, message", [
+    ("ravdes", {}, r"prepare.adapter: unknown corpus adapter 'ravdes'; known: cremad, csv, demo, mer2023, ravdess"),
+    ("csv", {"test_speakers": ["1"]}, r"corpus adapter csv: unknown key\(s\) \['test_speakers'\]; valid keys: \['manifest'\]"),
+])
+def test_adapter_and_its_options_are_checked_before_reading(tmp_path, adapter, options, message):
+    cfg = PrepareConfig(adapter=adapter, root=str(tmp_path), options=options)
+    with pytest.raises(ConfigError, match=message):
+        prepare(cfg, tmp_path / "m.parquet", tmp_path / "r.csv")

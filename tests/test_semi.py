@@ -14,8 +14,7 @@ import pytest
 import yaml
 
 from pipeline import evaluation as ev
-from pipeline.config import ConfigError, PseudolabelConfig, TrainConfig
-from pipeline.demo import DemoSpec
+from pipeline.config import ConfigError, DemoConfig, PseudolabelConfig, TrainConfig
 from pipeline.demo.features import feature_corpus
 from pipeline.labels import MER_LABELS, logit_columns
 from pipeline.training import semi
@@ -28,7 +27,7 @@ from tests.test_pipeline import run
 LOGIT_COLUMNS = logit_columns(MER_LABELS)
 
 # Few labels (36), a large unlabelled pool (600); small batches so 40 epochs of 30 rows still train.
-SPEC = DemoSpec(seed=1, n_train=36, n_test1=300, n_test2=0, n_test3_labelled=120, n_unlabelled=600)
+SPEC = DemoConfig(seed=1, n_train=36, n_test1=300, n_test2=0, n_test3_labelled=120, n_unlabelled=600)
 TRAIN = TrainConfig(features={"audio": "a", "visual": "v", "text": "t"}, epochs=40, batch_size=8, lr=0.003,
                     hidden=(32, 16), feature_norm="standard")
 SEMI = PseudolabelConfig(eta=0.5)
@@ -57,7 +56,7 @@ def f1(predictions: pd.DataFrame, rows: pd.DataFrame, test: str) -> float:
     return ev.score(ev.joined(predictions, rows), "AVT", test, with_valence=False)["f1_weighted"]
 
 
-def labelled_only_and_round(spec: DemoSpec) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def labelled_only_and_round(spec: DemoConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     rows, tables = feature_corpus(spec, noise=0.45)
     result, train_ids = run_subset(tables, "AVT", TRAIN, 0)
     before = model_predictions(predictions_frame(result, train_ids, tables, "AVT", 0), "AVT", 0)

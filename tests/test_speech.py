@@ -15,6 +15,7 @@ import pytest
 
 from pipeline.config import ConfigError
 from pipeline.media.asr import ASR_ENGINES, make_config, transcribe, word_error_rate
+from pipeline.registry import Unavailable
 from pipeline.media.decode import read_audio_file
 from pipeline.media.whisper import model_available
 
@@ -36,23 +37,23 @@ def test_word_error_rate_counts_edits_per_reference_word():
 
 
 def test_unknown_asr_engine_names_the_known_ones():
-    with pytest.raises(ConfigError, match=r"unknown ASR engine 'vosk'; known: none, faster-whisper, whisper"):
+    with pytest.raises(ConfigError, match=r"extract.asr: unknown ASR engine 'vosk'; known: faster-whisper, none, whisper"):
         make_config("vosk")
-    assert set(ASR_ENGINES) == {"faster-whisper", "whisper"}
+    assert set(ASR_ENGINES) == {"none", "faster-whisper", "whisper"}
 
 
 def test_missing_weights_say_how_to_get_them(tmp_path):
     ok, why = model_available(str(tmp_path))
     assert not ok and "CTranslate2 Whisper conversion" in why
-    with pytest.raises(OSError, match="neither a packaged model"):
-        transcribe(np.zeros(16000, np.float32), 16000, "faster-whisper", str(tmp_path))
+    with pytest.raises(Unavailable, match="neither a packaged model"):
+        transcribe(np.zeros(16000, np.float32), "faster-whisper", str(tmp_path))
 
 
 @needs_whisper
 @needs_espeak
 @pytest.mark.parametrize("model", ["whisper-base", "whisper-tiny.en"])
 def test_packaged_whisper_transcribes_real_speech(model, tmp_path):
-    text, source = transcribe(speak(SENTENCE, tmp_path / "s.wav"), 16000, "faster-whisper", model)
+    text, source = transcribe(speak(SENTENCE, tmp_path / "s.wav"), "faster-whisper", model)
     assert source == f"asr:faster-whisper:{model}"
     assert word_error_rate(SENTENCE, text) <= 0.2, text
 
@@ -67,7 +68,7 @@ def test_language_is_set_or_detected(tmp_path):
     audio = speak("Guten Morgen, wie geht es dir heute", tmp_path / "de.wav", voice="de")
     _, info = load("whisper-base", "int8").transcribe(audio, beam_size=1)
     assert info.language == "de"
-    text, _ = transcribe(audio, 16000, "faster-whisper", "whisper-base", "de")
+    text, _ = transcribe(audio, "faster-whisper", "whisper-base", "de")
     assert word_error_rate("guten morgen wie geht es dir heute", text) <= 0.3, text
 
 

@@ -28,7 +28,7 @@ def run(data_dir: Path) -> dict:
     for engine, model, language in SETTINGS:
         asr = make_engine(engine, model, language)
         start = time.perf_counter()
-        hyps = [asr(audio, 16000) for audio in data["audio"]]
+        hyps = [asr(audio) for audio in data["audio"]]
         seconds = (time.perf_counter() - start) / len(hyps)
         words = sum(len(ref.split()) for ref in data["transcript"])
         edits = sum(word_error_rate(ref, hyp) * len(ref.split()) for ref, hyp in zip(data["transcript"], hyps))

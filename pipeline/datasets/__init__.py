@@ -1,18 +1,16 @@
-"""Corpus adapters: each turns one corpus layout into candidate rows for `prepare`."""
+"""Corpus adapters: each turns one corpus layout into candidate rows for `prepare`.
 
-from pipeline.datasets.acted import read_cremad, read_ravdess
-from pipeline.datasets.base import MANIFEST_COLUMNS, SPLITS, Candidate, validate
-from pipeline.datasets.csv_manifest import read_csv_manifest
-from pipeline.datasets.mer2023 import read_mer2023
+A registry in the encoders' idiom: prepare.adapter names one, prepare.options gives its Config.
+"""
 
-ADAPTERS = {
-    "mer2023": lambda cfg, root: read_mer2023(root),
-    "csv": lambda cfg, root: read_csv_manifest(root, cfg.manifest),
-    # the generated corpus writes a csv manifest, so it reads through the same adapter
-    "demo": lambda cfg, root: read_csv_manifest(root, cfg.manifest),
-    "ravdess": lambda cfg, root: read_ravdess(root, cfg.test_speakers),
-    "cremad": lambda cfg, root: read_cremad(root, cfg.test_speakers),
-}
+from pipeline.datasets.acted import CremadAdapter, RavdessAdapter, read_cremad, read_ravdess
+from pipeline.datasets.base import MANIFEST_COLUMNS, SPLITS, Adapter, Candidate, validate
+from pipeline.datasets.csv_manifest import CsvAdapter, DemoAdapter, read_csv_manifest
+from pipeline.datasets.mer2023 import Mer2023Adapter, read_mer2023
+from pipeline.registry import Registry
 
-__all__ = ["ADAPTERS", "MANIFEST_COLUMNS", "SPLITS", "Candidate", "read_cremad", "read_csv_manifest", "read_mer2023",
-           "read_ravdess", "validate"]
+ADAPTERS = Registry("prepare.adapter",
+                    Mer2023Adapter, CsvAdapter, DemoAdapter, RavdessAdapter, CremadAdapter, options_key="prepare.options")
+
+__all__ = ["ADAPTERS", "MANIFEST_COLUMNS", "SPLITS", "Adapter", "Candidate", "read_cremad", "read_csv_manifest",
+           "read_mer2023", "read_ravdess", "validate"]

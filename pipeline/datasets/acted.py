@@ -10,7 +10,7 @@ emotion (ANG DIS FEA HAP NEU SAD) and level (LO MD HI XX).
 Both yield each corpus's own label names (mapped onto `prepare.labels` by `prepare.label_map`), the
 speaker, the spoken sentence as the transcript, and the other fields in `meta`. One performance is one
 item: when it exists as several files, the one with most modalities is kept and the others are recorded
-as excluded. Items of `prepare.test_speakers` form test1; all others are train.
+as excluded. Items of the speakers in prepare.options.test_speakers form test1; all others are train.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pipeline.datasets.base import Candidate, Excluded, Reject
+from pipeline.datasets.base import Adapter, Candidate, Excluded, Reject
 from pipeline.errors import MissingInput
 
 RAVDESS_NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
@@ -51,6 +51,31 @@ class _Parsed:
     candidate: Candidate
     performance: str   # the same for every file of one recorded performance
     kind: str          # audio-video | audio | video
+
+
+@dataclass(frozen=True)
+class ActedConfig:
+    test_speakers: tuple[str, ...] = ()   # these speakers' items form test1, all others train
+
+
+class RavdessAdapter(Adapter):
+    """RAVDESS: Actor_* folders of speech/song audio and/or video, labels in names like 03-01-06-01-02-01-12.wav."""
+
+    name = "ravdess"
+    Config = ActedConfig
+
+    def read(self, root: Path) -> Iterator[Candidate]:
+        return read_ravdess(root, self.config.test_speakers)
+
+
+class CremadAdapter(Adapter):
+    """CREMA-D: VideoFlash/*.flv and/or AudioWAV/*.wav, labels in names like 1001_DFA_ANG_XX."""
+
+    name = "cremad"
+    Config = ActedConfig
+
+    def read(self, root: Path) -> Iterator[Candidate]:
+        return read_cremad(root, self.config.test_speakers)
 
 
 def read_ravdess(root: Path, test_speakers: Iterable[str] = ()) -> Iterator[Candidate]:

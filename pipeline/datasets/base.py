@@ -25,6 +25,7 @@ import pandas as pd
 from pipeline.errors import InputError
 from pipeline.labels import PLACEHOLDER_VALENCE, VALENCE_RANGE
 from pipeline.media.decode import IMAGE_SUFFIXES, file_hash, frame_files
+from pipeline.registry import Component
 
 SPLITS = ("train", "test1", "test2", "test3")
 
@@ -47,6 +48,15 @@ class Candidate:
     true_valence: float | None = None
     meta: dict | None = None       # corpus-specific attributes (e.g. intensity, statement), kept as JSON
     skip: Reject | None = None     # the adapter already knows why this file cannot be an item
+
+
+class Adapter(Component):
+    """One corpus layout: `read(root)` yields a Candidate per file or row found under the corpus root."""
+
+    kind = "corpus adapter"
+
+    def read(self, root: Path) -> Iterator[Candidate]:
+        raise NotImplementedError
 
 
 class Reject(Exception):

@@ -15,15 +15,31 @@ import math
 import pickle
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.datasets.base import SPLITS, Candidate, iter_csv
+from pipeline.datasets.base import SPLITS, Adapter, Candidate, iter_csv
 from pipeline.labels import PLACEHOLDER_VALENCE
 from pipeline.errors import InputError, MissingInput
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".flv", ".webm"}
+
+
+@dataclass(frozen=True)
+class Mer2023Config:
+    pass
+
+
+class Mer2023Adapter(Adapter):
+    """The MER 2023 release folder: train/ and test1-3/ videos, label CSVs or label-6way.npz, transcription.csv."""
+
+    name = "mer2023"
+    Config = Mer2023Config
+
+    def read(self, root: Path) -> Iterator[Candidate]:
+        return read_mer2023(root)
 
 
 def read_mer2023(root: Path) -> Iterator[Candidate]:

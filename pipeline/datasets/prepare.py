@@ -10,7 +10,8 @@ from tqdm import tqdm
 
 from pipeline.config import ConfigError, PrepareConfig
 from pipeline.errors import MerError
-from pipeline.datasets import ADAPTERS, validate
+from pipeline.datasets import ADAPTERS, Adapter, validate
+from pipeline.datasets.csv_manifest import CsvAdapter
 from pipeline.labels import manifest_labels
 
 
@@ -48,34 +49,33 @@ def check_labels(cfg: PrepareConfig) -> tuple[str, ...]:
 
 
 def prepare(cfg: PrepareConfig, manifest_out: Path, rejects_out: Path) -> PrepareResult:
-    if cfg.adapter not in ADAPTERS:
-        raise ConfigError(f"prepare.adapter: unknown adapter {cfg.adapter!r}; choices: {sorted(ADAPTERS)}")
+    adapter = ADAPTERS.make(cfg.adapter, cfg.options)
     root = Path(cfg.root)
     if not root.is_dir():
         raise ConfigError(f"prepare.root: {root} is not a directory")
     labels = check_labels(cfg)
-    candidates = tqdm(ADAPTERS[cfg.adapter](cfg, root), desc="prepare", unit="item")
+    candidates = tqdm(adapter.read(root), desc="prepare", unit="item")
     manifest, rejects = validate(candidates, root, labels, cfg.label_map)
     manifest.attrs["labels"] = list(labels)  # stored in the Parquet file; training reads it from there
     result = PrepareResult(manifest, rejects)
     rejects_out.parent.mkdir(parents=True, exist_ok=True)
     rejects.to_csv(rejects_out, index=False)
     manifest_out.unlink(missing_ok=True)   # no stage may go on with a manifest this run did not pass
-    check_reject_rate(result, cfg, rejects_out)
+    check_reject_rate(result, cfg, adapter, rejects_out)
     manifest_out.parent.mkdir(parents=True, exist_ok=True)
     manifest.to_parquet(manifest_out, index=False)
     return result
 
 
-def check_reject_rate(result: PrepareResult, cfg: PrepareConfig, rejects_out: Path) -> None:
+def check_reject_rate(result: PrepareResult, cfg: PrepareConfig, adapter: Adapter, rejects_out: Path) -> None:
     """The gate before the manifest is written: some items, and at most prepare.max_reject_rate rejected."""
     n_bad = int((~result.rejects["excluded"].astype(bool)).sum())
     total = len(result.manifest) + n_bad
     if total == 0:
         raise TooManyRejects(f"the {cfg.adapter} adapter found no items at {cfg.root}"
-                             + (f" ({cfg.manifest} has no data rows)" if cfg.adapter == "csv" else "")
+                             + (f" ({adapter.config.manifest} has no data rows)" if isinstance(adapter, CsvAdapter) else "")
                              + f"; {len(result.rejects)} left out by prepare.label_map. Point prepare.root "
-                               f"(and prepare.manifest) at the corpus.")
+                               f"(and prepare.options) at the corpus.")
     rate = n_bad / total
     if rate > cfg.max_reject_rate:
         raise TooManyRejects(

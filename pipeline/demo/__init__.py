@@ -1,5 +1,5 @@
 """Synthetic talking-face corpus (scikit-image's astronaut, procedural speech, template transcripts)."""
 
-from pipeline.demo.corpus import DemoSpec, generate_corpus
+from pipeline.demo.corpus import generate_corpus
 
-__all__ = ["DemoSpec", "generate_corpus"]
+__all__ = ["generate_corpus"]

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from pipeline.config import DemoConfig
 from pipeline.demo import face, text, voice
 from pipeline.labels import MER_LABELS
 
@@ -54,23 +55,6 @@ CLIPS_PER_TASK = 8
 
 
 @dataclass(frozen=True)
-class DemoSpec:
-    seed: int = 0
-    n_train: int = 120            # labelled training clips
-    n_test1: int = 40             # labelled test clips (MER-MULTI)
-    n_test2: int = 40             # labelled test clips (MER-NOISE; the pipeline corrupts them later)
-    n_test3_labelled: int = 40    # MER-SEMI evaluated clips
-    n_unlabelled: int = 120       # MER-SEMI unlabelled pool (true label kept in a separate column)
-    seconds: float = 2.0
-    fps: int = 15
-    size: int = 160               # square frame side in pixels
-    n_speakers: int = 8
-    audio_strength: float = 0.6   # 0 = no emotion information in that modality, 1 = very clear
-    visual_strength: float = 0.6
-    text_strength: float = 0.6
-
-
-@dataclass(frozen=True)
 class _Slot:
     index: int
     split: str
@@ -84,7 +68,7 @@ class _Evidence:
     intensity: float
 
 
-def _slots(spec: DemoSpec) -> list[_Slot]:
+def _slots(spec: DemoConfig) -> list[_Slot]:
     """Clip order: train, test1, test2, test3 labelled, test3 unlabelled; speakers cycle within each."""
     groups = [("train", True, spec.n_train), ("test1", True, spec.n_test1), ("test2", True, spec.n_test2),
               ("test3", True, spec.n_test3_labelled), ("test3", False, spec.n_unlabelled)]
@@ -117,7 +101,7 @@ def _mouth_opening(envelope: np.ndarray, n_frames: int) -> np.ndarray:
     return np.array([chunk.mean() for chunk in np.array_split(envelope, n_frames)])
 
 
-def _add_video(container, spec: DemoSpec):
+def _add_video(container, spec: DemoConfig):
     """H.264 whose bytes depend only on the frames: one encoder thread (x264's frame threads make the
     bitstream depend on timing) and x264's C code paths (`asm=0`: its SIMD paths give other bytes, and
     which ones run depends on the CPU, so the same corpus would differ between machines)."""
@@ -139,7 +123,7 @@ def _add_audio(container):
     return sound
 
 
-def _write_mp4(path: Path, frames: np.ndarray, audio: np.ndarray, spec: DemoSpec) -> None:
+def _write_mp4(path: Path, frames: np.ndarray, audio: np.ndarray, spec: DemoConfig) -> None:
     """H.264 + AAC, audio interleaved with the frame it belongs to."""
     rate = voice.SAMPLE_RATE
     # bitexact: the muxer writes no FFmpeg version string, so the bytes do not name the library build
@@ -161,7 +145,7 @@ def _write_mp4(path: Path, frames: np.ndarray, audio: np.ndarray, spec: DemoSpec
         container.mux(sound.encode())
 
 
-def _make_clip(spec: DemoSpec, slot: _Slot, out_dir: Path) -> dict[str, str]:
+def _make_clip(spec: DemoConfig, slot: _Slot, out_dir: Path) -> dict[str, str]:
     """Render, synthesise and write one clip; returns its manifest row."""
     rng = np.random.default_rng([spec.seed, slot.index])
     label = MER_LABELS[int(rng.integers(len(MER_LABELS)))]
@@ -189,11 +173,11 @@ def _make_clip(spec: DemoSpec, slot: _Slot, out_dir: Path) -> dict[str, str]:
             "speaker": f"spk{slot.speaker:02d}", "true_label": label, "true_valence": f"{valence:.2f}"}
 
 
-def _make_batch(spec: DemoSpec, slots: list[_Slot], out_dir: Path) -> list[tuple[int, dict[str, str]]]:
+def _make_batch(spec: DemoConfig, slots: list[_Slot], out_dir: Path) -> list[tuple[int, dict[str, str]]]:
     return [(slot.index, _make_clip(spec, slot, out_dir)) for slot in slots]
 
 
-def _run(spec: DemoSpec, slots: list[_Slot], out_dir: Path, workers: int, progress: bool) -> list[dict]:
+def _run(spec: DemoConfig, slots: list[_Slot], out_dir: Path, workers: int, progress: bool) -> list[dict]:
     batches = [slots[i:i + CLIPS_PER_TASK] for i in range(0, len(slots), CLIPS_PER_TASK)]
     rows: dict[int, dict] = {}
     with tqdm(total=len(slots), desc="demo corpus", unit="clip", disable=not progress) as bar:
@@ -214,7 +198,7 @@ def _run(spec: DemoSpec, slots: list[_Slot], out_dir: Path, workers: int, progre
     return [rows[slot.index] for slot in slots]
 
 
-def generate_corpus(out_dir: Path, spec: DemoSpec, progress: bool = True, workers: int | None = None) -> Path:
+def generate_corpus(out_dir: Path, spec: DemoConfig, progress: bool = True, workers: int | None = None) -> Path:
     """Writes out_dir/clips/<id>.mp4 and out_dir/manifest.csv; returns the manifest path."""
     out_dir = Path(out_dir)
     (out_dir / "clips").mkdir(parents=True, exist_ok=True)

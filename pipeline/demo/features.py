@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.demo.corpus import FACE, VALENCE_MEAN, VOICE, WORDS, DemoSpec, _evidence, _slots, _valence
+from pipeline.config import DemoConfig
+from pipeline.demo.corpus import FACE, VALENCE_MEAN, VOICE, WORDS, _evidence, _slots, _valence
 from pipeline.labels import MER_LABELS
 from pipeline.training.data import Table, standardize
 
@@ -19,7 +20,7 @@ CHANNELS = {"audio": (VOICE, "audio_strength"), "visual": (FACE, "visual_strengt
 _PROTOTYPE_STREAM = 1 << 41  # apart from the clip ([seed, index]) and speaker streams
 
 
-def feature_corpus(spec: DemoSpec, dim: int = 16, noise: float = 0.5) -> tuple[pd.DataFrame, dict[str, Table]]:
+def feature_corpus(spec: DemoConfig, dim: int = 16, noise: float = 0.5) -> tuple[pd.DataFrame, dict[str, Table]]:
     """(manifest rows, z-scored tables 'train', 'test1', 'test2', 'test3'); test3 holds the labelled
     MER-SEMI items and the unlabelled pool (label None, true_label kept)."""
     proto_rng = np.random.default_rng([spec.seed, _PROTOTYPE_STREAM])

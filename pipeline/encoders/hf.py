@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from pipeline.config import ConfigError
 
-from .base import Encoder, EncoderUnavailable, missing_packages, versions
+from .base import Encoder, Unavailable, missing_packages, versions
 
 AUTOCAST = {"fp16": "float16", "bf16": "bfloat16"}
 
@@ -119,9 +119,9 @@ class HFEncoder(Encoder):
             return auto_cls.from_pretrained(src, local_files_only=hub_offline(), **kwargs)
         except OSError as err:
             if self.local_dir(self.config):
-                raise EncoderUnavailable(f"{self.name}: cannot load {auto_cls.__name__} from "
+                raise Unavailable(f"encoder {self.name}: cannot load {auto_cls.__name__} from "
                                          f"model_path {src!r}: {err}") from err
-            raise EncoderUnavailable(f"{self.name}: {not_cached_message(src)} ({err})") from err
+            raise Unavailable(f"encoder {self.name}: {not_cached_message(src)} ({err})") from err
 
     def _load_model(self):
         import torch
@@ -150,6 +150,7 @@ class HFEncoder(Encoder):
 
 
 def resolve_device(device: str):
+    """The torch device for an encode.device value: "auto" is CUDA when torch sees a GPU, else the CPU."""
     import torch
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -30,6 +30,8 @@ class HFAudioConfig(HFConfig, LayerPooling):
 
 
 class HFAudioEncoder(HFEncoder):
+    """A transformers speech model (wav2vec 2.0, HuBERT, WavLM, ...): hidden states averaged over time."""
+
     name = "hf-audio"
     version = "1"
     modality = "audio"

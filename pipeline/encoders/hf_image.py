@@ -28,6 +28,8 @@ class HFImageConfig(HFConfig):
 
 
 class HFImageEncoder(HFEncoder, VisualEncoder):
+    """A transformers image backbone (CLIP vision, ViT, DINOv2, ...) over face crops, averaged over frames."""
+
     name = "hf-image"
     version = "1"
     Config = HFImageConfig

@@ -30,6 +30,8 @@ class HFTextConfig(HFConfig, LayerPooling):
 
 
 class HFTextEncoder(HFEncoder):
+    """A transformers text model (BERT, RoBERTa, MacBERT, XLM-R, ...): hidden layers averaged over the tokens."""
+
     name = "hf-text"
     version = "1"
     modality = "text"

@@ -21,6 +21,8 @@ class OpenSmileConfig:
 
 
 class OpenSmileEncoder(Encoder):
+    """openSMILE utterance functionals (eGeMAPS by default; free for research only)."""
+
     name = "egemaps"
     family = "opensmile"
     version = "1"

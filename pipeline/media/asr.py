@@ -1,7 +1,8 @@
 """Speech recognition for items that come without a transcript: a registry of ASR engines.
 
 extract.asr names an engine here, extract.asr_model its model and extract.asr_language the spoken
-language ("" = detected). Engines:
+language ("" = detected). Audio comes at the pipeline's one rate, SAMPLE_RATE. Engines:
+- `none`: no recognition; an item without a transcript stays without one.
 - `faster-whisper`: Whisper in CTranslate2 format (pipeline/media/whisper.py); offline by default with
   the packaged multilingual `whisper-base`, or `whisper-tiny.en`, or a converted folder.
 - `whisper`: a transformers Whisper checkpoint by hub id (where cached) or local directory.
@@ -17,10 +18,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from pipeline.config import ConfigError, build
 from pipeline.environment import missing_packages
+from pipeline.registry import Component, Registry
 
 from . import whisper
+from .decode import SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -29,16 +31,10 @@ class ASRConfig:
     language: str = ""       # ISO code, e.g. en, zh; "" = detected per clip (multilingual models)
 
 
-class ASREngine:
-    name: ClassVar[str]
+class ASREngine(Component):
+    kind = "ASR engine"
     default_model: ClassVar[str]
-    Config: ClassVar[type] = ASRConfig
-
-    def __init__(self, config: ASRConfig):
-        ok, why = self.available(config)
-        if not ok:
-            raise OSError(f"ASR engine {self.name}: {why}")
-        self.config = config
+    Config = ASRConfig
 
     @property
     def model(self) -> str:
@@ -49,15 +45,25 @@ class ASREngine:
         """The transcript_source of what this engine writes."""
         return f"asr:{self.name}:{Path(self.model).name}"
 
-    @classmethod
-    def available(cls, config: ASRConfig) -> tuple[bool, str]:
+    def __call__(self, audio: np.ndarray) -> str | None:
+        """The transcript of float32 mono audio at SAMPLE_RATE."""
         raise NotImplementedError
 
-    def __call__(self, audio: np.ndarray, sample_rate: int) -> str:
-        raise NotImplementedError
+
+class NoASR(ASREngine):
+    """No speech recognition: an item without a transcript stays without one."""
+
+    name = "none"
+    default_model = ""
+    source = "missing"
+
+    def __call__(self, audio: np.ndarray) -> None:
+        return None
 
 
 class FasterWhisperASR(ASREngine):
+    """Whisper in CTranslate2 format: the packaged whisper-base (multilingual) or whisper-tiny.en, or a folder."""
+
     name = "faster-whisper"
     default_model = whisper.DEFAULT_MODEL
 
@@ -70,15 +76,15 @@ class FasterWhisperASR(ASREngine):
     def available(cls, config: ASRConfig) -> tuple[bool, str]:
         return whisper.model_available(config.model or cls.default_model)
 
-    def __call__(self, audio: np.ndarray, sample_rate: int) -> str:
-        if sample_rate != 16000:
-            raise ValueError(f"faster-whisper needs 16 kHz audio, got {sample_rate} Hz: set extract.sample_rate: 16000")
+    def __call__(self, audio: np.ndarray) -> str:
         segments, _ = self.whisper.transcribe(np.asarray(audio, np.float32), language=self.config.language or None,
                                               beam_size=5, condition_on_previous_text=False)
         return " ".join(s.text.strip() for s in segments).strip()
 
 
 class TransformersWhisperASR(ASREngine):
+    """A transformers Whisper checkpoint named by extract.asr_model (hub id where cached, or a local folder)."""
+
     name = "whisper"
     default_model = ""
 
@@ -97,35 +103,32 @@ class TransformersWhisperASR(ASREngine):
         if missing_packages("transformers", "torch"):
             return False, "needs transformers and torch: pip install transformers torch"
         if not config.model:
-            raise ValueError("extract.asr_model must name a Whisper checkpoint (hub id or local directory)")
+            return False, "needs extract.asr_model: a Whisper checkpoint (hub id or local directory)"
         return True, ""
 
-    def __call__(self, audio: np.ndarray, sample_rate: int) -> str:
+    def __call__(self, audio: np.ndarray) -> str:
         kwargs = {"generate_kwargs": {"language": self.config.language}} if self.config.language else {}
-        return self.pipe({"raw": audio, "sampling_rate": sample_rate}, **kwargs)["text"].strip()
+        return self.pipe({"raw": audio, "sampling_rate": SAMPLE_RATE}, **kwargs)["text"].strip()
 
 
-ASR_ENGINES: dict[str, type[ASREngine]] = {cls.name: cls for cls in (FasterWhisperASR, TransformersWhisperASR)}
+ASR_ENGINES = Registry("extract.asr", NoASR, FasterWhisperASR, TransformersWhisperASR,
+                       options_key="extract.asr_options")
 
 
 def make_config(engine: str, model: str = "", language: str = "") -> tuple[type[ASREngine], ASRConfig]:
-    if engine not in ASR_ENGINES:
-        raise ConfigError(f"unknown ASR engine {engine!r}; known: none, {', '.join(sorted(ASR_ENGINES))}")
-    cls = ASR_ENGINES[engine]
-    return cls, build(cls.Config, {"model": model, "language": language}, where=f"ASR engine {engine}")
+    return ASR_ENGINES.config(engine, {"model": model, "language": language})
 
 
 @lru_cache(maxsize=2)
 def make_engine(engine: str, model: str = "", language: str = "") -> ASREngine:
     """The engine, built once per process for each (engine, model, language)."""
-    cls, config = make_config(engine, model, language)
-    return cls(config)
+    return ASR_ENGINES.make(engine, {"model": model, "language": language})
 
 
-def transcribe(audio: np.ndarray, sample_rate: int, engine: str, model: str = "", language: str = "") -> tuple[str, str]:
-    """(transcript, its source `asr:<engine>:<model>`)."""
+def transcribe(audio: np.ndarray, engine: str, model: str = "", language: str = "") -> tuple[str | None, str]:
+    """(transcript, its source `asr:<engine>:<model>`) of audio at SAMPLE_RATE; (None, "missing") for `none`."""
     asr = make_engine(engine, model, language)
-    return asr(audio, sample_rate), asr.source
+    return asr(audio), asr.source
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:

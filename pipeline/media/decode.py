@@ -23,6 +23,9 @@ import numpy as np
 
 from pipeline.errors import MerError
 
+# The pipeline's one audio rate: decoding resamples to it, and the media store, corruption, ASR and every
+# encoder take audio at it (Whisper, openSMILE's eGeMAPS and wav2vec-style models all expect 16 kHz).
+SAMPLE_RATE = 16000
 # Tolerance when comparing frame times to targets: pts are rounded to the stream time base.
 _TIME_EPS = 1e-3
 # Variable frame rate: at least _VFR_SHARE of frame intervals deviate from the median by over _VFR_DEVIATION
@@ -211,7 +214,7 @@ def _demux(container, video, audio, sampler: _FrameSampler | None, sink: _AudioS
     return result
 
 
-def decode_clip(path: Path, fps: float, max_frames: int, sample_rate: int = 16000) -> DecodedClip:
+def decode_clip(path: Path, fps: float, max_frames: int, sample_rate: int = SAMPLE_RATE) -> DecodedClip:
     """Decode `path` once: frames sampled at `fps` (at most max_frames, see module doc) and mono audio."""
     if fps <= 0 or max_frames < 1:
         raise ValueError(f"need fps > 0 and max_frames >= 1, got fps={fps}, max_frames={max_frames}")
@@ -264,7 +267,7 @@ def _warnings(sampler, sink, frames, audio, result: _DemuxResult, stated: float 
     return warnings
 
 
-def read_audio_file(path: Path, sample_rate: int = 16000) -> np.ndarray:
+def read_audio_file(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Any audio (or the audio track of a video) -> (N,) float32 mono in [-1, 1] at sample_rate."""
     with _open(path) as container:
         if not container.streams.audio:

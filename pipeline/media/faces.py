@@ -16,12 +16,12 @@ import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import cv2
 import numpy as np
 
-from pipeline.config import ConfigError, build
+from pipeline.config import ConfigError
+from pipeline.registry import Component, Registry
 
 # ArcFace 5-point template for a 112x112 crop: left eye, right eye, nose tip, left and right mouth corner.
 ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
@@ -49,20 +49,8 @@ class Face:
     margin: float = BOX_MARGIN              # box-only crops: crop side / longer box side
 
 
-class FaceDetector(ABC):
-    name: ClassVar[str]
-    Config: ClassVar[type]       # a frozen dataclass of the options that shape the output
-
-    def __init__(self, config):
-        ok, why = self.available(config)
-        if not ok:
-            raise RuntimeError(f"face detector {self.name}: {why}")
-        self.config = config
-
-    @classmethod
-    def available(cls, config) -> tuple[bool, str]:
-        """Whether it can run here; if not, why and how to fix it."""
-        return True, ""
+class FaceDetector(Component, ABC):
+    kind = "face detector"
 
     @abstractmethod
     def detect(self, rgb: np.ndarray) -> list[Face]:
@@ -374,31 +362,13 @@ class AutoDetector(FaceDetector):
         return self.blazeface.detect(rgb)
 
 
-DETECTORS: dict[str, type[FaceDetector]] = {
-    cls.name: cls for cls in (BlazeFaceDetector, HaarDetector, InsightFaceDetector, WholeFrameDetector, AutoDetector)
-}
-
-
-def detector_config(name: str, options: dict | None = None):
-    """(detector class, its Config from options); loads no model."""
-    if name not in DETECTORS:
-        raise ConfigError(f"unknown face detector {name!r}; known: {sorted(DETECTORS)}")
-    cls = DETECTORS[name]
-    return cls, build(cls.Config, dict(options or {}), where=f"face detector {name}")
+DETECTORS = Registry("extract.face_detector",
+                     BlazeFaceDetector, HaarDetector, InsightFaceDetector, WholeFrameDetector, AutoDetector,
+                     options_key="extract.face_options")
 
 
 def make_detector(name: str, **options) -> FaceDetector:
-    cls, config = detector_config(name, options)
-    return cls(config)
-
-
-def detector_available(name: str, **options) -> tuple[bool, str]:
-    """Whether make_detector(name, **options) works here, and if not, why (loads the model to be sure)."""
-    try:
-        detector = make_detector(name, **options)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError, ImportError) as e:
-        return False, str(e)
-    return True, f"{detector.name} detector ready"
+    return DETECTORS.make(name, options)
 
 
 @dataclass
