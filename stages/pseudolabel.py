@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline.config import ConfigError, PseudolabelConfig, load_section
+from pipeline.config import load_section
 from pipeline.errors import require
 from pipeline.labels import manifest_labels
 from pipeline.store.media import corrupted_views
@@ -27,7 +27,7 @@ STEPS = ("load features", "select and retrain", "write")
 def run(params: Path, *, round_name: str, manifest: Path, clean: Path, corrupted: Path | None, features: Path,
         cv_metrics: Path, out: Path, metrics: Path) -> dict:
     cfg, train_cfg = load_section("pseudolabel", params), load_section("train", params)
-    start_path = round_start(cfg, round_name)
+    start_path = semi.round_start(cfg, round_name)
     # one bar per round: the retraining step is the long one (folds x epochs of the main subset)
     with tqdm(total=len(STEPS), desc=f"pseudolabel {round_name}", unit="step") as bar:
         bar.set_postfix_str(STEPS[0])
@@ -53,16 +53,3 @@ def run(params: Path, *, round_name: str, manifest: Path, clean: Path, corrupted
         (metrics / "selection.json").write_text(json.dumps(report, indent=2))
         bar.update()
     return report
-
-
-def round_start(cfg: PseudolabelConfig, round_name: str) -> Path:
-    """The predictions `round_name` starts from; a later round must start from the one before it."""
-    names = list(cfg.rounds)
-    if round_name not in cfg.rounds:
-        raise ConfigError(f"pseudolabel.rounds has no round {round_name!r}; rounds: {names}")
-    start = Path(cfg.rounds[round_name])
-    i = names.index(round_name)
-    if i > 0 and start.stem != names[i - 1]:
-        raise ConfigError(f"pseudolabel.rounds.{round_name} starts from {start}, not from the previous "
-                          f"round's predictions ({names[i - 1]}.parquet)")
-    return start

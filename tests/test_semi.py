@@ -21,7 +21,6 @@ from pipeline.training import semi
 from pipeline.training.cv import softmax_np
 from pipeline.training.run import predictions_frame, run_subset
 from pipeline.training.semi import labelled_oof, model_predictions, round_report, run_round, unlabelled_pool
-from stages.pseudolabel import round_start
 from tests.test_pipeline import run
 
 LOGIT_COLUMNS = logit_columns(MER_LABELS)
@@ -68,7 +67,7 @@ def test_pseudo_labels_improve_f1_over_labelled_only(corpus, start, first_round)
     """Over three corpus seeds (seed 0: the start model never gets a neutral item right, so Algorithm 1
     alone gives neutral no pseudo-labels and loses 0.06 F1; the class cap keeps it from losing)."""
     runs = [(corpus[0], start, *first_round[:2])] + [labelled_only_and_round(replace(SPEC, seed=s)) for s in (0, 2)]
-    for rows, before, after, picked in runs:
+    for rows, _, _, picked in runs:
         assert 50 < len(picked) < SPEC.n_unlabelled
         assert semi.precision(semi.with_truth(picked, rows)) > 0.8
     for test in ("test1", "test3"):  # the same test splits, before and after
@@ -159,14 +158,14 @@ def test_round_report_and_class_balance(corpus, start, first_round):
 
 def test_rounds_chain_in_order(tmp_path):
     cfg = replace(SEMI, rounds={"r1": "models/predictions.parquet", "r2": "models/pseudolabel/r1.parquet"})
-    assert round_start(cfg, "r2") == Path("models/pseudolabel/r1.parquet")
+    assert semi.round_start(cfg, "r2") == Path("models/pseudolabel/r1.parquet")
     with pytest.raises(ConfigError, match="no round 'r3'"):
-        round_start(cfg, "r3")
+        semi.round_start(cfg, "r3")
     with pytest.raises(ConfigError, match="previous round"):
-        round_start(replace(cfg, rounds={"r1": "a.parquet", "r2": "models/predictions.parquet"}), "r2")
+        semi.round_start(replace(cfg, rounds={"r1": "a.parquet", "r2": "models/predictions.parquet"}), "r2")
     assert cfg.final_round == "r2"
     with pytest.raises(ConfigError, match="rounds is empty"):
-        replace(cfg, rounds={}).final_round
+        _ = replace(cfg, rounds={}).final_round
 
 
 WRITE_ROUNDS = """

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import MerError
-from pipeline.environment import versions
+from pipeline.environment import code_revision, versions
+from pipeline.errors import InputError, MerError, MissingInput
 from pipeline.labels import MER_LABELS
 from pipeline.store.features import FeatureStore
 from pipeline.training.cv import CVResult, TestPrediction, TestSet
-from pipeline.training.families import family
 from pipeline.training.data import NormStats
-from pipeline.errors import InputError, MissingInput
+from pipeline.training.families import family
+from pipeline.training.metrics import CV_FIGURES
 
 FORMAT = 1
 META = "checkpoint.json"
@@ -137,3 +137,15 @@ def warn_library_changes(path: Path, recorded: dict) -> None:
         warnings.warn(f"{path} was trained with other library versions (trained -> here): "
                       + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(changed.items()))
                       + "; predictions may differ slightly from train's", stacklevel=2)
+
+
+def model_card(extract_cfg, rows, coverage: dict[str, int], summary: dict) -> dict:
+    """What a checkpoint says of its making: the extraction settings `mer predict` repeats (ExtractConfig's
+    output keys), the training corpus (manifest rows), the code's git revision and the CV figures."""
+    labelled = rows[(rows["split"] == "train") & rows["label"].notna()]
+    corpus = {"splits": {str(k): int(v) for k, v in rows["split"].value_counts().sort_index().items()},
+              "train_labels": {str(k): int(v) for k, v in labelled["label"].value_counts().sort_index().items()},
+              "train_speakers": int(labelled["speaker"].nunique()) if "speaker" in labelled else 0,
+              "train_items_with": coverage}
+    return {"extract": {k: getattr(extract_cfg, k) for k in extract_cfg.OUTPUT_KEYS}, "corpus": corpus,
+            "git_revision": str(code_revision()), "metrics": {k: summary[k] for k in CV_FIGURES if k in summary}}

@@ -196,6 +196,15 @@ def cv_summary(result: CVResult, subset: str, seed: int, n_items: int) -> dict:
             "best_epoch": [int(e) for e in result.best_epoch]}
 
 
+def write_curves(result: CVResult, folder: Path) -> None:
+    """One CSV per fold (epoch, train_loss, val_*), so `dvc plots` draws a line per fold."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("fold*.csv"):
+        old.unlink()
+    for fold, rows in curves_frame(result).groupby("fold"):
+        rows.drop(columns="fold").to_csv(folder / f"fold{fold}.csv", index=False)
+
+
 def curves_frame(result: CVResult) -> pd.DataFrame:
     """Per fold and epoch, every training curve (no rows for a model without epochs, e.g. LightGBM)."""
     if not result.curves:

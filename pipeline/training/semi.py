@@ -20,6 +20,8 @@ that subset on labelled + selected items; `round_report` is what a round's metri
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -56,7 +58,8 @@ def class_caps(labelled_counts: np.ndarray, max_per_class: int = 0, max_per_labe
     return caps
 
 
-def select(logits: np.ndarray, thresholds: np.ndarray, caps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def select(logits: np.ndarray, thresholds: np.ndarray,
+           caps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(selected mask, predicted class, confidence) for unlabelled items; where a class has more than
     its cap, its most confident items are kept. Vectorised over the logits only, so memory is
     O(items x classes)."""
@@ -175,3 +178,16 @@ def round_report(round_name: str, start_path: str, cfg: PseudolabelConfig, thres
         "mer_semi_f1": f1(after, "test3"), "mer_semi_f1_start": f1(before, "test3"),
         "mer_multi_f1": f1(after, "test1"), "mer_multi_f1_start": f1(before, "test1"),
     }
+
+
+def round_start(cfg: PseudolabelConfig, round_name: str) -> Path:
+    """The predictions `round_name` starts from; a later round must start from the one before it."""
+    names = list(cfg.rounds)
+    if round_name not in cfg.rounds:
+        raise ConfigError(f"pseudolabel.rounds has no round {round_name!r}; rounds: {names}")
+    start = Path(cfg.rounds[round_name])
+    i = names.index(round_name)
+    if i > 0 and start.stem != names[i - 1]:
+        raise ConfigError(f"pseudolabel.rounds.{round_name} starts from {start}, not from the previous "
+                          f"round's predictions ({names[i - 1]}.parquet)")
+    return start
