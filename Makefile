@@ -59,6 +59,7 @@ repro: setup
 	dvc repro
 
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q; status=$$?; [ $$status -eq 5 ] && echo "no tests collected" && exit 0; exit $$status
 
 test-slow: setup

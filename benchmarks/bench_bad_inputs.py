@@ -34,7 +34,6 @@ def make_corpus(root: Path, kind: str, size: tuple[int, int]) -> None:
     import cv2
     import numpy as np
     import pandas as pd
-
     from media_fixtures import BACKGROUND, astronaut_face, write_clip
 
     root.mkdir(parents=True, exist_ok=True)

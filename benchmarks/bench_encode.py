@@ -81,8 +81,8 @@ def bench_encode(root: Path, args) -> dict:
     for run in range(args.runs):
         store = root / f"feat{run}.zarr"
         bare.append(timed(lambda: bare_forward(path, waves, args.batch_size, args.device)))
-        full.append(timed(lambda: encode_run(spec, view, store, args.batch_size, args.items_per_part, args.device)))
-        noop.append(timed(lambda: encode_run(spec, view, store, args.batch_size, args.items_per_part, args.device)))
+        full.append(timed(lambda store=store: encode_run(spec, view, store, args.batch_size, args.items_per_part, args.device)))
+        noop.append(timed(lambda store=store: encode_run(spec, view, store, args.batch_size, args.items_per_part, args.device)))
     assert encode_run(spec, view, store, args.batch_size, args.items_per_part, args.device)["encoded"] == 0
     med = {k: statistics.median(v) for k, v in {"full": full, "bare": bare, "noop": noop}.items()}
     return {
@@ -110,7 +110,7 @@ def bench_load(root: Path, n: int, dim: int, runs: int) -> dict:
     times = []
     for _ in range(runs):
         fresh = FeatureStore(root / "load.zarr")
-        times.append(timed(lambda: fresh.load(view)))
+        times.append(timed(lambda fresh=fresh: fresh.load(view)))
     X, present = FeatureStore(root / "load.zarr").load(view)
     assert present.all() and X.shape == (n, dim)
     return {"load_seconds": round(statistics.median(times), 3), "load_runs_seconds": [round(t, 3) for t in times],

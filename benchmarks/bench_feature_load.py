@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from bench_train import write_result
+
 from pipeline.store.features import MODALITY_KEY, FeatureStore, Identity
 from pipeline.store.media import digest
 from pipeline.training.runtime import available_cores
@@ -73,7 +73,8 @@ def main() -> None:
         "figure": "wall seconds to load every feature (audio 1024, text 1024, visual 512) of the training "
                   "items from the Zarr feature stores (FeatureStore.load per modality)",
         "seconds": round(statistics.median(times), 3), "target_seconds": TARGET_SECONDS,
-        "cpu_seconds": round(statistics.median(cpu), 3), "runs_seconds": [round(t, 3) for t in times], "items": args.items, "dims": DIMS, "items_per_part": PART,
+        "cpu_seconds": round(statistics.median(cpu), 3), "runs_seconds": [round(t, 3) for t in times],
+        "items": args.items, "dims": DIMS, "items_per_part": PART,
         "runs": args.runs, "cores": available_cores(),
         "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }

@@ -28,9 +28,9 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pipeline.datasets.acted import read_ravdess
 from pipeline.config import CorruptConfig
 from pipeline.corrupt import BabbleSource, CorruptedView, WhiteSource, corrupt_clip, read_mono_16k
+from pipeline.datasets.acted import read_ravdess
 from pipeline.encoders import make_encoder
 
 OUT = Path(__file__).parent / "results" / "noise_real.json"

@@ -31,8 +31,7 @@ def rss_bytes() -> int:
 
 
 def one_pool(n_pool: int, dim: int) -> dict:
-    from pipeline.config import PseudolabelConfig, TrainConfig
-    from pipeline.config import DemoConfig
+    from pipeline.config import DemoConfig, PseudolabelConfig, TrainConfig
     from pipeline.demo.features import feature_corpus
     from pipeline.training.run import predictions_frame, run_subset
     from pipeline.training.semi import model_predictions, run_round
@@ -57,7 +56,8 @@ def one_pool(n_pool: int, dim: int) -> dict:
     result, ids = run_subset(tables, "AVT", cfg, 0)
     start = model_predictions(predictions_frame(result, ids, tables, "AVT", 0), "AVT", 0)
     t2 = time.perf_counter()
-    _, picked, _ = run_round(tables, rows, start, PseudolabelConfig(eta=0.5, max_per_class=MAX_PER_CLASS, max_per_labelled=0), cfg)
+    selection = PseudolabelConfig(eta=0.5, max_per_class=MAX_PER_CLASS, max_per_labelled=0)
+    _, picked, _ = run_round(tables, rows, start, selection, cfg)
     t3 = time.perf_counter()
     done.set()
     sampler.join()
@@ -84,7 +84,8 @@ def main() -> None:
         runs.append(json.loads(out.strip().splitlines()[-1]))
         print(runs[-1], flush=True)
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"figure": "peak RSS growth over the labelled-only training plus one round, vs the unlabelled pool's feature matrix",
+    OUT.write_text(json.dumps({"figure": "peak RSS growth over the labelled-only training plus one round, "
+                                         "vs the unlabelled pool's feature matrix",
                                "runs_per_size": 1, "cores": os.cpu_count(), "load_average": os.getloadavg(),
                                "sizes": runs}, indent=2))
 

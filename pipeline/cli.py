@@ -80,7 +80,8 @@ def _echo(result) -> None:
 @app.command("demo-corpus")
 def demo_corpus(out: Annotated[Path, typer.Option(help="corpus folder to write (clips/ + manifest.csv)")],
                 params: Params = Path("params.yaml"),
-                workers: Annotated[int, typer.Option(help="processes (0 = all cores); the bytes written do not depend on it")] = 0):
+                workers: Annotated[int, typer.Option(help="processes (0 = all cores); the bytes written do not depend "
+                                                           "on it")] = 0):
     """Generate the demo corpus: talking-face MP4 clips (H.264 + AAC) with transcripts, labels over the six
     MER 2023 classes, valence and every split, with a tunable emotion signal per modality (demo.*).
     The same demo.* params give the same bytes on any machine and any worker count."""
@@ -143,7 +144,8 @@ def encode(feature: Annotated[str, typer.Argument(metavar="FEATURE", help="a fea
 
 
 @app.command("export-features")
-def export_features(store: Annotated[Path, typer.Argument(metavar="STORE", help="feature store, e.g. featurestore/features/egemaps.zarr")],
+def export_features(store: Annotated[Path, typer.Argument(metavar="STORE",
+                                                          help="feature store, e.g. featurestore/features/egemaps.zarr")],
                     out: Annotated[Path, typer.Option(help="npy: root folder that gets features/<NAME>/; hdf5: the .h5 file")],
                     format: Annotated[str, typer.Option(help="npy (MER 2023 baseline layout) | hdf5")] = "npy",
                     view: Annotated[Path | None, typer.Option(help="media view whose sample ids name the files; "
@@ -166,9 +168,11 @@ def export_features(store: Annotated[Path, typer.Argument(metavar="STORE", help=
 
 
 @app.command("import-features")
-def import_features(folder: Annotated[Path, typer.Argument(metavar="FOLDER", help="a features/<FEATURE_NAME>/ folder of <sample>.npy files")],
+def import_features(folder: Annotated[Path, typer.Argument(metavar="FOLDER",
+                                                            help="a features/<FEATURE_NAME>/ folder of <sample>.npy files")],
                     modality: Annotated[str, typer.Option(help="audio | visual | text")],
-                    out: Annotated[Path | None, typer.Option(help="feature store; default featurestore/features/<FEATURE_NAME>.zarr")] = None,
+                    out: Annotated[Path | None, typer.Option(
+                        help="feature store; default featurestore/features/<FEATURE_NAME>.zarr")] = None,
                     replace: Annotated[bool, typer.Option("--replace", help="delete and replace a store at OUT that is "
                                                           "not an import of this folder and modality")] = False):
     """Read pre-extracted features in the MER 2023 layout (1-D utterance vector or [T, D] frames per sample) into a
@@ -266,14 +270,19 @@ def evaluate(manifest: Manifest,
 
 @app.command()
 def predict(clips: Annotated[list[Path], typer.Argument(metavar="CLIP...", help="video (or audio/image) files to recognise")],
-            checkpoint: Annotated[Path, typer.Option(help="checkpoint folder written by `mer train`")] = Path("models/checkpoint"),
+            checkpoint: Annotated[Path, typer.Option(help="checkpoint folder written by `mer train`")] = Path(
+                "models/checkpoint"),
             params: Annotated[Path | None, typer.Option(help="use this params file's extract.* and encode.features "
                                                              "instead of the checkpoint's own settings")] = None,
-            out: Annotated[Path | None, typer.Option(help="write JSON, or CSV when the name ends in .csv; default: print JSON")] = None,
-            work: Annotated[Path | None, typer.Option(help="keep the media and feature stores here (reused by later calls); default: a temporary folder")] = None,
+            out: Annotated[Path | None, typer.Option(help="write JSON, or CSV when the name ends in .csv; default: "
+                                                          "print JSON")] = None,
+            work: Annotated[Path | None, typer.Option(help="keep the media and feature stores here (reused by later "
+                                                           "calls); default: a temporary folder")] = None,
             transcript: Annotated[str | None, typer.Option(help="what is said in the clip (one clip only)")] = None,
-            transcripts: Annotated[Path | None, typer.Option(help="CSV with columns path,transcript (paths relative to the CSV)")] = None,
-            asr: Annotated[str | None, typer.Option(help="speech recognition for clips without a transcript: none | faster-whisper | whisper; default: the checkpoint's")] = None,
+            transcripts: Annotated[Path | None, typer.Option(help="CSV with columns path,transcript (paths relative to "
+                                                                  "the CSV)")] = None,
+            asr: Annotated[str | None, typer.Option(help="speech recognition for clips without a transcript: none | "
+                                                         "faster-whisper | whisper; default: the checkpoint's")] = None,
             asr_model: Annotated[str, typer.Option(help="ASR model; '' = the engine's default (packaged whisper-base)")] = "",
             asr_language: Annotated[str, typer.Option(help="spoken language (en, zh, ...); '' = detected")] = ""):
     """Recognise new clips with a trained fold ensemble: extract and encode them as the checkpoint's training
@@ -322,7 +331,8 @@ def diff_report(base: Annotated[str, typer.Argument(metavar="BASE", help="git re
                 all_metrics: Annotated[bool, typer.Option("--all", help="list unchanged metrics too")] = False):
     """Markdown tables of `dvc metrics diff` (with deltas) and `dvc params diff` between BASE and the
     workspace. A BASE without metrics prints "No baseline yet" and exits 0."""
-    from pipeline.reporting.diff import UnknownRevision, diff_report as render
+    from pipeline.reporting.diff import UnknownRevision
+    from pipeline.reporting.diff import diff_report as render
 
     try:
         typer.echo(render(repo, base, all_metrics))

@@ -167,7 +167,8 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
 
 
 def _dask(fn: Callable, tasks: list[Any], address: str) -> Iterable[Any]:
-    from distributed import Client, as_completed as dask_completed
+    from distributed import Client
+    from distributed import as_completed as dask_completed
 
     with Client(address) as client:
         client.run(single_thread_worker)

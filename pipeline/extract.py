@@ -23,9 +23,18 @@ import pandas as pd
 
 from pipeline.config import ExtractConfig
 from pipeline.executors import EXECUTORS, run_tasks
-from pipeline.media.asr import make_config as asr_config, transcribe
-from pipeline.media.decode import (IMAGE_SUFFIXES, SAMPLE_RATE, MediaError, check_unchanged, decode_clip, read_audio_file,
-                                   read_frames, read_image)
+from pipeline.media.asr import make_config as asr_config
+from pipeline.media.asr import transcribe
+from pipeline.media.decode import (
+    IMAGE_SUFFIXES,
+    SAMPLE_RATE,
+    MediaError,
+    check_unchanged,
+    decode_clip,
+    read_audio_file,
+    read_frames,
+    read_image,
+)
 from pipeline.media.faces import DETECTORS, extract_faces, make_detector
 from pipeline.store.media import MediaItem, MediaStore, digest, params_hash
 

@@ -11,9 +11,9 @@ import pandas as pd
 import zarr
 
 from pipeline.config import ConfigError, load_section
+from pipeline.corrupt import NOISE_SOURCES
 from pipeline.corrupt_views import extract_views
 from pipeline.errors import require
-from pipeline.corrupt import NOISE_SOURCES
 from pipeline.failures import write_failures
 from pipeline.store.lock import store_lock
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline import evaluation as ev
 from pipeline.config import load_section
 from pipeline.errors import require
 from pipeline.labels import manifest_labels
-from pipeline import evaluation as ev
 
 
 def run(params: Path, *, manifest: Path, predictions: Path, semi_predictions: Path, cv_metrics: Path,

@@ -5,22 +5,24 @@ subprocesses where the exit code and what reaches the terminal are the point."""
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from media_fixtures import write_clip
+from test_stage_paths import path_args
+
+from pipeline.store.features import FeatureStore, Identity
 from pipeline.store.lock import lock_paths, store_lock
 from pipeline.store.media import MediaStore
-from test_stage_paths import path_args
 
 BIN = Path(sys.executable).parent
 
@@ -257,7 +259,7 @@ def test_trailing_comma_rows_are_rejected_not_shifted(tmp_path, clips):
     assert rejects["reason"].tolist() == ["line 3: 4 fields but the header has 3 (a trailing comma or an "
                                           "unquoted comma in a value?)"]
     manifest = pd.read_parquet(tmp_path / "out" / "manifest.parquet")
-    assert manifest[["sample_id", "split", "label"]].values.tolist() == [["a", "train", "happy"]]  # an empty trailing field is no field
+    assert manifest[["sample_id", "split", "label"]].values.tolist() == [["a", "train", "happy"]]  # trailing empty: no field
 
 
 def test_header_only_manifest_says_so_and_writes_no_manifest(tmp_path, clips):
@@ -296,21 +298,15 @@ def test_non_utf8_file_name_is_a_reject(tmp_path, clips):
 
 # --- import-features is safe --------------------------------------------------------------------------
 
-def npy_folder(path: Path, arrays: dict[str, "np.ndarray"]) -> Path:
-    import numpy as np
-
+def npy_folder(path: Path, arrays: dict[str, np.ndarray]) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     for name, array in arrays.items():
         np.save(path / f"{name}.npy", np.asarray(array, np.float32))
     return path
 
 
-def encoder_store(path: Path) -> "FeatureStore":
+def encoder_store(path: Path) -> FeatureStore:
     """A store as `mer encode` writes it: an encoder's identity, 3-d vectors keyed by content."""
-    import numpy as np
-
-    from pipeline.store.features import FeatureStore, Identity
-
     store = FeatureStore(path).create(Identity("egemaps", "1", "audio", {}, {}), 3)
     store.write(["k1"], [np.ones(3, np.float32)], [""], 3)
     return store
@@ -332,8 +328,6 @@ def test_import_never_writes_into_an_encoder_store_without_replace(tmp_path):
 
 def test_reimport_replaces_changed_values(tmp_path):
     from pipeline.store.exchange import import_npy
-    from pipeline.store.features import FeatureStore
-
     folder = npy_folder(tmp_path / "f", {"s1": [1.0, 1.0], "s2": [2.0, 2.0], "s3": [3.0, 3.0]})
     out = tmp_path / "f.zarr"
     import_npy(folder, "audio", out, items_per_part=2)
@@ -348,8 +342,6 @@ def test_reimport_replaces_changed_values(tmp_path):
 def test_failed_import_leaves_nothing_behind(tmp_path):
     from pipeline.errors import InputError
     from pipeline.store.exchange import import_npy
-    from pipeline.store.features import FeatureStore
-
     out = tmp_path / "f.zarr"
     folder = npy_folder(tmp_path / "f", {"s1": [1.0, 1.0], "s2": [2.0, 2.0]})
     with pytest.raises(InputError, match="s3.npy: shape"):
@@ -363,10 +355,7 @@ def test_failed_import_leaves_nothing_behind(tmp_path):
 
 
 def test_train_refuses_a_configured_modality_without_features(tmp_path):
-    import numpy as np
-
     from pipeline.errors import InputError
-    from pipeline.store.features import FeatureStore, Identity
     from pipeline.store.media import MediaItem
     from pipeline.training.run import Views, load_tables
 
@@ -387,7 +376,6 @@ def test_train_refuses_a_configured_modality_without_features(tmp_path):
 
 def test_image_bomb_is_refused_from_its_header(tmp_path):
     import cv2
-    import numpy as np
 
     from pipeline.config import ExtractConfig
     from pipeline.extract import extract
@@ -403,7 +391,6 @@ def test_image_bomb_is_refused_from_its_header(tmp_path):
 
 def test_large_frames_are_downscaled_on_decode(tmp_path):
     import cv2
-    import numpy as np
 
     from pipeline.media.decode import MAX_FRAME_SIDE, decode_clip, read_frames, read_image
 

@@ -9,10 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.config import LightGBMParams, TrainConfig
+from pipeline.config import MODELS, LightGBMParams, TrainConfig
 from pipeline.labels import MER_LABELS, VALENCE_RANGE
 from pipeline.store.features import FeatureStore, Identity
-from pipeline.config import MODELS
 from pipeline.training import checkpoint, cv, lgbm
 from pipeline.training.data import Table, standardize
 from pipeline.training.families import FAMILIES

@@ -12,12 +12,12 @@ from pipeline.corrupt import (
     NOISE_SOURCES,
     PEAK,
     BabbleSource,
+    CorruptedView,
     FolderSource,
     PinkSource,
-    CorruptedView,
     WhiteSource,
-    build_noise,
     blur_frames,
+    build_noise,
     clip_rng,
     corrupt_audio,
     corrupt_clip,
@@ -333,4 +333,5 @@ def test_views_fix_one_draw_and_key_only_what_shapes_them():
     assert {draw_params(CorruptedView(cfg, snr=0.0, blur=1), f"c{i}")["snr_db"] for i in range(20)} == {0.0}
     assert {draw_params(CorruptedView(cfg, blur=4, noise=False), f"c{i}")["snr_db"] for i in range(20)} == {None}
     # another view's params (a robustness SNR) leave the noisy view's key, and so its items, alone
-    assert CorruptedView(cfg).key() == CorruptedView(CorruptConfig()).key() != CorruptedView(CorruptConfig(noise_source="white")).key()
+    white = CorruptedView(CorruptConfig(noise_source="white"))
+    assert CorruptedView(cfg).key() == CorruptedView(CorruptConfig()).key() != white.key()

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dvc_project import commit, run
 from typer.testing import CliRunner
 
-from dvc_project import commit, run
 from pipeline.cli import app
 from pipeline.evaluation import headline
 

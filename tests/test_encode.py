@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from encode_fixtures import media_item, media_view, save_bert, save_wav2vec2, transcript
+
 from pipeline.config import EncoderSpec
 from pipeline.encode import build_encoder, encode_feature, identity_of
 from pipeline.failures import TooManyFailures
@@ -159,7 +159,8 @@ def test_encode_stage_fails_above_its_failure_rate(models, tmp_path):
     for limit, store in ((0.5, "ok.zarr"), (0.25, "over.zarr")):
         params.write_text(yaml.safe_dump({"encode": {"features": {"nan": {"encoder": "hf-text", "options": {
             "model_path": str(models["nan"])}}}, "device": "cpu", "max_failure_rate": limit}}))
-        run_stage = lambda: encode_stage.run(params, feature="nan", clean=view, corrupted=None, out=tmp_path / store)  # noqa: E731
+        run_stage = lambda store=store: encode_stage.run(  # noqa: E731
+            params, feature="nan", clean=view, corrupted=None, out=tmp_path / store)
         if limit == 0.5:
             assert run_stage() == {"encoded": 2, "missing": 1, "failed": 1, "dim": 32}
         else:

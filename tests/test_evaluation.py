@@ -12,8 +12,7 @@ from sklearn.metrics import f1_score
 from pipeline import evaluation as ev
 from pipeline.labels import MER_LABELS, logit_columns
 from pipeline.training.calibration import fit_temperature
-from pipeline.training.metrics import ece
-from pipeline.training.metrics import over_seeds_by_subset
+from pipeline.training.metrics import ece, over_seeds_by_subset
 
 LOGIT_COLUMNS = logit_columns(MER_LABELS)
 
@@ -83,7 +82,8 @@ def test_seeds_give_mean_and_std():
     assert figures["f1_weighted_std"] == pytest.approx(np.std(f1s)) and figures["f1_weighted_std"] > 0
     runs = [{"subset": "A", "seed": s, "f1_weighted": f, "valence_mse": 1.0 + s} for s, f in enumerate(f1s)]
     summary = over_seeds_by_subset(runs)["A"]
-    assert summary["f1_weighted"] == pytest.approx(np.mean(f1s)) and summary["valence_mse_std"] == pytest.approx(np.std([1, 2, 3]))
+    assert summary["f1_weighted"] == pytest.approx(np.mean(f1s))
+    assert summary["valence_mse_std"] == pytest.approx(np.std([1, 2, 3]))
 
 
 def test_markdown_table_prints_counts_as_whole_numbers_and_blanks_for_absent():

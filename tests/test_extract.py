@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from media_fixtures import truncate, write_clip
+
 from pipeline.config import DemoConfig, ExtractConfig, PrepareConfig
 from pipeline.datasets.base import file_hash
 from pipeline.datasets.prepare import prepare
@@ -182,7 +182,8 @@ def test_dask_cluster_writes_the_same_store(corpus, reference, tmp_path):
     root, manifest = corpus
     store = tmp_path / "media.zarr"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        summary, failures = extract(manifest, root, store, replace(CFG, executor="dask", executor_options={"address": cluster.scheduler_address}))
+        summary, failures = extract(manifest, root, store, replace(CFG, executor="dask",
+                                                                   executor_options={"address": cluster.scheduler_address}))
     assert failures == [] and summary["processed"] == N_CLIPS
     # Parts are named by their items, so the two executors even write the same part files.
     assert MediaStore(store).parts.committed() == MediaStore(reference).parts.committed()
@@ -318,8 +319,14 @@ def tiny_whisper(folder: Path) -> Path:
     """A randomly initialised Whisper with a byte-level BPE vocabulary trained here: the real ASR code path
     (feature extraction, generation, decoding) offline; its text is nonsense."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
-                              WhisperForConditionalGeneration, WhisperProcessor, WhisperTokenizerFast)
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizerFast,
+    )
 
     specials = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|translate|>",
                 "<|notimestamps|>", "<|nocaptions|>", "<|startoflm|>", "<|startofprev|>"]

@@ -27,7 +27,8 @@ def make(tmp_path: Path, runs: dict[str, bool], *args: str, dry: bool = True) ->
         (fakes / name).chmod(0o755)
     env = os.environ | {"PATH": f"{fakes}{os.pathsep}{os.environ['PATH']}"}
     env.pop("PYTHON", None)
-    return subprocess.run(["make", *(["-n"] if dry else []), "setup", *args], cwd=project, env=env, capture_output=True, text=True)
+    command = ["make", *(["-n"] if dry else []), "setup", *args]
+    return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="no make")

@@ -8,11 +8,19 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
-
 from media_fixtures import TONE_AMPLITUDE, TONE_HZ, truncate, write_clip
+
 from pipeline.media.decode import MediaError, decode_clip, read_audio_file, read_image
-from pipeline.media.faces import (ARCFACE_TEMPLATE, TEMPLATE_4, TRACK_PATIENCE, Face, choose_face,
-                                  DETECTORS, extract_faces, make_detector)
+from pipeline.media.faces import (
+    ARCFACE_TEMPLATE,
+    DETECTORS,
+    TEMPLATE_4,
+    TRACK_PATIENCE,
+    Face,
+    choose_face,
+    extract_faces,
+    make_detector,
+)
 
 SECONDS, FPS, SIZE = 2.0, 15, 160
 SR = 16000

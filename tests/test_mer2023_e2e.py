@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from dvc_project import project_copy, run
 from mer2023_release import labelled_counts, submission_figures, write_release
+
 from pipeline.config import DemoConfig
 from pipeline.demo.corpus import generate_corpus
 

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
 from media_fixtures import astronaut_face, write_clip
+
 from pipeline.config import ExtractConfig, PrepareConfig
 from pipeline.datasets.prepare import prepare
 from pipeline.extract import extract

@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from test_pipeline import project_copy, run
 
 from pipeline.config import DemoConfig
 from pipeline.demo.corpus import generate_corpus
 from pipeline.media.decode import decode_clip, read_audio_file
-from test_pipeline import project_copy, run
 
 pytestmark = pytest.mark.slow
 

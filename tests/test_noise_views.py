@@ -5,7 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from media_fixtures import astronaut_face, write_clip
 
+from pipeline.config import load_section
 from pipeline.corrupt import draw_params
 from pipeline.corrupt_views import view_specs
 from pipeline.evaluation import robustness_curve
@@ -15,8 +17,6 @@ from pipeline.store.media import MediaStore
 from stages import corrupt as corrupt_stage
 from stages import extract as extract_stage
 from stages import prepare as prepare_stage
-from pipeline.config import load_section
-from media_fixtures import astronaut_face, write_clip
 
 LOGIT_COLUMNS = logit_columns(MER_LABELS)
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from dvc_project import project_copy, run
 
 SMALL = {

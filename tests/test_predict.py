@@ -13,15 +13,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from media_fixtures import truncate, write_clip
 from scipy.special import softmax
 from typer.testing import CliRunner
 
-from media_fixtures import truncate, write_clip
 from pipeline.cli import app
-from pipeline.datasets import Candidate, validate
-from pipeline.extract import extract
 from pipeline.config import load_section
+from pipeline.datasets import Candidate, validate
 from pipeline.encode import encode_feature
+from pipeline.extract import extract
 from pipeline.labels import MER_LABELS, VALENCE_RANGE, logit_columns
 from pipeline.training.checkpoint import FeatureMismatch
 from stages import train
@@ -96,7 +96,8 @@ def test_predict_writes_csv(trained, tmp_path):
                                     "--params", str(trained / "params.yaml"), "--out", str(out)])
     assert done.exit_code == 0, done.output
     frame = pd.read_csv(out)
-    assert list(frame["sample_id"]) == ["c01"] and frame[[f"prob_{c}" for c in MER_LABELS]].sum(axis=1).iloc[0] == pytest.approx(1)
+    assert list(frame["sample_id"]) == ["c01"]
+    assert frame[[f"prob_{c}" for c in MER_LABELS]].sum(axis=1).iloc[0] == pytest.approx(1)
 
 
 def test_predict_refuses_another_visual_encoder(trained, tmp_path):

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from media_fixtures import write_clip
+
 from pipeline.config import ConfigError, PrepareConfig
 from pipeline.datasets.mer2023 import read_label_npz
 from pipeline.datasets.prepare import TooManyRejects, prepare

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from mer2023_release import submission_figures
+
 from pipeline.config import ConfigError
 from pipeline.labels import MER_LABELS, label_index, logit_columns
-from stages import evaluate
 from pipeline.training.metrics import over_seeds_by_subset
+from stages import evaluate
 
 # labelled / unlabelled items per split, as the release's proportions shrunk (test3 mostly unlabelled)
 SHAPE = {"train": (60, 0), "test1": (41, 0), "test2": (37, 0), "test3": (23, 50)}

@@ -15,9 +15,9 @@ import pytest
 
 from pipeline.config import ConfigError
 from pipeline.media.asr import ASR_ENGINES, make_config, transcribe, word_error_rate
-from pipeline.registry import Unavailable
 from pipeline.media.decode import read_audio_file
 from pipeline.media.whisper import model_available
+from pipeline.registry import Unavailable
 
 SENTENCE = "Kids are talking by the door and the dogs are sitting by the window"
 

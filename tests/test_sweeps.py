@@ -2,13 +2,12 @@
 and the experiments table fits a terminal."""
 
 import json
-import os
 import re
 from pathlib import Path
 
 import pytest
-
 from dvc_project import commit, project_copy, run
+
 from pipeline.evaluation import HEADLINE
 
 TINY = {
@@ -58,6 +57,7 @@ def test_learning_rate_sweep_retrains_from_stored_features(baseline):
 
 @pytest.mark.slow
 def test_queued_two_by_two_sweep_table_fits_160_columns(baseline):
+    run(["dvc", "exp", "remove", "--all-commits"], baseline)  # the table of this sweep alone, as a user sees it
     grid = ["-S", "train.lr=0.01,0.0001", "-S", "train.dropout=0.1,0.5"]
     run(["dvc", "exp", "run", "--queue", "-C", "featurestore", *grid], baseline)
     log = run(["dvc", "exp", "run", "--run-all", "-j", "1"], baseline)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from . import _ravdess as ravdess
 from pipeline.media.asr import make_engine, word_error_rate
+
+from . import _ravdess as ravdess
 
 SETTINGS = [("faster-whisper", "whisper-base", ""), ("faster-whisper", "whisper-base", "en"),
             ("faster-whisper", "whisper-tiny.en", "")]
@@ -34,7 +35,8 @@ def run(data_dir: Path) -> dict:
         edits = sum(word_error_rate(ref, hyp) * len(ref.split()) for ref, hyp in zip(data["transcript"], hyps))
         worst = max(zip(data["transcript"], hyps, data["path"]), key=lambda t: word_error_rate(t[0], t[1]))
         rows[f"{asr.source} language={language or 'detected'}"] = {
-            "wer": round(edits / words, 4), "exact_sentences": sum(word_error_rate(r, h) == 0 for r, h in zip(data["transcript"], hyps)),
+            "wer": round(edits / words, 4),
+            "exact_sentences": sum(word_error_rate(r, h) == 0 for r, h in zip(data["transcript"], hyps)),
             "seconds_per_clip": round(seconds, 2), "worst": {"file": worst[2], "heard": worst[1]}}
     return {"corpus": ravdess.FOLDER, "n_clips": len(data["audio"]), "statements": sorted(set(data["transcript"])),
             "rows": rows}

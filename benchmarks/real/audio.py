@@ -20,8 +20,9 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from . import _ravdess as ravdess
 from pipeline.encoders import make_encoder
+
+from . import _ravdess as ravdess
 
 ENCODERS = {"egemaps": ("egemaps", {}), "whisper": ("whisper", {"model": "whisper-base"})}
 CS = [0.001, 0.01, 0.1, 1.0, 10.0]

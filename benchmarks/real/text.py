@@ -88,7 +88,8 @@ def run(data_dir: Path) -> dict:
             result["scores"][f"{encoder_name}/{column}"] = {
                 "encoder": encoder_name, "language": column, "items": len(usable), "dim": int(x.shape[1]),
                 "f1_weighted": float(np.mean(scores)), "f1_weighted_std": float(np.std(scores)),
-                "fold_f1": scores, "fold_C": chosen, "encode_ms_per_text": None if seconds is None else 1000 * seconds / max(len(kept), 1)}
+                "fold_f1": scores, "fold_C": chosen,
+                "encode_ms_per_text": None if seconds is None else 1000 * seconds / max(len(kept), 1)}
     zh = {e: result["scores"][f"{e}/chinese"]["f1_weighted"] for e in ENCODERS}
     result["chinese_gain_e5_over_minilm"] = zh["e5-multilingual"] - zh["minilm"]
     return result

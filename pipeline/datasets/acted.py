@@ -82,14 +82,14 @@ def read_ravdess(root: Path, test_speakers: Iterable[str] = ()) -> Iterator[Cand
     files = _files(root, RAVDESS_SUFFIXES)
     if not files:
         raise MissingInput(f"{root}: no RAVDESS files (*.mp4, *.wav named like 03-01-06-01-02-01-12.wav)")
-    yield from _one_per_performance((_ravdess(root, f, set(test_speakers)) for f in files))
+    yield from _one_per_performance(_ravdess(root, f, set(test_speakers)) for f in files)
 
 
 def read_cremad(root: Path, test_speakers: Iterable[str] = ()) -> Iterator[Candidate]:
     files = _files(root, set(CREMAD_SUFFIXES))
     if not files:
         raise MissingInput(f"{root}: no CREMA-D files (*.flv, *.wav named like 1001_DFA_ANG_XX.flv)")
-    yield from _one_per_performance((_cremad(root, f, set(test_speakers)) for f in files))
+    yield from _one_per_performance(_cremad(root, f, set(test_speakers)) for f in files)
 
 
 def _files(root: Path, suffixes: set[str]) -> list[Path]:

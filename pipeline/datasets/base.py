@@ -215,7 +215,7 @@ def csv_rows(path: Path) -> Iterator[tuple[int, dict | Reject]]:
 
 def iter_csv(path: Path) -> Iterator[dict]:
     """The rows of a CSV file that must be whole (labels, transcripts): a bad row is an error naming it."""
-    for line, row in csv_rows(path):
+    for _, row in csv_rows(path):
         if isinstance(row, Reject):
             raise InputError(f"{path}: {row.reason}")
         yield row

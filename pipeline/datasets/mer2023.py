@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.datasets.base import SPLITS, Adapter, Candidate, iter_csv
-from pipeline.labels import PLACEHOLDER_VALENCE
 from pipeline.errors import InputError, MissingInput
+from pipeline.labels import PLACEHOLDER_VALENCE
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".flv", ".webm"}
 

@@ -9,9 +9,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline.config import ConfigError, PrepareConfig
-from pipeline.errors import MerError
 from pipeline.datasets import ADAPTERS, Adapter, validate
 from pipeline.datasets.csv_manifest import CsvAdapter
+from pipeline.errors import MerError
 from pipeline.labels import manifest_labels
 
 

@@ -14,10 +14,10 @@ from pipeline.registry import Registry
 
 from .base import Encoder
 from .concat import AudioConcatEncoder
+from .e5_text import E5Encoder
 from .fer_tflite import FEREncoder
 from .hf_audio import HFAudioEncoder
 from .hf_image import HFImageEncoder
-from .e5_text import E5Encoder
 from .hf_text import HFTextEncoder, MiniLMEncoder
 from .opensmile_enc import OpenSmileEncoder
 from .whisper_enc import WhisperEncoder

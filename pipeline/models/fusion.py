@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from pipeline.labels import VALENCE_RANGE
 
 ATTENTION_NORMS = ("none", "softmax")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 from dvc.repo import Repo
 from dvc.scm import RevError, resolve_rev
-import pandas as pd
 
 from pipeline.errors import MerError
 from pipeline.evaluation import HEADLINE, markdown_table

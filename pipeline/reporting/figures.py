@@ -14,8 +14,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from pipeline.labels import MER_LABELS  # noqa: E402
 
@@ -102,7 +102,8 @@ def robustness_curve(curve: pd.DataFrame):
         for subset, value in zip(clean["subset"], clean[y]):
             ax.axhline(value, color=colors[subset], linestyle=":", linewidth=1, label=f"_clean {subset}")
         ax.set_ylim(low, high)
-        ax.set(xlabel=AXIS_LABELS[x], ylabel=AXIS_LABELS[y], title=f"{AXIS_LABELS[y]} against {'SNR' if x == 'snr_db' else 'blur'}")
+        against = "SNR" if x == "snr_db" else "blur"
+        ax.set(xlabel=AXIS_LABELS[x], ylabel=AXIS_LABELS[y], title=f"{AXIS_LABELS[y]} against {against}")
         if x == "blur":
             ax.set_xticks(sorted(on_curve[x].unique()))
         ax.grid(alpha=0.3)

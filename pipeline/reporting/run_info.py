@@ -14,6 +14,7 @@ import pandas as pd
 from pipeline.config import SECTIONS, build, load_params
 from pipeline.environment import code_revision, versions
 
+
 def git_state(root: Path) -> str:
     """"<revision> (clean)" or "<revision> + uncommitted changes in a, b", or why there is none."""
     revision = code_revision(root)

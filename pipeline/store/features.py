@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.errors import MissingInput
 from pipeline.store.media import digest
 from pipeline.store.parts import PartStore
-from pipeline.errors import MissingInput
 
 MODALITY_KEY = {"audio": "audio_key", "visual": "faces_key", "text": "text_key"}
 INDEX_COLUMNS = ["cache_key", "row", "status", "reason", "frame_start", "n_frames", "name"]

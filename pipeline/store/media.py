@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.store.parts import PartStore
 from pipeline.errors import MissingInput
+from pipeline.store.parts import PartStore
 
 INDEX_COLUMNS = [
     "sample_id", "source_hash", "params_hash", "audio_start", "audio_len", "frame_start", "n_frames",

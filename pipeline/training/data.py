@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.config import ConfigError
+from pipeline.errors import InputError
 from pipeline.labels import MER_LABELS, label_index  # noqa: F401 - label_index is imported from here too
 from pipeline.store.features import MODALITY_KEY, FeatureStore
 from pipeline.store.media import MediaStore
-from pipeline.config import ConfigError
-from pipeline.errors import InputError
 
 MODALITY_LETTERS = {"A": "audio", "V": "visual", "T": "text"}
 

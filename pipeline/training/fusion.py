@@ -314,7 +314,8 @@ def job_groups(jobs: list[CVJob]) -> list[list[int]]:
     presence for the modalities they share, and modalities in one order (each subset's dropout draws)."""
     groups: list[list[int]] = []
     for i, job in enumerate(jobs):
-        home = next((g for g in groups if all(_compatible(jobs[j], job) for j in g) and _ordered([jobs[j] for j in g] + [job])), None)
+        home = next((g for g in groups
+                     if all(_compatible(jobs[j], job) for j in g) and _ordered([jobs[j] for j in g] + [job])), None)
         if home is None:
             groups.append([i])
         else:
