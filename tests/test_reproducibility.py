@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from dvc_project import project_copy, run
+from dvc_project import REPO, project_copy, run
 
 from pipeline.store.features import FeatureStore
 
@@ -60,6 +60,16 @@ def test_demo_corpus_hash_is_the_same_serial_and_parallel(tmp_path):
 
 def metrics(project: Path) -> dict[str, dict]:
     return {p.name: json.loads(p.read_text()) for p in sorted((project / "metrics").glob("*.json"))}
+
+
+def test_bytecode_beside_the_code_is_no_dependency():
+    """Importing the code writes __pycache__ into the folders the stages depend on; hashed, it would make
+    dvc.lock depend on what ran before (a test run beside `dvc repro` changed every code dependency)."""
+    bytecode = ["pipeline/__pycache__/cli.cpython-311.pyc", "pipeline/datasets/__pycache__/base.cpython-312.pyc"]
+    done = run(["dvc", "check-ignore", "--non-matching", "--details", *bytecode, "pipeline/cli.py"], REPO)
+    ignored = {line.split("\t")[-1]: line.split("\t")[0] for line in done.stdout.splitlines()}
+    assert all(ignored[path].startswith(".dvcignore:") for path in bytecode), done.stdout
+    assert ignored["pipeline/cli.py"] == "::", done.stdout
 
 
 @pytest.mark.slow
