@@ -4,7 +4,8 @@ shape and the compute floor, on MER 2023-shaped random features.
 Random features of the MER 2023 shape (3,373 training items; audio 1024, text 1024, visual 512; test
 sets of 411 and 412 items); 5 folds x --epochs (100 = the protocol), batch 32, validation every epoch:
 
-- fast: `cross_validate` (the pipeline's trainer), at each --threads count;
+- fast: `cross_validate` (the pipeline's trainer), at each --threads count (train.threads: the folds train
+  in that many groups side by side, each on one torch thread);
 - ablation: the trainer on the 7 ablation subsets of train.ablation (A, V, T, AV, AT, VT, AVT) in one call, as
   the train stage runs them (stacked into one model), at the last --threads count; `ablation_over_fast` is
   its time over the full subset's alone (fast at the same thread count);
@@ -12,7 +13,8 @@ sets of 411 and 412 items); 5 folds x --epochs (100 = the protocol), batch 32, v
   torch.optim.Adam, every epoch validation plus test1 and test2), torch's default threads;
 - floor: the trainer's kernels at the trainer's shapes and nothing else: per step each stacked layer's
   batch-32 forward GEMM, weight-gradient GEMM and (past the input layers) input-gradient GEMM, then one
-  fused Adam update; per epoch one validation forward. Its GEMM rate is checked against plain torch.mm
+  fused Adam update; per epoch one validation forward; with T threads, in the trainer's T fold groups side by
+  side, each on one torch thread. Its GEMM rate (all folds in one group, T torch threads) is checked against plain torch.mm
   at the same (32 x in) @ (in x out) shapes in the same run (`floor_gemm_gflops` vs `mm_gflops`).
 
 Every figure is the median of --runs runs (interleaved, so a load spike hits all three), full folds and
@@ -43,10 +45,11 @@ from baseline_loop import train_fold_reference
 
 from pipeline.config import FusionParams
 from pipeline.models.fusion import AttentionFusion, StackedLinear
+from pipeline.store.parts import parallel_map
 from pipeline.training.cv import TestSet
 from pipeline.training.data import parse_subset
 from pipeline.training.folds import CVJob, fold_indices, make_folds
-from pipeline.training.fusion import FusionRun, cross_validate
+from pipeline.training.fusion import FusionRun, cross_validate, fold_groups
 from pipeline.training.runtime import available_cores
 
 ITEMS, DIMS, TESTS = 3373, {"audio": 1024, "text": 1024, "visual": 512}, {"test1": 411, "test2": 412}
@@ -102,8 +105,9 @@ def cpu_model() -> str:
 class Floor:
     """The trainer's arithmetic on preallocated tensors (no autograd, dropout, loss or indexing)."""
 
-    def __init__(self, batch: int, val_rows: int, device: str):
-        model = AttentionFusion(list(DIMS.values()), n_models=FOLDS).to(device)
+    def __init__(self, batch: int, val_rows: int, device: str, folds: int = FOLDS):
+        model = AttentionFusion(list(DIMS.values()), n_models=folds).to(device)
+        self.folds = folds
         first = {id(enc[0]) for enc in model.encoders}
         self.layers = [(m.weight.detach(), m.bias.detach(), id(m) in first)
                        for m in model.modules() if isinstance(m, StackedLinear)]
@@ -114,14 +118,14 @@ class Floor:
         self.steps = [torch.zeros((), device=device) for _ in self.params]
         self.shapes = [(w.shape[1], w.shape[2], first) for w, _, first in self.layers]
         new = lambda *s: torch.randn(*s, device=device)  # noqa: E731
-        self.x = [new(FOLDS, batch, i) for i, _, _ in self.shapes]
+        self.x = [new(folds, batch, i) for i, _, _ in self.shapes]
         self.xt = [x.transpose(1, 2).contiguous() for x in self.x]
-        self.g = [new(FOLDS, batch, o) for _, o, _ in self.shapes]
-        self.out = [new(FOLDS, batch, o) for _, o, _ in self.shapes]
+        self.g = [new(folds, batch, o) for _, o, _ in self.shapes]
+        self.out = [new(folds, batch, o) for _, o, _ in self.shapes]
         self.gw = [torch.empty_like(w) for w, _, _ in self.layers]
-        self.gx = [new(FOLDS, batch, i) for i, _, _ in self.shapes]
-        self.vx = [new(FOLDS, val_rows, i) for i, _, _ in self.shapes]
-        self.vo = [new(FOLDS, val_rows, o) for _, o, _ in self.shapes]
+        self.gx = [new(folds, batch, i) for i, _, _ in self.shapes]
+        self.vx = [new(folds, val_rows, i) for i, _, _ in self.shapes]
+        self.vo = [new(folds, val_rows, o) for _, o, _ in self.shapes]
         self.batch = batch
 
     def gemms(self) -> None:
@@ -146,7 +150,7 @@ class Floor:
 
     def step_flop(self) -> int:
         """FLOPs of one step's GEMMs (2 per multiply-add)."""
-        return sum(2 * FOLDS * self.batch * i * o * (2 if first else 3) for i, o, first in self.shapes)
+        return sum(2 * self.folds * self.batch * i * o * (2 if first else 3) for i, o, first in self.shapes)
 
     def mm_seconds(self, device: str, reps: int) -> float:
         """The same GEMMs as plain 2-D torch.mm calls, one per fold: the reference rate at these shapes."""
@@ -155,7 +159,7 @@ class Floor:
             x, w, g = torch.randn(self.batch, i, device=device), torch.randn(i, o, device=device), \
                 torch.randn(self.batch, o, device=device)
             pairs += [(x, w), (x.T.contiguous(), g)] + ([] if first else [(g, w.T.contiguous())])
-        run = lambda: [torch.mm(a, b) for _ in range(reps) for a, b in pairs for _ in range(FOLDS)]  # noqa: E731
+        run = lambda: [torch.mm(a, b) for _ in range(reps) for a, b in pairs for _ in range(self.folds)]  # noqa: E731
         run()
         return timed(run, device)
 
@@ -176,7 +180,8 @@ def run_all(args, data, folds) -> dict:
     batch = FusionParams.batch_size
     steps = max(-(-len(tr) // batch) for tr, _ in splits)
     threads = [int(t) for t in args.threads.split(",")]
-    floor = Floor(batch, max(len(va) for _, va in splits), args.device)
+    val_rows = max(len(va) for _, va in splits)
+    floor = Floor(batch, val_rows, args.device)
     default_threads = torch.get_num_threads()
     runs: dict[str, list[float]] = {}
     rates: dict[str, list[dict]] = {}
@@ -190,9 +195,13 @@ def run_all(args, data, folds) -> dict:
                 jobs = subset_jobs(X, y, v, folds, tests)
                 runs.setdefault(f"ablation_{t}t", []).append(
                     timed(lambda jobs=jobs, trainer=trainer: cross_validate(jobs, trainer), args.device))
+            groups = fold_groups(FOLDS, trainer)
+            floors = [Floor(batch, val_rows, args.device, len(g)) for g in groups]
+            torch.set_num_threads(1 if len(groups) > 1 else t)
+            runs.setdefault(f"floor_{t}t", []).append(timed(
+                lambda floors=floors: parallel_map(lambda f: [f.epoch(steps) for _ in range(args.epochs)], floors,
+                                                   threads=len(floors)), args.device))
             torch.set_num_threads(t)
-            runs.setdefault(f"floor_{t}t", []).append(timed(lambda: [floor.epoch(steps) for _ in range(args.epochs)],
-                                                            args.device))
             rates.setdefault(f"{t}t", []).append(gemm_rates(floor, args.device))
         torch.set_num_threads(default_threads)
         ref = FusionRun(FusionParams(epochs=args.epochs, device=args.device))
@@ -233,7 +242,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=100, help="epochs per fold (100 = the MER 2023 protocol)")
-    ap.add_argument("--threads", default="1,2", help="comma-separated torch thread counts for the trainer")
+    ap.add_argument("--threads", default="1,2", help="comma-separated train.threads for the trainer (fold groups side by side)")
     ap.add_argument("--device", default="cpu", help="cpu | cuda")
     ap.add_argument("--precision", default="fp32", help="the trainer's train.precision: fp32 | bf16 (baseline: fp32)")
     ap.add_argument("--force", action="store_true", help="run even above load 0.5 per core (flagged in the JSON)")

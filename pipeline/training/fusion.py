@@ -9,7 +9,10 @@ best-epoch figures.
 
 Speed, without changing the protocol:
 - all folds train at once as one stacked model: each step is one batched matmul per layer and one
-  fused Adam update for every fold;
+  fused Adam update for every fold; on a CPU with several cores the folds split into one group per
+  core, trained side by side in threads, each on one torch thread (batch-32 matmuls are too small to
+  share between threads; torch releases the GIL in its kernels). Every fold draws its own dropout
+  masks and keeps its own Adam state, so the results are the same however the folds are grouped;
 - jobs on the same rows, folds and seed (the ablation subsets of train.ablation) train together too, as
   one `SubsetFusion`: they share every batch, so a modality's first layer is one wide matmul for all
   the subsets that read it; each subset's results are those it gets alone (tests/test_cv.py);
@@ -54,6 +57,7 @@ from tqdm import tqdm
 from pipeline.config import FusionParams
 from pipeline.labels import MER_LABELS
 from pipeline.models.fusion import AttentionFusion, SubsetFusion
+from pipeline.store.parts import parallel_map
 from pipeline.training.cv import (
     CVResult,
     TestPrediction,
@@ -63,7 +67,7 @@ from pipeline.training.cv import (
     mean_figures,
 )
 from pipeline.training.folds import CVInputs, CVJob, fold_seed, label_arrays
-from pipeline.training.runtime import autocast, check_runtime, torch_threads
+from pipeline.training.runtime import autocast, available_cores, check_runtime, torch_threads
 
 CURVE_KEYS = {"val_f1": "f1_weighted", "val_mse": "valence_mse", "val_combined": "combined",
               "val_selection": "selection"}  # curve name -> fold_figures key
@@ -77,8 +81,9 @@ class FusionRun:
     n_classes: int = len(MER_LABELS)
     ce_weight: float = 1.0
     mse_weight: float = 1.0
-    threads: int = 2                 # torch threads (0 = every core); 2 was measured faster than 1 at the MER
-                                     # 2023 shape (benchmarks/bench_train.py); results do not depend on it
+    threads: int = 0                 # cores (0 = every core): on CPU the folds train in that many groups side by
+                                     # side, each on one torch thread (benchmarks/bench_train.py: at batch-32 shapes
+                                     # one thread per group beats threads inside a matmul); results do not depend on it
 
 
 # ---------------------------------------------------------------- inputs
@@ -258,6 +263,15 @@ class _BestTracker:
         self.outputs: list[tuple[np.ndarray, np.ndarray] | None] = [None] * k
         self.weights = model.subset_state(s)
 
+    @staticmethod
+    def join(pieces: list[_BestTracker]) -> _BestTracker:
+        """One tracker over the folds of consecutive fold groups' trackers (of the same subset)."""
+        out = pieces[0]
+        out.score, out.epoch = np.concatenate([t.score for t in pieces]), np.concatenate([t.epoch for t in pieces])
+        out.figures, out.outputs = [f for t in pieces for f in t.figures], [o for t in pieces for o in t.outputs]
+        out.weights = {name: torch.cat([t.weights[name] for t in pieces]) for name in out.weights}
+        return out
+
     def update(self, model: SubsetFusion, epoch: int, figures: list[dict],
                outputs: list[tuple[np.ndarray, np.ndarray]]) -> None:
         better = [f["selection"] > s for f, s in zip(figures, self.score)]
@@ -348,15 +362,22 @@ def _cross_validate(jobs: list[CVJob], run: FusionRun) -> list[CVResult]:
     k = len(a.splits)
     order = tuple(dict.fromkeys(m for job in jobs for m in job.X))
     reader = {m: next(job for job in jobs if m in job.X) for m in order}
-    with torch_threads(run.threads):
+    groups = fold_groups(k, run)
+    with torch_threads(1 if len(groups) > 1 else run.threads):
         data = model_inputs({m: reader[m].X[m] for m in order}, {m: _present(reader[m], m) for m in order}, order,
                             p.device)
         tg = targets(a.y, a.v, a.w, p.device)
         models = [build_model([job.X[m].shape[1] for m in job.X], run, job.seed, k) for job in jobs]
         model = SubsetFusion.from_models(models, [[order.index(m) for m in job.X] for job in jobs],
                                          [x.shape[1] for x in data.xs]).to(p.device)
-        model.seed_dropout([int(np.random.SeedSequence([job.seed, k]).generate_state(1)[0]) for job in jobs])
-        trackers, curves = _fit(model, data, tg, a, jobs[0].seed, run)
+        model.seed_dropout([np.random.SeedSequence([job.seed, k]).generate_state(k).tolist() for job in jobs])
+        with tqdm(total=p.epochs * len(groups), desc=f"train seed {jobs[0].seed}, {len(jobs)} subset(s)",
+                  unit="fold-group epoch", disable=None) as bar:  # None: off when stderr is not a terminal (DVC, CI)
+            parts = parallel_map(lambda folds: _fit(model.take_folds(folds), folds, data, tg, a, jobs[0].seed, run, bar),
+                                 groups, threads=len(groups))
+        trackers = [_BestTracker.join(pieces) for pieces in zip(*(t for t, _ in parts))]
+        curves = [{name: np.concatenate([c[name] for c in pieces]) for name in pieces[0]}
+                  for pieces in zip(*(c for _, c in parts))]
         results = []
         for job, ai, ensemble, tracker, curve in zip(jobs, inputs, models, trackers, curves):
             ensemble.load_state_dict(tracker.weights)
@@ -367,18 +388,25 @@ def _cross_validate(jobs: list[CVJob], run: FusionRun) -> list[CVResult]:
     return results
 
 
-def _fit(model: SubsetFusion, data, tg, a: CVInputs, seed: int, run: FusionRun):
-    """Every subset's per-fold best epochs (trackers) and training curves, one after another in subset order."""
-    p, splits, n_subsets = run.params, a.splits, len(model.uses)
+def fold_groups(k: int, run: FusionRun) -> list[list[int]]:
+    """The folds in consecutive groups trained side by side: one group per core on CPU, one group on a GPU.
+    A group holds at least two folds: torch runs a lone fold's batched matmuls through another kernel,
+    whose last bits differ, and the results must not depend on the grouping."""
+    cores = run.threads if run.threads > 0 else available_cores()
+    n = min(cores, max(1, k // 2)) if torch.device(run.params.device).type == "cpu" else 1
+    return [g.tolist() for g in np.array_split(np.arange(k), n)]
+
+
+def _fit(model: SubsetFusion, folds: list[int], data, tg, a: CVInputs, seed: int, run: FusionRun, bar: tqdm):
+    """Every subset's best epochs (trackers) and training curves for `folds` (the model's stacked folds)."""
+    p, splits, n_subsets = run.params, [a.splits[k] for k in folds], len(model.uses)
     train = [torch.as_tensor(tr) for tr, _ in splits]
-    gens = [torch.Generator().manual_seed(fold_seed(seed, k)) for k in range(len(splits))]
+    gens = [torch.Generator().manual_seed(fold_seed(seed, k)) for k in folds]
     val = _val_sets(data, a.y, a.v, [va for _, va in splits])
     opt, trackers = _FoldAdam(model, p), [_BestTracker(model, s) for s in range(n_subsets)]
     curves = [{name: np.zeros((len(splits), p.epochs))
                for name in ("train_loss", "val_f1", "val_mse", "val_combined", "val_selection")} for _ in trackers]
-    # the long part of `train`: one bar per stacked model (seed), over its epochs
-    for epoch in tqdm(range(p.epochs), desc=f"train seed {seed}, {n_subsets} subset(s)", unit="epoch",
-                      disable=None):  # None: off when stderr is not a terminal (DVC logs, CI)
+    for epoch in range(p.epochs):
         losses = _train_epoch(model, opt, _epoch(train, gens, data, tg, p.batch_size), run)
         for s, (tracker, curve, (figures, outputs)) in enumerate(zip(trackers, curves, _validate(model, val))):
             curve["train_loss"][:, epoch] = losses[:, s]
@@ -386,6 +414,7 @@ def _fit(model: SubsetFusion, data, tg, a: CVInputs, seed: int, run: FusionRun):
                 for name, key in CURVE_KEYS.items():
                     curve[name][k, epoch] = f[key]
             tracker.update(model, epoch, figures, outputs)
+        bar.update()
     return trackers, curves
 
 
