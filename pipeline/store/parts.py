@@ -93,6 +93,9 @@ class PartStore:
 
 
 def parallel_map(fn, items: list, threads: int = 8):
+    """fn over items in `threads` threads, in order; in the calling thread when one would do."""
+    if threads <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(threads) as pool:
         return list(pool.map(fn, items))
