@@ -19,6 +19,7 @@ every Linear is one batched matmul: a fold ensemble, as checkpoints and predicti
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -144,7 +145,7 @@ class SubsetFusion(nn.Module):
     A subset's attention input has zero blocks for the modalities it lacks, multiplied by zero weight
     rows that stay zero in training (no gradient, no weight decay on 0), and those modalities' scores
     are masked. `subset_state(s)` gives subset s's weights back as an AttentionFusion state dict.
-    Dropout draws each subset's and fold's masks from its own generator in the order its model would (its
+    Dropout draws each subset's masks from its own generator in the order its model would (its
     modalities' layers in order, then attention), so the masks are the ones it would draw alone.
     """
 
@@ -174,7 +175,8 @@ class SubsetFusion(nn.Module):
         self.heads = nn.ParameterDict({name: zeros(k, s, width + 1, n) for name, n in
                                        (("fc_att", m), ("fc_emotion", n_classes), ("fc_valence", 1))})
         self.mask = nn.Buffer(torch.tensor([[j in u for j in range(m)] for u in self.uses]), persistent=False)
-        self.rngs: list[list[np.random.Generator]] | None = None  # [subset][fold]
+        self.rngs: list[np.random.Generator] | None = None
+        self.drawn_folds, self.kept_folds = n_models, None  # masks drawn for all folds, these kept (take_folds)
 
     @classmethod
     def from_models(cls, models: Sequence[AttentionFusion], uses: Sequence[Sequence[int]],
@@ -219,41 +221,40 @@ class SubsetFusion(nn.Module):
         """Subset s's weights as the state dict of AttentionFusion(its dims, n_models=K) (copies)."""
         return {name: view.clone() if isinstance(view, torch.Tensor) else view.get() for name, view in self._layout(s)}
 
-    def seed_dropout(self, seeds: Sequence[Sequence[int]] | None) -> None:
-        """One numpy Generator per subset and fold, seeded as its own model's fold (None: torch's RNG). Each
-        fold draws its own masks, so a fold's results do not depend on which folds train beside it."""
-        self.rngs = None if seeds is None else [[np.random.default_rng(seed) for seed in per_fold] for per_fold in seeds]
+    def seed_dropout(self, seeds: Sequence[int] | None) -> None:
+        """One numpy Generator per subset, seeded as its own model's (None: torch's RNG)."""
+        self.rngs = None if seeds is None else [np.random.default_rng(seed) for seed in seeds]
 
     def take_folds(self, folds: Sequence[int]) -> SubsetFusion:
-        """A SubsetFusion of these folds only: copies of their weights, and their dropout generators."""
+        """These folds only, trained beside the others: copies of their weights, and copies of the dropout
+        generators that draw every fold's masks and keep these folds' (the masks they get in one model)."""
         out = SubsetFusion(self.uses, self.dims, self.n_classes, self.hidden, self.dropout, self.attention_norm,
                            len(folds))
         with torch.no_grad():
             for mine, theirs in zip(self.parameters(), out.parameters()):
                 theirs.copy_(mine[list(folds)])
-        out.rngs = None if self.rngs is None else [[per_fold[k] for k in folds] for per_fold in self.rngs]
+        out.rngs = copy.deepcopy(self.rngs)
+        out.drawn_folds, out.kept_folds = self.n_models, list(folds)
         return out.to(self.mask.device)
 
     def _drop(self, x: torch.Tensor, subsets: Sequence[int], dim: int) -> torch.Tensor:
-        """Dropout on x (K, ...) whose `dim` holds `subsets` side by side (first layer: concatenated features).
+        """Dropout on x whose `dim` holds `subsets` side by side (first layer: concatenated features).
         On CPU the masks come from numpy: torch's CPU bernoulli_ costs ~15 ns per element, which made
         dropout a sixth of a small-batch training step; numpy's float32 generator is ~4x cheaper."""
         if not self.training or self.dropout == 0:
             return x
         if self.rngs is None or not x.is_cpu:
             return F.dropout(x, self.dropout, training=True)
-        shape = list(x.shape[1:])  # one fold's
+        shape = [self.drawn_folds, *x.shape[1:]]
         if dim == -1:
             shape[-1] //= len(subsets)
-            keep = np.concatenate([self._draw(s, shape) for s in subsets], axis=-1)
+            draws = [self.rngs[s].random(shape, dtype=np.float32) for s in subsets]
+            keep = np.concatenate(draws, axis=-1)
         else:
-            del shape[dim - 1]
-            keep = np.stack([self._draw(s, shape) for s in subsets], axis=dim)
-        return x * torch.from_numpy(keep >= self.dropout).to(x.dtype).mul_(1.0 / (1.0 - self.dropout))
-
-    def _draw(self, s: int, shape: list[int]) -> np.ndarray:
-        """Subset s's uniform draws for every fold, (K, *shape)."""
-        return np.stack([rng.random(shape, dtype=np.float32) for rng in self.rngs[s]])
+            del shape[dim]
+            keep = np.stack([self.rngs[s].random(shape, dtype=np.float32) for s in subsets], axis=dim)
+        keep = (keep if self.kept_folds is None else keep[self.kept_folds]) >= self.dropout
+        return x * torch.from_numpy(keep).to(x.dtype).mul_(1.0 / (1.0 - self.dropout))
 
     def forward(self, xs: Sequence[torch.Tensor], present: torch.Tensor) -> FusionOutput:
         """xs[j]: (K, B, d_j) per modality; present (K, B, M) bool. Outputs carry (K, S, B, ...)."""

@@ -11,8 +11,9 @@ Speed, without changing the protocol:
 - all folds train at once as one stacked model: each step is one batched matmul per layer and one
   fused Adam update for every fold; on a CPU with several cores the folds split into one group per
   core, trained side by side in threads, each on one torch thread (batch-32 matmuls are too small to
-  share between threads; torch releases the GIL in its kernels). Every fold draws its own dropout
-  masks and keeps its own Adam state, so the results are the same however the folds are grouped;
+  share between threads; torch releases the GIL in its kernels). Every group draws the dropout masks
+  of all folds from its own copy of the generators and keeps its folds' (cheap next to the matmuls),
+  and every fold keeps its own Adam state, so the results are the same however the folds are grouped;
 - jobs on the same rows, folds and seed (the ablation subsets of train.ablation) train together too, as
   one `SubsetFusion`: they share every batch, so a modality's first layer is one wide matmul for all
   the subsets that read it; each subset's results are those it gets alone (tests/test_cv.py);
@@ -370,7 +371,7 @@ def _cross_validate(jobs: list[CVJob], run: FusionRun) -> list[CVResult]:
         models = [build_model([job.X[m].shape[1] for m in job.X], run, job.seed, k) for job in jobs]
         model = SubsetFusion.from_models(models, [[order.index(m) for m in job.X] for job in jobs],
                                          [x.shape[1] for x in data.xs]).to(p.device)
-        model.seed_dropout([np.random.SeedSequence([job.seed, k]).generate_state(k).tolist() for job in jobs])
+        model.seed_dropout([int(np.random.SeedSequence([job.seed, k]).generate_state(1)[0]) for job in jobs])
         with tqdm(total=p.epochs * len(groups), desc=f"train seed {jobs[0].seed}, {len(jobs)} subset(s)",
                   unit="fold-group epoch", disable=None) as bar:  # None: off when stderr is not a terminal (DVC, CI)
             parts = parallel_map(lambda folds: _fit(model.take_folds(folds), folds, data, tg, a, jobs[0].seed, run, bar),
