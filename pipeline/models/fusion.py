@@ -176,7 +176,7 @@ class SubsetFusion(nn.Module):
                                        (("fc_att", m), ("fc_emotion", n_classes), ("fc_valence", 1))})
         self.mask = nn.Buffer(torch.tensor([[j in u for j in range(m)] for u in self.uses]), persistent=False)
         self.rngs: list[np.random.Generator] | None = None
-        self.drawn_folds, self.kept_folds = n_models, None  # masks drawn for all folds, these kept (take_folds)
+        self.drawn_folds, self.kept_folds = n_models, slice(None)  # masks drawn for all folds, these kept (take_folds)
 
     @classmethod
     def from_models(cls, models: Sequence[AttentionFusion], uses: Sequence[Sequence[int]],
@@ -225,16 +225,17 @@ class SubsetFusion(nn.Module):
         """One numpy Generator per subset, seeded as its own model's (None: torch's RNG)."""
         self.rngs = None if seeds is None else [np.random.default_rng(seed) for seed in seeds]
 
-    def take_folds(self, folds: Sequence[int]) -> SubsetFusion:
-        """These folds only, trained beside the others: copies of their weights, and copies of the dropout
-        generators that draw every fold's masks and keep these folds' (the masks they get in one model)."""
+    def take_folds(self, folds: range) -> SubsetFusion:
+        """These consecutive folds only, trained beside the others: copies of their weights, and copies of the
+        dropout generators that draw every fold's masks and keep these folds' (the masks they get in one model)."""
+        kept = slice(folds.start, folds.stop)
         out = SubsetFusion(self.uses, self.dims, self.n_classes, self.hidden, self.dropout, self.attention_norm,
                            len(folds))
         with torch.no_grad():
             for mine, theirs in zip(self.parameters(), out.parameters()):
-                theirs.copy_(mine[list(folds)])
+                theirs.copy_(mine[kept])
         out.rngs = copy.deepcopy(self.rngs)
-        out.drawn_folds, out.kept_folds = self.n_models, list(folds)
+        out.drawn_folds, out.kept_folds = self.n_models, kept
         return out.to(self.mask.device)
 
     def _drop(self, x: torch.Tensor, subsets: Sequence[int], dim: int) -> torch.Tensor:
@@ -253,7 +254,7 @@ class SubsetFusion(nn.Module):
         else:
             del shape[dim]
             keep = np.stack([self.rngs[s].random(shape, dtype=np.float32) for s in subsets], axis=dim)
-        keep = (keep if self.kept_folds is None else keep[self.kept_folds]) >= self.dropout
+        keep = keep[self.kept_folds] >= self.dropout
         return x * torch.from_numpy(keep).to(x.dtype).mul_(1.0 / (1.0 - self.dropout))
 
     def forward(self, xs: Sequence[torch.Tensor], present: torch.Tensor) -> FusionOutput:

@@ -389,16 +389,16 @@ def _cross_validate(jobs: list[CVJob], run: FusionRun) -> list[CVResult]:
     return results
 
 
-def fold_groups(k: int, run: FusionRun) -> list[list[int]]:
+def fold_groups(k: int, run: FusionRun) -> list[range]:
     """The folds in consecutive groups trained side by side: one group per core on CPU, one group on a GPU.
     A group holds at least two folds: torch runs a lone fold's batched matmuls through another kernel,
     whose last bits differ, and the results must not depend on the grouping."""
     cores = run.threads if run.threads > 0 else available_cores()
     n = min(cores, max(1, k // 2)) if torch.device(run.params.device).type == "cpu" else 1
-    return [g.tolist() for g in np.array_split(np.arange(k), n)]
+    return [range(g[0], g[-1] + 1) for g in np.array_split(np.arange(k), n)]
 
 
-def _fit(model: SubsetFusion, folds: list[int], data, tg, a: CVInputs, seed: int, run: FusionRun, bar: tqdm):
+def _fit(model: SubsetFusion, folds: range, data, tg, a: CVInputs, seed: int, run: FusionRun, bar: tqdm):
     """Every subset's best epochs (trackers) and training curves for `folds` (the model's stacked folds)."""
     p, splits, n_subsets = run.params, [a.splits[k] for k in folds], len(model.uses)
     train = [torch.as_tensor(tr) for tr, _ in splits]
