@@ -15,7 +15,10 @@ sets of 411 and 412 items); 5 folds x --epochs (100 = the protocol), batch 32, v
   batch-32 forward GEMM, weight-gradient GEMM and (past the input layers) input-gradient GEMM, then one
   fused Adam update; per epoch one validation forward; with T threads, in the trainer's T fold groups side by
   side, each on one torch thread. Its GEMM rate (all folds in one group, T torch threads) is checked against plain torch.mm
-  at the same (32 x in) @ (in x out) shapes in the same run (`floor_gemm_gflops` vs `mm_gflops`).
+  at the same (32 x in) @ (in x out) shapes in the same run (`floor_gemm_gflops` vs `mm_gflops`). At the last
+  --threads count the floor is also timed in parts (its GEMMs alone, its Adam updates alone) and for the 7
+  ablation subsets stacked as the trainer stacks them (`ablation_floor_over_floor`: what stacking cannot remove);
+  `five_x_seconds` is the baseline's time over 5, which `floor_over_five_x` compares the floor with.
 
 Every figure is the median of --runs runs (interleaved, so a load spike hits all three), full folds and
 epochs, nothing scaled. A run on a busy machine (load average above 0.5 per core) is refused unless
@@ -44,7 +47,7 @@ import torch
 from baseline_loop import train_fold_reference
 
 from pipeline.config import FusionParams
-from pipeline.models.fusion import AttentionFusion, StackedLinear
+from pipeline.models.fusion import AttentionFusion, StackedLinear, SubsetFusion
 from pipeline.store.parts import parallel_map
 from pipeline.training.cv import TestSet
 from pipeline.training.data import parse_subset
@@ -102,30 +105,50 @@ def cpu_model() -> str:
 
 # ---------------------------------------------------------------- the compute floor
 
-class Floor:
-    """The trainer's arithmetic on preallocated tensors (no autograd, dropout, loss or indexing)."""
-
-    def __init__(self, batch: int, val_rows: int, device: str, folds: int = FOLDS):
-        model = AttentionFusion(list(DIMS.values()), n_models=folds).to(device)
-        self.folds = folds
+def gemm_layers(model: AttentionFusion | SubsetFusion) -> list[tuple[torch.Tensor, torch.Tensor, bool]]:
+    """(weights (G, in, out), bias (G, 1, out), reads the input features?) of each of the model's matmuls,
+    stacked matrices flattened into one batch dimension as the model multiplies them."""
+    if isinstance(model, AttentionFusion):
         first = {id(enc[0]) for enc in model.encoders}
-        self.layers = [(m.weight.detach(), m.bias.detach(), id(m) in first)
-                       for m in model.modules() if isinstance(m, StackedLinear)]
+        return [(m.weight.detach(), m.bias.detach(), id(m) in first)
+                for m in model.modules() if isinstance(m, StackedLinear)]
+    stacked = lambda t: t.detach().flatten(0, -3)  # noqa: E731 - (K, [S or n,] in, out) -> (G, in, out)
+    return [(stacked(w), stacked(b), w.dim() == 3) for w, b in zip(model.enc_w, model.enc_b)] \
+        + [(stacked(w), stacked(b), False) for w, b in zip(model.att_w, model.att_b)] \
+        + [(stacked(p[:, :, :-1]), stacked(p[:, :, -1:]), False) for p in model.heads.values()]
+
+
+def subset_model(folds: int) -> SubsetFusion:
+    """The 7 ablation subsets stacked as the trainer stacks them (weights left at zero: the floor times, it does not learn)."""
+    order = list(DIMS)
+    uses = [[order.index(m) for m in parse_subset(code)] for code in SUBSETS]
+    p = FusionParams()
+    return SubsetFusion(uses, list(DIMS.values()), 6, p.hidden, p.dropout, p.attention_norm, folds)
+
+
+class Floor:
+    """The trainer's arithmetic on preallocated tensors (no autograd, dropout, loss or indexing): each of the
+    model's matmuls at batch 32 (forward, weight gradient, input gradient past the input layers), one fused
+    Adam update of all its parameters, one validation forward per epoch."""
+
+    def __init__(self, model: AttentionFusion | SubsetFusion, batch: int, val_rows: int, device: str):
+        model = model.to(device)
+        self.layers = gemm_layers(model)
         self.params = [p.detach() for p in model.parameters()]
         self.grads = [torch.randn_like(p) * 1e-3 for p in self.params]
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
         self.steps = [torch.zeros((), device=device) for _ in self.params]
-        self.shapes = [(w.shape[1], w.shape[2], first) for w, _, first in self.layers]
+        self.shapes = [(w.shape[0], w.shape[1], w.shape[2], first) for w, _, first in self.layers]
         new = lambda *s: torch.randn(*s, device=device)  # noqa: E731
-        self.x = [new(folds, batch, i) for i, _, _ in self.shapes]
+        self.x = [new(g, batch, i) for g, i, _, _ in self.shapes]
         self.xt = [x.transpose(1, 2).contiguous() for x in self.x]
-        self.g = [new(folds, batch, o) for _, o, _ in self.shapes]
-        self.out = [new(folds, batch, o) for _, o, _ in self.shapes]
+        self.g = [new(g, batch, o) for g, _, o, _ in self.shapes]
+        self.out = [new(g, batch, o) for g, _, o, _ in self.shapes]
         self.gw = [torch.empty_like(w) for w, _, _ in self.layers]
-        self.gx = [new(folds, batch, i) for i, _, _ in self.shapes]
-        self.vx = [new(folds, val_rows, i) for i, _, _ in self.shapes]
-        self.vo = [new(folds, val_rows, o) for _, o, _ in self.shapes]
+        self.gx = [new(g, batch, i) for g, i, _, _ in self.shapes]
+        self.vx = [new(g, val_rows, i) for g, i, _, _ in self.shapes]
+        self.vo = [new(g, val_rows, o) for g, _, o, _ in self.shapes]
         self.batch = batch
 
     def gemms(self) -> None:
@@ -135,31 +158,33 @@ class Floor:
             if not first:
                 torch.bmm(self.g[j], w.transpose(1, 2), out=self.gx[j])
 
-    def step(self) -> None:
-        self.gemms()
+    def adam(self) -> None:
         for s in self.steps:
             s += 1
         torch._fused_adam_(self.params, self.grads, self.m, self.v, [], self.steps, lr=1e-3, beta1=0.9, beta2=0.999,
                            weight_decay=1e-5, eps=1e-8, amsgrad=False, maximize=False)
 
-    def epoch(self, steps: int) -> None:
+    def epoch(self, steps: int, parts: tuple[str, ...] = ("gemm", "adam")) -> None:
         for _ in range(steps):
-            self.step()
+            if "gemm" in parts:
+                self.gemms()
+            if "adam" in parts:
+                self.adam()
         for j, (w, b, _) in enumerate(self.layers):
             torch.baddbmm(b, self.vx[j], w, out=self.vo[j])
 
     def step_flop(self) -> int:
         """FLOPs of one step's GEMMs (2 per multiply-add)."""
-        return sum(2 * self.folds * self.batch * i * o * (2 if first else 3) for i, o, first in self.shapes)
+        return sum(2 * g * self.batch * i * o * (2 if first else 3) for g, i, o, first in self.shapes)
 
     def mm_seconds(self, device: str, reps: int) -> float:
-        """The same GEMMs as plain 2-D torch.mm calls, one per fold: the reference rate at these shapes."""
+        """The same GEMMs as plain 2-D torch.mm calls, one per stacked matrix: the reference rate at these shapes."""
         pairs = []
-        for i, o, first in self.shapes:
+        for n, i, o, first in self.shapes:
             x, w, g = torch.randn(self.batch, i, device=device), torch.randn(i, o, device=device), \
                 torch.randn(self.batch, o, device=device)
-            pairs += [(x, w), (x.T.contiguous(), g)] + ([] if first else [(g, w.T.contiguous())])
-        run = lambda: [torch.mm(a, b) for _ in range(reps) for a, b in pairs for _ in range(self.folds)]  # noqa: E731
+            pairs += [((x, w), n), ((x.T.contiguous(), g), n)] + ([] if first else [((g, w.T.contiguous()), n)])
+        run = lambda: [torch.mm(a, b) for _ in range(reps) for (a, b), n in pairs for _ in range(n)]  # noqa: E731
         run()
         return timed(run, device)
 
@@ -174,6 +199,13 @@ def gemm_rates(floor: Floor, device: str, reps: int = 200) -> dict:
 
 # ---------------------------------------------------------------- the three loops
 
+def floor_seconds(model, parts, groups: list[range], steps: int, val_rows: int, args) -> float:
+    """Wall seconds of the floor of model(folds) in the trainer's fold groups side by side, `parts` of each step."""
+    floors = [Floor(model(len(g)), FusionParams.batch_size, val_rows, args.device) for g in groups]
+    return timed(lambda: parallel_map(lambda f: [f.epoch(steps, parts) for _ in range(args.epochs)], floors,
+                                      threads=len(floors)), args.device)
+
+
 def run_all(args, data, folds) -> dict:
     X, y, v, tests = data
     splits = fold_indices(y, folds)
@@ -181,7 +213,8 @@ def run_all(args, data, folds) -> dict:
     steps = max(-(-len(tr) // batch) for tr, _ in splits)
     threads = [int(t) for t in args.threads.split(",")]
     val_rows = max(len(va) for _, va in splits)
-    floor = Floor(batch, val_rows, args.device)
+    full = lambda k: AttentionFusion(list(DIMS.values()), n_models=k)  # noqa: E731 - the full subset, k folds
+    floor = Floor(full(FOLDS), batch, val_rows, args.device)
     default_threads = torch.get_num_threads()
     runs: dict[str, list[float]] = {}
     rates: dict[str, list[dict]] = {}
@@ -196,11 +229,13 @@ def run_all(args, data, folds) -> dict:
                 runs.setdefault(f"ablation_{t}t", []).append(
                     timed(lambda jobs=jobs, trainer=trainer: cross_validate(jobs, trainer), args.device))
             groups = fold_groups(FOLDS, trainer)
-            floors = [Floor(batch, val_rows, args.device, len(g)) for g in groups]
             torch.set_num_threads(1 if len(groups) > 1 else t)
-            runs.setdefault(f"floor_{t}t", []).append(timed(
-                lambda floors=floors: parallel_map(lambda f: [f.epoch(steps) for _ in range(args.epochs)], floors,
-                                                   threads=len(floors)), args.device))
+            floor_runs = {f"floor_{t}t": (full, ("gemm", "adam"))}
+            if t == threads[-1]:  # the floor's parts, and the 7 subsets' floor
+                floor_runs |= {f"floor_gemm_only_{t}t": (full, ("gemm",)), f"floor_adam_only_{t}t": (full, ("adam",)),
+                               f"floor_ablation_{t}t": (subset_model, ("gemm", "adam"))}
+            for name, (model, parts) in floor_runs.items():
+                runs.setdefault(name, []).append(floor_seconds(model, parts, groups, steps, val_rows, args))
             torch.set_num_threads(t)
             rates.setdefault(f"{t}t", []).append(gemm_rates(floor, args.device))
         torch.set_num_threads(default_threads)
@@ -223,6 +258,12 @@ def summary(measured: dict) -> dict:
             "ablation_seconds": med[f"ablation_{last}"], "ablation_threads": int(last.rstrip("t")),
             "ablation_over_fast": round(med[f"ablation_{last}"] / med[f"fast_{last}"], 2),
             "fast_over_floor": round(med[fast] / med[f"floor_{t}"], 2),
+            "five_x_seconds": round(med["baseline"] / 5, 2),
+            "floor_over_five_x": round(med[f"floor_{t}"] / (med["baseline"] / 5), 2),
+            "floor_parts_threads": int(last.rstrip("t")),
+            "floor_gemm_only_seconds": med[f"floor_gemm_only_{last}"], "floor_adam_only_seconds": med[f"floor_adam_only_{last}"],
+            "ablation_floor_seconds": med[f"floor_ablation_{last}"],
+            "ablation_floor_over_floor": round(med[f"floor_ablation_{last}"] / med[f"floor_{last}"], 2),
             **rates, "floor_gemm_over_mm": round(rates["floor_gemm_gflops"] / rates["mm_gflops"], 2),
             "medians_seconds": med, "runs_seconds": {k: [round(x, 2) for x in r] for k, r in measured["runs"].items()},
             "gemm_rates_by_threads": {k: r for k, r in measured["rates"].items()}}
