@@ -118,12 +118,20 @@ def gemm_layers(model: AttentionFusion | SubsetFusion) -> list[tuple[torch.Tenso
         + [(stacked(p[:, :, :-1]), stacked(p[:, :, -1:]), False) for p in model.heads.values()]
 
 
+def full_model(folds: int) -> AttentionFusion:
+    """The full subset (every modality), `folds` stacked, with the trainer's architecture."""
+    run = FusionRun()
+    p = run.params
+    return AttentionFusion(list(DIMS.values()), run.n_classes, p.hidden, p.dropout, p.attention_norm, folds)
+
+
 def subset_model(folds: int) -> SubsetFusion:
     """The 7 ablation subsets stacked as the trainer stacks them (weights left at zero: the floor times, it does not learn)."""
     order = list(DIMS)
     uses = [[order.index(m) for m in parse_subset(code)] for code in SUBSETS]
-    p = FusionParams()
-    return SubsetFusion(uses, list(DIMS.values()), 6, p.hidden, p.dropout, p.attention_norm, folds)
+    run = FusionRun()
+    p = run.params
+    return SubsetFusion(uses, list(DIMS.values()), run.n_classes, p.hidden, p.dropout, p.attention_norm, folds)
 
 
 class Floor:
@@ -213,8 +221,7 @@ def run_all(args, data, folds) -> dict:
     steps = max(-(-len(tr) // batch) for tr, _ in splits)
     threads = [int(t) for t in args.threads.split(",")]
     val_rows = max(len(va) for _, va in splits)
-    full = lambda k: AttentionFusion(list(DIMS.values()), n_models=k)  # noqa: E731 - the full subset, k folds
-    floor = Floor(full(FOLDS), batch, val_rows, args.device)
+    floor = Floor(full_model(FOLDS), batch, val_rows, args.device)
     default_threads = torch.get_num_threads()
     runs: dict[str, list[float]] = {}
     rates: dict[str, list[dict]] = {}
@@ -230,9 +237,9 @@ def run_all(args, data, folds) -> dict:
                     timed(lambda jobs=jobs, trainer=trainer: cross_validate(jobs, trainer), args.device))
             groups = fold_groups(FOLDS, trainer)
             torch.set_num_threads(1 if len(groups) > 1 else t)
-            floor_runs = {f"floor_{t}t": (full, ("gemm", "adam"))}
+            floor_runs = {f"floor_{t}t": (full_model, ("gemm", "adam"))}
             if t == threads[-1]:  # the floor's parts, and the 7 subsets' floor
-                floor_runs |= {f"floor_gemm_only_{t}t": (full, ("gemm",)), f"floor_adam_only_{t}t": (full, ("adam",)),
+                floor_runs |= {f"floor_gemm_only_{t}t": (full_model, ("gemm",)), f"floor_adam_only_{t}t": (full_model, ("adam",)),
                                f"floor_ablation_{t}t": (subset_model, ("gemm", "adam"))}
             for name, (model, parts) in floor_runs.items():
                 runs.setdefault(name, []).append(floor_seconds(model, parts, groups, steps, val_rows, args))
