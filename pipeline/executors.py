@@ -3,7 +3,7 @@ or `dask` (a Dask cluster at a scheduler address).
 
 Tasks are plain functions of picklable arguments that write their own store part and return a small
 summary, so the same task runs unchanged on a `ProcessPoolExecutor` or a `distributed.Client`
-(a `LocalCluster`, or a scheduler address such as one started by dask-jobqueue on SLURM).
+(a `LocalCluster`, a scheduler started with `dask scheduler`, or one started by dask-jobqueue on SLURM or PBS).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -57,7 +58,8 @@ class LocalExecutor(Executor):
 
 @dataclass(frozen=True)
 class DaskConfig:
-    address: str = ""        # the scheduler's, e.g. tcp://10.1.0.5:8786 (one started by dask-jobqueue on SLURM)
+    address: str = ""         # the scheduler's, e.g. tcp://10.1.0.5:8786 (one started by dask-jobqueue on SLURM)
+    scheduler_file: str = ""  # or the JSON file `dask scheduler --scheduler-file` writes (on the shared file system)
 
 
 class DaskExecutor(Executor):
@@ -70,12 +72,18 @@ class DaskExecutor(Executor):
     def available(cls, config) -> tuple[bool, str]:
         if missing_packages("distributed"):
             return False, "needs distributed: pip install 'dask[distributed]'"
-        if not config.address:
-            return False, "needs a scheduler address: extract.executor_options: {address: tcp://HOST:8786}"
+        if bool(config.address) == bool(config.scheduler_file):
+            return False, ("needs a scheduler address or a scheduler file, one of them: extract.executor_options: "
+                           "{address: tcp://HOST:8786} or {scheduler_file: /shared/scheduler.json}")
+        if config.scheduler_file and not Path(config.scheduler_file).expanduser().is_file():
+            return False, (f"scheduler file {config.scheduler_file} does not exist: start the scheduler with "
+                           f"`dask scheduler --scheduler-file {config.scheduler_file}` first")
         return True, ""
 
     def map(self, fn: Callable, tasks: list[Any], workers: int) -> Iterable[Any]:
-        return _dask(fn, tasks, self.config.address)
+        where = {"scheduler_file": str(Path(self.config.scheduler_file).expanduser())} if self.config.scheduler_file \
+            else {"address": self.config.address}
+        return _dask(fn, tasks, where)
 
 
 EXECUTORS = Registry("extract.executor", LocalExecutor, DaskExecutor, options_key="extract.executor_options")
@@ -166,11 +174,11 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
         process.join(timeout=5)
 
 
-def _dask(fn: Callable, tasks: list[Any], address: str) -> Iterable[Any]:
+def _dask(fn: Callable, tasks: list[Any], where: dict[str, str]) -> Iterable[Any]:
     from distributed import Client
     from distributed import as_completed as dask_completed
 
-    with Client(address) as client:
+    with Client(**where) as client:
         client.run(single_thread_worker)
         for future in dask_completed(client.map(fn, tasks, pure=False)):
             yield future.result()

@@ -192,7 +192,7 @@ def test_dask_cluster_writes_the_same_store(corpus, reference, tmp_path):
 
 def test_dask_needs_an_address(corpus, tmp_path):
     root, manifest = corpus
-    with pytest.raises(Unavailable, match="executor dask: needs a scheduler address"):
+    with pytest.raises(Unavailable, match="executor dask: needs a scheduler address or a scheduler file"):
         extract(manifest.iloc[:1], root, tmp_path / "media.zarr", replace(CFG, executor="dask"))
 
 
