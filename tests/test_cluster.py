@@ -5,16 +5,15 @@ same store bytes as the local executor, for extract and for encode."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import time
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+from bench_cluster import dask_cluster  # noqa: E402
 
 from pipeline.config import DemoConfig, EncoderSpec, ExtractConfig, PrepareConfig
 from pipeline.datasets.prepare import prepare
@@ -29,37 +28,6 @@ pytestmark = pytest.mark.slow
 
 N_CLIPS = 8
 CFG = ExtractConfig(workers=1, clips_per_part=2)
-DASK = str(Path(sys.executable).with_name("dask"))   # Dask's own command line, installed beside this Python
-
-
-@contextmanager
-def dask_cluster(folder: Path, workers: int):
-    """`dask scheduler` and `workers` x `dask worker` on the loopback, found through a scheduler file."""
-    scheduler_file = folder / "scheduler.json"
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}  # workers import the pipeline like this process
-    logs = folder / "logs"
-    logs.mkdir()
-    common = ["--scheduler-file", str(scheduler_file), "--no-dashboard"]
-    procs = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1",
-                               "--port", "0", *common], env=env, stderr=(logs / "scheduler").open("w"))]
-    deadline = time.monotonic() + 60
-    while not scheduler_file.exists():
-        assert time.monotonic() < deadline and procs[0].poll() is None, (logs / "scheduler").read_text()
-        time.sleep(0.2)
-    procs += [subprocess.Popen([DASK, "worker", "--nworkers", "1",
-                                "--nthreads", "1", "--host", "127.0.0.1", *common], env=env,
-                               stderr=(logs / f"worker{i}").open("w")) for i in range(workers)]
-    try:
-        from distributed import Client
-
-        with Client(scheduler_file=str(scheduler_file), timeout=60) as client:
-            client.wait_for_workers(workers, timeout=120)
-        yield {"scheduler_file": str(scheduler_file)}
-    finally:
-        for proc in reversed(procs):
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
