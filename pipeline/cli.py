@@ -42,7 +42,8 @@ class _App(typer.Typer):
 
 _RUN = {"command": "", "debug": False}
 app = _App(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
-           rich_markup_mode=None)  # plain click help: no "<bool>" placeholder beside each flag
+           rich_markup_mode=None,  # plain click help: no "<bool>" placeholder beside each flag
+           context_settings={"help_option_names": ["-h", "--help"]})  # subcommands inherit it
 
 
 @app.callback()
