@@ -252,6 +252,15 @@ def exps(repo: Annotated[Path, typer.Option(help="project root (a git + DVC repo
     typer.echo(render_experiments(experiments_frame(dvc_exp_show(repo), sort_by), markdown=md), nl=False)
 
 
+@app.command("plots-template")
+def plots_template(repo: Annotated[Path, typer.Option(help="project root (a git + DVC repository)")] = Path(".")):
+    """Make `dvc plots show` draw offline: write a page template with Vega, Vega-Lite and Vega-Embed inlined (from
+    the vl-convert-python package, not a CDN) and set it as this checkout's plots.html_template (.dvc/config.local)."""
+    from pipeline.reporting.dvc_plots import install_template
+
+    typer.echo(f"dvc plots show now draws offline: template {install_template(repo)}")
+
+
 @app.command()
 def evaluate(manifest: Manifest,
              predictions: Annotated[Path, typer.Option(help="train's predictions (Parquet)")],

@@ -18,7 +18,7 @@ class LogProgress:
     """tqdm's update/close/context interface, writing `desc: n/total unit (p%), t s` lines to stderr."""
 
     def __init__(self, total: int | None = None, desc: str = "", unit: str = "it"):
-        self.total, self.desc, self.unit, self.n = total, desc, unit, 0
+        self.total, self.desc, self.unit, self.n, self.postfix = total, desc, unit, 0, ""
         self._step = max(1, -(-total // LINES)) if total else EVERY
         self._next, self._start, self._lock = self._step, time.monotonic(), threading.Lock()
 
@@ -29,6 +29,10 @@ class LogProgress:
                 self._next = (self.n // self._step + 1) * self._step
                 self._line()
 
+    def set_postfix_str(self, postfix: str) -> None:
+        """What the loop is at: shown on the next line."""
+        self.postfix = postfix
+
     def close(self) -> None:
         with self._lock:
             if self.n % self._step or not self.n:  # the last line, unless an update just wrote it
@@ -37,7 +41,8 @@ class LogProgress:
 
     def _line(self) -> None:
         done = f"{self.n}/{self.total} {self.unit} ({100 * self.n // self.total}%)" if self.total else f"{self.n} {self.unit}"
-        print(f"{self.desc}: {done}, {time.monotonic() - self._start:.0f} s", file=sys.stderr, flush=True)
+        at = f", {self.postfix}" if self.postfix else ""
+        print(f"{self.desc}: {done}, {time.monotonic() - self._start:.0f} s{at}", file=sys.stderr, flush=True)
 
     def __enter__(self) -> LogProgress:
         return self
