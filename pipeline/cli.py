@@ -42,7 +42,8 @@ class _App(typer.Typer):
 
 _RUN = {"command": "", "debug": False}
 app = _App(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
-           rich_markup_mode=None)  # plain click help: no "<bool>" placeholder beside each flag
+           rich_markup_mode=None,  # plain click help: no "<bool>" placeholder beside each flag
+           context_settings={"help_option_names": ["-h", "--help"]})  # subcommands inherit it
 
 
 @app.callback()
@@ -249,6 +250,15 @@ def exps(repo: Annotated[Path, typer.Option(help="project root (a git + DVC repo
         raise typer.BadParameter(f"{sort_by!r} is not a headline figure; use one of {', '.join(HEADLINE)}",
                                  param_hint="--sort-by")
     typer.echo(render_experiments(experiments_frame(dvc_exp_show(repo), sort_by), markdown=md), nl=False)
+
+
+@app.command("plots-template")
+def plots_template(repo: Annotated[Path, typer.Option(help="project root (a git + DVC repository)")] = Path(".")):
+    """Make `dvc plots show` draw offline: write a page template with Vega, Vega-Lite and Vega-Embed inlined (from
+    the vl-convert-python package, not a CDN) and set it as this checkout's plots.html_template (.dvc/config.local)."""
+    from pipeline.reporting.dvc_plots import install_template
+
+    typer.echo(f"dvc plots show now draws offline: template {install_template(repo)}")
 
 
 @app.command()

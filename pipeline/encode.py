@@ -17,12 +17,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
 from pipeline.config import EncoderSpec
 from pipeline.encoders import ENCODERS, config_key, make_config, make_encoder
 from pipeline.encoders.base import is_silent
 from pipeline.executors import EXECUTORS, run_tasks
+from pipeline.progress import progress
 from pipeline.store.features import FeatureStore, Identity
 from pipeline.store.media import MediaStore
 
@@ -115,7 +115,7 @@ def encode_part(task: EncodeTask) -> dict:
 def run_pipelined(tasks: list[EncodeTask], desc: str, prefetch: int = 2) -> Iterator[dict]:
     """One process: while part i encodes (torch over all cores), a reader thread loads the media of
     the next parts and a writer thread commits the previous ones, so I/O hides behind compute."""
-    bar = tqdm(total=len(tasks), desc=desc, unit="part")
+    bar = progress(len(tasks), desc, "part")
     with ThreadPoolExecutor(1, "encode-read") as reader, ThreadPoolExecutor(1, "encode-write") as writer:
         reads = deque(reader.submit(read_inputs, t) for t in tasks[:prefetch])
         writes: deque[Future] = deque()

@@ -20,9 +20,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from pipeline.environment import missing_packages
+from pipeline.progress import tracked
 from pipeline.registry import Component, Registry
 
 
@@ -109,11 +108,7 @@ def single_thread_worker(parent: int = 0) -> None:
 
 def run_tasks(fn: Callable, tasks: list[Any], executor: Executor, workers: int = 0, desc: str = "") -> Iterator[Any]:
     """Yield fn(task) results as they complete, with a progress bar."""
-    bar = tqdm(total=len(tasks), desc=desc, unit="part")
-    for result in executor.map(fn, tasks, workers):
-        bar.update(1)
-        yield result
-    bar.close()
+    yield from tracked(executor.map(fn, tasks, workers), desc, "part", total=len(tasks))
 
 
 def _local(fn: Callable, tasks: list[Any], workers: int) -> Iterable[Any]:

@@ -12,11 +12,11 @@ import json
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
 from pipeline.config import load_section
 from pipeline.errors import require
 from pipeline.labels import manifest_labels
+from pipeline.progress import progress
 from pipeline.store.media import corrupted_views
 from pipeline.training import semi
 from pipeline.training.run import Views, load_tables
@@ -29,7 +29,7 @@ def run(params: Path, *, round_name: str, manifest: Path, clean: Path, corrupted
     cfg, train_cfg = load_section("pseudolabel", params), load_section("train", params)
     start_path = semi.round_start(cfg, round_name)
     # one bar per round: the retraining step is the long one (folds x epochs of the main subset)
-    with tqdm(total=len(STEPS), desc=f"pseudolabel {round_name}", unit="step") as bar:
+    with progress(len(STEPS), f"pseudolabel {round_name}", "step") as bar:
         bar.set_postfix_str(STEPS[0])
         rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
         main = json.loads(cv_metrics.read_text())["main_subset"]

@@ -22,4 +22,10 @@ def test_version_is_the_package_version():
 def test_help_has_no_placeholder_beside_flags(command):
     result = CliRunner().invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
-    assert "<bool>" not in result.output and "--help  " in result.output
+    assert "<bool>" not in result.output and "-h, --help  " in result.output
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)], ids=lambda c: " ".join(c) or "mer")
+def test_h_is_short_for_help(command):
+    short, long = (CliRunner().invoke(app, [*command, flag]) for flag in ("-h", "--help"))
+    assert short.exit_code == 0 and short.output == long.output, short.output

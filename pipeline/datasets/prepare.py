@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
 from pipeline.config import ConfigError, PrepareConfig
 from pipeline.datasets import ADAPTERS, Adapter, validate
 from pipeline.datasets.csv_manifest import CsvAdapter
 from pipeline.errors import MerError
 from pipeline.labels import manifest_labels
+from pipeline.progress import tracked
 
 
 class TooManyRejects(MerError, RuntimeError):
@@ -54,7 +54,7 @@ def prepare(cfg: PrepareConfig, manifest_out: Path, rejects_out: Path) -> Prepar
     if not root.is_dir():
         raise ConfigError(f"prepare.root: {root} is not a directory")
     labels = check_labels(cfg)
-    candidates = tqdm(adapter.read(root), desc="prepare", unit="item")
+    candidates = tracked(adapter.read(root), "prepare", "item")
     manifest, rejects = validate(candidates, root, labels, cfg.label_map)
     manifest.attrs["labels"] = list(labels)  # stored in the Parquet file; training reads it from there
     result = PrepareResult(manifest, rejects)

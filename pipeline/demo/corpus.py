@@ -19,11 +19,11 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from pipeline.config import DemoConfig
 from pipeline.demo import face, text, voice
 from pipeline.labels import MER_LABELS
+from pipeline.progress import progress as counter
 
 COLUMNS = ("path", "split", "label", "valence", "transcript", "speaker", "true_label", "true_valence")
 VALENCE_MEAN = {"neutral": -0.1, "angry": -2.5, "happy": 1.8, "sad": -2.4, "worried": -1.0, "surprise": -0.4}
@@ -180,7 +180,7 @@ def _make_batch(spec: DemoConfig, slots: list[_Slot], out_dir: Path) -> list[tup
 def _run(spec: DemoConfig, slots: list[_Slot], out_dir: Path, workers: int, progress: bool) -> list[dict]:
     batches = [slots[i:i + CLIPS_PER_TASK] for i in range(0, len(slots), CLIPS_PER_TASK)]
     rows: dict[int, dict] = {}
-    with tqdm(total=len(slots), desc="demo corpus", unit="clip", disable=not progress) as bar:
+    with counter(len(slots), "demo corpus", "clip", enabled=progress) as bar:
         if workers <= 1 or len(batches) <= 1:
             for batch in batches:
                 rows.update(_make_batch(spec, batch, out_dir))

@@ -83,8 +83,8 @@ class Encoder(Component, ABC):
         size = size or self.batch_size
         starts = range(0, len(items), size)
         if self.progress:
-            from tqdm import tqdm
-            starts = tqdm(starts, desc=self.name, unit="batch")
+            from pipeline.progress import tracked
+            starts = tracked(starts, self.name, "batch")
         for start in starts:
             yield items[start:start + size]
 

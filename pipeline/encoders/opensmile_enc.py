@@ -1,6 +1,6 @@
 """openSMILE utterance functionals (eGeMAPS by default): the offline acoustic encoder.
 
-openSMILE is free for research only (audEERING's licence); the README says so.
+openSMILE is free for research only (audEERING's licence); docs/encoders.md says so.
 """
 
 from __future__ import annotations

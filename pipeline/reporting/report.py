@@ -204,7 +204,7 @@ def pseudolabels(folder: MetricsFolder) -> Section:
                        f"pseudo-labels (one point per experiment, final round; n = {frame['experiment'].nunique()} "
                        "experiments)")
     else:
-        section.note("No threshold study yet: run the eta sweep and `mer semi-study` (README, MER-SEMI).")
+        section.note("No threshold study yet: run the eta sweep and `mer semi-study` (docs/semi.md).")
     return section
 
 

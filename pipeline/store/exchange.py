@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from pipeline.errors import InputError, MissingInput
+from pipeline.progress import tracked
 from pipeline.store.features import MODALITY_KEY, FeatureStore, Identity
 from pipeline.store.lock import store_lock
 from pipeline.store.media import MediaStore
@@ -53,7 +53,7 @@ def export_npy(store: FeatureStore, out: Path, view: Path | None = None, level: 
     names = named_keys(store, view)
     folder = Path(out) / "features" / (feature_name or f"{store.root.stem}-{LEVELS[level]}")
     folder.mkdir(parents=True, exist_ok=True)
-    for entry in tqdm(store.entries(), desc=f"export {folder.name}", unit="item"):
+    for entry in tracked(store.entries(), f"export {folder.name}", "item"):
         if entry.utt is None or entry.cache_key not in names:
             continue
         if level == "frame" and entry.frames is None:
@@ -144,7 +144,7 @@ def _write_store(files: list[Path], ident: Identity, path: Path, items_per_part:
     dim = _read(files[0])[0].shape[-1]
     store = FeatureStore(path).create(ident, int(dim))
     missing = 0
-    for start in tqdm(range(0, len(files), items_per_part), desc=f"import {ident.config['source']}", unit="part"):
+    for start in tracked(range(0, len(files), items_per_part), f"import {ident.config['source']}", "part"):
         chunk = files[start:start + items_per_part]
         read = [_read(f, dim) for f in chunk]
         names = [f.stem for f in chunk]

@@ -53,11 +53,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from pipeline.config import FusionParams
 from pipeline.labels import MER_LABELS
 from pipeline.models.fusion import AttentionFusion, SubsetFusion
+from pipeline.progress import Progress, progress
 from pipeline.store.parts import parallel_map
 from pipeline.training.cv import (
     CVResult,
@@ -372,8 +372,8 @@ def _cross_validate(jobs: list[CVJob], run: FusionRun) -> list[CVResult]:
         model = SubsetFusion.from_models(models, [[order.index(m) for m in job.X] for job in jobs],
                                          [x.shape[1] for x in data.xs]).to(p.device)
         model.seed_dropout([int(np.random.SeedSequence([job.seed, k]).generate_state(1)[0]) for job in jobs])
-        with tqdm(total=p.epochs * len(groups), desc=f"train seed {jobs[0].seed}, {len(jobs)} subset(s)",
-                  unit="fold-group epoch", disable=None) as bar:  # None: off when stderr is not a terminal (DVC, CI)
+        with progress(p.epochs * len(groups), f"train seed {jobs[0].seed}, {len(jobs)} subset(s)",
+                      "fold-group epoch") as bar:
             parts = parallel_map(lambda folds: _fit(model.take_folds(folds), folds, data, tg, a, jobs[0].seed, run, bar),
                                  groups, threads=len(groups))
         trackers = [_BestTracker.join(pieces) for pieces in zip(*(t for t, _ in parts))]
@@ -398,7 +398,7 @@ def fold_groups(k: int, run: FusionRun) -> list[range]:
     return [range(g[0], g[-1] + 1) for g in np.array_split(np.arange(k), n)]
 
 
-def _fit(model: SubsetFusion, folds: range, data, tg, a: CVInputs, seed: int, run: FusionRun, bar: tqdm):
+def _fit(model: SubsetFusion, folds: range, data, tg, a: CVInputs, seed: int, run: FusionRun, bar: Progress):
     """Every subset's best epochs (trackers) and training curves for `folds` (the model's stacked folds)."""
     p, splits, n_subsets = run.params, [a.splits[k] for k in folds], len(model.uses)
     train = [torch.as_tensor(tr) for tr, _ in splits]
