@@ -437,6 +437,29 @@ def test_out_of_range_param_fails_at_load(tmp_path, section, raw, message):
     assert str(err.value) == message
 
 
+@pytest.mark.parametrize("labels, shown", [(None, "()"), ([], "()"), (["happy"], "('happy',)"),
+                                           (["happy", ""], "('happy', '')"), (["happy", " "], "('happy', ' ')"),
+                                           (["happy", "sad", "happy"], "('happy', 'sad', 'happy')")])
+def test_label_set_needs_two_different_non_empty_labels(tmp_path, labels, shown):
+    from pipeline.config import ConfigError, load_section
+
+    params = params_file(tmp_path / "params.yaml", {"prepare": {"labels": labels}})
+    with pytest.raises(ConfigError) as err:
+        load_section("prepare", params)
+    assert str(err.value) == (f"prepare.labels: {shown} is out of range; allowed: a list of two or more different, "
+                              f"non-empty labels")
+
+
+def test_label_map_onto_an_unknown_label_fails_at_load(tmp_path):
+    from pipeline.config import ConfigError, load_section
+
+    params = params_file(tmp_path / "params.yaml", {"prepare": {"labels": ["happy", "sad"],
+                                                                "label_map": {"joy": "happy", "calm": "neutral"}}})
+    with pytest.raises(ConfigError, match=r"prepare.label_map maps onto labels outside prepare.labels "
+                                          r"\['happy', 'sad'\]: \{'calm': 'neutral'\}"):
+        load_section("prepare", params)
+
+
 @pytest.mark.parametrize("raw, message", [
     ({"lr": -1}, "train.lr: -1.0 is out of range; allowed: > 0"),
     ({"model": "lgbm"}, "train.model: 'lgbm' is out of range; allowed: one of 'fusion', 'lightgbm'"),
