@@ -389,6 +389,27 @@ def test_image_bomb_is_refused_from_its_header(tmp_path):
     assert "12000 x 12000 pixels (144 MP) is more than the 40 MP" in failures[0]["message"]
 
 
+def test_video_of_huge_frames_is_refused_from_its_stream_header(tmp_path):
+    import av
+
+    from pipeline.config import ExtractConfig
+    from pipeline.extract import extract
+
+    side = 6400                                          # 41 MP per frame, over the 40 MP cap
+    with av.open(str(tmp_path / "huge.mp4"), "w") as out:
+        stream = out.add_stream("libx264", rate=1, options={"preset": "ultrafast"})
+        stream.width = stream.height = side
+        flat = av.VideoFrame.from_ndarray(np.full((side * 3 // 2, side), 128, np.uint8), format="yuv420p")
+        out.mux(stream.encode(flat))
+        out.mux(stream.encode(None))
+    assert (tmp_path / "huge.mp4").stat().st_size < 200_000        # a small file whose frames decode to 61 MB
+    manifest = pd.DataFrame({"sample_id": ["huge"], "path": ["huge.mp4"], "media_hash": [None],
+                             "transcript": [None]})
+    summary, failures = extract(manifest, tmp_path, tmp_path / "media.zarr", ExtractConfig(workers=1))
+    assert summary["failed"] == 1 and [(f["step"], f["error"]) for f in failures] == [("open", "MediaError")]
+    assert "6400 x 6400 pixels (41 MP) is more than the 40 MP a video frame may have here" in failures[0]["message"]
+
+
 def test_large_frames_are_downscaled_on_decode(tmp_path):
     import cv2
 
