@@ -372,6 +372,57 @@ def test_train_refuses_a_configured_modality_without_features(tmp_path):
         load_tables(manifest, Views(media.root, {}), {"audio": tmp_path / "empty.zarr"})
 
 
+# --- no silent wrong state -----------------------------------------------------------------------------
+
+def test_encode_refuses_a_store_of_vectors_of_another_size_naming_the_option(tmp_path):
+    from encode_fixtures import media_item, media_view
+
+    view = media_view(tmp_path / "media.zarr", [media_item(f"s{i}", seconds=1.0) for i in range(3)])
+    store = tmp_path / "features" / "egemaps.zarr"
+    args = ["encode", "egemaps", "--clean", str(view), "--corrupted", str(tmp_path / "corrupted"), "--out", str(store)]
+    spec = {"egemaps": {"encoder": "egemaps", "options": {}}}
+    assert mer(*args, "--params", str(params_file(tmp_path / "p1.yaml", {"encode": {"features": spec}}))).returncode == 0
+    spec["egemaps"]["options"] = {"feature_set": "emobase"}
+    done = mer(*args, "--params", str(params_file(tmp_path / "p2.yaml", {"encode": {"features": spec}})))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert (f"{store} holds 88-d vectors of encoder 'egemaps', but this configuration gives 988-d vectors (option "
+            f"feature_set 'default' -> 'emobase'), and one store holds one size: delete it (rm -r {store})") in done.stderr
+    X, present = FeatureStore(store).load(MediaStore(view).view())       # the store is as it was
+    assert X.shape == (3, 88) and present.all()
+
+
+def test_a_store_of_mixed_sizes_names_itself_and_the_fix(tmp_path):
+    from pipeline.errors import InputError
+
+    store = FeatureStore(tmp_path / "mixed.zarr").create(Identity("egemaps", "1", "audio", {}, {}), 3)
+    store.write(["a"], [np.zeros(3, np.float32)], [""], 3)
+    store.write(["b"], [np.zeros(5, np.float32)], [""], 5)     # what encode wrote before it refused other sizes
+    with pytest.raises(InputError, match=f"{store.root} holds 3-d vectors and vectors of size \\[5\\] from an "
+                                         f"earlier encoder configuration: delete it"):
+        store.matrix()
+
+
+def test_encode_refuses_a_store_of_imported_features(tmp_path):
+    from encode_fixtures import media_item, media_view
+
+    from pipeline.config import EncoderSpec
+    from pipeline.encode import encode_feature
+    from pipeline.errors import InputError
+    from pipeline.store.exchange import import_npy
+
+    view = media_view(tmp_path / "media.zarr", [media_item(f"s{i}", seconds=1.0) for i in range(3)])
+    folder = tmp_path / "features" / "egemaps"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        np.save(folder / f"s{i}.npy", np.full(88, i, np.float32))     # the size egemaps gives, too
+    store = tmp_path / "egemaps.zarr"
+    import_npy(folder, "audio", store)
+    with pytest.raises(InputError, match=f"{store} holds features imported from 'egemaps' \\(mer import-features\\), "
+                                         f"not encoder 'egemaps''s: import them into another store"):
+        encode_feature(EncoderSpec("egemaps"), [view], store, device="cpu")
+    assert FeatureStore(store).identity().keyed_by == "sample_id"           # still the import
+
+
 # --- bounded memory per item --------------------------------------------------------------------------
 
 def test_image_bomb_is_refused_from_its_header(tmp_path):
