@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
+from typing import ClassVar
 
 import av
 import pandas as pd
@@ -54,6 +55,7 @@ class Adapter(Component):
     """One corpus layout: `read(root)` yields a Candidate per file or row found under the corpus root."""
 
     kind = "corpus adapter"
+    generated: ClassVar[bool] = False   # a synthetic corpus: a model trained on it means nothing on real clips
 
     def read(self, root: Path) -> Iterator[Candidate]:
         raise NotImplementedError

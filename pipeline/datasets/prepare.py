@@ -47,6 +47,8 @@ def prepare(cfg: PrepareConfig, manifest_out: Path, rejects_out: Path) -> Prepar
     candidates = tqdm(adapter.read(root), desc="prepare", unit="item")
     manifest, rejects = validate(candidates, root, labels, cfg.label_map)
     manifest.attrs["labels"] = list(labels)  # stored in the Parquet file; training reads it from there
+    manifest.attrs["corpus"] = {"adapter": cfg.adapter, "root": cfg.root, "options": cfg.options,
+                                "generated": adapter.generated}   # a checkpoint's card names it
     result = PrepareResult(manifest, rejects)
     rejects_out.parent.mkdir(parents=True, exist_ok=True)
     rejects.to_csv(rejects_out, index=False)
