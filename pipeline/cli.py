@@ -284,8 +284,8 @@ def predict(clips: Annotated[list[Path], typer.Argument(metavar="CLIP...", help=
                 "models/checkpoint"),
             params: Annotated[Path | None, typer.Option(help="use this params file's extract.* and encode.features "
                                                              "instead of the checkpoint's own settings")] = None,
-            out: Annotated[Path | None, typer.Option(help="write JSON, or CSV when the name ends in .csv; default: "
-                                                          "print JSON")] = None,
+            out: Annotated[Path | None, typer.Option(help="write a JSON array; JSON lines when the name ends in .jsonl, "
+                                                          "CSV in .csv; default: print a JSON array")] = None,
             work: Annotated[Path | None, typer.Option(help="keep the media and feature stores here (reused by later "
                                                            "calls); default: a temporary folder")] = None,
             transcript: Annotated[str | None, typer.Option(help="what is said in the clip (one clip only)")] = None,
@@ -294,13 +294,17 @@ def predict(clips: Annotated[list[Path], typer.Argument(metavar="CLIP...", help=
             asr: Annotated[str | None, typer.Option(help="speech recognition for clips without a transcript: none | "
                                                          "faster-whisper | whisper; default: the checkpoint's")] = None,
             asr_model: Annotated[str, typer.Option(help="ASR model; '' = the engine's default (packaged whisper-base)")] = "",
-            asr_language: Annotated[str, typer.Option(help="spoken language (en, zh, ...); '' = detected")] = ""):
+            asr_language: Annotated[str, typer.Option(help="spoken language (en, zh, ...); '' = detected")] = "",
+            allow_failures: Annotated[bool, typer.Option("--allow-failures", help="exit 0 when some (not all) clips "
+                                                         "failed; each failed clip is named on stderr all the same")] = False):
     """Recognise new clips with a trained fold ensemble: extract and encode them as the checkpoint's training
     clips were, then per clip the emotion, its probabilities, the valence, the modalities used, the share of
     frames with a face and a warning for each trained modality the clip lacks. Refuses features that differ
-    from the checkpoint's, naming the encoder. Exits 1 when no clip could be recognised."""
+    from the checkpoint's, naming the encoder. Names each clip that failed, and why, on stderr, and exits 1
+    when any failed (unless --allow-failures; always when all failed). Warns when the checkpoint was trained
+    on the generated demo corpus. --out: JSON array, JSON lines when it ends in .jsonl, CSV in .csv."""
     from pipeline.errors import InputError
-    from pipeline.predict import predict_clips, read_transcripts, write
+    from pipeline.predict import corpus_warning, failure_lines, predict_clips, read_transcripts, write
 
     given = read_transcripts(transcripts) if transcripts is not None else {}
     if transcript is not None:
@@ -311,9 +315,16 @@ def predict(clips: Annotated[list[Path], typer.Argument(metavar="CLIP...", help=
     speech = None if asr is None else {"asr": asr, "asr_model": asr_model, "asr_language": asr_language}
     frame = predict_clips(clips, checkpoint, params, work, given, speech)
     typer.echo(write(frame, out))
-    if (frame["error"] != "").all():
+    for line in [corpus_warning(checkpoint), *failure_lines(frame)]:
+        if line:
+            typer.echo(line, err=True)
+    failed = int((frame["error"] != "").sum())
+    if failed == len(frame):
         raise InputError(f"none of the {len(frame)} clips gave a prediction; each clip's reason is in its "
                          f"'error' field{f' in {out}' if out else ' above'}")
+    if failed and not allow_failures:
+        raise InputError(f"{failed} of {len(frame)} clips gave no prediction (named above; the others' predictions "
+                         f"are {f'in {out}' if out else 'printed'}): pass --allow-failures to exit 0 all the same")
 
 
 @app.command()

@@ -55,6 +55,11 @@ class PrepareConfig:
     max_reject_rate: float = 0.05
     labels: tuple[str, ...] = MER_LABELS  # the project's label set, in model order
 
+    def __post_init__(self):
+        wrong = {k: v for k, v in self.label_map.items() if v != "" and v not in self.labels}
+        if wrong:
+            raise ConfigError(f"prepare.label_map maps onto labels outside prepare.labels {list(self.labels)}: {wrong}")
+
 
 @dataclass(frozen=True)
 class ExtractOutputs:
@@ -205,6 +210,12 @@ def listed(check=None):
     return (lambda v: len(v) > 0 and all(ok(x) for x in v)), "a non-empty list" + (f" of values {text}" if text else "")
 
 
+def label_set():
+    """Two or more labels (one class is no classification), none empty, none repeated."""
+    return ((lambda v: len(v) >= 2 and len(set(v)) == len(v) and all(x.strip() for x in v)),
+            "a list of two or more different, non-empty labels")
+
+
 def each(check):
     """A list (maybe empty), each value passing `check`."""
     ok, text = check
@@ -222,7 +233,7 @@ RANGES: dict[str, tuple] = {
     "demo.n_test3_labelled": at_least(0), "demo.n_unlabelled": at_least(0), "demo.seconds": above(0),
     "demo.fps": above(0), "demo.size": at_least(32), "demo.n_speakers": at_least(1),
     "demo.audio_strength": RATE, "demo.visual_strength": RATE, "demo.text_strength": RATE,
-    "prepare.max_reject_rate": RATE, "prepare.labels": listed(),
+    "prepare.max_reject_rate": RATE, "prepare.labels": label_set(),
     "extract.fps": above(0), "extract.max_frames": at_least(1), "extract.face_size": at_least(8),
     "extract.workers": at_least(0), "extract.clips_per_part": at_least(1), "extract.max_failure_rate": RATE,
     "corrupt.snr_db": listed(), "corrupt.blur": listed(POWER_OF_TWO), "corrupt.robustness_blur": each(POWER_OF_TWO),
@@ -303,6 +314,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return build(tp, value, where)
     if origin is tuple:
+        if value is None:   # an empty YAML value: no items (not one empty item)
+            value = []
         if not isinstance(value, (list, tuple)):
             value = [value]
         return tuple(_convert(args[0], v, where) for v in value)

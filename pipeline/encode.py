@@ -56,7 +56,7 @@ def identity_of(encoder) -> Identity:
 
 
 def identity_for(cls, config) -> Identity:
-    return Identity(cls.name, cls.version, cls.modality, config_key(config), cls.library_versions())
+    return Identity(cls.name, cls.version, cls.modality, config_key(config), cls.library_versions(config))
 
 
 def spec_identity(spec: EncoderSpec) -> Identity:

@@ -121,7 +121,7 @@ def predict_clips(clips: list[Path], checkpoint_dir: Path, params: Path | None =
                for sid, mods, warn in zip(frame["sample_id"], frame["modalities"], frame.get("warnings", []))
                if not mods and sid not in errors}
     ids = [*manifest["sample_id"], *rejects["sample_id"]]
-    paths = [str(root / p) for p in manifest["path"]] + list(rejects["path"])
+    paths = [str(root / p) for p in [*manifest["path"], *rejects["path"]]]
     out = pd.DataFrame({"clip": paths, "sample_id": ids}).merge(frame, on="sample_id", how="left")
     out["error"] = out["sample_id"].map(errors).fillna("")
     out.loc[out["error"] != "", ["emotion", *prob_columns(ckpt.labels), "valence"]] = None
@@ -174,9 +174,29 @@ def _clip_info(item, trained: tuple[str, ...], used: list[str]) -> dict:
             "transcript_source": item["transcript_source"], "warnings": "; ".join(warnings)}
 
 
+def corpus_warning(checkpoint_dir: Path) -> str:
+    """A warning when the checkpoint's card names a generated corpus (or no corpus at all); else ""."""
+    corpus = json.loads((Path(checkpoint_dir) / checkpoint.META).read_text()).get("corpus", {})
+    if corpus.get("generated"):
+        return (f"warning: {checkpoint_dir} was trained on the generated {corpus.get('adapter')} corpus "
+                f"({corpus.get('root')}), whose emotions are synthetic cues: on real clips its answers mean "
+                f"nothing, however confident. Train on a real corpus (prepare.adapter, prepare.root) for real clips.")
+    if not corpus.get("adapter") and not corpus.get("manifest_sha256"):
+        return f"warning: {checkpoint_dir} does not name its training corpus (an older checkpoint): retrain it to know"
+    return ""
+
+
+def failure_lines(frame: pd.DataFrame) -> list[str]:
+    """One line per clip that gave no prediction: the clip and why."""
+    failed = frame[frame["error"] != ""]
+    return [f"failed: {clip}: {error}" for clip, error in zip(failed["clip"], failed["error"])]
+
+
 def write(frame: pd.DataFrame, out: Path | None) -> str:
-    """JSON records (to `out` or returned for stdout) or CSV when `out` ends in .csv."""
-    if out is not None and out.suffix.lower() == ".csv":
+    """JSON records (to `out` or returned for stdout): a JSON array, or JSON lines (one object per line)
+    when `out` ends in .jsonl; CSV when it ends in .csv."""
+    suffix = out.suffix.lower() if out is not None else ""
+    if suffix == ".csv":
         frame.to_csv(out, index=False)
         return f"wrote {len(frame)} predictions to {out}"
     records = []
@@ -184,7 +204,10 @@ def write(frame: pd.DataFrame, out: Path | None) -> str:
         row = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
         probs = {name.removeprefix("prob_"): row.pop(name) for name in [c for c in row if c.startswith("prob_")]}
         records.append(row | {"probabilities": None if row["error"] else probs})
-    text = json.dumps(records, indent=2)
+    if suffix == ".jsonl":
+        text = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+    else:
+        text = json.dumps(records, indent=2)
     if out is None:
         return text
     out.write_text(text)

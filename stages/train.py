@@ -6,6 +6,7 @@ model's training curves, one file per fold (metrics/train_curves/), and the main
 (first seed) for `mer predict` (models/checkpoint/).
 """
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -48,7 +49,8 @@ def run(params: Path, *, manifest: Path, clean: Path, corrupted: Path | None, fe
         if subset == subsets[-1] and seed == cfg.seeds[0]:
             write_curves(result, curves)
             records = {m: ckpt.feature_record(cfg.features[m], stores[m]) for m in result.modalities}
-            card = ckpt.model_card(load_section("extract", params), rows, coverage, summaries[-1])
+            card = ckpt.model_card(load_section("extract", params), rows, coverage, summaries[-1],
+                                   hashlib.sha256(manifest.read_bytes()).hexdigest())
             ckpt.save(checkpoint, result, records, tables["train"].norm,
                       {"subset": subset, "seed": seed, "feature_norm_kind": cfg.feature_norm, **card}, labels)
     pd.concat(frames, ignore_index=True).to_parquet(predictions, index=False)

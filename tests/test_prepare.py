@@ -5,6 +5,7 @@ import pickle
 import zipfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,6 +30,12 @@ def make_corpus(root: Path, clip: Path, rows: list[dict]) -> PrepareConfig:
     (root / "clips" / "broken.mp4").write_text("not a video")
     (root / "clips" / "subs.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n")
     (root.parent / "outside.mp4").write_bytes(clip.read_bytes())
+    frames = root / "clips" / "frames"      # a frame folder whose second frame links outside the root
+    frames.mkdir(exist_ok=True)
+    cv2.imwrite(str(frames / "frame_0.png"), np.zeros((32, 32, 3), np.uint8))
+    cv2.imwrite(str(root.parent / "outside.png"), np.zeros((32, 32, 3), np.uint8))
+    (frames / "frame_1.png").unlink(missing_ok=True)
+    (frames / "frame_1.png").symlink_to(root.parent / "outside.png")
     pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
     return PrepareConfig(adapter="csv", root=str(root), options={"manifest": "manifest.csv"}, max_reject_rate=1.0)
 
@@ -38,6 +45,7 @@ GOOD = {"path": "clips/a.mp4", "split": "train", "label": "happy", "valence": 1.
 BAD_ROWS = {
     "missing file": {"path": "clips/nope.mp4"},
     "path escapes the data root": {"path": "../outside.mp4"},
+    "path escapes the data root: clips/frames/frame_1.png": {"path": "clips/frames"},
     "unknown label": {"path": "clips/b.mp4", "label": "joyful"},
     "unreadable container": {"path": "clips/broken.mp4"},
     "duplicate sample id": {"path": "clips/a.mp4"},

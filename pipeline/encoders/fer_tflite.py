@@ -69,7 +69,7 @@ class FEREncoder(VisualEncoder):
         return True, ""
 
     @classmethod
-    def library_versions(cls) -> dict[str, str]:
+    def library_versions(cls, config) -> dict[str, str]:
         return versions("fer", "ai-edge-litert", "opencv-python-headless")
 
     def embed_frames(self, frames: list[np.ndarray]) -> np.ndarray:

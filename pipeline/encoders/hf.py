@@ -109,7 +109,7 @@ class HFEncoder(Encoder):
         return True, f"model {config.model_id!r} is not cached: it will be downloaded on first use"
 
     @classmethod
-    def library_versions(cls) -> dict[str, str]:
+    def library_versions(cls, config) -> dict[str, str]:
         return versions(*cls.DISTRIBUTIONS)
 
     def load(self, auto_cls, **kwargs):

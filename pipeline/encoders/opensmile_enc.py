@@ -45,7 +45,7 @@ class OpenSmileEncoder(Encoder):
         return True, ""
 
     @classmethod
-    def library_versions(cls) -> dict[str, str]:
+    def library_versions(cls, config) -> dict[str, str]:
         return versions("opensmile")
 
     def encode(self, batch) -> list[np.ndarray | None]:

@@ -50,8 +50,8 @@ class WhisperEncoder(Encoder):
         return whisper.model_available(config.model)
 
     @classmethod
-    def library_versions(cls) -> dict[str, str]:
-        return whisper.model_versions(WhisperEncoderConfig().model)
+    def library_versions(cls, config) -> dict[str, str]:
+        return whisper.model_versions(config.model)
 
     def encode(self, batch) -> list[np.ndarray | None]:
         return [None if is_silent(wave) else self._embed(np.asarray(wave, np.float32)) for wave in batch]

@@ -37,8 +37,9 @@ _TRUNCATED_FRACTION = 0.9
 # Frames and images are kept at most this large (longer side): plenty for face detection, whose crops are
 # extract.face_size (~112 px), and it bounds memory per item: 32 frames of a 4K clip would be 800 MB.
 MAX_FRAME_SIDE = 1920
-# Images whose header states more pixels are refused before decoding: a 436 KB PNG of 12000 x 12000
-# decodes to 432 MB (a decompression bomb). 40 MP admits 8K stills and any camera photo below 40 MP.
+# Images and videos whose header states more pixels (per frame) are refused before decoding: a 436 KB PNG
+# of 12000 x 12000 decodes to 432 MB (a decompression bomb), a 738 KB H.264 clip of 16000 x 16000 frames to
+# 1.5 GB per frame in flight. 40 MP admits 8K stills and video and any camera photo below 40 MP.
 MAX_IMAGE_PIXELS = 40_000_000
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))   # OpenCV's own guard, for any format
 
@@ -225,7 +226,8 @@ def decode_clip(path: Path, fps: float, max_frames: int, sample_rate: int = SAMP
             raise MediaError("open", f"{path}: no audio or video stream")
         stated = _stated_duration(container)
         sampler = sink = None
-        if video is not None:
+        if video is not None:   # frame size from the stream header: refused before any frame is decoded
+            check_pixels(path, video.codec_context.width, video.codec_context.height, "a video frame")
             video.thread_type = "AUTO"
             video.thread_count = decoder_threads()
             rate = video.average_rate or video.guessed_rate
@@ -316,9 +318,14 @@ def check_image_size(path: Path) -> None:
                 width, height = image.size
     except (OSError, Image.DecompressionBombError, ValueError):
         return   # not for PIL to judge: OpenCV opens it, under OPENCV_IO_MAX_IMAGE_PIXELS
+    check_pixels(path, width, height, "an image")
+
+
+def check_pixels(path: Path, width: int, height: int, what: str) -> None:
+    """Refuse `what` (an image, a video frame) of more than MAX_IMAGE_PIXELS, from its stated size."""
     if width * height > MAX_IMAGE_PIXELS:
         raise MediaError("open", f"{path}: {width} x {height} pixels ({width * height / 1e6:.0f} MP) is more "
-                                 f"than the {MAX_IMAGE_PIXELS / 1e6:.0f} MP an image may have here; downscale it")
+                                 f"than the {MAX_IMAGE_PIXELS / 1e6:.0f} MP {what} may have here; downscale it")
 
 
 def reencode(frames: np.ndarray, fps: float, codec: str = "mpeg4", bit_rate: int = 400_000) -> np.ndarray:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import MissingInput
+from pipeline.errors import InputError, MissingInput
 from pipeline.store.media import digest
 from pipeline.store.parts import PartStore
 
@@ -47,6 +47,18 @@ class Identity:
     def column(self) -> str:
         """The media view column an entry's cache key is derived from."""
         return self.keyed_by or MODALITY_KEY[self.modality]
+
+    def changes(self, new: Identity) -> list[str]:
+        """What differs from this identity to `new`, one phrase per option, version or library."""
+        found = [f"{what} {getattr(self, what)!r} -> {getattr(new, what)!r}"
+                 for what in ("encoder", "version") if getattr(self, what) != getattr(new, what)]
+        for what, old_map, new_map, absent in (("option", self.config, new.config, "default"),
+                                               ("library", self.libraries, new.libraries, "none")):
+            for key in sorted(set(old_map) | set(new_map)):
+                old, now = old_map.get(key, absent), new_map.get(key, absent)
+                if old != now:
+                    found.append(f"{what} {key} {old!r} -> {now!r}")
+        return found
 
     def cache_keys(self, content_keys: pd.Series) -> pd.Series:
         """Cache key per item; None where the item has no input for this modality."""
@@ -74,10 +86,28 @@ class FeatureStore:
         return self.parts.root
 
     def create(self, identity: Identity, dim: int) -> FeatureStore:
+        """Make this store `identity`'s, whose vectors have `dim` values. Entries of an earlier identity
+        stay (content-addressed, they cost nothing and come back if its config does), but only when
+        they are vectors of the same size and were encoded, not imported."""
+        if self.parts.committed():
+            self._check_successor(identity, dim)
         self.parts.create()
         meta = {"identity": identity.__dict__, "identity_key": identity.key, "dim": dim}
         (self.root / self.META).write_text(json.dumps(meta, indent=2, sort_keys=True))
         return self
+
+    def _check_successor(self, identity: Identity, dim: int) -> None:
+        held, held_dim = self.identity(), int(self.meta()["dim"])
+        fix = f"delete it (rm -r {self.root}) to encode every item again"
+        if held.keyed_by and held != identity:
+            raise InputError(f"{self.root} holds features imported from {held.config.get('source', '?')!r} "
+                             f"(mer import-features), not encoder {identity.encoder!r}'s: import them into another "
+                             f"store (import-features --out), or {fix}")
+        if dim != held_dim:
+            changed = "; ".join(held.changes(identity)) or "the same identity"
+            raise InputError(f"{self.root} holds {held_dim}-d vectors of encoder {held.encoder!r}, but this "
+                             f"configuration gives {dim}-d vectors ({changed}), and one store holds one size: "
+                             f"{fix}, or give this configuration a feature name of its own in encode.features")
 
     def meta(self) -> dict:
         path = self.root / self.META
@@ -145,6 +175,10 @@ class FeatureStore:
         gone = index[~ok].drop_duplicates("cache_key")
         missing = dict(zip(gone["cache_key"], gone["reason"]))
         dim = int(self.meta()["dim"])
+        sizes = sorted({b.shape[1] for b in blocks} - {dim})
+        if sizes:   # mixed sizes: written before create() refused them
+            raise InputError(f"{self.root} holds {dim}-d vectors and vectors of size {sizes} from an earlier "
+                             f"encoder configuration: delete it (rm -r {self.root}) and encode again")
         matrix = np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float32)
         return matrix, lookup, missing
 

@@ -139,11 +139,14 @@ def warn_library_changes(path: Path, recorded: dict) -> None:
                       + "; predictions may differ slightly from train's", stacklevel=2)
 
 
-def model_card(extract_cfg, rows, coverage: dict[str, int], summary: dict) -> dict:
+def model_card(extract_cfg, rows, coverage: dict[str, int], summary: dict, manifest_sha256: str) -> dict:
     """What a checkpoint says of its making: the extraction settings `mer predict` repeats (ExtractConfig's
-    output keys), the training corpus (manifest rows), the code's git revision and the CV figures."""
+    output keys), the training corpus (the adapter and root prepare recorded in the manifest, the
+    manifest's sha256, its rows), the code's git revision and the CV figures."""
     labelled = rows[(rows["split"] == "train") & rows["label"].notna()]
-    corpus = {"splits": {str(k): int(v) for k, v in rows["split"].value_counts().sort_index().items()},
+    source = {"adapter": None, "root": None, "generated": False} | rows.attrs.get("corpus", {})
+    corpus = {**source, "manifest_sha256": manifest_sha256,
+              "splits": {str(k): int(v) for k, v in rows["split"].value_counts().sort_index().items()},
               "train_labels": {str(k): int(v) for k, v in labelled["label"].value_counts().sort_index().items()},
               "train_speakers": int(labelled["speaker"].nunique()) if "speaker" in labelled else 0,
               "train_items_with": coverage}
