@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -23,14 +24,18 @@ class _App(typer.Typer):
     traceback, and Ctrl-C says what was interrupted; a bug keeps its traceback."""
 
     def __call__(self, *args, **kwargs):
+        from pipeline import interrupts
         from pipeline.errors import MerError
 
         try:
-            return super().__call__(*args, **kwargs)
+            with interrupts.handled():   # Ctrl-C and SIGTERM stop every thread (pipeline.interrupts)
+                return super().__call__(*args, **kwargs)
         except SystemExit as done:
-            if done.code == 130:   # typer's exit for KeyboardInterrupt
-                typer.echo(f"\nmer {_RUN['command']}: interrupted. Every committed store part is kept and nothing "
-                           "half-written is ever read: run the same command again to resume.", err=True)
+            if done.code == 130:   # typer's exit for KeyboardInterrupt, SIGTERM's too here
+                signum = interrupts.last_signal()
+                typer.echo(f"\nmer {_RUN['command']}: interrupted ({signal.Signals(signum).name}). "
+                           f"{_RERUN.get(_RUN['command'], _START_OVER)}", err=True)
+                sys.exit(128 + signum)
             raise
         except MerError as err:
             if _RUN["debug"] or os.environ.get("MER_DEBUG", "") not in ("", "0"):
@@ -41,6 +46,13 @@ class _App(typer.Typer):
 
 
 _RUN = {"command": "", "debug": False}
+# What the same command does when run again after an interrupt; the stages that commit store parts resume.
+_RESUME = ("Every committed store part is kept and nothing half-written is ever read: run the same command again "
+           "to resume from them.")
+_RERUN = {"extract": _RESUME, "corrupt": _RESUME, "encode": _RESUME,
+          **dict.fromkeys(("train", "pseudolabel"), "Nothing was saved (its outputs are written whole or not at "
+                          "all): run the same command again; training starts over from the first epoch.")}
+_START_OVER = "Nothing half-written is kept: run the same command again; it starts over."
 app = _App(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
            rich_markup_mode=None,  # plain click help: no "<bool>" placeholder beside each flag
            context_settings={"help_option_names": ["-h", "--help"]})  # subcommands inherit it

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline import interrupts
 from pipeline.config import EncoderSpec
 from pipeline.encoders import ENCODERS, config_key, make_config, make_encoder
 from pipeline.encoders.base import is_silent
@@ -124,6 +125,7 @@ def run_pipelined(tasks: list[EncodeTask], desc: str, prefetch: int = 2) -> Iter
             if i + prefetch < len(tasks):
                 reads.append(reader.submit(read_inputs, tasks[i + prefetch]))
             vectors = build_encoder(task.spec, dict(task.runtime)).encode(inputs)
+            interrupts.check()   # an item the interrupt hit may hold a NaN: it is not written
             writes.append(writer.submit(write_part, task, inputs, vectors))
             while writes and (writes[0].done() or len(writes) > prefetch):
                 bar.update(1)

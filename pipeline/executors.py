@@ -11,15 +11,14 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from pipeline import interrupts
 from pipeline.environment import missing_packages
 from pipeline.progress import tracked
 from pipeline.registry import Component, Registry
@@ -93,9 +92,11 @@ def single_thread_worker(parent: int = 0) -> None:
 
     torch is not imported here (seconds of start-up a task may not need): it reads OMP_NUM_THREADS
     when a task first imports it, and is told directly only if it is already loaded.
-    `parent`: the pool's process, whose death must end this worker (see die_with_parent)."""
+    `parent`: the pool's process, whose death must end this worker (see die_with_parent); a Ctrl-C
+    that reaches the worker too stops it without committing its part (pipeline.interrupts)."""
     if parent:
         die_with_parent(parent)
+        interrupts.install()
     os.environ["OMP_NUM_THREADS"] = "1"
     import cv2
     import zarr
@@ -119,7 +120,7 @@ def _local(fn: Callable, tasks: list[Any], workers: int) -> Iterable[Any]:
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=single_thread_worker,
                                initargs=(os.getpid(),))
     try:
-        with _sigterm_exits():
+        with interrupts.handled():   # SIGTERM too ends the loop, so the pool is torn down on the way out
             for future in as_completed([pool.submit(fn, t) for t in tasks]):
                 yield future.result()
     except BaseException:
@@ -139,24 +140,6 @@ def die_with_parent(parent: int) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:   # the parent died before prctl took effect
         os._exit(1)
-
-
-@contextmanager
-def _sigterm_exits() -> Iterator[None]:
-    """SIGTERM (a scheduler's or `kill`'s) raises SystemExit in the main thread, so the pool is torn
-    down on the way out instead of the process vanishing under its workers."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def exit_(signum, frame):
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, exit_)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _terminate(pool: ProcessPoolExecutor) -> None:

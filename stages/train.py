@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline import interrupts
 from pipeline.config import load_section
 from pipeline.errors import require
 from pipeline.labels import manifest_labels
@@ -36,25 +37,27 @@ def run(params: Path, *, manifest: Path, clean: Path, corrupted: Path | None, fe
     rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
     labels = manifest_labels(rows)
     tables = load_tables(rows, Views(clean, corrupted_views(corrupted)), stores, cfg.feature_norm, labels)
-    for out in (predictions, metrics):
-        out.parent.mkdir(parents=True, exist_ok=True)
-    frames, summaries = [], []
     labelled = tables["train"].y >= 0
     coverage = {m: int(p[labelled].sum()) for m, p in tables["train"].present.items()}
     subsets = usable_subsets(cfg, tuple(m for m, n in coverage.items() if n))
     runs = [(subset, seed) for seed in cfg.seeds for subset in subsets]
-    for (subset, seed), (result, train_ids) in zip(runs, run_subsets(tables, runs, cfg)):
-        frames.append(predictions_frame(result, train_ids, tables, subset, seed))
-        summaries.append(cv_summary(result, subset, seed, len(train_ids)))
-        if subset == subsets[-1] and seed == cfg.seeds[0]:
-            write_curves(result, curves)
-            records = {m: ckpt.feature_record(cfg.features[m], stores[m]) for m in result.modalities}
-            card = ckpt.model_card(load_section("extract", params), rows, coverage, summaries[-1],
-                                   hashlib.sha256(manifest.read_bytes()).hexdigest())
-            ckpt.save(checkpoint, result, records, tables["train"].norm,
-                      {"subset": subset, "seed": seed, "feature_norm_kind": cfg.feature_norm, **card}, labels)
-    pd.concat(frames, ignore_index=True).to_parquet(predictions, index=False)
-    report = {"main_subset": subsets[-1], "model": cfg.model, "labels": list(labels), "seeds": list(cfg.seeds),
-              "train_items_with": coverage, "over_seeds": over_seeds_by_subset(summaries), "runs": summaries}
-    metrics.write_text(json.dumps(report, indent=2))
+    results = run_subsets(tables, runs, cfg)
+    with interrupts.deferred():   # a Ctrl-C from here on stops the run once every output is written whole
+        for out in (predictions, metrics):
+            out.parent.mkdir(parents=True, exist_ok=True)
+        frames, summaries = [], []
+        for (subset, seed), (result, train_ids) in zip(runs, results):
+            frames.append(predictions_frame(result, train_ids, tables, subset, seed))
+            summaries.append(cv_summary(result, subset, seed, len(train_ids)))
+            if subset == subsets[-1] and seed == cfg.seeds[0]:
+                write_curves(result, curves)
+                records = {m: ckpt.feature_record(cfg.features[m], stores[m]) for m in result.modalities}
+                card = ckpt.model_card(load_section("extract", params), rows, coverage, summaries[-1],
+                                       hashlib.sha256(manifest.read_bytes()).hexdigest())
+                ckpt.save(checkpoint, result, records, tables["train"].norm,
+                          {"subset": subset, "seed": seed, "feature_norm_kind": cfg.feature_norm, **card}, labels)
+        pd.concat(frames, ignore_index=True).to_parquet(predictions, index=False)
+        report = {"main_subset": subsets[-1], "model": cfg.model, "labels": list(labels), "seeds": list(cfg.seeds),
+                  "train_items_with": coverage, "over_seeds": over_seeds_by_subset(summaries), "runs": summaries}
+        metrics.write_text(json.dumps(report, indent=2))
     return report

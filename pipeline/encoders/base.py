@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from pipeline import interrupts
 from pipeline.environment import missing_packages, versions  # noqa: F401 - the encoders' import point
 from pipeline.media.decode import SAMPLE_RATE  # noqa: F401 - the rate of every audio input
 from pipeline.registry import Component, Unavailable  # noqa: F401 - Unavailable: what an encoder that cannot run raises
@@ -81,13 +82,15 @@ class Encoder(Component, ABC):
         return self._dim
 
     def _chunks(self, items: Sequence, size: int | None = None) -> Iterator[Sequence]:
-        """Consecutive slices of `items`, with a progress bar when asked for."""
+        """Consecutive slices of `items`, with a progress bar when asked for; stops between slices once a
+        Ctrl-C came (one swallowed by a library's callback included, see pipeline.interrupts)."""
         size = size or self.batch_size
         starts = range(0, len(items), size)
         if self.progress:
             from pipeline.progress import tracked
             starts = tracked(starts, self.name, "batch")
         for start in starts:
+            interrupts.check()
             yield items[start:start + size]
 
     def _run_sorted(self, batch: Sequence, usable, length, forward, size: int | None = None) -> list:

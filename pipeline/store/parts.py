@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zarr
 
+from pipeline import interrupts
+
 INDEX_DIR = "index"
 PARTS_DIR = "parts"
 
@@ -53,6 +55,7 @@ class PartStore:
                 array[...] = data
         tmp = self.root / INDEX_DIR / f".{part}.parquet.tmp"
         index.assign(part=part).to_parquet(tmp, index=False)
+        interrupts.check()   # nothing computed after a Ctrl-C is committed (a C library may have swallowed it)
         os.replace(tmp, self.root / INDEX_DIR / f"{part}.parquet")
 
     def committed(self) -> list[str]:

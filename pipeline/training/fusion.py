@@ -54,6 +54,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipeline import interrupts
 from pipeline.config import FusionParams
 from pipeline.labels import MER_LABELS
 from pipeline.models.fusion import AttentionFusion, SubsetFusion
@@ -229,6 +230,7 @@ def _train_epoch(model, opt: _FoldAdam, epoch: _Epoch, run: FusionRun) -> np.nda
     model.train()
     total = torch.zeros(len(epoch.xs[0]), len(model.uses), device=run.params.device)
     for s in range(epoch.steps):
+        interrupts.check()   # fold groups train in threads, which a Ctrl-C reaches only through this flag
         loss = _batch_loss(model, *epoch.batch(s, run.params.batch_size), run)
         opt.step(loss.sum(), epoch.active[s])
         total += loss.detach()
