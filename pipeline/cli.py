@@ -73,6 +73,8 @@ Clean = Annotated[Path, typer.Option(help="clean media store (Zarr, written by `
 Corrupted = Annotated[Path, typer.Option(help="folder of corrupted views (written by `mer corrupt`; absent: none)")]
 Features = Annotated[Path, typer.Option(help="folder of feature stores, <feature>.zarr (written by `mer encode`)")]
 CvMetrics = Annotated[Path, typer.Option(help="cross-validation metrics (written by `mer train`)")]
+LabelLists = Annotated[Path, typer.Option(help="the candidates' predicted label lists (Parquet, MER-FG; written by "
+                                               "`mer train`, empty without label lists)")]
 # Defaults of the tools (not stages) that read the project's stores: where dvc.yaml puts them.
 MEDIA = Path("featurestore/media.zarr")
 FEATURES = Path("featurestore/features")
@@ -202,6 +204,7 @@ def train(manifest: Manifest, clean: Clean, corrupted: Corrupted, features: Feat
           metrics: Annotated[Path, typer.Option(help="JSON: cross-validation figures per run and over seeds")],
           curves: Annotated[Path, typer.Option(help="folder of per-fold training curves")],
           checkpoint: Annotated[Path, typer.Option(help="folder for the main model's fold ensemble")],
+          label_lists: LabelLists,
           params: Params = Path("params.yaml")):
     """Five-fold cross-validation (MER 2023 protocol) of train.model (attention fusion or LightGBM) for every
     modality subset in train.ablation; the fold ensembles predict every test split and corrupted view, and
@@ -209,7 +212,8 @@ def train(manifest: Manifest, clean: Clean, corrupted: Corrupted, features: Feat
     from stages import train as stage
 
     report = stage.run(params, manifest=manifest, clean=clean, corrupted=corrupted, features=features,
-                       predictions=predictions, metrics=metrics, curves=curves, checkpoint=checkpoint)
+                       predictions=predictions, metrics=metrics, curves=curves, checkpoint=checkpoint,
+                       label_lists=label_lists)
     for run in report["runs"]:
         typer.echo(f"{run['subset']:>4} seed {run['seed']}: CV F1 {run['f1_weighted']:.3f} "
                    f"MSE {run.get('valence_mse', float('nan')):.3f}")
@@ -279,7 +283,8 @@ def evaluate(manifest: Manifest,
              semi_predictions: Annotated[Path, typer.Option(help="pseudolabel's folder (last round) or one predictions file")],
              cv_metrics: CvMetrics,
              out: Annotated[Path, typer.Option(help="metrics folder to write")],
-             submissions: Annotated[Path, typer.Option(help="folder for the challenge-format submission CSVs")],
+             submissions: Annotated[Path, typer.Option(help="folder for the challenge-format submission files")],
+             label_lists: LabelLists,
              params: Params = Path("params.yaml")):
     """Score MER-MULTI (test1), MER-NOISE (test2 on evaluate.noise_view) and MER-SEMI (test3 labelled items),
     write the ablation table, robustness curve, confusion matrix, per-class F1, valence scatter and the
@@ -287,7 +292,7 @@ def evaluate(manifest: Manifest,
     from stages import evaluate as stage
 
     _echo(stage.run(params, manifest=manifest, predictions=predictions, semi_predictions=semi_predictions,
-                    cv_metrics=cv_metrics, out=out, submissions=submissions))
+                    cv_metrics=cv_metrics, out=out, submissions=submissions, label_lists=label_lists))
 
 
 @app.command()

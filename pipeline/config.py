@@ -151,6 +151,14 @@ class LightGBMParams:
     reg_lambda: float = 0.0
 
 
+@dataclass(frozen=True)
+class FineGrainedParams:
+    """train.fine_grained: the label-list model (MER-FG), trained when the corpus has label lists."""
+    wheel: str = ""                  # an emotion-wheel folder whose format.csv folds word forms; "" = suffix fold
+    min_count: int = 1               # words in fewer training lists are left out of the vocabulary
+    max_labels: int = 5              # the most words a predicted list holds
+
+
 MODELS = ("fusion", "lightgbm")
 
 
@@ -162,6 +170,7 @@ class TrainConfig(FusionParams):
     group_by: Literal["", "speaker"] = ""
     feature_norm: Literal["none", "standard"] = "none"  # none (MER 2023) | standard (z-score with training statistics)
     lightgbm: LightGBMParams = field(default_factory=LightGBMParams)
+    fine_grained: FineGrainedParams = field(default_factory=FineGrainedParams)
     seeds: tuple[int, ...] = (0,)
     ablation: tuple[str, ...] = ("A", "V", "T", "AV", "AT", "VT", "AVT")
 
@@ -184,6 +193,8 @@ class PseudolabelConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
+    protocol: str = "mer2023"        # a name in pipeline.protocols.PROTOCOLS: mer2023 | semi | fg
+    wheel: str = ""                  # fg: the folder of the organisers' emotion-wheel files
     noise_view: str = "noisy"        # the view MER-NOISE (test2) is scored on: a corrupt view, or "clean"
                                      # (test2 as the corpus has it)
 
@@ -247,6 +258,7 @@ RANGES: dict[str, tuple] = {
     "train.lightgbm.num_leaves": at_least(2), "train.lightgbm.min_child_samples": at_least(1),
     "train.lightgbm.colsample_bytree": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "train.lightgbm.subsample": (lambda v: 0 < v <= 1, "in (0, 1]"), "train.lightgbm.reg_lambda": at_least(0),
+    "train.fine_grained.min_count": at_least(1), "train.fine_grained.max_labels": at_least(1),
     "pseudolabel.eta": RATE, "pseudolabel.max_per_class": at_least(0), "pseudolabel.max_per_labelled": at_least(0),
     "pseudolabel.weight": at_least(0),
 }

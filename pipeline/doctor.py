@@ -45,9 +45,10 @@ def registries() -> list:
     from pipeline.executors import EXECUTORS
     from pipeline.media.asr import ASR_ENGINES
     from pipeline.media.faces import DETECTORS
+    from pipeline.protocols import PROTOCOLS
     from pipeline.training.families import FAMILIES
 
-    return [ADAPTERS, DETECTORS, ASR_ENGINES, NOISE_SOURCES, ENCODERS, EXECUTORS, FAMILIES]
+    return [ADAPTERS, DETECTORS, ASR_ENGINES, NOISE_SOURCES, ENCODERS, EXECUTORS, FAMILIES, PROTOCOLS]
 
 
 def registry_rows(sections: dict) -> list[tuple[str, bool, str]]:

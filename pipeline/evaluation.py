@@ -38,6 +38,14 @@ HEADLINE = {
     "semi": ("MER-SEMI F1", True),
     "cv": ("CV F1-0.25MSE", True),
 }
+# The headline of each evaluate.protocol (pipeline/protocols.py); mer2023's is HEADLINE.
+HEADLINES = {
+    "mer2023": HEADLINE,
+    "semi": {"semi": ("MER-SEMI F1", True), "semiAcc": ("MER-SEMI accuracy", True), "cvF1": ("CV F1", True)},
+    "fg": {"fg": ("MER-FG EW F (levels 1, 2)", True), "fgL1": ("MER-FG EW F level 1", True),
+           "fgL2": ("MER-FG EW F level 2", True), "cvF1": ("CV F1", True)},
+}
+EVERY_HEADLINE = {key: value for figures in HEADLINES.values() for key, value in figures.items()}
 _HEADLINE_SOURCES = {"": "combined", "F1": "f1_weighted", "MSE": "valence_mse"}
 
 

@@ -41,3 +41,15 @@ def label_index(labels, names: tuple[str, ...] = MER_LABELS) -> np.ndarray:
     """Label strings -> class indices in the order of `names`; -1 for unlabelled."""
     lookup = {name: i for i, name in enumerate(names)}
     return np.array([lookup.get(x, -1) if isinstance(x, str) else -1 for x in labels], dtype=np.int64)
+
+
+# Open-vocabulary label lists (MER-FG): the manifest's `label_list` holds a clip's words joined by ";".
+LIST_COLUMN, LIST_SEPARATOR = "label_list", ";"
+CANDIDATE_SPLIT = "test1"   # the clips a challenge scores and a submission lists (MER 2024-2026: the candidates)
+
+
+def split_list(value) -> list[str]:
+    """A `label_list` cell as its words ([] for an empty or missing cell)."""
+    if not isinstance(value, str):
+        return []
+    return [w for w in (w.strip() for w in value.split(LIST_SEPARATOR)) if w]

@@ -2,7 +2,9 @@
 emotion-valence correlation per class, calibration (ECE before and after temperature scaling).
 
 Reads the predictions of `train` (every subset) and `pseudolabel` (the main subset with pseudo-labels);
-MER-SEMI is scored on the pseudo-labelled model, with the labelled-only figure beside it.
+MER-SEMI is scored on the pseudo-labelled model, with the labelled-only figure beside it. evaluate.protocol
+chooses the track a run is scored as (pipeline/protocols.py): its figures (metrics/track.json), the headline
+and the organisers' submission files.
 """
 
 import json
@@ -13,12 +15,14 @@ import pandas as pd
 from pipeline import evaluation as ev
 from pipeline.config import load_section
 from pipeline.errors import require
-from pipeline.labels import manifest_labels
+from pipeline.labels import LIST_COLUMN, manifest_labels
+from pipeline.protocols import PROTOCOLS, Scored
 
 
 def run(params: Path, *, manifest: Path, predictions: Path, semi_predictions: Path, cv_metrics: Path,
-        out: Path, submissions: Path) -> dict:
+        out: Path, submissions: Path, label_lists: Path | None = None) -> dict:
     cfg = load_section("evaluate", params)
+    protocol = PROTOCOLS.lookup(cfg.protocol)
     rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
     cv = json.loads(cv_metrics.read_text())
     main = cv["main_subset"]
@@ -35,7 +39,12 @@ def run(params: Path, *, manifest: Path, predictions: Path, semi_predictions: Pa
     for name, values in figures.items():
         values = values | {"subset": main, "labels": list(labels), "paper_baseline": ev.PAPER_BASELINE[name]}
         (out / f"{name}.json").write_text(json.dumps(values, indent=2))
-    (out / "headline.json").write_text(json.dumps(ev.headline(figures, cv["over_seeds"][main]), indent=2))
+    lists = pd.DataFrame(columns=["test", "sample_id", LIST_COLUMN]) if label_lists is None else \
+        pd.read_parquet(require(label_lists, "`mer train` (dvc repro train)"))
+    scored = Scored(rows, supervised, semi, main, lists, cfg)
+    track = protocol.figures(scored)
+    (out / "track.json").write_text(json.dumps({"protocol": protocol.name} | track, indent=2))
+    (out / "headline.json").write_text(json.dumps(protocol.headline(track, figures, cv["over_seeds"][main]), indent=2))
     ablation = ev.ablation_table(supervised, cv["runs"], noise_test)
     # keyed by subset, not a list: `dvc metrics diff` (and the PR comment) compares nested keys, never lists
     (out / "ablation.json").write_text(ablation.set_index("subset").to_json(orient="index", indent=2))
@@ -53,4 +62,5 @@ def run(params: Path, *, manifest: Path, predictions: Path, semi_predictions: Pa
     for test, source in (("test1", supervised), ("test2", supervised), ("test3", semi)):
         name = noise_test if test == "test2" else test
         ev.submission(source, main, name).to_csv(submissions / f"{test}-pred.csv", index=False)
-    return figures
+    protocol.submit(scored, submissions)
+    return figures if protocol.name == "mer2023" else {protocol.name: track}

@@ -3,7 +3,9 @@
 Writes the fold ensembles' predictions on every test view (models/predictions.parquet), the
 cross-validation figures per run and their mean and std over train.seeds (metrics/cv.json), the main
 model's training curves, one file per fold (metrics/train_curves/), and the main model's checkpoint
-(first seed) for `mer predict` (models/checkpoint/).
+(first seed) for `mer predict` (models/checkpoint/). A corpus with label lists (the manifest's
+`label_list`) also trains the label-list model (MER-FG) on the main subset, first seed, and writes the
+candidates' lists (models/label_lists.parquet; without label lists an empty table).
 """
 
 import hashlib
@@ -18,6 +20,7 @@ from pipeline.errors import require
 from pipeline.labels import manifest_labels
 from pipeline.store.media import corrupted_views
 from pipeline.training import checkpoint as ckpt
+from pipeline.training import label_lists as fg
 from pipeline.training.metrics import over_seeds_by_subset
 from pipeline.training.run import (
     Views,
@@ -31,7 +34,7 @@ from pipeline.training.run import (
 
 
 def run(params: Path, *, manifest: Path, clean: Path, corrupted: Path | None, features: Path, predictions: Path,
-        metrics: Path, curves: Path, checkpoint: Path) -> dict:
+        metrics: Path, curves: Path, checkpoint: Path, label_lists: Path | None = None) -> dict:
     cfg = load_section("train", params)
     stores = {modality: features / f"{name}.zarr" for modality, name in cfg.features.items()}
     rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
@@ -42,6 +45,7 @@ def run(params: Path, *, manifest: Path, clean: Path, corrupted: Path | None, fe
     subsets = usable_subsets(cfg, tuple(m for m, n in coverage.items() if n))
     runs = [(subset, seed) for seed in cfg.seeds for subset in subsets]
     results = run_subsets(tables, runs, cfg)
+    model = fg.fit(tables, subsets[-1], cfg, cfg.fine_grained, cfg.folds, cfg.seeds[0]) if fg.has_label_lists(rows) else None
     with interrupts.deferred():   # a Ctrl-C from here on stops the run once every output is written whole
         for out in (predictions, metrics):
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -59,5 +63,11 @@ def run(params: Path, *, manifest: Path, clean: Path, corrupted: Path | None, fe
         pd.concat(frames, ignore_index=True).to_parquet(predictions, index=False)
         report = {"main_subset": subsets[-1], "model": cfg.model, "labels": list(labels), "seeds": list(cfg.seeds),
                   "train_items_with": coverage, "over_seeds": over_seeds_by_subset(summaries), "runs": summaries}
+        lists = fg.empty()
+        if model is not None:
+            lists, report["label_lists"] = fg.predictions(model, tables), model.summary
+        if label_lists is not None:
+            label_lists.parent.mkdir(parents=True, exist_ok=True)
+            lists.to_parquet(label_lists, index=False)
         metrics.write_text(json.dumps(report, indent=2))
     return report

@@ -1,0 +1,130 @@
+"""evaluate.protocol end to end on a release-shaped corpus drawn as features (no media): candidates in test1
+(labelled, with label lists), an unlabelled pool in test3, clips with label lists in train and the pool.
+Real training (fusion, a pseudo-labelling round, the label-list model), then `evaluate` per protocol: its
+figures recomputed from the submission files it writes."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sklearn.metrics import accuracy_score, f1_score
+
+from pipeline.config import DemoConfig, FineGrainedParams, PseudolabelConfig, TrainConfig
+from pipeline.demo.features import feature_corpus
+from pipeline.emotion_wheel import EmotionWheel
+from pipeline.labels import split_list
+from pipeline.reporting.diff import headline_frame
+from pipeline.training import label_lists as fg
+from pipeline.training.metrics import over_seeds_by_subset
+from pipeline.training.run import cv_summary, predictions_frame, run_subsets
+from pipeline.training.semi import model_predictions, run_round
+from stages import evaluate
+from tests.list_fixtures import with_label_lists, write_class_wheel
+
+SPEC = DemoConfig(seed=3, n_train=72, n_test1=30, n_test2=0, n_test3_labelled=0, n_unlabelled=45)
+CFG = TrainConfig(features={"audio": "a", "visual": "v", "text": "t"}, folds=3, epochs=12, batch_size=32, lr=0.003,
+                  hidden=(32, 16), feature_norm="standard", ablation=("A",))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Train once; returns a function that evaluates under a protocol and reads what evaluate wrote."""
+    work = tmp_path_factory.mktemp("protocols")
+    rows, tables = feature_corpus(SPEC, dim=8, noise=0.6)
+    rows = with_label_lists(rows)
+    for table in tables.values():
+        table.rows = table.rows.merge(rows[["sample_id", "label_list"]], on="sample_id")
+    rows.to_parquet(work / "manifest.parquet")
+    runs = [("A", 0), ("AVT", 0)]
+    frames, summaries = [], []
+    for (subset, seed), (result, ids) in zip(runs, run_subsets(tables, runs, CFG)):
+        frames.append(predictions_frame(result, ids, tables, subset, seed))
+        summaries.append(cv_summary(result, subset, seed, len(ids)))
+    supervised = pd.concat(frames, ignore_index=True)
+    supervised.to_parquet(work / "predictions.parquet")
+    semi, picked, _ = run_round(tables, rows, model_predictions(supervised, "AVT", 0), PseudolabelConfig(), CFG)
+    assert len(picked)  # the round retrained: its predictions differ from train's
+    semi.to_parquet(work / "semi.parquet")
+    (work / "cv.json").write_text(json.dumps({"main_subset": "AVT", "runs": summaries,
+                                              "over_seeds": over_seeds_by_subset(summaries)}))
+    model = fg.fit(tables, "AVT", dataclasses.replace(CFG, epochs=40), FineGrainedParams(), CFG.folds, 0)
+    fg.predictions(model, tables).to_parquet(work / "label_lists.parquet")
+    wheel = write_class_wheel(work / "wheel")
+
+    def evaluate_as(protocol: str):
+        out = work / protocol
+        params = out / "params.yaml"
+        out.mkdir()
+        params.write_text(yaml.safe_dump({"evaluate": {"protocol": protocol, "wheel": str(wheel)}}))
+        evaluate.run(params, manifest=work / "manifest.parquet", predictions=work / "predictions.parquet",
+                     semi_predictions=work / "semi.parquet", cv_metrics=work / "cv.json", out=out / "metrics",
+                     submissions=out / "submissions", label_lists=work / "label_lists.parquet")
+        read = lambda name: json.loads((out / "metrics" / f"{name}.json").read_text())  # noqa: E731
+        return read, out / "submissions"
+
+    return rows, model, wheel, evaluate_as
+
+
+def candidates(rows):
+    return rows[rows["split"] == "test1"]
+
+
+def test_semi_scores_the_last_round_on_the_candidates_from_its_submission(run):
+    rows, _, _, evaluate_as = run
+    read, submissions = evaluate_as("semi")
+    submission = pd.read_csv(submissions / "submission.csv")
+    assert list(submission.columns) == ["name", "discrete"]
+    assert submission["name"].tolist() == candidates(rows)["sample_id"].tolist()   # exactly the candidate list
+    truth = candidates(rows).set_index("sample_id")["label"].reindex(submission["name"]).to_numpy()
+    track, headline = read("track"), read("headline")
+    assert track["protocol"] == "semi" and track["n"] == SPEC.n_test1 and "valence_mse" not in track
+    assert track["f1_weighted"] == pytest.approx(f1_score(truth, submission["discrete"], average="weighted"), abs=1e-12)
+    assert track["accuracy"] == pytest.approx(accuracy_score(truth, submission["discrete"]), abs=1e-12)
+    assert track["f1_weighted_labelled_only"] != track["f1_weighted"]
+    assert set(headline) == {"semi", "semiAcc", "cvF1"} and headline["semi"] == round(track["f1_weighted"], 3)
+    assert headline_frame({k: {"new": v} for k, v in headline.items()})["figure"].tolist() == [
+        "MER-SEMI F1", "MER-SEMI accuracy", "CV F1"]
+
+
+def test_fg_scores_the_submitted_lists_with_the_emotion_wheel(run):
+    rows, model, wheel, evaluate_as = run
+    read, submissions = evaluate_as("fg")
+    npz = np.load(submissions / "submission.npz")
+    names = candidates(rows)["sample_id"].tolist()
+    assert npz["filenames"].tolist() == names
+    items = [ast.literal_eval(item) for item in npz["fileitems"]]   # "['word', ...]" per candidate, never empty
+    assert all(isinstance(words, list) and 1 <= len(words) <= 5 for words in items)
+    assert pd.read_csv(submissions / "submission.csv")["name"].tolist() == names
+    truth = dict(zip(names, candidates(rows)["label_list"].map(split_list)))
+    expected = EmotionWheel.read(wheel).score(truth, dict(zip(names, npz["fileitems"])))
+    track, headline = read("track"), read("headline")
+    assert track["n"] == len(names)
+    for level in ("level1", "level2"):
+        assert track[level]["f"] == pytest.approx(expected[level]["f"], abs=1e-12)
+    assert headline["fgL1"] == round(expected["level1"]["f"], 3)
+    assert headline["fg"] == round((expected["level1"]["f"] + expected["level2"]["f"]) / 2, 3)
+    # the class words are learnable from the features: far above a constant list of the commonest word
+    common = pd.Series([w for words in truth.values() for w in words]).mode()[0]
+    constant = EmotionWheel.read(wheel).score(truth, dict.fromkeys(names, [common]))
+    assert expected["level1"]["f"] > constant["level1"]["f"] + 0.2
+
+
+def test_the_vocabulary_folds_word_forms(run):
+    _, model, _, _ = run
+    assert "gloomy" in model.vocabulary.words and "gloomyness" not in model.vocabulary.words
+    assert model.vocabulary.normalise(["Gloomyness", "SADLY", "unknown"]) == ["gloomy", "sad"]
+    assert model.summary["vocabulary"] == 17 and model.summary["oof_sample_f1"] > 0.3
+
+
+def test_mer2023_keeps_its_headline_and_writes_no_track_submission(run):
+    _, _, _, evaluate_as = run
+    read, submissions = evaluate_as("mer2023")
+    assert read("track") == {"protocol": "mer2023"}
+    assert list(read("headline")) == ["multi", "multiF1", "multiMSE", "noise", "noiseF1", "noiseMSE", "semi", "cv"]
+    assert not (submissions / "submission.csv").exists() and (submissions / "test1-pred.csv").exists()
