@@ -19,7 +19,7 @@ import yaml
 from media_fixtures import truncate, write_clip
 
 from pipeline.config import DemoConfig, ExtractConfig, PrepareConfig
-from pipeline.datasets.base import file_hash
+from pipeline.media.decode import file_hash
 from pipeline.datasets.prepare import prepare
 from pipeline.demo import generate_corpus
 from pipeline.extract import balanced_parts, extract

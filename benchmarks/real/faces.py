@@ -23,7 +23,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pipeline.config import ExtractConfig
-from pipeline.datasets.base import file_hash
+from pipeline.media.decode import file_hash
 from pipeline.encoders import make_encoder
 from pipeline.evaluation import markdown_table
 from pipeline.extract import extract
