@@ -50,6 +50,7 @@ class ReleaseSpec:
     n_pool: int = 12
     seconds: float = 1.0
     fps: int = 10              # the source video's rate: one aligned face per frame
+    size: int = 160            # the video's frame side
     with_video: bool = False   # mer2025/2026: also video/ (mer2024 always has its videos)
     seed: int = 0
 
@@ -60,7 +61,8 @@ def write_release(out: Path, spec: ReleaseSpec, workers: int = 1) -> list[dict]:
     if spec.shape not in SHAPES:
         raise ValueError(f"shape {spec.shape!r}; known: {', '.join(SHAPES)}")
     demo = DemoConfig(seed=spec.seed, n_train=spec.n_train, n_test1=spec.n_candidates, n_test2=0,
-                      n_test3_labelled=0, n_unlabelled=spec.n_pool, seconds=spec.seconds, fps=spec.fps)
+                      n_test3_labelled=0, n_unlabelled=spec.n_pool, seconds=spec.seconds, fps=spec.fps,
+                      size=spec.size)
     out.mkdir(parents=True, exist_ok=True)
     rows = run_slots(demo, _slots(demo), out, workers, progress=False, make=partial(_make, spec))
     _write_tables(out, spec, rows)
