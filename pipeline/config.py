@@ -48,7 +48,7 @@ class DemoConfig:
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    adapter: str = "demo"            # a name in pipeline.datasets.ADAPTERS: demo | csv | mer2023 | ravdess | cremad
+    adapter: str = "demo"            # a name in pipeline.datasets.ADAPTERS (`mer doctor` lists them)
     root: str = "data/demo"          # corpus root; every media path must stay inside it
     options: dict[str, Any] = field(default_factory=dict)  # the adapter's Config options (`mer doctor` lists them)
     label_map: dict[str, str] = field(default_factory=dict)  # corpus label -> project label ("" = leave out)
@@ -71,6 +71,8 @@ class ExtractOutputs:
     face_size: int = 112
     face_detector: str = "blazeface"  # a name in pipeline.media.faces.DETECTORS (`mer doctor` lists them)
     face_options: dict[str, Any] = field(default_factory=dict)  # that detector's Config options
+    face_source: str = "detect"      # detect (in the decoded frames) | shipped (the corpus's aligned faces, face_path)
+    audio_source: str = "video"      # video (its decoded audio track) | shipped (the corpus's own audio, audio_path)
     asr: str = "none"                # a name in pipeline.media.asr.ASR_ENGINES: none | faster-whisper | whisper
     asr_model: str = ""              # "" = the engine's default (faster-whisper: packaged whisper-base)
     asr_language: str = ""           # spoken language (en, zh, ...); "" = detected per clip
@@ -246,6 +248,7 @@ RANGES: dict[str, tuple] = {
     "demo.audio_strength": RATE, "demo.visual_strength": RATE, "demo.text_strength": RATE,
     "prepare.max_reject_rate": RATE, "prepare.labels": label_set(),
     "extract.fps": above(0), "extract.max_frames": at_least(1), "extract.face_size": at_least(8),
+    "extract.face_source": one_of("detect", "shipped"), "extract.audio_source": one_of("video", "shipped"),
     "extract.workers": at_least(0), "extract.clips_per_part": at_least(1), "extract.max_failure_rate": RATE,
     "corrupt.snr_db": listed(), "corrupt.blur": listed(POWER_OF_TWO), "corrupt.robustness_blur": each(POWER_OF_TWO),
     "encode.batch_size": at_least(1), "encode.max_failure_rate": RATE, "encode.items_per_part": at_least(1),

@@ -1,11 +1,14 @@
 """The `extract` stage's logic: manifest rows -> media store items (audio, aligned faces, transcript).
 
-Work is split into parts of at most `clips_per_part` items; each task decodes its clips once, finds faces,
-settles the transcript and writes one store part. A clip whose source and extraction params are
-unchanged is already in the store and is skipped, which is what makes re-runs and interrupted runs
-cheap. Failed clips go to a failures file with the step that failed (open, decode, audio, corrupt, faces,
-asr) and the tool's message. A corrupted view (pipeline.corrupt_views) is extracted the same way, its
-corruption applied between decoding and face detection.
+Work is split into parts of at most `clips_per_part` items; each task decodes its clips once, finds
+faces, settles the transcript and writes one store part. Where the corpus ships a clip's aligned faces or
+its audio (the manifest's face_path, audio_path), extract.face_source and extract.audio_source choose
+them over detecting and decoding (a clip lacking one side is read from the other). A clip
+whose source and extraction params are unchanged is already in the store and is skipped, which is what
+makes re-runs and interrupted runs cheap. Failed clips go to a failures file with the step that failed
+(open, decode, audio, corrupt, faces, asr) and the tool's message. A corrupted view
+(pipeline.corrupt_views) is extracted the same way, its corruption applied between decoding and face
+detection.
 """
 
 from __future__ import annotations
@@ -32,10 +35,11 @@ from pipeline.media.decode import (
     check_unchanged,
     decode_clip,
     read_audio_file,
+    read_face_array,
     read_frames,
     read_image,
 )
-from pipeline.media.faces import DETECTORS, extract_faces, make_detector
+from pipeline.media.faces import DETECTORS, FaceTrack, extract_faces, make_detector
 from pipeline.store.media import MediaItem, MediaStore, digest, params_hash
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"}
@@ -76,7 +80,7 @@ class PartTask:
 
 
 # Keys added after stores were written: left out at their default so existing items keep their hash.
-LATER_KEYS = {"asr_language": ""}
+LATER_KEYS = {"asr_language": "", "face_source": "detect", "audio_source": "video"}
 
 
 def output_params(cfg: ExtractConfig) -> dict:
@@ -130,9 +134,10 @@ NO_FACE_LISTED = 20  # items without a face named in the printed summary (all of
 
 
 def face_summary(view: pd.DataFrame, detector: str) -> dict:
-    """Per split (and "all"): items with frames, those where no frame has a face (with the reason), and
-    the share of sampled frames with a face, from the store index (n_frames, n_faces per item)."""
-    with_frames = view[view["n_frames"] > 0]
+    """Per split (and "all"): items with frames (an empty shipped faces array counts: its clip has no
+    face), those where no frame has a face (with the reason), and the share of sampled frames with a face,
+    from the store index (n_frames, n_faces per item)."""
+    with_frames = view[view["n_frames"] >= 0]
     groups = {"all": with_frames, **{s: rows for s, rows in with_frames.groupby("split", sort=True) if s}}
     return {split: _face_stats(rows, detector) for split, rows in groups.items()}
 
@@ -142,7 +147,8 @@ def _face_stats(rows: pd.DataFrame, detector: str) -> dict:
     missing = rows[rows["n_faces"] == 0].sort_values("sample_id")
     return {"items": len(rows), "no_face": len(missing), "frames": frames,
             "face_found_rate": found / frames if frames else None,
-            "no_face_items": [f"{r.sample_id}: no face in its {r.n_frames} sampled frame(s) ({detector} detector)"
+            "no_face_items": [f"{r.sample_id}: " + (f"no face in its {r.n_frames} sampled frame(s) ({detector} detector)"
+                                                    if r.n_frames else "no face (its shipped faces array is empty)")
                               for r in missing.itertuples()]}
 
 
@@ -185,24 +191,65 @@ def extract_item(row: dict, root: Path, cfg: ExtractConfig, detector, corrupt=No
     item = MediaItem(row["sample_id"], row["source_hash"], row["params_hash"])
     with step("corrupt"):
         reused = corrupt is not None and corrupt.reuse_clean(row, item)
-    if not reused and isinstance(row["path"], str) and row["path"]:  # text-only rows have no path (None or NaN)
+    files = media_files(row)
+    if not reused and any(files.values()):  # text-only rows have none
         if isinstance(row.get("media_hash"), str):
-            check_unchanged(root / row["path"], row["media_hash"])
+            check_unchanged([root / f for f in files.values() if f], row["media_hash"])
+        shipped = shipped_sources(files, cfg)
         with step("decode"):
-            frames, item.audio, times, warnings = _read_media(root / row["path"], cfg)
+            frames, item.audio, times, warnings = _read_clip(files, shipped, root, cfg)
         item.meta["warnings"] = warnings
+        if shipped:
+            item.meta["shipped"] = shipped
         if corrupt is not None:
             with step("corrupt"):
                 item.audio, frames, item.meta["corruption"] = corrupt(row["sample_id"], item.audio, frames, cfg.fps)
         if frames is not None:
             with step("faces"):
-                track = extract_faces(frames, detector, cfg.face_size)
+                track = (shipped_track(frames) if "faces" in shipped else
+                         extract_faces(frames, detector, cfg.face_size))
             item.faces, item.found, item.boxes = track.crops, track.found, track.boxes
             item.frame_time = times
             item.meta["no_face"] = not bool(track.found.any())
     with step("asr"):
         item.transcript, item.transcript_source = _transcript(row, item.audio, cfg)
     return item
+
+
+def media_files(row: dict) -> dict[str, str | None]:
+    """A manifest row's media files relative to the root: its media file and the corpus's own per-modality
+    files, None where absent (None or NaN, depending on how the manifest was built)."""
+    return {key: row.get(key) if isinstance(row.get(key), str) and row.get(key) else None
+            for key in ("path", "audio_path", "face_path")}
+
+
+def shipped_sources(files: dict[str, str | None], cfg: ExtractConfig) -> list[str]:
+    """Which of "faces" and "audio" come from the corpus's own files: where extract.face_source /
+    audio_source choose them, or where the clip has no media file to compute them from."""
+    video = files["path"] is not None
+    return ([name for name, key, choice in (("faces", "face_path", cfg.face_source), ("audio", "audio_path",
+                                                                                       cfg.audio_source))
+             if files[key] is not None and (choice == "shipped" or not video)])
+
+
+def _read_clip(files: dict[str, str | None], shipped: list[str], root: Path, cfg: ExtractConfig):
+    """(frames, audio, frame times, warnings) of a clip: the media file decoded unless what it would give
+    is shipped; shipped faces as frames already aligned (times unknown: NaN)."""
+    frames = audio = times = None
+    warnings = []
+    if files["path"] is not None and not {"faces", "audio"} <= set(shipped):
+        frames, audio, times, warnings = _read_media(root / files["path"], cfg)
+    if "faces" in shipped:
+        frames, _ = read_face_array(root / files["face_path"], cfg.max_frames, cfg.face_size)
+        times = np.full(len(frames), np.nan, np.float32)
+    if "audio" in shipped:
+        audio = read_audio_file(root / files["audio_path"])
+    return frames, audio, times, warnings
+
+
+def shipped_track(faces: np.ndarray) -> FaceTrack:
+    """Shipped aligned faces as a track: every frame a face, its box in the source frame unknown."""
+    return FaceTrack(faces, np.ones(len(faces), bool), np.full((len(faces), 4), np.nan, np.float32))
 
 
 def _read_media(path: Path, cfg: ExtractConfig):

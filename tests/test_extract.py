@@ -19,11 +19,11 @@ import yaml
 from media_fixtures import truncate, write_clip
 
 from pipeline.config import DemoConfig, ExtractConfig, PrepareConfig
-from pipeline.datasets.base import file_hash
 from pipeline.datasets.prepare import prepare
 from pipeline.demo import generate_corpus
 from pipeline.extract import balanced_parts, extract
 from pipeline.failures import TooManyFailures, write_failures
+from pipeline.media.decode import file_hash
 from pipeline.registry import Unavailable
 from pipeline.store.media import MediaStore
 

@@ -23,10 +23,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pipeline.config import ExtractConfig
-from pipeline.datasets.base import file_hash
 from pipeline.encoders import make_encoder
 from pipeline.evaluation import markdown_table
 from pipeline.extract import extract
+from pipeline.media.decode import file_hash
 from pipeline.store.media import MediaStore
 
 # (label, detector, options): the default, the fallback as configured now and as before, and the crop modes

@@ -5,7 +5,10 @@ every corpus: media inside the root, readable container, known label, valid vale
 Bad rows become rejects with their reason; nothing is dropped silently.
 
 Media kinds: a video (with or without audio), an audio file, a still image, a folder of frames, or none
-(a text-only row). `has_video`, `has_audio` and `transcript` record what each item really has.
+(a text-only row). Beside it a corpus may ship per-modality files of its own (MER 2025: `audio/<name>.wav`
+and OpenFace-aligned faces `openface_face/<name>/<name>.npy`), in `audio_path` and `face_path`; extract
+uses them by extract.audio_source and extract.face_source. `has_video`, `has_audio` and `transcript`
+record what each item really has. `label_list` holds open-vocabulary labels (MER-FG), joined by ";".
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import pandas as pd
 
 from pipeline.errors import InputError
 from pipeline.labels import PLACEHOLDER_VALENCE, VALENCE_RANGE
-from pipeline.media.decode import IMAGE_SUFFIXES, file_hash, frame_files
+from pipeline.media.decode import IMAGE_SUFFIXES, MediaError, clip_hash, face_array_shape, frame_files
 from pipeline.registry import Component
 
 SPLITS = ("train", "test1", "test2", "test3")
@@ -33,7 +36,9 @@ SPLITS = ("train", "test1", "test2", "test3")
 MANIFEST_COLUMNS = [
     "sample_id", "split", "path", "label", "valence", "transcript", "speaker",
     "has_video", "has_audio", "media_hash", "true_label", "true_valence", "meta",
+    "audio_path", "face_path", "label_list",
 ]
+LIST_SEPARATOR = ";"   # joins a label_list's words
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,9 @@ class Candidate:
     true_valence: float | None = None
     meta: dict | None = None       # corpus-specific attributes (e.g. intensity, statement), kept as JSON
     skip: Reject | None = None     # the adapter already knows why this file cannot be an item
+    audio_path: str | None = None  # the corpus's own audio of the item (e.g. audio/<name>.wav), relative to the root
+    face_path: str | None = None   # its aligned face frames, an (N, H, W, 3) uint8 BGR .npy array
+    label_list: tuple[str, ...] | None = None  # open-vocabulary labels (MER-FG); None = not labelled so
 
 
 class Adapter(Component):
@@ -171,15 +179,26 @@ def _check(cand: Candidate, root: Path, labels, label_map, seen: set[str]) -> di
     if cand.split not in SPLITS:
         raise Reject(f"unknown split {cand.split!r} (known: {', '.join(SPLITS)})")
     has_video = has_audio = False
-    media_hash = None
+    files = []
     if cand.path is not None:
-        full = resolve_inside(root, cand.path)
-        has_video, has_audio = probe_streams(full)
+        files.append(resolve_inside(root, cand.path))
+        has_video, has_audio = probe_streams(files[-1])
         if not (has_video or has_audio):
             raise Reject("container has neither a video nor an audio stream")
-        media_hash = file_hash(full)
+    if cand.audio_path is not None:
+        files.append(resolve_inside(root, cand.audio_path))
+        if not probe_streams(files[-1])[1]:
+            raise Reject(f"no audio stream in {cand.audio_path}")
+        has_audio = True
+    if cand.face_path is not None:
+        files.append(resolve_inside(root, cand.face_path))
+        try:
+            face_array_shape(files[-1])
+        except MediaError as err:
+            raise Reject(str(err)) from err
+        has_video = True
     transcript = clean_transcript(cand.transcript)
-    if cand.path is None and not transcript:
+    if not files and not transcript:
         raise Reject("no media and no transcript: nothing to recognise")
     return {
         "sample_id": cand.sample_id,
@@ -191,10 +210,13 @@ def _check(cand: Candidate, root: Path, labels, label_map, seen: set[str]) -> di
         "speaker": cand.speaker,
         "has_video": has_video,
         "has_audio": has_audio,
-        "media_hash": media_hash,
+        "media_hash": clip_hash(files) if files else None,
         "true_label": map_label(cand.true_label, labels, label_map),
         "true_valence": check_valence(cand.true_valence),
         "meta": json.dumps(cand.meta, sort_keys=True) if cand.meta else None,
+        "audio_path": cand.audio_path,
+        "face_path": cand.face_path,
+        "label_list": None if cand.label_list is None else LIST_SEPARATOR.join(cand.label_list),
     }
 
 

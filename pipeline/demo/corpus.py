@@ -8,10 +8,11 @@ order and in parallel with identical results.
 
 from __future__ import annotations
 
+import copy
 import csv
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from multiprocessing import get_context
 from pathlib import Path
@@ -123,7 +124,7 @@ def _add_audio(container):
     return sound
 
 
-def _write_mp4(path: Path, frames: np.ndarray, audio: np.ndarray, spec: DemoConfig) -> None:
+def write_mp4(path: Path, frames: np.ndarray, audio: np.ndarray, spec: DemoConfig) -> None:
     """H.264 + AAC, audio interleaved with the frame it belongs to."""
     rate = voice.SAMPLE_RATE
     # bitexact: the muxer writes no FFmpeg version string, so the bytes do not name the library build
@@ -145,8 +146,21 @@ def _write_mp4(path: Path, frames: np.ndarray, audio: np.ndarray, spec: DemoConf
         container.mux(sound.encode())
 
 
-def _make_clip(spec: DemoConfig, slot: _Slot, out_dir: Path) -> dict[str, str]:
-    """Render, synthesise and write one clip; returns its manifest row."""
+@dataclass
+class Clip:
+    row: dict[str, str]             # its manifest row, less the path
+    frames: np.ndarray              # (T, size, size, 3) uint8 RGB
+    audio: np.ndarray               # mono float32 at voice.SAMPLE_RATE
+    faces: np.ndarray | None = None  # (T, face_size, face_size, 3) uint8 RGB: the same frames framed as aligned crops
+
+
+# Aligned crops (as OpenFace's): the face fills most of the crop, centred.
+ALIGNED_FACE_FRACTION = 0.8
+
+
+def render_clip(spec: DemoConfig, slot: _Slot, face_size: int = 0) -> Clip:
+    """Render and synthesise one clip; with face_size, also its frames framed as aligned face crops of
+    that side (the same expression, head motion and lighting)."""
     rng = np.random.default_rng([spec.seed, slot.index])
     label = MER_LABELS[int(rng.integers(len(MER_LABELS)))]
     valence = _valence(label, rng)
@@ -160,37 +174,50 @@ def _make_clip(spec: DemoConfig, slot: _Slot, out_dir: Path) -> dict[str, str]:
     prosody += voice.VALENCE_PROSODY.scaled(shift * spec.audio_strength)
     audio, envelope = voice.synthesize(speaker_voice, prosody, spec.seconds, rng)
     n_frames = round(spec.seconds * spec.fps)
+    faces = None
+    if face_size:  # from a copy of the generator: the clip's other draws stay as without crops
+        aligned = replace(look, face_fraction=ALIGNED_FACE_FRACTION, offset=(0.0, 0.0))
+        faces = face.render(aligned, seen.cls, seen.intensity, shift * spec.visual_strength,
+                            _mouth_opening(envelope, n_frames), face_size, spec.fps, copy.deepcopy(rng))
     frames = face.render(look, seen.cls, seen.intensity, shift * spec.visual_strength,
                          _mouth_opening(envelope, n_frames), spec.size, spec.fps, rng)
     # sqrt: already at moderate strength most sentences say something about the feeling
     cue = read.cls if rng.random() < np.sqrt(spec.text_strength) else None
     words = text.transcript(cue, read.intensity, shift * spec.text_strength, rng)
+    row = {"split": slot.split, "label": label if slot.labelled else "",
+           "valence": f"{valence:.2f}" if slot.labelled else "", "transcript": words,
+           "speaker": f"spk{slot.speaker:02d}", "true_label": label, "true_valence": f"{valence:.2f}"}
+    return Clip(row, frames, audio, faces)
 
+
+def _make_clip(spec: DemoConfig, slot: _Slot, out_dir: Path) -> dict[str, str]:
+    """Render, synthesise and write one clip; returns its manifest row."""
+    clip = render_clip(spec, slot)
     relative = f"clips/demo_{slot.index:05d}.mp4"
-    _write_mp4(out_dir / relative, frames, audio, spec)
-    return {"path": relative, "split": slot.split, "label": label if slot.labelled else "",
-            "valence": f"{valence:.2f}" if slot.labelled else "", "transcript": words,
-            "speaker": f"spk{slot.speaker:02d}", "true_label": label, "true_valence": f"{valence:.2f}"}
+    write_mp4(out_dir / relative, clip.frames, clip.audio, spec)
+    return {"path": relative, **clip.row}
 
 
-def _make_batch(spec: DemoConfig, slots: list[_Slot], out_dir: Path) -> list[tuple[int, dict[str, str]]]:
-    return [(slot.index, _make_clip(spec, slot, out_dir)) for slot in slots]
+def _make_batch(spec: DemoConfig, slots: list[_Slot], out_dir: Path, make=_make_clip) -> list[tuple[int, dict]]:
+    return [(slot.index, make(spec, slot, out_dir)) for slot in slots]
 
 
-def _run(spec: DemoConfig, slots: list[_Slot], out_dir: Path, workers: int, progress: bool) -> list[dict]:
+def run_slots(spec: DemoConfig, slots: list[_Slot], out_dir: Path, workers: int, progress: bool,
+              make=_make_clip) -> list[dict]:
+    """make(spec, slot, out_dir) -> row for every slot, in processes; the rows in slot order."""
     batches = [slots[i:i + CLIPS_PER_TASK] for i in range(0, len(slots), CLIPS_PER_TASK)]
     rows: dict[int, dict] = {}
     with counter(len(slots), "demo corpus", "clip", enabled=progress) as bar:
         if workers <= 1 or len(batches) <= 1:
             for batch in batches:
-                rows.update(_make_batch(spec, batch, out_dir))
+                rows.update(_make_batch(spec, batch, out_dir, make))
                 bar.update(len(batch))
         else:
             # One process per core already: OpenCV's own threads in each would oversubscribe.
             # spawn, not fork: a fork after torch or OpenCV started their thread pools can deadlock.
             with ProcessPoolExecutor(min(workers, len(batches)), mp_context=get_context("spawn"),
                                      initializer=cv2.setNumThreads, initargs=(1,)) as pool:
-                futures = [pool.submit(_make_batch, spec, batch, out_dir) for batch in batches]
+                futures = [pool.submit(_make_batch, spec, batch, out_dir, make) for batch in batches]
                 for future in as_completed(futures):
                     done = future.result()
                     rows.update(done)
@@ -202,7 +229,7 @@ def generate_corpus(out_dir: Path, spec: DemoConfig, progress: bool = True, work
     """Writes out_dir/clips/<id>.mp4 and out_dir/manifest.csv; returns the manifest path."""
     out_dir = Path(out_dir)
     (out_dir / "clips").mkdir(parents=True, exist_ok=True)
-    rows = _run(spec, _slots(spec), out_dir, workers or os.cpu_count() or 1, progress)
+    rows = run_slots(spec, _slots(spec), out_dir, workers or os.cpu_count() or 1, progress)
     manifest = out_dir / "manifest.csv"
     with open(manifest, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")

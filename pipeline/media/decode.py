@@ -363,17 +363,58 @@ def file_hash(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def check_unchanged(path: Path, media_hash: str) -> None:
+def clip_hash(files: list[Path]) -> str:
+    """The manifest's media_hash of a clip's files (its media file, then the corpus's own per-modality
+    files such as a wav and an aligned-faces array): one file's own hash, or a hash of all their hashes,
+    so a change to any of them changes it."""
+    if len(files) == 1:
+        return file_hash(files[0])
+    return hashlib.sha256("".join(f"{f.name}:{file_hash(f)}\n" for f in files).encode()).hexdigest()
+
+
+def check_unchanged(files: list[Path], media_hash: str) -> None:
     """Refuse media whose content differs from what prepare recorded: what extract stores is keyed by
     that hash, so decoding the new content would cache it under the old content's name."""
+    names = ", ".join(map(str, files))
     try:
-        found = file_hash(path)
+        found = clip_hash(files)
     except OSError as err:
-        raise MediaError("open", f"{path}: {err.strerror or err}; restore it or re-run prepare") from err
+        raise MediaError("open", f"{names}: {err.strerror or err}; restore it or re-run prepare") from err
     if found != media_hash:
-        raise MediaError("changed", f"{path} changed since prepare (sha256 {found[:12]}..., the manifest "
+        raise MediaError("changed", f"{names} changed since prepare (sha256 {found[:12]}..., the manifest "
                                     f"records {media_hash[:12]}...): re-run prepare (dvc repro) so the manifest "
                                     f"holds its new content, or restore the file")
+
+
+def face_array_shape(path: Path) -> tuple[int, ...]:
+    """The shape of an aligned-faces array (`openface_face/<name>/<name>.npy`: (N, H, W, 3) uint8, BGR),
+    read from its header only; an empty array (no face aligned) may have any shape and dtype."""
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise MediaError("open", f"{path}: not a readable .npy array ({err})") from err
+    if array.size and (array.ndim != 4 or array.shape[3] != 3 or array.dtype != np.uint8):
+        raise MediaError("open", f"{path}: faces array of shape {array.shape} and dtype {array.dtype}; "
+                                 f"expected (frames, height, width, 3) uint8")
+    return array.shape if array.size else (0,)
+
+
+def read_face_array(path: Path, max_frames: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A shipped aligned-faces array -> ((T, size, size, 3) uint8 RGB, (T,) indices of the kept frames):
+    at most max_frames, spread evenly over the array as read_frames does. An empty array gives T = 0."""
+    face_array_shape(path)
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    if not array.size:
+        return np.zeros((0, size, size, 3), np.uint8), np.zeros(0, int)
+    picks = np.unique(np.linspace(0, len(array) - 1, min(max_frames, len(array))).round().astype(int))
+    faces = np.empty((len(picks), size, size, 3), np.uint8)
+    for out, i in zip(faces, picks):
+        bgr = np.asarray(array[i])
+        if bgr.shape[:2] != (size, size):
+            shrink = bgr.shape[0] > size
+            bgr = cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        out[:] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return faces, picks
 
 
 def read_frames(folder: Path, fps: float, max_frames: int) -> tuple[np.ndarray, np.ndarray]:
