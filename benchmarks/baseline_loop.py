@@ -23,12 +23,11 @@ from pipeline.training.fusion import FusionRun, build_model, model_inputs, targe
 
 
 def train_fold_reference(X: Mapping[str, np.ndarray], present, y, v, train_rows: np.ndarray, val_rows: np.ndarray,
-                         run: FusionRun | None = None, tests: Mapping[str, TestSet] | None = None,
+                         run: FusionRun, tests: Mapping[str, TestSet] | None = None,
                          model: AttentionFusion | None = None, generator: torch.Generator | None = None,
                          sample_weight=None, seed: int = 0) -> dict:
     """One fold trained like `main-release.py`; returns best_epoch, the per-epoch val figures, and the
     best epoch's val and test outputs."""
-    run = run or FusionRun()
     cfg, modalities = run.params, tuple(X)
     device = cfg.device
     data = model_inputs(X, present, modalities, device)

@@ -47,6 +47,7 @@ import torch
 from baseline_loop import train_fold_reference
 
 from pipeline.config import FusionParams
+from pipeline.labels import MER_LABELS
 from pipeline.models.fusion import AttentionFusion, StackedLinear, SubsetFusion
 from pipeline.store.parts import parallel_map
 from pipeline.training.cv import TestSet
@@ -56,6 +57,7 @@ from pipeline.training.fusion import FusionRun, cross_validate, fold_groups
 from pipeline.training.runtime import available_cores
 
 ITEMS, DIMS, TESTS = 3373, {"audio": 1024, "text": 1024, "visual": 512}, {"test1": 411, "test2": 412}
+CLASSES = len(MER_LABELS)  # MER 2023's shapes
 SUBSETS = ("A", "V", "T", "AV", "AT", "VT", "AVT")  # train.ablation's default
 FOLDS, MAX_LOAD_PER_CORE = 5, 0.5
 OUT = Path(__file__).parent / "results" / "train_speed.json"
@@ -67,8 +69,8 @@ def random_features(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 def make_data(seed: int = 0):
     rng = np.random.default_rng(seed)
-    X, y, v = random_features(ITEMS, rng), rng.integers(0, 6, ITEMS), rng.uniform(-5, 5, ITEMS)
-    tests = {name: TestSet(random_features(n, rng), None, rng.integers(0, 6, n), rng.uniform(-5, 5, n))
+    X, y, v = random_features(ITEMS, rng), rng.integers(0, CLASSES, ITEMS), rng.uniform(-5, 5, ITEMS)
+    tests = {name: TestSet(random_features(n, rng), None, rng.integers(0, CLASSES, n), rng.uniform(-5, 5, n))
              for name, n in TESTS.items()}
     return X, y, v, tests
 
@@ -120,7 +122,7 @@ def gemm_layers(model: AttentionFusion | SubsetFusion) -> list[tuple[torch.Tenso
 
 def full_model(folds: int) -> AttentionFusion:
     """The full subset (every modality), `folds` stacked, with the trainer's architecture."""
-    run = FusionRun()
+    run = FusionRun(n_classes=CLASSES)
     p = run.params
     return AttentionFusion(list(DIMS.values()), run.n_classes, p.hidden, p.dropout, p.attention_norm, folds)
 
@@ -129,7 +131,7 @@ def subset_model(folds: int) -> SubsetFusion:
     """The 7 ablation subsets stacked as the trainer stacks them (weights left at zero: the floor times, it does not learn)."""
     order = list(DIMS)
     uses = [[order.index(m) for m in parse_subset(code)] for code in SUBSETS]
-    run = FusionRun()
+    run = FusionRun(n_classes=CLASSES)
     p = run.params
     return SubsetFusion(uses, list(DIMS.values()), run.n_classes, p.hidden, p.dropout, p.attention_norm, folds)
 
@@ -227,7 +229,8 @@ def run_all(args, data, folds) -> dict:
     rates: dict[str, list[dict]] = {}
     for i in range(args.runs):
         for t in threads:
-            trainer = FusionRun(FusionParams(epochs=args.epochs, device=args.device, precision=args.precision), threads=t)
+            trainer = FusionRun(FusionParams(epochs=args.epochs, device=args.device, precision=args.precision),
+                                n_classes=CLASSES, threads=t)
             job = CVJob(X, None, y, v, folds, tests)
             runs.setdefault(f"fast_{t}t", []).append(
                 timed(lambda job=job, trainer=trainer: cross_validate([job], trainer), args.device))
@@ -246,7 +249,7 @@ def run_all(args, data, folds) -> dict:
             torch.set_num_threads(t)
             rates.setdefault(f"{t}t", []).append(gemm_rates(floor, args.device))
         torch.set_num_threads(default_threads)
-        ref = FusionRun(FusionParams(epochs=args.epochs, device=args.device))
+        ref = FusionRun(FusionParams(epochs=args.epochs, device=args.device), n_classes=CLASSES)
         runs.setdefault("baseline", []).append(timed(
             lambda ref=ref: [train_fold_reference(X, None, y, v, tr, va, ref, tests) for tr, va in splits], args.device))
         print(f"run {i}: " + ", ".join(f"{k} {r[-1]:.1f}s" for k, r in runs.items()), file=sys.stderr, flush=True)

@@ -37,7 +37,7 @@ def manifest_labels(manifest) -> tuple[str, ...]:
     return tuple(manifest.attrs.get("labels") or MER_LABELS)
 
 
-def label_index(labels, names: tuple[str, ...] = MER_LABELS) -> np.ndarray:
+def label_index(labels, names: tuple[str, ...]) -> np.ndarray:
     """Label strings -> class indices in the order of `names`; -1 for unlabelled."""
     lookup = {name: i for i, name in enumerate(names)}
     return np.array([lookup.get(x, -1) if isinstance(x, str) else -1 for x in labels], dtype=np.int64)

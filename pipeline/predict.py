@@ -28,7 +28,6 @@ from pipeline.datasets import Candidate, validate
 from pipeline.encode import encode_feature
 from pipeline.errors import InputError
 from pipeline.extract import extract
-from pipeline.labels import MER_LABELS
 from pipeline.media.decode import SAMPLE_RATE
 from pipeline.store.lock import store_lock
 from pipeline.store.media import MediaStore
@@ -82,9 +81,10 @@ def read_transcripts(path: Path) -> dict[Path, str]:
     return {(path.parent / p).resolve(): t for p, t in zip(frame["path"], frame["transcript"])}
 
 
-def clip_manifest(clips: list[Path], transcripts: dict[Path, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+def clip_manifest(clips: list[Path], labels: tuple[str, ...],
+                  transcripts: dict[Path, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
     """(manifest, rejects, root) for the clips, validated like a corpus; ids are file stems, made unique;
-    `transcripts`: resolved clip path -> its transcript."""
+    `labels`: the checkpoint's label set; `transcripts`: resolved clip path -> its transcript."""
     if not clips:
         raise InputError("no clips given")
     transcripts = transcripts or {}
@@ -96,7 +96,7 @@ def clip_manifest(clips: list[Path], transcripts: dict[Path, str] | None = None)
         n = seen[path.stem] = seen.get(path.stem, 0) + 1
         sample_id = path.stem if n == 1 else f"{path.stem}~{n}"
         candidates.append(Candidate(sample_id, "test1", str(path.relative_to(root)), transcript=transcripts.get(path)))
-    manifest, rejects = validate(candidates, root, MER_LABELS, {})
+    manifest, rejects = validate(candidates, root, labels, {})
     return manifest, rejects, root
 
 
@@ -109,7 +109,7 @@ def predict_clips(clips: list[Path], checkpoint_dir: Path, params: Path | None =
             return predict_clips(clips, checkpoint_dir, params, Path(tmp), transcripts, asr)
     ckpt = checkpoint.load(checkpoint_dir)
     found = settings(ckpt, params, asr)
-    manifest, rejects, root = clip_manifest(clips, transcripts)
+    manifest, rejects, root = clip_manifest(clips, ckpt.labels, transcripts)
     errors = dict(zip(rejects["sample_id"], rejects["reason"]))
     if len(manifest):
         with store_lock(Path(work) / "media.zarr"):   # the work folder's stores take one writer at a time
@@ -143,7 +143,7 @@ def _predict_manifest(ckpt: checkpoint.Checkpoint, found: Settings, manifest: pd
         stores[modality] = work / "features" / f"{record['feature']}.zarr"
         encode_feature(spec, [media], stores[modality], found.encode.batch_size, found.encode.device)
     ckpt.check_features({m: checkpoint.feature_record(ckpt.features[m]["feature"], s) for m, s in stores.items()})
-    table = load_table(manifest, media, stores)
+    table = load_table(manifest, media, stores, ckpt.labels)
     if ckpt.norm is not None:
         table = normalized(table, ckpt.norm)
     pred = ckpt.predict(model_input(table, ckpt.modalities))

@@ -58,8 +58,8 @@ def run(params: Path, *, manifest: Path, clean: Path, corrupted: Path | None, fe
                 records = {m: ckpt.feature_record(cfg.features[m], stores[m]) for m in result.modalities}
                 card = ckpt.model_card(load_section("extract", params), rows, coverage, summaries[-1],
                                        hashlib.sha256(manifest.read_bytes()).hexdigest())
-                ckpt.save(checkpoint, result, records, tables["train"].norm,
-                          {"subset": subset, "seed": seed, "feature_norm_kind": cfg.feature_norm, **card}, labels)
+                ckpt.save(checkpoint, result, records, tables["train"].norm, labels,
+                          {"subset": subset, "seed": seed, "feature_norm_kind": cfg.feature_norm, **card})
         pd.concat(frames, ignore_index=True).to_parquet(predictions, index=False)
         report = {"main_subset": subsets[-1], "model": cfg.model, "labels": list(labels), "seeds": list(cfg.seeds),
                   "train_items_with": coverage, "over_seeds": over_seeds_by_subset(summaries), "runs": summaries}

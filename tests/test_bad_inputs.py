@@ -369,7 +369,7 @@ def test_train_refuses_a_configured_modality_without_features(tmp_path):
     FeatureStore(tmp_path / "empty.zarr").create(Identity("imported", "1", "audio", {"source": "x"}, {},
                                                           keyed_by="sample_id"), 2)   # what a failed import left
     with pytest.raises(InputError, match="train.features.audio: .*empty.zarr has features for none of the 4 items"):
-        load_tables(manifest, Views(media.root, {}), {"audio": tmp_path / "empty.zarr"})
+        load_tables(manifest, Views(media.root, {}), {"audio": tmp_path / "empty.zarr"}, "none", ("happy",))
 
 
 # --- no silent wrong state -----------------------------------------------------------------------------

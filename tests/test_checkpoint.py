@@ -34,7 +34,7 @@ def table(n: int, seed: int, split: str) -> Table:
     X["visual"][~present["visual"]] = np.nan
     rows = pd.DataFrame({"sample_id": [f"{split}{i:03d}" for i in range(n)], "split": split,
                          "label": np.array(MER_LABELS)[y], "valence": np.where(y // 3, 2.0, -2.0) + rng.normal(size=n)})
-    return Table(rows, X, present)
+    return Table(rows, X, present, labels=MER_LABELS)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_both_model_families_share_folds_and_outputs(tables, model):
     if model == "lightgbm":  # the dispatch passes train.lightgbm and the seed through unchanged
         train = tables["train"]
         job = CVJob({m: np.nan_to_num(x) for m, x in train.X.items()}, train.present, train.y, train.v, result.folds)
-        direct = lgbm.cross_validate([job], LightGBMRun(cfg.lightgbm))[0]
+        direct = lgbm.cross_validate([job], LightGBMRun(cfg.lightgbm, n_classes=len(MER_LABELS)))[0]
         assert np.array_equal(direct.oof_logits, result.oof_logits)
 
 
@@ -80,7 +80,7 @@ def test_params_accept_exactly_the_registered_families():
 def test_checkpoint_round_trip_predicts_like_the_trained_ensemble(tables, tmp_path, model):
     result, _ = run_subset(tables, "AV", dataclasses.replace(CFG, model=model), seed=0)
     records = feature_stores(tmp_path)
-    out = checkpoint.save(tmp_path / "ckpt", result, records, tables["train"].norm)
+    out = checkpoint.save(tmp_path / "ckpt", result, records, tables["train"].norm, MER_LABELS)
     loaded = checkpoint.load(out)
     meta = json.loads((out / checkpoint.META).read_text())
     assert meta["labels"] == list(MER_LABELS) and meta["features"]["visual"]["dim"] == DIMS["visual"]
@@ -97,7 +97,7 @@ def test_checkpoint_round_trip_predicts_like_the_trained_ensemble(tables, tmp_pa
 
 def test_checkpoint_refuses_features_of_another_encoder(tables, tmp_path):
     result, _ = run_subset(tables, "AV", CFG, seed=0)
-    loaded = checkpoint.load(checkpoint.save(tmp_path / "ckpt", result, feature_stores(tmp_path / "a"), None))
+    loaded = checkpoint.load(checkpoint.save(tmp_path / "ckpt", result, feature_stores(tmp_path / "a"), None, MER_LABELS))
     other = feature_stores(tmp_path / "b", config={"visual": {"include_probs": False}})
     with pytest.raises(checkpoint.FeatureMismatch, match=r"visual: encoder 'fer'.*config \{'include_probs': False\}") as err:
         loaded.check_features(other)
@@ -109,7 +109,7 @@ def test_checkpoint_refuses_features_of_another_encoder(tables, tmp_path):
 def test_lightgbm_valence_is_clipped_to_the_label_range():
     rng = np.random.default_rng(0)
     F, v = rng.normal(size=(60, 4)), np.linspace(-40.0, 40.0, 60)  # targets far outside [-5, 5]
-    run = LightGBMRun(LightGBMParams(n_estimators=20, num_leaves=4, min_child_samples=2))
+    run = LightGBMRun(LightGBMParams(n_estimators=20, num_leaves=4, min_child_samples=2), n_classes=3)
     model = FoldModel.fit(run, 0, F, np.arange(60) % 3, v, np.ones(60), np.arange(60))
     predicted = model.valence(F)
     assert predicted.min() == VALENCE_RANGE[0] and predicted.max() == VALENCE_RANGE[1]

@@ -19,7 +19,7 @@ from pipeline.training.fusion import FusionRun, build_model, fold_groups
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from baseline_loop import train_fold_reference  # noqa: E402  (the baseline's loop shape, outside the package)
 
-FAST = FusionRun(FusionParams(epochs=12, batch_size=32, hidden=(32, 16)), threads=1)
+FAST = FusionRun(FusionParams(epochs=12, batch_size=32, hidden=(32, 16)), n_classes=6, threads=1)
 
 
 def cross_validate(X, present, y, v, folds, run: FusionRun = FAST, tests=None, sample_weight=None, seed: int = 0):
@@ -140,7 +140,8 @@ def test_batched_trainer_equals_per_fold_reference():
     v[::5] = np.nan
     w = np.random.default_rng(1).uniform(0.5, 1.5, 90)
     folds = np.repeat([0, 1, 2, 3], [10, 20, 30, 30])
-    cfg = FusionRun(FusionParams(epochs=4, batch_size=16, dropout=0.0, hidden=(8, 4), attention_norm="softmax"), threads=1)
+    cfg = FusionRun(FusionParams(epochs=4, batch_size=16, dropout=0.0, hidden=(8, 4), attention_norm="softmax"),
+                    n_classes=6, threads=1)
     Xt, _, _ = synthetic(7, seed=2, dim=6)
     tests = {"t": TestSet(Xt)}
     res = cross_validate(X, present, y, v, folds, cfg, tests, sample_weight=w)
@@ -198,7 +199,7 @@ def test_lightgbm_on_the_same_folds():
     Xt, yt, vt = synthetic(30, seed=1)
     folds = make_folds(300, 5, 0, y)
     present = {"audio": np.arange(300) % 5 != 0}
-    cfg = lgbm.LightGBMRun(LightGBMParams(n_estimators=30, num_leaves=7), n_jobs=1)
+    cfg = lgbm.LightGBMRun(LightGBMParams(n_estimators=30, num_leaves=7), n_classes=6, n_jobs=1)
     job = CVJob(X, present, y, v, folds, {"t": TestSet(Xt, None, yt, vt)})
     res = lgbm.cross_validate([job], cfg)[0]
     assert res.model == "lightgbm" and np.array_equal(res.folds, folds) and len(res.fold_scores) == 5

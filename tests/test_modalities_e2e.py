@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from test_pipeline import project_copy, run
+from test_report import assert_every_class_shown
 
 from pipeline.config import DemoConfig
 from pipeline.demo.corpus import generate_corpus
@@ -149,13 +150,13 @@ def ravdess_corpus(demo_root: Path, rows: pd.DataFrame, out: Path) -> dict[str, 
     return truth
 
 
-def test_ravdess_named_audio_with_its_eight_classes_and_speaker_folds(demo, tmp_path):
+def test_ravdess_named_audio_with_its_eight_classes_and_speaker_folds(demo, tmp_path, monkeypatch):
     overrides = OVERRIDES | {"prepare": {"adapter": "ravdess", "root": "data/corpus", "labels": RAVDESS_8,
                                          "label_map": {}, "options": {"test_speakers": ["7", "8"]}},
                              "train": OVERRIDES["train"] | {"group_by": "speaker"}}
     work = project_copy(tmp_path, overrides)
     truth = ravdess_corpus(*demo, work / "data" / "corpus")
-    run(["dvc", "repro", "evaluate"], work)
+    run(["dvc", "repro", "report"], work)
     manifest = pd.read_parquet(work / "data" / "manifest.parquet").set_index("sample_id")
     assert manifest["label"].to_dict() == truth and not manifest["has_video"].any()
     cv = json.loads((work / "metrics" / "cv.json").read_text())
@@ -168,3 +169,6 @@ def test_ravdess_named_audio_with_its_eight_classes_and_speaker_folds(demo, tmp_
     assert per_class["label"].tolist() == RAVDESS_8
     predictions = pd.read_parquet(work / "models" / "predictions.parquet")
     assert [c for c in predictions.columns if c.startswith("logit_")] == [f"logit_{c}" for c in RAVDESS_8]
+    # the report: every class in the confusion matrix and the per-class tables, calm and disgust (no item) too
+    assert_every_class_shown(work / "metrics", tuple(RAVDESS_8), tmp_path, monkeypatch)
+    assert "| calm |" in (work / "reports" / "summary.md").read_text()

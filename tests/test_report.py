@@ -15,8 +15,13 @@ import pytest
 import yaml
 from PIL import Image
 
+from pipeline import evaluation as ev
+from pipeline.config import PseudolabelConfig
 from pipeline.extract import face_summary
+from pipeline.labels import MER_LABELS, logit_columns
+from pipeline.reporting import figures
 from pipeline.reporting.report import write_report
+from pipeline.training import semi
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = REPO / "metrics"
@@ -197,3 +202,82 @@ def test_tables_fit_a_1400_px_page_in_chromium(rendered, tmp_path):
     overflow = json.loads(html.unescape(re.search(r'data-overflow="([^"]*)"', dom).group(1)))
     assert len(overflow) >= 5 and max(overflow) <= 0, overflow  # no table wider than its box
     assert int(re.search(r'data-page="(-?\d+)"', dom).group(1)) <= 0  # and no horizontal scroll
+
+
+# ---------------------------------------------------------------- a run with another label set
+
+RAVDESS_8 = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+
+
+def eight_class_predictions(n: int = 96) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(manifest, predictions) of an AVT model over RAVDESS's eight classes: labelled out-of-fold training
+    rows, labelled test1 rows and an unlabelled test3 pool; classes 'calm' and 'disgust' never occur."""
+    rng = np.random.default_rng(8)
+    occurring = [i for i, c in enumerate(RAVDESS_8) if c not in ("calm", "disgust")]
+    y = rng.choice(occurring, n)
+    split = np.array(["train", "test1", "test3"])[np.arange(n) % 3]
+    manifest = pd.DataFrame({"sample_id": [f"s{i:03d}" for i in range(n)], "split": split,
+                             "label": np.where(split == "test3", None, np.array(RAVDESS_8, dtype=object)[y]),
+                             "valence": np.nan, "true_label": np.array(RAVDESS_8)[y]})
+    logits = 3 * np.eye(len(RAVDESS_8))[y] + rng.normal(size=(n, len(RAVDESS_8)))
+    predictions = pd.DataFrame(logits, columns=logit_columns(RAVDESS_8))
+    predictions.insert(0, "sample_id", manifest["sample_id"])
+    predictions.insert(0, "test", np.where(split == "train", "train-oof", split))
+    predictions.insert(0, "seed", 0)
+    predictions.insert(0, "subset", "AVT")
+    return manifest, predictions.assign(valence=0.0, fallback=False)
+
+
+def eight_class_metrics(out: Path) -> Path:
+    """The committed metrics with the per-class files of an 8-class run, written by evaluate's and
+    pseudolabel's own functions."""
+    metrics = out / "metrics"
+    shutil.copytree(METRICS, metrics)
+    manifest, predictions = eight_class_predictions()
+    rows = ev.joined(predictions, manifest)
+    confusion = ev.confusion_rows(rows, "AVT", "test1")
+    confusion.to_csv(metrics / "confusion.csv", index=False)
+    ev.per_class_f1(confusion, RAVDESS_8).to_csv(metrics / "per_class_f1.csv", index=False)
+    for task in ("mer_multi", "mer_noise", "mer_semi"):
+        (metrics / f"{task}.json").write_text(json.dumps(ev.score(rows, "AVT", "test1") | {"labels": list(RAVDESS_8)}))
+    picked, thresholds = semi.select_items(semi.labelled_oof(predictions, manifest),
+                                           semi.unlabelled_pool(predictions, manifest), eta=0.5)
+    picked = semi.with_truth(picked, manifest)
+    for folder in (metrics / "pseudolabel").iterdir():
+        picked.to_csv(folder / "selected.csv", index=False)
+        summary = semi.round_report(folder.name, "start", PseudolabelConfig(), thresholds, picked, predictions,
+                                    predictions, manifest)
+        (folder / "selection.json").write_text(json.dumps(summary))
+    return metrics
+
+
+def confusion_axes(metrics: Path, out: Path, monkeypatch):
+    """(the confusion matrix's axes as the report draws it from `metrics`, the markdown summary)."""
+    drawn = []  # every figure the report renders, read after rendering (closing keeps its artists)
+    monkeypatch.setattr(figures, "render", lambda fig, render=figures.render: (drawn.append(fig), render(fig))[1])
+    write_report(metrics, out / "report.html", out / "summary.md")
+    return next(f.axes[0] for f in drawn if f.axes[0].get_ylabel() == "actual"), (out / "summary.md").read_text()
+
+
+def assert_every_class_shown(metrics: Path, labels: tuple[str, ...], out: Path, monkeypatch) -> None:
+    """The confusion matrix's rows, columns and counts and the per-class tables (F1, pseudo-label
+    selection) cover the run's label set, also classes no item has."""
+    ax, summary = confusion_axes(metrics, out, monkeypatch)
+    assert [t.get_text() for t in ax.get_xticklabels()] == [t.get_text() for t in ax.get_yticklabels()] == list(labels)
+    counts = np.array([int(t.get_text()) for t in ax.texts]).reshape(len(labels), len(labels))
+    expected = pd.crosstab(*pd.read_csv(metrics / "confusion.csv").to_numpy().T).reindex(
+        index=labels, columns=labels, fill_value=0).to_numpy()
+    assert np.array_equal(counts, expected)
+    per_class_f1 = summary[summary.index("## Per class"):summary.index("## Robustness")]
+    selection = summary[summary.index("## Pseudo-labels"):]
+    for label in labels:
+        assert re.search(rf"^\| {label} \|", per_class_f1, re.MULTILINE), label
+        assert re.search(rf"^\| {label} \|", selection, re.MULTILINE), label
+    others = set(MER_LABELS) - set(labels)
+    assert not any(f"| {label} |" in summary for label in others), others  # nothing of MER's six but shared ones
+
+
+def test_an_eight_class_run_shows_every_class_in_every_per_class_table_and_figure(tmp_path, monkeypatch):
+    metrics = eight_class_metrics(tmp_path)
+    assert pd.read_csv(metrics / "confusion.csv")["actual"].eq("surprised").any()  # a class MER lacks, drawn
+    assert_every_class_shown(metrics, RAVDESS_8, tmp_path, monkeypatch)

@@ -41,7 +41,7 @@ def predictions(rows: pd.DataFrame, tests: dict[str, str]) -> pd.DataFrame:
     for subset in ("T", "AVT"):
         for test, split in tests.items():
             items = rows[rows["split"] == split]
-            truth = np.eye(6)[np.maximum(label_index(items["label"]), 0)]
+            truth = np.eye(6)[np.maximum(label_index(items["label"], MER_LABELS), 0)]
             frame = pd.DataFrame(2 * truth + rng.normal(scale=1.2, size=truth.shape), columns=logit_columns(MER_LABELS))
             frame.insert(0, "sample_id", items["sample_id"].to_numpy())
             frame.insert(0, "test", test)

@@ -201,7 +201,7 @@ def test_study_collects_dvc_experiments(tmp_path):
 
 def test_pseudo_valence_targets_are_clipped_to_the_label_range():
     pool = semi.Table(pd.DataFrame({"sample_id": ["u0", "u1", "u2"], "label": None, "valence": np.nan}),
-                      {"audio": np.zeros((3, 2), np.float32)}, {"audio": np.ones(3, bool)})
+                      {"audio": np.zeros((3, 2), np.float32)}, {"audio": np.ones(3, bool)}, labels=MER_LABELS)
     picked = pd.DataFrame({"sample_id": ["u0", "u2"], "label": ["happy", "sad"], "confidence": 0.9,
                            "valence": [12.0, -7.5]})
     assert list(semi.pseudo_table(pool, picked).rows["valence"]) == [5.0, -5.0]

@@ -46,5 +46,5 @@ def feature_corpus(spec: DemoConfig, dim: int = 16, noise: float = 0.5) -> tuple
     for split in dict.fromkeys(rows["split"]):
         mask = (rows["split"] == split).to_numpy()
         tables[split] = Table(rows[mask].reset_index(drop=True), {m: x[mask] for m, x in X.items()},
-                              {m: np.ones(int(mask.sum()), bool) for m in X})
+                              {m: np.ones(int(mask.sum()), bool) for m in X}, labels=MER_LABELS)
     return rows, standardize(tables)

@@ -17,8 +17,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from pipeline.labels import MER_LABELS  # noqa: E402
-
 
 def plotted(fig) -> list[dict]:
     """Per axes: its labels, y range and every line's label, style and points (axhline: two points)."""
@@ -45,17 +43,18 @@ def png_data_uri(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def confusion_matrix(confusion: pd.DataFrame):
+def confusion_matrix(confusion: pd.DataFrame, labels: tuple[str, ...]):
+    """Clip counts, actual against predicted, over the run's label set (`labels`, in model order)."""
     counts = pd.crosstab(confusion["actual"], confusion["predicted"]).reindex(
-        index=MER_LABELS, columns=MER_LABELS, fill_value=0).to_numpy()
+        index=labels, columns=labels, fill_value=0).to_numpy()
     fig, ax = plt.subplots(figsize=(5, 4.4))
     image = ax.imshow(counts, cmap="Blues")
     for (row, col), count in np.ndenumerate(counts):
         ax.text(col, row, str(count), ha="center", va="center",
                 color="white" if count > counts.max() / 2 else "black")
-    ax.set(xticks=range(len(MER_LABELS)), yticks=range(len(MER_LABELS)), xlabel="predicted", ylabel="actual")
-    ax.set_xticklabels(MER_LABELS, rotation=35, ha="right")
-    ax.set_yticklabels(MER_LABELS)
+    ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xlabel="predicted", ylabel="actual")
+    ax.set_xticklabels(labels, rotation=35, ha="right")
+    ax.set_yticklabels(labels)
     fig.colorbar(image, ax=ax, shrink=0.8, label="clips").ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.evaluation import ABLATION_COUNTS, PAPER_BASELINE, markdown_table
-from pipeline.labels import MER_LABELS
 from pipeline.training.metrics import combined
 
 from . import figures
@@ -67,6 +66,19 @@ class MetricsFolder:
         """Pseudo-labelling rounds with a selection file, in round order (r1, r2, ..., r10)."""
         found = [p.parent.name for p in (self.root / "pseudolabel").glob("*/selection.json")]
         return sorted(found, key=lambda r: (len(r), r))
+
+    def labels(self) -> tuple[str, ...]:
+        """The run's label set in model order, as evaluate recorded it in the task figures (or, failing
+        those, as the rows of its per-class F1 table); empty when none of them is readable."""
+        for name in TASKS:
+            try:
+                return tuple(json.loads((self.root / f"{name}.json").read_text())["labels"])
+            except (OSError, ValueError, KeyError):
+                continue
+        try:
+            return tuple(pd.read_csv(self.root / "per_class_f1.csv")["label"])
+        except (OSError, ValueError, KeyError):
+            return ()
 
     def read(self, name: str, section: Section):
         path = self.root / name
@@ -137,7 +149,9 @@ def per_class(folder: MetricsFolder) -> Section:
     section = Section("Per class (MER-MULTI, main subset)")
     confusion = folder.read("confusion.csv", section)
     if confusion is not None:
-        section.figure(figures.confusion_matrix(confusion), f"Confusion matrix on test1 (clip counts), n = {len(confusion)}")
+        labels = folder.labels() or tuple(sorted({*confusion["actual"], *confusion["predicted"]}))  # as seen
+        section.figure(figures.confusion_matrix(confusion, labels),
+                       f"Confusion matrix on test1 (clip counts), n = {len(confusion)}")
     valence = folder.read("valence.csv", section)
     if valence is not None:
         section.figure(figures.valence_scatter(valence), f"Predicted against true valence on test1, n = {len(valence)}")
@@ -196,7 +210,7 @@ def pseudolabels(folder: MetricsFolder) -> Section:
                        f"{last}: items kept and their precision under a stricter global confidence cut; "
                        f"dashed: the per-class thresholds; n = {len(selected)} selected, "
                        f"{int(selected['true_label'].notna().sum())} with a known label")
-    section.table(per_class_selection(summary, selected))
+    section.table(per_class_selection(summary, selected, folder.labels() or tuple(summary["thresholds"])))
     study = folder.root / "semi_study.csv"
     if study.is_file():
         frame = pd.read_csv(study)
@@ -208,9 +222,9 @@ def pseudolabels(folder: MetricsFolder) -> Section:
     return section
 
 
-def per_class_selection(summary: dict, selected: pd.DataFrame | None) -> pd.DataFrame:
+def per_class_selection(summary: dict, selected: pd.DataFrame | None, labels: tuple[str, ...]) -> pd.DataFrame:
     rows = []
-    for label in MER_LABELS:
+    for label in labels:
         row = {"class": label, "threshold": summary["thresholds"].get(label), "selected": summary["per_class"].get(label)}
         if selected is not None and not selected.empty:
             mine = selected[(selected["label"] == label) & selected["true_label"].notna()]

@@ -23,7 +23,6 @@ import numpy as np
 
 from pipeline.environment import code_revision, versions
 from pipeline.errors import InputError, MerError, MissingInput
-from pipeline.labels import MER_LABELS
 from pipeline.store.features import FeatureStore
 from pipeline.training.cv import CVResult, TestPrediction, TestSet
 from pipeline.training.data import NormStats
@@ -53,7 +52,7 @@ def library_versions() -> dict[str, str]:
 
 
 def save(out: Path, result: CVResult, features: dict[str, dict], norm: dict[str, NormStats] | None,
-         extra: dict | None = None, labels: tuple[str, ...] = MER_LABELS) -> Path:
+         labels: tuple[str, ...], extra: dict | None = None) -> Path:
     """Write `result`'s fold ensemble to folder `out`; `features`: modality -> feature_record();
     `labels`: the label set in class-index order."""
     missing = [m for m in result.modalities if m not in features]

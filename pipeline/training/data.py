@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +10,7 @@ import pandas as pd
 
 from pipeline.config import ConfigError
 from pipeline.errors import InputError
-from pipeline.labels import MER_LABELS, label_index  # noqa: F401 - label_index is imported from here too
+from pipeline.labels import label_index  # noqa: F401 - label_index is imported from here too
 from pipeline.store.features import MODALITY_KEY, FeatureStore
 from pipeline.store.media import MediaStore
 
@@ -36,7 +36,7 @@ class Table:
     X: dict[str, np.ndarray]            # modality -> (n, d) float32, NaN rows where absent
     present: dict[str, np.ndarray]      # modality -> (n,) bool
     norm: dict[str, NormStats] | None = None   # the z-scoring applied to X, if any
-    labels: tuple[str, ...] = MER_LABELS        # the label set, in class-index order
+    labels: tuple[str, ...] = field(kw_only=True)  # the run's label set, in class-index order
 
     @property
     def y(self) -> np.ndarray:
@@ -64,7 +64,7 @@ def parse_subset(code: str) -> tuple[str, ...]:
     return tuple(MODALITY_LETTERS[c] for c in "AVT" if c in code)
 
 
-def load_table(manifest: pd.DataFrame, view: Path, features: dict[str, Path], labels=MER_LABELS,
+def load_table(manifest: pd.DataFrame, view: Path, features: dict[str, Path], labels: tuple[str, ...],
                require: bool = False) -> Table:
     """Every manifest item in `view`'s order; an item the view lacks (failed extraction) has no modality.
     `require`: a modality whose input some item has must have features for at least one item (else the

@@ -56,7 +56,6 @@ import torch.nn.functional as F
 
 from pipeline import interrupts
 from pipeline.config import FusionParams
-from pipeline.labels import MER_LABELS
 from pipeline.models.fusion import AttentionFusion, SubsetFusion
 from pipeline.progress import Progress, progress
 from pipeline.store.parts import parallel_map
@@ -80,7 +79,7 @@ EVAL_CHUNK = 4096  # test rows per forward: bounds the (K, rows, d) activations 
 class FusionRun:
     """A fusion cross-validation's settings: the train.* params section plus what a run decides."""
     params: FusionParams = field(default_factory=FusionParams)
-    n_classes: int = len(MER_LABELS)
+    n_classes: int = field(kw_only=True)  # the run's label set's size
     ce_weight: float = 1.0
     mse_weight: float = 1.0
     threads: int = 0                 # cores (0 = every core): on CPU the folds train in that many groups side by
@@ -315,7 +314,7 @@ def _predict_stacked(model: AttentionFusion, data: _Inputs, k: int) -> tuple[np.
     return np.concatenate(logits, axis=1), np.concatenate(vals, axis=1)
 
 
-def cross_validate(jobs: list[CVJob], run: FusionRun = FusionRun()) -> list[CVResult]:
+def cross_validate(jobs: list[CVJob], run: FusionRun) -> list[CVResult]:
     """K-fold CV of AttentionFusion for each job, over the modalities of its X (in X's key order). Jobs on
     the same rows, folds and seed (ablation subsets of one corpus) train together as one SubsetFusion."""
     check_runtime(run.params)

@@ -16,7 +16,7 @@ import numpy as np
 from lightgbm import Booster, LGBMClassifier, LGBMRegressor
 
 from pipeline.config import LightGBMParams
-from pipeline.labels import MER_LABELS, clip_valence
+from pipeline.labels import clip_valence
 from pipeline.training.cv import CVResult, TestPrediction, TestSet, fold_figures, make_test_prediction, mean_figures
 from pipeline.training.folds import CVJob
 from pipeline.training.runtime import available_cores
@@ -28,7 +28,7 @@ LOG_FLOOR = 1e-12  # log-probability floor for a class absent from a fold's trai
 class LightGBMRun:
     """A LightGBM cross-validation's settings: the train.lightgbm params section plus what a run decides."""
     params: LightGBMParams = field(default_factory=LightGBMParams)
-    n_classes: int = len(MER_LABELS)
+    n_classes: int = field(kw_only=True)  # the run's label set's size
     n_jobs: int = 0                  # 0 = every core this process may use
 
 
@@ -94,7 +94,7 @@ def predict_folds(models: list[FoldModel], ts: TestSet, modalities: tuple[str, .
     return make_test_prediction(np.stack([m.log_probs(F) for m in models]), np.stack([m.valence(F) for m in models]), ts)
 
 
-def cross_validate(jobs: list[CVJob], run: LightGBMRun = LightGBMRun()) -> list[CVResult]:
+def cross_validate(jobs: list[CVJob], run: LightGBMRun) -> list[CVResult]:
     """Each job's K-fold CV, one after another (a booster has nothing to stack)."""
     return [_cross_validate(job, run) for job in jobs]
 

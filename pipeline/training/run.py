@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import ConfigError, TrainConfig
-from pipeline.labels import MER_LABELS, logit_columns
+from pipeline.labels import logit_columns
 from pipeline.training.cv import CVResult, TestSet
 from pipeline.training.data import Table, load_table, parse_subset, standardize
 from pipeline.training.families import family
@@ -47,8 +47,8 @@ def usable_subsets(cfg: TrainConfig, available: tuple[str, ...] | None = None) -
     return [*dict.fromkeys(chosen), full]
 
 
-def load_tables(manifest: pd.DataFrame, views: Views, features: dict[str, Path], feature_norm: str = "none",
-                labels: tuple[str, ...] = MER_LABELS) -> dict[str, Table]:
+def load_tables(manifest: pd.DataFrame, views: Views, features: dict[str, Path], feature_norm: str,
+                labels: tuple[str, ...]) -> dict[str, Table]:
     """'train' plus one table per test split and view, named '<split>' (clean) or '<split>@<view>';
     with feature_norm 'standard', every table is z-scored with the training items' statistics."""
     if feature_norm not in ("none", "standard"):
