@@ -8,25 +8,23 @@ MER-SEMI is scored on the pseudo-labelled model, with the labelled-only figure b
 import json
 from pathlib import Path
 
-import pandas as pd
-
 from pipeline import evaluation as ev
 from pipeline.config import load_section
-from pipeline.errors import require
+from pipeline.inputs import PREDICTIONS_NEED, PSEUDOLABEL, TRAIN, read_manifest, read_record, read_table
 from pipeline.labels import manifest_labels
 
 
 def run(params: Path, *, manifest: Path, predictions: Path, semi_predictions: Path, cv_metrics: Path,
         out: Path, submissions: Path) -> dict:
     cfg = load_section("evaluate", params)
-    rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
-    cv = json.loads(cv_metrics.read_text())
+    rows = read_manifest(manifest)
+    cv = read_record(cv_metrics, TRAIN, ("main_subset", "over_seeds", "runs"))
     main = cv["main_subset"]
-    supervised = ev.joined(pd.read_parquet(predictions), rows)
+    supervised = ev.joined(read_table(predictions, TRAIN, PREDICTIONS_NEED), rows)
     noise_test = ev.noise_test_name(cfg.noise_view, supervised["test"].unique())
     if semi_predictions.is_dir():  # the pseudolabel rounds' folder: score the last round
         semi_predictions = semi_predictions / f"{load_section('pseudolabel', params).final_round}.parquet"
-    semi = ev.joined(pd.read_parquet(semi_predictions), rows)
+    semi = ev.joined(read_table(semi_predictions, PSEUDOLABEL, PREDICTIONS_NEED), rows)
     out.mkdir(parents=True, exist_ok=True)
     figures = ev.challenge_metrics(supervised, main, noise_test)
     figures["mer_semi"] = ev.score(semi, main, "test3", with_valence=False) | {

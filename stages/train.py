@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import load_section
-from pipeline.errors import require
+from pipeline.inputs import read_manifest
 from pipeline.labels import manifest_labels
 from pipeline.store.media import corrupted_views
 from pipeline.training import checkpoint as ckpt
@@ -32,7 +32,7 @@ def run(params: Path, *, manifest: Path, clean: Path, corrupted: Path | None, fe
         metrics: Path, curves: Path, checkpoint: Path) -> dict:
     cfg = load_section("train", params)
     stores = {modality: features / f"{name}.zarr" for modality, name in cfg.features.items()}
-    rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
+    rows = read_manifest(manifest)
     labels = manifest_labels(rows)
     tables = load_tables(rows, Views(clean, corrupted_views(corrupted)), stores, cfg.feature_norm, labels)
     for out in (predictions, metrics):
