@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated
 
@@ -21,7 +22,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 class _App(typer.Typer):
     """The `mer` entry point: expected errors (pipeline.errors.MerError) print their message without a
-    traceback, and Ctrl-C says what was interrupted; a bug keeps its traceback."""
+    traceback, and Ctrl-C says what was interrupted; a bug keeps its traceback and asks to be reported."""
 
     def __call__(self, *args, **kwargs):
         from pipeline import interrupts
@@ -43,6 +44,11 @@ class _App(typer.Typer):
             typer.echo(f"mer {_RUN['command']}: error: {err}\n(`mer --debug ...` or MER_DEBUG=1 shows the "
                        "traceback)", err=True)
             sys.exit(err.exit_code)
+        except Exception:   # not an input a user can fix: a bug, shown whole
+            traceback.print_exc()
+            typer.echo(f"mer {_RUN['command']}: this is a bug in mer, not a problem with your input or settings: "
+                       "please report it with the command line and the traceback above.", err=True)
+            sys.exit(70)   # EX_SOFTWARE
 
 
 _RUN = {"command": "", "debug": False}

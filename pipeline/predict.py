@@ -25,8 +25,9 @@ import pandas as pd
 
 from pipeline.config import EncodeConfig, EncoderSpec, ExtractConfig, build, load_section
 from pipeline.datasets import Candidate, validate
+from pipeline.datasets.base import iter_csv
 from pipeline.encode import encode_feature
-from pipeline.errors import InputError
+from pipeline.errors import InputError, MissingInput
 from pipeline.extract import extract
 from pipeline.media.decode import SAMPLE_RATE
 from pipeline.store.lock import store_lock
@@ -74,11 +75,10 @@ def checkpoint_extract(recorded: dict) -> ExtractConfig:
 def read_transcripts(path: Path) -> dict[Path, str]:
     """A CSV with columns path,transcript -> {resolved clip path: transcript}; relative paths are taken
     from the CSV's folder."""
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = {"path", "transcript"} - set(frame.columns)
-    if missing:
-        raise InputError(f"{path}: needs columns path,transcript; lacks {sorted(missing)} (has {list(frame.columns)})")
-    return {(path.parent / p).resolve(): t for p, t in zip(frame["path"], frame["transcript"])}
+    if not path.is_file():
+        raise MissingInput(f"--transcripts {path}: no such file; give a CSV with columns path,transcript")
+    rows = iter_csv(path, ("path", "transcript"))
+    return {(path.parent / row["path"]).resolve(): row["transcript"] or "" for row in rows if row["path"]}
 
 
 def clip_manifest(clips: list[Path], labels: tuple[str, ...],

@@ -7,14 +7,13 @@ fixed factor and leave the audio clean: the points of the robustness curves (pip
 
 from pathlib import Path
 
-import pandas as pd
 import zarr
 
 from pipeline.config import ConfigError, load_section
 from pipeline.corrupt import NOISE_SOURCES
 from pipeline.corrupt_views import extract_views
-from pipeline.errors import require
 from pipeline.failures import write_failures
+from pipeline.inputs import read_manifest
 from pipeline.store.lock import store_lock
 
 
@@ -26,7 +25,7 @@ def run(params: Path, *, manifest: Path, clean: Path, out: Path, failures: Path)
     if not ok:
         raise ConfigError(why if why.startswith("corrupt.") else f"corrupt.noise_source {cfg.noise_source}: {why}")
     root = Path(load_section("prepare", params).root)
-    every = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
+    every = read_manifest(manifest)
     rows = every[every["split"].isin(cfg.splits)]
     with store_lock(out):   # one lock for the whole store of views
         zarr.open_group(str(out), mode="a")

@@ -14,7 +14,7 @@ import pandas as pd
 
 from pipeline import evaluation as ev
 from pipeline.config import load_section
-from pipeline.errors import require
+from pipeline.inputs import PREDICTIONS_NEED, PSEUDOLABEL, TRAIN, read_manifest, read_record, read_table
 from pipeline.labels import LIST_COLUMN, manifest_labels
 from pipeline.protocols import PROTOCOLS, Scored
 
@@ -23,14 +23,14 @@ def run(params: Path, *, manifest: Path, predictions: Path, semi_predictions: Pa
         out: Path, submissions: Path, label_lists: Path | None = None) -> dict:
     cfg = load_section("evaluate", params)
     protocol = PROTOCOLS.lookup(cfg.protocol)
-    rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
-    cv = json.loads(cv_metrics.read_text())
+    rows = read_manifest(manifest)
+    cv = read_record(cv_metrics, TRAIN, ("main_subset", "over_seeds", "runs"))
     main = cv["main_subset"]
-    supervised = ev.joined(pd.read_parquet(predictions), rows)
+    supervised = ev.joined(read_table(predictions, TRAIN, PREDICTIONS_NEED), rows)
     noise_test = ev.noise_test_name(cfg.noise_view, supervised["test"].unique())
     if semi_predictions.is_dir():  # the pseudolabel rounds' folder: score the last round
         semi_predictions = semi_predictions / f"{load_section('pseudolabel', params).final_round}.parquet"
-    semi = ev.joined(pd.read_parquet(semi_predictions), rows)
+    semi = ev.joined(read_table(semi_predictions, PSEUDOLABEL, PREDICTIONS_NEED), rows)
     out.mkdir(parents=True, exist_ok=True)
     figures = ev.challenge_metrics(supervised, main, noise_test)
     figures["mer_semi"] = ev.score(semi, main, "test3", with_valence=False) | {
@@ -40,7 +40,7 @@ def run(params: Path, *, manifest: Path, predictions: Path, semi_predictions: Pa
         values = values | {"subset": main, "labels": list(labels), "paper_baseline": ev.PAPER_BASELINE[name]}
         (out / f"{name}.json").write_text(json.dumps(values, indent=2))
     lists = pd.DataFrame(columns=["test", "sample_id", LIST_COLUMN]) if label_lists is None else \
-        pd.read_parquet(require(label_lists, "`mer train` (dvc repro train)"))
+        read_table(label_lists, TRAIN, ("test", "sample_id", LIST_COLUMN))
     scored = Scored(rows, supervised, semi, main, lists, cfg)
     track = protocol.figures(scored)
     (out / "track.json").write_text(json.dumps({"protocol": protocol.name} | track, indent=2))

@@ -3,12 +3,10 @@
 import json
 from pathlib import Path
 
-import pandas as pd
-
 from pipeline.config import load_section
-from pipeline.errors import require
 from pipeline.extract import extract
 from pipeline.failures import write_failures
+from pipeline.inputs import read_manifest
 from pipeline.store.lock import store_lock
 
 
@@ -16,7 +14,7 @@ def run(params: Path, *, manifest: Path, store: Path, failures: Path, faces: Pat
     cfg = load_section("extract", params)
     root = Path(load_section("prepare", params).root)
     with store_lock(store):
-        rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
+        rows = read_manifest(manifest)
         summary, failed = extract(rows, root, store, cfg)
     faces.parent.mkdir(parents=True, exist_ok=True)  # per split: items with no face (and why), share of frames with a face
     faces.write_text(json.dumps(summary.pop("faces"), indent=2) + "\n")

@@ -11,10 +11,8 @@ nothing: the round keeps the start model's predictions and its metrics say so.
 import json
 from pathlib import Path
 
-import pandas as pd
-
 from pipeline.config import load_section
-from pipeline.errors import require
+from pipeline.inputs import PREDICTIONS_NEED, TRAIN, read_manifest, read_record, read_table
 from pipeline.labels import manifest_labels
 from pipeline.progress import progress
 from pipeline.store.media import corrupted_views
@@ -31,9 +29,10 @@ def run(params: Path, *, round_name: str, manifest: Path, clean: Path, corrupted
     # one bar per round: the retraining step is the long one (folds x epochs of the main subset)
     with progress(len(STEPS), f"pseudolabel {round_name}", "step") as bar:
         bar.set_postfix_str(STEPS[0])
-        rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
-        main = json.loads(cv_metrics.read_text())["main_subset"]
-        start = semi.model_predictions(pd.read_parquet(start_path), main, train_cfg.seeds[0])
+        rows = read_manifest(manifest)
+        main = read_record(cv_metrics, TRAIN, ("main_subset",))["main_subset"]
+        start = semi.model_predictions(read_table(start_path, f"{TRAIN} or an earlier round", PREDICTIONS_NEED),
+                                       main, train_cfg.seeds[0])
         stores = {m: features / f"{n}.zarr" for m, n in train_cfg.features.items()}
         tables = load_tables(rows, Views(clean, corrupted_views(corrupted)), stores, train_cfg.feature_norm,
                              manifest_labels(rows))

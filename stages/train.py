@@ -16,7 +16,7 @@ import pandas as pd
 
 from pipeline import interrupts
 from pipeline.config import load_section
-from pipeline.errors import require
+from pipeline.inputs import read_manifest
 from pipeline.labels import manifest_labels
 from pipeline.store.media import corrupted_views
 from pipeline.training import checkpoint as ckpt
@@ -37,7 +37,7 @@ def run(params: Path, *, manifest: Path, clean: Path, corrupted: Path | None, fe
         metrics: Path, curves: Path, checkpoint: Path, label_lists: Path | None = None) -> dict:
     cfg = load_section("train", params)
     stores = {modality: features / f"{name}.zarr" for modality, name in cfg.features.items()}
-    rows = pd.read_parquet(require(manifest, "`mer prepare` (dvc repro prepare)"))
+    rows = read_manifest(manifest)
     labels = manifest_labels(rows)
     tables = load_tables(rows, Views(clean, corrupted_views(corrupted)), stores, cfg.feature_norm, labels)
     labelled = tables["train"].y >= 0

@@ -620,3 +620,192 @@ def test_checkpoint_from_other_library_versions_warns(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_library_changes(tmp_path, here)                # the same versions: silent
+
+
+# --- one error boundary: a cause a user can make names the file, line or key and the fix -----------------
+
+def user_error(done: subprocess.CompletedProcess, *needles: str) -> None:
+    """Failed as an expected error does: exit 1, the message, no traceback and no bug report line."""
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "this is a bug" not in done.stderr, done.stderr[-3000:]
+    for needle in needles:
+        assert needle in done.stderr, done.stderr[-3000:]
+
+
+BUG = """
+import sys
+from pipeline.cli import app
+
+@app.command("boom")
+def boom():
+    {}["no such key"]
+
+sys.argv = ["mer", "boom"]
+app()
+"""
+
+
+def test_a_bug_keeps_its_traceback_and_asks_to_be_reported():
+    done = subprocess.run([sys.executable, "-c", BUG], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 70, done.stderr                      # EX_SOFTWARE, not an input error's 1
+    assert "Traceback" in done.stderr and "KeyError: 'no such key'" in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("mer boom: this is a bug in mer") and "report it" in last
+
+
+def mer2023_release(root: Path, clip: bytes, sentence: str = "hello") -> Path:
+    """A one-clip MER 2023 release folder and the params that prepare it."""
+    (root / "train").mkdir(parents=True)
+    (root / "train" / "sample_00000001.mp4").write_bytes(clip)
+    (root / "train-label.csv").write_text("name,discrete,valence\nsample_00000001,happy,1.5\n")
+    pd.DataFrame({"name": ["sample_00000001"], "sentence": [sentence]}).to_csv(root / "transcription.csv", index=False)
+    return params_file(root / "params.yaml", {"prepare": {"adapter": "mer2023", "root": str(root)}})
+
+
+def test_transcripts_longer_than_the_csv_field_limit_are_read(tmp_path, clips):
+    sentence = "很长的句子。" * 40_000                                  # 240 000 characters, past csv's 128 KiB
+    done = prepare_cli(mer2023_release(tmp_path / "mer", clips["a"], sentence), tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert pd.read_parquet(tmp_path / "out" / "manifest.parquet")["transcript"].tolist() == [sentence]
+
+
+def test_unclosed_quote_is_named_with_file_and_line(tmp_path, clips):
+    from pipeline.datasets.base import MAX_FIELD
+
+    text = b'path,split,label,transcript\na.mp4,train,happy,hi\nb.mp4,train,sad,"never closed\n' + b"x" * MAX_FIELD
+    done = prepare_cli(corpus_with(tmp_path, clips, text), tmp_path)
+    user_error(done, f"{tmp_path / 'corpus' / 'manifest.csv'}: line 3: field larger than field limit",
+               "an unclosed quote?")
+
+
+def test_label_csv_without_its_columns_names_them(tmp_path, clips):
+    params = mer2023_release(tmp_path / "mer", clips["a"])
+    (tmp_path / "mer" / "train-label.csv").write_text("name,emotion\nsample_00000001,happy\n")
+    user_error(prepare_cli(params, tmp_path), f"{tmp_path / 'mer' / 'train-label.csv'}: no column discrete")
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"a text file, not a zip archive", "not a readable .npz (zip) archive"),
+    ("numbers", "train_corpus.npy: holds an array of int64 and shape (3,), not a pickled dict"),
+])
+def test_label_npz_that_is_not_labels_names_the_file(tmp_path, clips, content, says):
+    params = mer2023_release(tmp_path / "mer", clips["a"])
+    npz = tmp_path / "mer" / "label-6way.npz"
+    if content == "numbers":
+        np.savez(npz, train_corpus=np.arange(3))
+    else:
+        npz.write_bytes(content)
+    user_error(prepare_cli(params, tmp_path), str(npz), says, "expected the MER 2023 baseline's label file")
+
+
+@pytest.mark.parametrize("write, says", [
+    (lambda p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True), "Object arrays cannot be loaded"),
+    (lambda p: p.write_text("0.1 0.2 0.3\n"), "not a NumPy .npy file (a text or other file named .npy?)"),
+    (lambda p: np.save(p, np.array(["happy", "sad"])), "holds <U5 values, not numbers"),
+], ids=["object-array", "text-file", "string-array"])
+def test_import_of_a_file_that_is_no_feature_array_names_it(tmp_path, write, says):
+    folder = npy_folder(tmp_path / "feats", {"s1": [1.0, 2.0]})
+    write(folder / "s2.npy")
+    done = mer("import-features", str(folder), "--modality", "audio", "--out", str(tmp_path / "f.zarr"))
+    user_error(done, f"{folder / 's2.npy'}: {says}", "expected a float (or int) array saved with numpy.save")
+    assert not (tmp_path / "f.zarr").exists()
+
+
+def labelled_table(labels: list[str]):
+    from pipeline.training.data import Table
+
+    n = len(labels)
+    rows = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "split": "train", "label": labels, "valence": 0.0})
+    return {"train": Table(rows, {"audio": np.ones((n, 2), np.float32)}, {"audio": np.ones(n, bool)})}
+
+
+@pytest.mark.parametrize("labels, says", [
+    (["happy", "sad", "angry"], "subset A has 3 labelled items, at most 1 of a class"),
+    (["happy", "sad", "angry"] * 3, "subset A has 9 labelled items, at most 3 of a class"),
+], ids=["fewer-items", "small-classes"])
+def test_more_folds_than_the_items_allow_names_train_folds(labels, says):
+    from pipeline.config import ConfigError, TrainConfig
+    from pipeline.training.run import run_subset
+
+    cfg = TrainConfig(features={"audio": "egemaps"}, folds=5, epochs=1, hidden=(4,))
+    with pytest.raises(ConfigError) as err:
+        run_subset(labelled_table(labels), "A", cfg, seed=0)
+    assert str(err.value).startswith("train.folds: 5 folds need at least 5 labelled training items of one class")
+    assert says in str(err.value) and "lower train.folds" in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """A small trained checkpoint of each model family."""
+    from pipeline.config import LightGBMParams, TrainConfig
+    from pipeline.training import checkpoint
+    from pipeline.training.run import run_subset
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    FeatureStore(root / "egemaps.zarr").create(Identity("egemaps", "1", "audio", {}, {}), 2)
+    record = {"audio": checkpoint.feature_record("egemaps", root / "egemaps.zarr")}
+    tables = labelled_table(["happy", "sad"] * 6)
+    out = {}
+    for model in ("fusion", "lightgbm"):
+        cfg = TrainConfig(model=model, features={"audio": "egemaps"}, folds=2, epochs=2, hidden=(4,),
+                          lightgbm=LightGBMParams(n_estimators=2, min_child_samples=1))
+        result, _ = run_subset(tables, "A", cfg, seed=0)
+        out[model] = checkpoint.save(root / model, result, record, None)
+    return out
+
+
+@pytest.mark.parametrize("model, file", [("fusion", "weights.safetensors"), ("fusion", "checkpoint.json"),
+                                         ("lightgbm", "lightgbm.json")])
+def test_truncated_checkpoint_names_the_file_and_says_to_retrain(checkpoints, tmp_path, model, file):
+    import shutil
+
+    ckpt = Path(shutil.copytree(checkpoints[model], tmp_path / "ckpt"))
+    (ckpt / file).write_bytes((ckpt / file).read_bytes()[: (ckpt / file).stat().st_size // 2])
+    done = mer("predict", str(tmp_path / "clip.mp4"), "--checkpoint", str(ckpt))
+    user_error(done, str(ckpt), file, "the checkpoint is damaged or incomplete: train it again")
+
+
+def test_evaluate_without_predictions_names_the_path(tmp_path):
+    pd.DataFrame({"sample_id": ["a"], "split": ["test1"], "label": ["happy"], "valence": [0.0],
+                  "true_label": [None]}).to_parquet(tmp_path / "manifest.parquet")
+    (tmp_path / "cv.json").write_text(json.dumps({"main_subset": "A", "over_seeds": {}, "runs": []}))
+    done = mer("evaluate", "--params", str(params_file(tmp_path / "params.yaml", {})),
+               *path_args("evaluate", tmp_path, manifest=tmp_path / "manifest.parquet", cv_metrics=tmp_path / "cv.json"))
+    user_error(done, f"{tmp_path / 'predictions'} does not exist: run `mer train`")
+
+
+def test_predict_without_the_transcripts_file_names_it(tmp_path):
+    done = mer("predict", str(tmp_path / "clip.mp4"), "--transcripts", str(tmp_path / "nope.csv"))
+    user_error(done, f"--transcripts {tmp_path / 'nope.csv'}: no such file")
+
+
+def test_report_without_a_metrics_folder_fails(tmp_path):
+    done = mer("report", "--params", str(params_file(tmp_path / "params.yaml", {})),
+               *path_args("report", tmp_path, metrics=tmp_path / "nowhere"))
+    user_error(done, f"--metrics {tmp_path / 'nowhere'}: no such folder")
+    assert not (tmp_path / "html").exists()
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda p: p.write_text("not parquet"), "not a readable Parquet table"),
+    (lambda p: pd.DataFrame({"sample_id": ["a"]}).to_parquet(p), "no column 'split', so not what `mer prepare`"),
+], ids=["not-parquet", "foreign-table"])
+def test_damaged_manifest_names_it_and_the_stage_that_writes_it(tmp_path, damage, says):
+    damage(tmp_path / "manifest.parquet")
+    done = mer("train", "--params", str(params_file(tmp_path / "params.yaml", {})),
+               *path_args("train", tmp_path, manifest=tmp_path / "manifest.parquet"))
+    user_error(done, f"{tmp_path / 'manifest.parquet'}: {says}")
+
+
+def test_damaged_cv_metrics_names_the_file(tmp_path):
+    pd.DataFrame({"sample_id": ["a"], "split": ["test1"]}).to_parquet(tmp_path / "manifest.parquet")
+    (tmp_path / "cv.json").write_text('{"main_subset": "A", "over')
+    done = mer("evaluate", "--params", str(params_file(tmp_path / "params.yaml", {})),
+               *path_args("evaluate", tmp_path, manifest=tmp_path / "manifest.parquet", cv_metrics=tmp_path / "cv.json"))
+    user_error(done, f"{tmp_path / 'cv.json'}: not readable JSON", "run `mer train`")
+
+
+@pytest.mark.parametrize("command", [("exps",), ("semi-study", "--out", "study.csv"), ("diff-report", "HEAD")])
+def test_experiment_tables_outside_a_dvc_project_say_so(tmp_path, command):
+    done = mer(*command, "--repo", str(tmp_path), cwd=tmp_path)
+    user_error(done, "not inside of a DVC repository", "pass --repo with the project's root")

@@ -220,13 +220,21 @@ def _check(cand: Candidate, root: Path, labels, label_map, seen: set[str]) -> di
     }
 
 
+# The csv module's field limit (128 KiB) is below a long transcript; a field past this one is an
+# unclosed quote swallowing the rest of the file, not text.
+MAX_FIELD = 16 * 2**20
+
+
 def csv_rows(path: Path) -> Iterator[tuple[int, dict | Reject]]:
     """(line, row) per data row of a CSV file, empty fields as None; a row that cannot be read as the header
     says (bytes that are not UTF-8, more fields than the header) comes as a Reject with the reason, so it
-    costs that row only. A header that is not UTF-8 is an InputError naming the file."""
+    costs that row only. A header that is not UTF-8, or text the csv module cannot split into rows, is an
+    InputError naming the file and line."""
     text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")   # undecodable bytes kept, found below
+    csv.field_size_limit(MAX_FIELD)
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
+    rows = _split(reader, path)
+    header = next(rows, None)
     if header is None:
         return
     if not all(map(_utf8, header)):
@@ -234,7 +242,7 @@ def csv_rows(path: Path) -> Iterator[tuple[int, dict | Reject]]:
     while header and header[-1] == "":   # a trailing comma on the header line: no column
         header = header[:-1]
     line = reader.line_num
-    for fields in reader:
+    for fields in rows:
         start, line = line + 1, reader.line_num
         if not any(fields):
             continue
@@ -247,11 +255,30 @@ def csv_rows(path: Path) -> Iterator[tuple[int, dict | Reject]]:
             yield start, {name: value or None for name, value in zip_longest(header, fields[:len(header)])}
 
 
-def iter_csv(path: Path) -> Iterator[dict]:
-    """The rows of a CSV file that must be whole (labels, transcripts): a bad row is an error naming it."""
+def _split(reader, path: Path) -> Iterator[list[str]]:
+    """The reader's rows; a row it cannot split stops the file, named with the line where that row starts."""
+    start = 1
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            hint = " (an unclosed quote?)" if "field limit" in str(err) else ""
+            raise InputError(f"{path}: line {start}: {err}{hint}: fix the CSV there") from err
+        start = reader.line_num + 1
+        yield fields
+
+
+def iter_csv(path: Path, columns: tuple[str, ...] = ()) -> Iterator[dict]:
+    """The rows of a CSV file that must be whole (labels, transcripts): a bad row, or a header without
+    one of `columns`, is an error naming it."""
     for _, row in csv_rows(path):
         if isinstance(row, Reject):
             raise InputError(f"{path}: {row.reason}")
+        missing = [c for c in columns if c not in row]
+        if missing:
+            raise InputError(f"{path}: no column {', '.join(missing)}; the header must name {', '.join(columns)}")
         yield row
 
 

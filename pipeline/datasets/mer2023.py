@@ -14,6 +14,7 @@ import io
 import math
 import pickle
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,7 @@ def _labels(root: Path) -> dict[tuple[str, str], tuple[str | None, float | None]
     for split in SPLITS:
         csv = root / f"{split}-label.csv"
         if csv.is_file():
-            for row in iter_csv(csv):
+            for row in iter_csv(csv, ("name", "discrete")):
                 labels[(split, row["name"])] = (row["discrete"], row.get("valence"))
     return labels
 
@@ -80,7 +81,7 @@ def _transcripts(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     # A row that exists with NaN means "ASR gave nothing": an empty transcript, not a missing one.
-    return {row["name"]: (row.get("sentence") or "") for row in iter_csv(path)}
+    return {row["name"]: (row.get("sentence") or "") for row in iter_csv(path, ("name",))}
 
 
 class _LabelUnpickler(pickle.Unpickler):
@@ -94,34 +95,64 @@ class _LabelUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"label-6way.npz: refusing to load {module}.{name}")
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a label file holds only arrays, "
+                                         "dicts, strings and numbers")
         return super().find_class(module, name)
 
 
 def read_label_npz(path: Path) -> dict[str, dict[str, dict]]:
-    """`label-6way.npz` as {split: {name: {'emo': str, 'val': float}}}, without a bare allow_pickle."""
+    """`label-6way.npz` as {split: {name: {'emo': str, 'val': float}}}, without a bare allow_pickle; a file
+    that is not that is an InputError naming it and what it holds."""
     out = {}
-    with zipfile.ZipFile(path) as zf:
-        for member in zf.namelist():
-            split = member.removesuffix(".npy").removesuffix("_corpus")
-            if split not in SPLITS:
-                continue
-            with zf.open(member) as fh:
-                raw = io.BytesIO(fh.read())
-            major, _ = np.lib.format.read_magic(raw)
-            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-            read_header(raw)
-            array = _LabelUnpickler(raw).load()
-            out[split] = _checked_corpus(array.item() if isinstance(array, np.ndarray) else array, member)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for member in zf.namelist():
+                split = member.removesuffix(".npy").removesuffix("_corpus")
+                if split in SPLITS:
+                    out[split] = _checked_corpus(_load_member(zf, member, path), path, member)
+    except (zipfile.BadZipFile, EOFError, NotImplementedError, zlib.error) as err:   # what a damaged zip raises
+        raise InputError(f"{path}: not a readable .npz (zip) archive ({err}): {EXPECTED}") from err
     return out
 
 
-def _checked_corpus(corpus, member: str) -> dict[str, dict]:
+EXPECTED = ("expected the MER 2023 baseline's label file: per split a <split>_corpus.npy holding a pickled dict "
+            "{name: {'emo': label, 'val': valence}}; replace the file or delete it to use the label CSVs")
+
+
+def _load_member(zf: zipfile.ZipFile, member: str, path: Path):
+    """One member's pickled object, refusing every class but numpy's arrays."""
+    where = f"{path}:{member}"
+    raw = io.BytesIO(zf.read(member))
+    try:
+        major, _ = np.lib.format.read_magic(raw)
+        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(raw)
+    except ValueError as err:
+        raise InputError(f"{where}: not a .npy array ({err}): {EXPECTED}") from err
+    if dtype.kind != "O" or shape != ():
+        raise InputError(f"{where}: holds an array of {dtype} and shape {shape}, not a pickled dict: {EXPECTED}")
+    try:
+        array = _LabelUnpickler(raw).load()
+    except Exception as err:   # a refused class, or a damaged stream: that raises nearly anything (pickle's docs)
+        raise InputError(f"{where}: cannot be unpickled ({type(err).__name__}: {err}): {EXPECTED}") from err
+    return array.item() if isinstance(array, np.ndarray) and array.shape == () else array
+
+
+def _checked_corpus(corpus, path: Path, member: str) -> dict[str, dict]:
     if not isinstance(corpus, dict):
-        raise InputError(f"label-6way.npz:{member}: expected a dict, got {type(corpus).__name__}")
+        raise InputError(f"{path}:{member}: holds a {type(corpus).__name__}, not a dict: {EXPECTED}")
     for name, item in corpus.items():
-        ok = (isinstance(name, str) and isinstance(item, dict) and isinstance(item.get("emo"), str)
-              and isinstance(item.get("val"), (int, float, np.number)) and not math.isnan(float(item["val"])))
-        if not ok:
-            raise InputError(f"label-6way.npz:{member}: malformed entry {name!r}: {item!r}")
+        if not (isinstance(name, str) and isinstance(item, dict) and isinstance(item.get("emo"), str)
+                and _number(item.get("val"))):
+            raise InputError(f"{path}:{member}: malformed entry {name!r}: {item!r}; each must be "
+                             f"{{'emo': label, 'val': valence}}")
     return corpus
+
+
+def _number(value) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    try:
+        return not math.isnan(float(value))   # inf is a row's reject (valence out of range)
+    except OverflowError:   # an int beyond any float
+        return False

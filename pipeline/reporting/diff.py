@@ -11,10 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from dvc.exceptions import NotDvcRepoError
 from dvc.repo import Repo
 from dvc.scm import RevError, resolve_rev
 
-from pipeline.errors import MerError
+from pipeline.errors import InputError, MerError
 from pipeline.evaluation import EVERY_HEADLINE, HEADLINES, markdown_table
 
 HEADLINE_FILE = "metrics/headline.json"
@@ -38,7 +39,11 @@ def detail_files(root: Path) -> list[str]:
 def dvc_diffs(root: Path, base: str) -> tuple[dict, dict, dict]:
     """(headline diff, detail metrics diff, changed params) between `base` and the workspace; metric diffs
     include unchanged values."""
-    with Repo(str(root)) as repo:
+    try:
+        repo = Repo(str(root))
+    except NotDvcRepoError as exc:
+        raise InputError(f"{root}: {exc}; pass --repo with the project's root") from exc
+    with repo:
         try:
             resolve_rev(repo.scm, base)
         except RevError as exc:

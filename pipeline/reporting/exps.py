@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.errors import InputError
 from pipeline.evaluation import HEADLINE, markdown_table
 
 HEADLINE_FILE = "metrics/headline.json"
@@ -22,8 +23,12 @@ HEADLINE_FILE = "metrics/headline.json"
 
 def dvc_exp_show(repo: Path) -> list[dict]:
     # the DVC installed beside this interpreter, whether or not its venv is on PATH
-    return json.loads(subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=repo, check=True,
-                                     capture_output=True, text=True).stdout)
+    done = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=repo, capture_output=True,
+                          text=True)
+    if done.returncode != 0:   # not a DVC project, most often: DVC's own message says which
+        raise InputError(f"`dvc exp show` in {repo} failed: {done.stderr.strip() or done.stdout.strip()}; pass "
+                         f"--repo with the project's root")
+    return json.loads(done.stdout)
 
 
 def exp_states(exp_show: list[dict]) -> Iterator[dict]:

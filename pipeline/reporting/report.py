@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.errors import MissingInput
 from pipeline.evaluation import ABLATION_COUNTS, PAPER_BASELINE, markdown_table
 from pipeline.training.metrics import combined
 
@@ -282,6 +283,9 @@ def run_header(root: Path, params: Path | None, manifest: Path | None) -> Sectio
 
 def write_report(metrics: Path, html_out: Path, markdown_out: Path, title: str = "Emotion recognition run",
                  params: Path | None = None, manifest: Path | None = None, root: Path = Path(".")) -> dict:
+    if not metrics.is_dir():
+        raise MissingInput(f"--metrics {metrics}: no such folder; run the pipeline first (dvc repro) or pass the "
+                           f"metrics folder it wrote")
     folder = MetricsFolder(metrics)
     sections = [run_header(root, params, manifest), *(make(folder) for make in SECTIONS)]
     for path, text in ((html_out, render_html(title, sections)), (markdown_out, render_markdown(title, sections))):

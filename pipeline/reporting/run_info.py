@@ -9,10 +9,9 @@ import json
 import platform
 from pathlib import Path
 
-import pandas as pd
-
 from pipeline.config import SECTIONS, build, load_params
 from pipeline.environment import code_revision, versions
+from pipeline.inputs import PREPARE, read_table
 
 
 def git_state(root: Path) -> str:
@@ -38,7 +37,7 @@ def changed_params(params: Path) -> list[tuple[str, str]]:
 
 def split_counts(manifest: Path) -> str:
     """"train 120, test1 40, ..." with the labelled count where some items have no label."""
-    rows = pd.read_parquet(manifest, columns=["split", "label"])
+    rows = read_table(manifest, PREPARE, ("split", "label"))
     parts = []
     for split, group in rows.groupby("split", sort=False):
         labelled = int(group["label"].notna().sum())

@@ -109,7 +109,7 @@ def import_npy(folder: Path, modality: str, out: Path, items_per_part: int = 102
     folder, out = Path(folder), Path(out)
     if modality not in MODALITY_KEY:
         raise InputError(f"modality {modality!r}: use one of {sorted(MODALITY_KEY)}")
-    files = sorted(folder.glob("*.npy"))
+    files = sorted(f for f in folder.glob("*.npy") if f.is_file())
     if not files:
         raise MissingInput(f"{folder}: no .npy files (expected features/<FEATURE_NAME>/<name>.npy)")
     ident = Identity(IMPORTED, "1", modality, {"source": folder.name}, {}, keyed_by="sample_id")
@@ -167,17 +167,32 @@ def _swap_in(new: Path, out: Path) -> None:
 
 def _read(path: Path, dim: int | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, str]:
     """(array, utterance vector, frames, reason); vector None with a reason when unusable."""
-    array = np.load(path, allow_pickle=False)
-    if array.ndim not in (1, 2) or (dim is not None and array.shape[-1] != dim):
-        raise InputError(f"{path}: shape {array.shape}; expected [D] or [T, D]"
-                         + (f" with D = {dim} like the folder's first file" if dim is not None else ""))
-    array = array.astype(np.float32, copy=False)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as err:   # not .npy, cut short, an object array
+        why = err if _is_npy(path) else "not a NumPy .npy file (a text or other file named .npy?)"
+        raise InputError(f"{path}: {why}; {NPY_FIX}") from err
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{path}: holds {array.dtype} values, not numbers; {NPY_FIX}")
+    if array.ndim not in (1, 2) or array.shape[-1] == 0 or (dim is not None and array.shape[-1] != dim):
+        raise InputError(f"{path}: shape {array.shape}; expected [D] or [T, D] with D >= 1"
+                         + (f" and D = {dim} like the folder's first file" if dim is not None else ""))
+    with np.errstate(over="ignore"):   # beyond float32: inf, reported below
+        array = array.astype(np.float32, copy=False)
     frames = array if array.ndim == 2 else None
     if array.ndim == 2 and len(array) == 0:
         return array, None, None, "no frames"
     if not np.isfinite(array).all():
         return array, None, None, "NaN or inf in the file"
     return array, array.mean(0) if frames is not None else array, frames, ""
+
+
+NPY_FIX = "expected a float (or int) array saved with numpy.save: re-export the file or move it out of the folder"
+
+
+def _is_npy(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(6) == b"\x93NUMPY"
 
 
 def check_level(level: str) -> None:

@@ -26,13 +26,15 @@ from pipeline.errors import InputError, MerError, MissingInput
 from pipeline.store.features import FeatureStore
 from pipeline.training.cv import CVResult, TestPrediction, TestSet
 from pipeline.training.data import NormStats
-from pipeline.training.families import family
+from pipeline.training.families import FAMILIES, family
 from pipeline.training.metrics import CV_FIGURES
 
 FORMAT = 1
 META = "checkpoint.json"
 LIBRARIES = ("torch", "numpy", "lightgbm", "safetensors", "scikit-learn", "mer-pipeline")
 FEATURE_FIELDS = ("encoder", "version", "config", "libraries", "dim")  # what must match, in report order
+RETRAIN = "train it again (`mer train` or `dvc repro train`)"
+DAMAGED = f"the checkpoint is damaged or incomplete: {RETRAIN}"
 
 
 class FeatureMismatch(MerError, ValueError):
@@ -117,14 +119,48 @@ class Checkpoint:
 
 
 def load(path: Path) -> Checkpoint:
+    """The checkpoint in folder `path`; a damaged or cut-short one is an InputError naming its files."""
     path = Path(path)
     if not (path / META).is_file():
         raise MissingInput(f"{path} is not a checkpoint (no {META}): run the train stage")
-    meta = json.loads((path / META).read_text())
+    try:
+        meta = json.loads((path / META).read_text())
+    except (ValueError, OSError) as err:   # cut short, not UTF-8, not JSON
+        raise InputError(f"{path / META}: not readable JSON ({err}); {DAMAGED}") from err
+    if not isinstance(meta, dict):
+        raise InputError(f"{path / META}: holds a JSON {type(meta).__name__}, not a checkpoint's record; {DAMAGED}")
     if meta.get("format") != FORMAT:
-        raise InputError(f"{path}: checkpoint format {meta.get('format')!r}, this code reads format {FORMAT}")
-    warn_library_changes(path, meta.get("libraries", {}))
-    return Checkpoint(meta, family(meta["model"]).load(path, meta))
+        raise InputError(f"{path}: checkpoint format {meta.get('format')!r}, this code reads format {FORMAT}: "
+                         f"{RETRAIN}")
+    chosen = FAMILIES.get(meta["model"]) if isinstance(meta.get("model"), str) else None
+    if chosen is None:
+        raise InputError(f"{path / META}: model {meta.get('model')!r} is not a model family here "
+                         f"({', '.join(FAMILIES)}); {DAMAGED}")
+    try:
+        warn_library_changes(path, meta.get("libraries", {}))
+        return _answering(Checkpoint(meta, chosen.load(path, meta)))
+    except MerError:
+        raise
+    except Exception as err:   # files a user can damage, read by several libraries: any failure means damage
+        raise InputError(f"{path}: {META} and {chosen.FILE} do not load as one checkpoint "
+                         f"({type(err).__name__}: {err}); {DAMAGED}") from err
+
+
+def _answering(ckpt: Checkpoint) -> Checkpoint:
+    """The checkpoint, once every field a caller reads is there and the model answers one all-zero item
+    with a logit per label: a damaged checkpoint fails at load, never midway through a prediction."""
+    for m in ckpt.modalities:
+        missing = {"feature", "identity_key", *FEATURE_FIELDS} - set(ckpt.features[m])
+        if missing:
+            raise KeyError(f"the {m} feature record lacks {sorted(missing)}")
+    dims = {m: int(ckpt.features[m]["dim"]) for m in ckpt.modalities}
+    if ckpt.norm is not None and {m: (len(s.mean), len(s.std)) for m, s in ckpt.norm.items()} != {
+            m: (d, d) for m, d in dims.items()}:
+        raise ValueError("the feature normalisation does not fit the checkpoint's features")
+    zeros = TestSet({m: np.zeros((1, d), np.float32) for m, d in dims.items()})
+    if ckpt.predict(zeros).logits.shape != (1, len(ckpt.labels)):
+        raise ValueError(f"the model does not answer with one logit per label of {list(ckpt.labels)}")
+    return ckpt
 
 
 def warn_library_changes(path: Path, recorded: dict) -> None:

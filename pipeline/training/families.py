@@ -20,6 +20,7 @@ from pipeline.training.folds import CVJob
 
 class ModelFamily(Component):
     kind = "model family"
+    FILE: str   # what `save` writes beside checkpoint.json
 
     @classmethod
     def section(cls, train: TrainConfig):
@@ -46,7 +47,7 @@ class Fusion(ModelFamily):
     """The MER 2023 attention fusion, folds (and ablation subsets) stacked into one model."""
     name = "fusion"
     Config = FusionParams
-    WEIGHTS = "weights.safetensors"
+    FILE = "weights.safetensors"
 
     @classmethod
     def section(cls, train: TrainConfig) -> FusionParams:
@@ -62,7 +63,7 @@ class Fusion(ModelFamily):
     def save(cls, ensemble, folder: Path) -> dict:
         from safetensors.torch import save_file
 
-        save_file({k: v.detach().contiguous() for k, v in ensemble.state_dict().items()}, str(folder / cls.WEIGHTS))
+        save_file({k: v.detach().contiguous() for k, v in ensemble.state_dict().items()}, str(folder / cls.FILE))
         return {"architecture": ensemble.architecture()}
 
     @classmethod
@@ -72,7 +73,7 @@ class Fusion(ModelFamily):
         from pipeline.models.fusion import AttentionFusion
 
         model = AttentionFusion(**meta["architecture"])
-        model.load_state_dict(load_file(str(folder / cls.WEIGHTS)))
+        model.load_state_dict(load_file(str(folder / cls.FILE)))
         return model.eval()
 
     @classmethod
@@ -86,7 +87,7 @@ class LightGBM(ModelFamily):
     """Early-fusion LightGBM on the concatenated modality vectors, one booster pair per fold."""
     name = "lightgbm"
     Config = LightGBMParams
-    BOOSTERS = "lightgbm.json"
+    FILE = "lightgbm.json"
 
     @classmethod
     def section(cls, train: TrainConfig) -> LightGBMParams:
@@ -100,14 +101,14 @@ class LightGBM(ModelFamily):
 
     @classmethod
     def save(cls, ensemble, folder: Path) -> dict:
-        (folder / cls.BOOSTERS).write_text(json.dumps([m.to_dict() for m in ensemble]))
+        (folder / cls.FILE).write_text(json.dumps([m.to_dict() for m in ensemble]))
         return {}
 
     @classmethod
     def load(cls, folder: Path, meta: dict):
         from pipeline.training.lgbm import FoldModel
 
-        return [FoldModel.from_dict(d, len(meta["labels"])) for d in json.loads((folder / cls.BOOSTERS).read_text())]
+        return [FoldModel.from_dict(d, len(meta["labels"])) for d in json.loads((folder / cls.FILE).read_text())]
 
     @classmethod
     def predict(cls, ensemble, ts: TestSet, modalities: tuple[str, ...]) -> TestPrediction:

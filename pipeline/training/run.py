@@ -98,6 +98,7 @@ def subset_job(tables: dict[str, Table], subset: str, cfg: TrainConfig, seed: in
     modalities = parse_subset(subset)
     train = tables["train"].take(tables["train"].y >= 0, modalities)
     train = covered(train, modalities)  # an item with none of the subset's inputs teaches nothing
+    check_fold_count(train.y, cfg.folds, subset)
     groups = fold_groups(train.rows, cfg.group_by, cfg.folds)
     folds = make_folds(len(train.rows), cfg.folds, seed, y=train.y, groups=groups)
     X, present, y, v, weight = train.X, train.present, train.y, train.v, np.ones(len(train.rows))
@@ -121,6 +122,16 @@ def covered(table: Table, modalities: tuple[str, ...]) -> Table:
 def covered_tests(tables: dict[str, Table], modalities: tuple[str, ...]) -> dict[str, Table]:
     tests = {name: covered(t, modalities) for name, t in tables.items() if name != "train"}
     return {name: t for name, t in tests.items() if len(t.rows)}
+
+
+def check_fold_count(y: np.ndarray, k: int, subset: str) -> None:
+    """Stratified folds need a class with at least k labelled items (the stratifier splits each class
+    over the folds); fewer is a ConfigError naming train.folds, not the splitter's ValueError."""
+    largest = int(np.bincount(y).max()) if len(y) else 0
+    if largest < k:
+        raise ConfigError(f"train.folds: {k} folds need at least {k} labelled training items of one class; "
+                          f"subset {subset} has {len(y)} labelled items, at most {largest} of a class: lower "
+                          f"train.folds (>= 2) or label more training items")
 
 
 def fold_groups(rows: pd.DataFrame, group_by: str, k: int) -> np.ndarray | None:
