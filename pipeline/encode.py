@@ -39,17 +39,19 @@ class EncodeTask:
     runtime: tuple[tuple[str, object], ...]
     store: str
     rows: list[dict]          # media rows: cache_key, media_store, plus the media index fields
+    identity: str = ""        # the encoder's identity key: new weights at the same path load anew
 
 
 @lru_cache(maxsize=2)
-def _encoder(spec_name: str, options: str, runtime: tuple):
+def _encoder(spec_name: str, options: str, runtime: tuple, identity: str):
     return make_encoder(spec_name, json.loads(options), **dict(runtime))
 
 
-def build_encoder(spec: EncoderSpec, runtime: dict):
-    """One encoder per (spec, runtime) and process: tasks of a run share the loaded model."""
+def build_encoder(spec: EncoderSpec, runtime: dict, identity: str = ""):
+    """One encoder per (spec, runtime, identity key) and process: tasks of a run share the loaded model,
+    and weights replaced at the same path (a new identity) are loaded again."""
     # options hold lists (layers): JSON text is their hashable form
-    return _encoder(spec.encoder, json.dumps(spec.options, sort_keys=True), tuple(sorted(runtime.items())))
+    return _encoder(spec.encoder, json.dumps(spec.options, sort_keys=True), tuple(sorted(runtime.items())), identity)
 
 
 def identity_of(encoder) -> Identity:
@@ -91,10 +93,10 @@ def encode_feature(spec: EncoderSpec, views: list[Path], store_path: Path, batch
     if todo.empty and store.holds(identity):
         return {"encoded": 0, "missing": 0, "failed": 0, "dim": store.meta()["dim"]}   # no model loaded
     runtime = {"batch_size": batch_size, "device": device}   # "auto" is resolved where torch runs (encoders.hf)
-    encoder = build_encoder(spec, runtime)
+    encoder = build_encoder(spec, runtime, identity.key)
     store.create(identity, encoder.probe_dim())
     store.parts.remove_uncommitted()
-    tasks = [EncodeTask(spec, tuple(sorted(runtime.items())), str(store_path), chunk.to_dict("records"))
+    tasks = [EncodeTask(spec, tuple(sorted(runtime.items())), str(store_path), chunk.to_dict("records"), identity.key)
              for chunk in (todo.iloc[i:i + items_per_part] for i in range(0, len(todo), items_per_part))]
     desc = f"encode {store_path.stem}"
     if executor == "local" and workers == 1:
@@ -110,7 +112,7 @@ def encode_feature(spec: EncoderSpec, views: list[Path], store_path: Path, batch
 def encode_part(task: EncodeTask) -> dict:
     """Runs in a worker: read the inputs from the media store, encode, write one feature part."""
     inputs = read_inputs(task)
-    return write_part(task, inputs, build_encoder(task.spec, dict(task.runtime)).encode(inputs))
+    return write_part(task, inputs, build_encoder(task.spec, dict(task.runtime), task.identity).encode(inputs))
 
 
 def run_pipelined(tasks: list[EncodeTask], desc: str, prefetch: int = 2) -> Iterator[dict]:
@@ -124,7 +126,7 @@ def run_pipelined(tasks: list[EncodeTask], desc: str, prefetch: int = 2) -> Iter
             inputs = reads.popleft().result()
             if i + prefetch < len(tasks):
                 reads.append(reader.submit(read_inputs, tasks[i + prefetch]))
-            vectors = build_encoder(task.spec, dict(task.runtime)).encode(inputs)
+            vectors = build_encoder(task.spec, dict(task.runtime), task.identity).encode(inputs)
             interrupts.check()   # an item the interrupt hit may hold a NaN: it is not written
             writes.append(writer.submit(write_part, task, inputs, vectors))
             while writes and (writes[0].done() or len(writes) > prefetch):

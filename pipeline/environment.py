@@ -3,6 +3,7 @@ optional modules are missing (for availability checks with an install hint)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -17,6 +18,22 @@ def versions(*distributions: str) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             found[dist] = "missing"
     return found
+
+
+def folder_digest(folder: str | Path) -> str:
+    """sha256 over a folder's files, names and contents ("missing" when there is no such folder): model
+    weights given by path, so weights replaced in place are new weights. Dot-files (a download's
+    metadata) are left out."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "missing"
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
+            with open(path, "rb") as fh:
+                digest.update(f"{rel.as_posix()}\0".encode() + hashlib.file_digest(fh, "sha256").digest())
+    return digest.hexdigest()
 
 
 def missing_packages(*modules: str) -> list[str]:

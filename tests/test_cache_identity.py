@@ -69,7 +69,7 @@ def other_version(monkeypatch, dist: str) -> None:
     monkeypatch.setattr(environment, "metadata", fake)
 
 
-SPECS = [EncoderSpec(name) for name in ENCODERS] + [changed(n, o) for n, o in OPTIONS if o in ("model", "parts")]
+SPECS = [EncoderSpec(name) for name in ENCODERS] + [changed(n, o) for n, o in OPTIONS if o in ("model", "parts", "model_id")]
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[f"{s.encoder}{s.options or ''}" for s in SPECS])
@@ -77,6 +77,8 @@ def test_each_library_version_it_names_changes_the_cache_key(monkeypatch, spec):
     ident = spec_identity(spec)
     assert ident.libraries, f"{spec.encoder} names no library"
     for dist in ident.libraries:
+        if dist == "weights":               # a model folder's content: test_weights_replaced_...
+            continue
         if dist.startswith("encoder "):     # a concatenation's part: its code version
             monkeypatch.setattr(ENCODERS[dist.removeprefix("encoder ")], "version", "other")
         else:
@@ -103,6 +105,22 @@ def test_each_library_version_it_names_changes_the_cache_key(monkeypatch, spec):
 def test_libraries_are_those_the_config_runs(spec, named, not_named):
     libraries = set(spec_identity(spec).libraries)
     assert named <= libraries and not (not_named & libraries), libraries
+
+
+@pytest.mark.parametrize("name, option", [("hf-text", "model_path"), ("hf-audio", "model_path"),
+                                          ("hf-image", "model_path"), ("minilm", "model_path"), ("whisper", "model")])
+def test_weights_replaced_in_a_model_folder_change_the_cache_key(tmp_path, name, option):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"weights")
+    spec = EncoderSpec(name, {option: str(folder)})
+    before = spec_identity(spec)
+    (folder / ".cache").mkdir()
+    (folder / ".cache" / "download.metadata").write_text("when it was downloaded")   # not the model
+    assert spec_identity(spec).key == before.key
+    (folder / "model.safetensors").write_bytes(b"weights retrained")
+    assert spec_identity(spec).key != before.key
 
 
 def test_an_upgrade_of_a_configured_part_library_invalidates_a_concatenation(monkeypatch):

@@ -79,6 +79,18 @@ def test_layer_pooling_or_checkpoint_change_reencodes_that_encoder_only(models, 
     assert not np.allclose(X_old, FeatureStore(text_store).load(MediaStore(view).view())[0])
 
 
+def test_weights_replaced_at_the_same_model_path_are_encoded_anew(view, tmp_path):
+    spec = EncoderSpec("hf-text", {"model_path": save_bert(tmp_path / "bert")})
+    store = tmp_path / "text.zarr"
+    assert encode(spec, view, store)["encoded"] == 6
+    X_old = FeatureStore(store).load(MediaStore(view).view())[0]
+    save_bert(tmp_path / "bert", seed=1)              # retrained into the same folder
+    assert encode(spec, view, store)["encoded"] == 6
+    X_new = FeatureStore(store).load(MediaStore(view).view())[0]
+    assert not np.allclose(X_old, X_new)               # the new weights ran, not the model loaded before
+    assert encode(spec, view, store)["encoded"] == 0
+
+
 def test_unhashable_config_raises(models):
     encoder = build_encoder(text(models), {"device": "cpu"})
     encoder = dataclasses.replace(encoder.config, model_path=Path(models["bert"]))

@@ -14,7 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from pipeline import interrupts
-from pipeline.environment import missing_packages, versions  # noqa: F401 - the encoders' import point
+from pipeline.environment import folder_digest, missing_packages, versions  # noqa: F401 - the encoders' import point
 from pipeline.media.decode import SAMPLE_RATE  # noqa: F401 - the rate of every audio input
 from pipeline.registry import Component, Unavailable  # noqa: F401 - Unavailable: what an encoder that cannot run raises
 

@@ -15,9 +15,10 @@ from typing import ClassVar
 
 from pipeline.config import ConfigError
 
-from .base import Encoder, Unavailable, missing_packages, versions
+from .base import Encoder, Unavailable, folder_digest, missing_packages, versions
 
 AUTOCAST = {"fp16": "float16", "bf16": "bfloat16"}
+NOT_CACHED = "not cached"
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class HFEncoder(Encoder):
                                f"(no config.json): point it at a directory written by save_pretrained "
                                f"or by hf download --local-dir")
             return True, ""
-        if _cached(config.model_id):
+        if hub_snapshot(config.model_id) != NOT_CACHED:
             return True, ""
         if hub_offline():
             return False, not_cached_message(config.model_id)
@@ -110,7 +111,13 @@ class HFEncoder(Encoder):
 
     @classmethod
     def library_versions(cls, config) -> dict[str, str]:
-        return versions(*cls.DISTRIBUTIONS)
+        """The libraries, and the weights: a local folder's content, or the hub snapshot a model id is at."""
+        weights = {}
+        if config.model_path:
+            weights = {"weights": folder_digest(config.model_path)}
+        elif config.model_id:
+            weights = {"weights": hub_snapshot(config.model_id)}
+        return versions(*cls.DISTRIBUTIONS) | weights
 
     def load(self, auto_cls, **kwargs):
         """`auto_cls.from_pretrained` on this encoder's source, failing with how to get the weights."""
@@ -159,9 +166,11 @@ def resolve_device(device: str):
     return torch.device(device)
 
 
-def _cached(model_id: str) -> bool:
+def hub_snapshot(model_id: str) -> str:
+    """The commit of the cached snapshot of a hub model ("not cached" before its first download)."""
     from huggingface_hub import try_to_load_from_cache
-    return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
+    found = try_to_load_from_cache(model_id, "config.json")
+    return Path(found).parent.name if isinstance(found, str) else NOT_CACHED
 
 
 def pool_layers(hidden_states, layers: tuple[int, ...], reduce: str):

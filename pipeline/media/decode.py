@@ -39,7 +39,7 @@ _TRUNCATED_FRACTION = 0.9
 MAX_FRAME_SIDE = 1920
 # Images and videos whose header states more pixels (per frame) are refused before decoding: a 436 KB PNG
 # of 12000 x 12000 decodes to 432 MB (a decompression bomb), a 738 KB H.264 clip of 16000 x 16000 frames to
-# 1.5 GB per frame in flight. 40 MP admits 8K stills and video and any camera photo below 40 MP.
+# 1.5 GB per worker. 40 MP admits 8K stills and video and any camera photo below 40 MP.
 MAX_IMAGE_PIXELS = 40_000_000
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))   # OpenCV's own guard, for any format
 

@@ -16,7 +16,7 @@ from functools import lru_cache
 from importlib.util import find_spec
 from pathlib import Path
 
-from pipeline.environment import missing_packages, versions
+from pipeline.environment import folder_digest, missing_packages, versions
 
 SAMPLES_PER_FRAME = 320   # encoder output frame: 2 mel hops of 160 samples at 16 kHz (20 ms)
 WINDOW_SAMPLES = 480000   # Whisper's fixed 30 s input window
@@ -51,8 +51,10 @@ def model_available(model: str) -> tuple[bool, str]:
 
 
 def model_versions(model: str) -> dict[str, str]:
-    """Library and weight-package versions that shape the output."""
-    packages = [pkg.replace("_", "-") for pkg, _ in PACKAGED.get(model, {}).get("parts", ())]
+    """Library and weight-package versions that shape the output; a folder's content for a folder model."""
+    if model not in PACKAGED:
+        return versions("faster-whisper", "ctranslate2") | {"weights": folder_digest(model)}
+    packages = [pkg.replace("_", "-") for pkg, _ in PACKAGED[model]["parts"]]
     return versions("faster-whisper", "ctranslate2", *packages)
 
 
