@@ -36,9 +36,9 @@ def save_wav2vec2(path: Path, norm: str = "layer", model_cls=None, seed: int = 0
     return str(path)
 
 
-def save_hubert(path: Path) -> str:
+def save_hubert(path: Path, layers: int = 2) -> str:
     from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
-    config = HubertConfig(**TINY, **CONV, num_hidden_layers=2, feat_extract_norm="layer",
+    config = HubertConfig(**TINY, **CONV, num_hidden_layers=layers, feat_extract_norm="layer",
                           do_stable_layer_norm=True)
     torch.manual_seed(1)
     HubertModel(config).save_pretrained(path)
@@ -61,6 +61,22 @@ def save_bert(path: Path, seed: int = 0, nan_word: str = "") -> str:
     return str(path)
 
 
+SUBTITLES = ("我今天很开心。", "他为什么这么生气？", "别担心，没事的。")  # Chinese subtitles, one token per character
+
+
+def save_chinese_bert(path: Path) -> str:
+    """A BertModel with a character vocabulary, as the Chinese RoBERTa-wwm and MacBERT checkpoints are
+    (BertModel + BertTokenizer, which splits Chinese into characters)."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+    chars = sorted(set("".join(SUBTITLES)))
+    BertTokenizer(vocab={t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars])},
+                  tokenize_chinese_chars=True).save_pretrained(path)
+    torch.manual_seed(2)
+    BertModel(BertConfig(vocab_size=len(chars) + 5, num_hidden_layers=4, max_position_embeddings=64,
+                         **TINY)).save_pretrained(path)
+    return str(path)
+
+
 def save_vit(path: Path) -> str:
     from transformers import ViTConfig, ViTImageProcessor, ViTModel
     torch.manual_seed(0)
@@ -75,6 +91,15 @@ def save_clip(path: Path) -> str:
     torch.manual_seed(0)
     CLIPModel(CLIPConfig(text_config=dict(tiny, vocab_size=50), projection_dim=16,
                          vision_config=dict(tiny, image_size=32, patch_size=8))).save_pretrained(path)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size=32).save_pretrained(path)
+    return str(path)
+
+
+def save_clip_vision(path: Path) -> str:
+    """CLIP's vision tower alone (CLIPVisionModel), 3 layers."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+    torch.manual_seed(3)
+    CLIPVisionModel(CLIPVisionConfig(**TINY, num_hidden_layers=3, image_size=32, patch_size=8)).save_pretrained(path)
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size=32).save_pretrained(path)
     return str(path)
 

@@ -33,10 +33,12 @@ class HFConfig:
 
 @dataclass(frozen=True)
 class LayerPooling:
-    """Which hidden states make the output: hidden_states[layers] (or the last k), summed or averaged."""
+    """Which hidden states make the output: hidden_states[layers] (or the last k, or a range), summed or
+    averaged. hidden_states[0] is the embedding output, [i] layer i's output."""
     layers: tuple[int, ...] = (-1,)
     layer_reduce: str = "mean"    # "mean" | "sum"
     last_k: int = 0               # > 0: the last k hidden states, instead of `layers`
+    layer_range: tuple[int, ...] = ()  # (first, last), both included, e.g. (12, 18): instead of `layers`
 
     def __post_init__(self):
         if not self.layers:
@@ -44,10 +46,25 @@ class LayerPooling:
         if self.last_k < 0:
             raise ConfigError(f"last_k: {self.last_k} must be >= 0 (0 = use layers)")
         check_choice("layer_reduce", self.layer_reduce, ("mean", "sum"))
+        if self.layer_range:
+            check_range(self.layer_range)
+            if self.last_k:
+                raise ConfigError("last_k and layer_range both choose the layers: give one of them")
 
     @property
     def selected_layers(self) -> tuple[int, ...]:
-        return tuple(range(-self.last_k, 0)) if self.last_k else self.layers
+        if self.last_k:
+            return tuple(range(-self.last_k, 0))
+        if self.layer_range:
+            return tuple(range(self.layer_range[0], self.layer_range[1] + 1))
+        return self.layers
+
+
+def check_range(span: tuple[int, ...]) -> None:
+    """(first, last) of one sign (both from the start, or both from the end), first <= last."""
+    if len(span) != 2 or not (span[0] <= span[1] and (span[0] < 0) == (span[1] < 0)):
+        raise ConfigError(f"layer_range: {list(span)} is not [first, last] with first <= last, both counted "
+                          f"from the start (e.g. [12, 18]) or both from the end (e.g. [-8, -5])")
 
 
 def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
