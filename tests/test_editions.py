@@ -17,7 +17,7 @@ from pipeline.datasets.editions import parse_label_list
 from pipeline.datasets.prepare import prepare
 from pipeline.demo.releases import CHINESE_MARK, FILES, ReleaseSpec, write_release
 from pipeline.extract import extract, wanted_rows
-from pipeline.media.decode import clip_hash, read_face_array
+from pipeline.media.decode import clip_hash, read_audio_file, read_face_array
 from pipeline.store.media import MediaStore
 
 SMALL = {"n_train": 6, "n_candidates": 4, "n_pool": 4, "seconds": 0.6, "fps": 10}
@@ -212,3 +212,12 @@ def test_a_changed_shipped_file_is_refused(mer2025, tmp_path):
     row["media_hash"] = "0" * 64
     _, failures = extract(row, root, tmp_path / "store", ExtractConfig(face_source="shipped", workers=1))
     assert failures[0]["step"] == "changed" and ".npy" in failures[0]["message"]
+
+
+def test_a_16k_mono_wav_reads_as_ffmpeg_reads_it(mer2025, tmp_path):
+    root, manifest = mer2025
+    wav = root / manifest["audio_path"].iloc[0]
+    other = tmp_path / "same.bin"   # not .wav: read through FFmpeg
+    other.write_bytes(wav.read_bytes())
+    direct, through_ffmpeg = read_audio_file(wav), read_audio_file(other)
+    assert direct.dtype == through_ffmpeg.dtype == np.float32 and np.array_equal(direct, through_ffmpeg)
