@@ -44,6 +44,7 @@ from pipeline.store.media import MediaItem, MediaStore, digest, params_hash
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"}
 OUTPUT_KEYS = ExtractConfig.OUTPUT_KEYS
+SHIPPED_FILES = {"faces": "face_path", "audio": "audio_path"}   # what a corpus may ship -> its manifest column
 
 
 @contextmanager
@@ -195,9 +196,8 @@ def extract_item(row: dict, root: Path, cfg: ExtractConfig, detector, corrupt=No
     if not reused and any(files.values()):  # text-only rows have none
         if isinstance(row.get("media_hash"), str):
             check_unchanged([root / f for f in files.values() if f], row["media_hash"])
-        shipped = shipped_sources(files, cfg)
         with step("decode"):
-            frames, item.audio, times, warnings = _read_clip(files, shipped, root, cfg)
+            frames, item.audio, times, warnings, shipped = _read_clip(files, root, cfg)
         item.meta["warnings"] = warnings
         if shipped:
             item.meta["shipped"] = shipped
@@ -223,28 +223,25 @@ def media_files(row: dict) -> dict[str, str | None]:
             for key in ("path", "audio_path", "face_path")}
 
 
-def shipped_sources(files: dict[str, str | None], cfg: ExtractConfig) -> list[str]:
-    """Which of "faces" and "audio" come from the corpus's own files: where extract.face_source /
-    audio_source choose them, or where the clip has no media file to compute them from."""
-    video = files["path"] is not None
-    return ([name for name, key, choice in (("faces", "face_path", cfg.face_source), ("audio", "audio_path",
-                                                                                       cfg.audio_source))
-             if files[key] is not None and (choice == "shipped" or not video)])
-
-
-def _read_clip(files: dict[str, str | None], shipped: list[str], root: Path, cfg: ExtractConfig):
-    """(frames, audio, frame times, warnings) of a clip: the media file decoded unless what it would give
-    is shipped; shipped faces as frames already aligned (times unknown: NaN)."""
+def _read_clip(files: dict[str, str | None], root: Path, cfg: ExtractConfig):
+    """(frames, audio, frame times, warnings, what came from the corpus's own files) of a clip: the media
+    file decoded unless both are taken from the shipped files (extract.face_source / audio_source:
+    shipped); what the media file lacks (or a clip without one) also comes from them. Shipped faces are
+    frames already aligned, at unknown times (NaN)."""
+    chosen = {"faces": cfg.face_source == "shipped", "audio": cfg.audio_source == "shipped"}
+    shipped = [m for m, key in SHIPPED_FILES.items() if files[key] is not None and chosen[m]]
     frames = audio = times = None
     warnings = []
-    if files["path"] is not None and not {"faces", "audio"} <= set(shipped):
+    if files["path"] is not None and len(shipped) < len(SHIPPED_FILES):
         frames, audio, times, warnings = _read_media(root / files["path"], cfg)
+    lacking = {"faces": frames is None, "audio": audio is None}
+    shipped = [m for m, key in SHIPPED_FILES.items() if files[key] is not None and (m in shipped or lacking[m])]
     if "faces" in shipped:
         frames, _ = read_face_array(root / files["face_path"], cfg.max_frames, cfg.face_size)
         times = np.full(len(frames), np.nan, np.float32)
     if "audio" in shipped:
         audio = read_audio_file(root / files["audio_path"])
-    return frames, audio, times, warnings
+    return frames, audio, times, warnings, shipped
 
 
 def shipped_track(faces: np.ndarray) -> FaceTrack:

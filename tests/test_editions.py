@@ -17,7 +17,7 @@ from pipeline.datasets.editions import parse_label_list
 from pipeline.datasets.prepare import prepare
 from pipeline.demo.releases import CHINESE_MARK, FILES, ReleaseSpec, write_release
 from pipeline.extract import extract, wanted_rows
-from pipeline.media.decode import clip_hash, read_face_array
+from pipeline.media.decode import clip_hash, read_audio_file, read_face_array
 from pipeline.store.media import MediaStore
 
 SMALL = {"n_train": 6, "n_candidates": 4, "n_pool": 4, "seconds": 0.6, "fps": 10}
@@ -212,3 +212,40 @@ def test_a_changed_shipped_file_is_refused(mer2025, tmp_path):
     row["media_hash"] = "0" * 64
     _, failures = extract(row, root, tmp_path / "store", ExtractConfig(face_source="shipped", workers=1))
     assert failures[0]["step"] == "changed" and ".npy" in failures[0]["message"]
+
+
+def test_a_16k_mono_wav_reads_as_ffmpeg_reads_it(mer2025, tmp_path):
+    root, manifest = mer2025
+    wav = root / manifest["audio_path"].iloc[0]
+    other = tmp_path / "same.bin"   # not .wav: read through FFmpeg
+    other.write_bytes(wav.read_bytes())
+    direct, through_ffmpeg = read_audio_file(wav), read_audio_file(other)
+    assert direct.dtype == through_ffmpeg.dtype == np.float32 and np.array_equal(direct, through_ffmpeg)
+
+
+def test_test_labels_of_a_name_outside_the_candidates_are_a_reject(tmp_path):
+    root = tmp_path / "r"
+    rows = write_release(root, ReleaseSpec(**(SMALL | {"n_train": 2, "n_candidates": 2, "n_pool": 1})))
+    pool = next(r["name"] for r in rows if r["split"] == "test3")
+    append_rows(root / "track1_test.csv", [[pool, "sad"]])
+    manifest, rejects = run_prepare("mer2025", root, tmp_path)
+    assert rejects[["sample_id", "reason"]].values.tolist() == [
+        [pool, "in track1_test.csv but not in track_all_candidates.csv"]]
+    assert manifest.loc[pool, "split"] == "test3" and pd.isna(manifest.loc[pool, "label"])
+
+
+def test_what_the_video_lacks_comes_from_the_shipped_files(mer2025, tmp_path):
+    from media_fixtures import write_clip
+
+    root, manifest = mer2025
+    row = manifest.iloc[[0]].copy()
+    silent = root / "video" / "silent.mp4"   # a video without an audio track, beside the shipped wav
+    write_clip(silent, seconds=0.6, fps=10, size=96, with_audio=False)
+    row["path"] = "video/silent.mp4"
+    row["media_hash"] = clip_hash([silent, root / row["audio_path"].iloc[0], root / row["face_path"].iloc[0]])
+    _, failures = extract(row, root, tmp_path / "store", ExtractConfig(max_frames=4, workers=1))  # detect, video
+    assert not failures
+    store = MediaStore(tmp_path / "store")
+    view = store.view()
+    assert json.loads(view["meta"].iloc[0])["shipped"] == ["audio"]
+    assert np.array_equal(store.load(view.iloc[0]).audio, read_audio_file(root / row["audio_path"].iloc[0]))
