@@ -20,6 +20,7 @@ from pipeline.demo.features import feature_corpus
 from pipeline.emotion_wheel import EmotionWheel
 from pipeline.labels import split_list
 from pipeline.reporting.diff import headline_frame
+from pipeline.reporting.report import write_report
 from pipeline.training import label_lists as fg
 from pipeline.training.metrics import over_seeds_by_subset
 from pipeline.training.run import cv_summary, predictions_frame, run_subsets
@@ -66,6 +67,7 @@ def run(tmp_path_factory):
                      semi_predictions=work / "semi.parquet", cv_metrics=work / "cv.json", out=out / "metrics",
                      submissions=out / "submissions", label_lists=work / "label_lists.parquet")
         read = lambda name: json.loads((out / "metrics" / f"{name}.json").read_text())  # noqa: E731
+        write_report(out / "metrics", out / "report.html", out / "summary.md")
         return read, out / "submissions"
 
     return rows, model, wheel, evaluate_as
@@ -87,6 +89,7 @@ def test_semi_scores_the_last_round_on_the_candidates_from_its_submission(run):
     assert track["f1_weighted"] == pytest.approx(f1_score(truth, submission["discrete"], average="weighted"), abs=1e-12)
     assert track["accuracy"] == pytest.approx(accuracy_score(truth, submission["discrete"]), abs=1e-12)
     assert track["f1_weighted_labelled_only"] != track["f1_weighted"]
+    assert "| accuracy |" in (submissions.parent / "summary.md").read_text()
     assert set(headline) == {"semi", "semiAcc", "cvF1"} and headline["semi"] == round(track["f1_weighted"], 3)
     assert headline_frame({k: {"new": v} for k, v in headline.items()})["figure"].tolist() == [
         "MER-SEMI F1", "MER-SEMI accuracy", "CV F1"]
@@ -113,6 +116,8 @@ def test_fg_scores_the_submitted_lists_with_the_emotion_wheel(run):
     common = pd.Series([w for words in truth.values() for w in words]).mode()[0]
     constant = EmotionWheel.read(wheel).score(truth, dict.fromkeys(names, [common]))
     assert expected["level1"]["f"] > constant["level1"]["f"] + 0.2
+    summary = (submissions.parent / "summary.md").read_text()
+    assert "## Track figures (evaluate.protocol: fg)" in summary and "| level1 | wheel1 |" in summary
 
 
 def test_the_vocabulary_folds_word_forms(run):
@@ -128,3 +133,4 @@ def test_mer2023_keeps_its_headline_and_writes_no_track_submission(run):
     assert read("track") == {"protocol": "mer2023"}
     assert list(read("headline")) == ["multi", "multiF1", "multiMSE", "noise", "noiseF1", "noiseMSE", "semi", "cv"]
     assert not (submissions / "submission.csv").exists() and (submissions / "test1-pred.csv").exists()
+    assert "Track figures" not in (submissions.parent / "summary.md").read_text()
