@@ -1,0 +1,68 @@
+"""The label-list model's parts: vocabulary folding, list rules and their choice on out-of-fold probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.config import ConfigError, load_section
+from pipeline.errors import InputError
+from pipeline.training.data import Table
+from pipeline.training.label_lists import ListRule, Vocabulary, choose_rule, sample_f1, training_rows, wheel_forms
+from tests.list_fixtures import write_class_wheel
+
+LISTS = [["Sadness", "gloomy"], ["sad", " happily "], ["happy", "sadly"], ["amazed"]]
+
+
+def test_suffix_fold_folds_onto_words_of_the_lists_only():
+    vocab = Vocabulary.learn(LISTS)
+    assert vocab.words == ("amazed", "gloomy", "happily", "happy", "sad")  # "happily" has no "happi" to fold to
+    assert vocab.normalise(["SADNESS", "sadly", "unknown", "sad"]) == ["sad"]
+    assert vocab.targets([["sadly", "gloomy"]]).tolist() == [[0, 1, 0, 0, 1]]
+
+
+def test_wheel_forms_fold_as_format_csv_says_and_min_count_prunes(tmp_path):
+    forms = wheel_forms(write_class_wheel(tmp_path / "wheel"))
+    lists = [["Sadness", "gloomy"], ["sad", "happyness"], ["happy", "sadly"], ["amazed"]]
+    vocab = Vocabulary.learn(lists, forms, min_count=2)
+    assert vocab.words == ("happy", "sad")          # happyness -> happy; amazed and gloomy occur once
+    with pytest.raises(InputError, match="min_count"):
+        Vocabulary.learn(LISTS, forms, min_count=9)
+
+
+def test_a_rule_never_gives_an_empty_list_and_keeps_its_cap():
+    probs = np.array([[0.1, 0.2, 0.05], [0.9, 0.8, 0.7]])
+    assert [p.tolist() for p in ListRule(0, 0.5, 2).apply(probs)] == [[1], [0, 1]]
+    assert [p.tolist() for p in ListRule(2, 0.0, 2).apply(probs)] == [[1, 0], [0, 1]]
+
+
+def test_the_chosen_rule_is_the_best_on_out_of_fold_sample_f1():
+    rng = np.random.default_rng(0)
+    Y = (rng.random((200, 8)) < 0.3).astype(np.float32)
+    Y[Y.sum(1) == 0, 0] = 1
+    probs = np.clip(0.6 * Y + 0.5 * rng.random(Y.shape), 0, 1)  # true words mostly above 0.6
+    rule, f1 = choose_rule(Y, probs, max_labels=5)
+    assert rule.k == 0 and 0.5 <= rule.threshold <= 0.65
+    assert f1 == sample_f1(Y, rule.apply(probs)) > sample_f1(Y, ListRule(1, 0.0, 5).apply(probs))
+
+
+def test_training_rows_leave_the_candidates_out_and_need_some_list():
+    def table(split, lists):
+        rows = pd.DataFrame({"sample_id": [f"{split}{i}" for i in range(len(lists))], "label_list": lists})
+        return Table(rows, {"audio": np.zeros((len(lists), 2), np.float32)}, {"audio": np.ones(len(lists), bool)})
+
+    tables = {"train": table("train", ["sad", None]), "test1": table("test1", ["happy"]), "test3": table("test3", ["a;b"])}
+    assert training_rows(tables).rows["sample_id"].tolist() == ["train0", "test30"]
+    with pytest.raises(InputError, match="nothing to learn from"):
+        training_rows({"train": table("train", [None]), "test1": table("test1", ["happy"])})
+
+
+def test_protocol_and_fine_grained_params_are_checked(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("train:\n  fine_grained: {max_labels: 0}\n")
+    with pytest.raises(ConfigError, match="train.fine_grained.max_labels"):
+        load_section("train", params)
+    from pipeline.protocols import PROTOCOLS
+    with pytest.raises(ConfigError, match="evaluate.protocol: unknown evaluation protocol 'mer2030'"):
+        PROTOCOLS.lookup("mer2030")
