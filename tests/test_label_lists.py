@@ -35,6 +35,7 @@ def test_a_rule_never_gives_an_empty_list_and_keeps_its_cap():
     probs = np.array([[0.1, 0.2, 0.05], [0.9, 0.8, 0.7]])
     assert [p.tolist() for p in ListRule(0, 0.5, 2).apply(probs)] == [[1], [0, 1]]
     assert [p.tolist() for p in ListRule(2, 0.0, 2).apply(probs)] == [[1, 0], [0, 1]]
+    assert ListRule(0, 0.5, 2).mask(probs).tolist() == [[False, True, False], [True, True, False]]
 
 
 def test_the_chosen_rule_is_the_best_on_out_of_fold_sample_f1():
@@ -44,7 +45,9 @@ def test_the_chosen_rule_is_the_best_on_out_of_fold_sample_f1():
     probs = np.clip(0.6 * Y + 0.5 * rng.random(Y.shape), 0, 1)  # true words mostly above 0.6
     rule, f1 = choose_rule(Y, probs, max_labels=5)
     assert rule.k == 0 and 0.5 <= rule.threshold <= 0.65
-    assert f1 == sample_f1(Y, rule.apply(probs)) > sample_f1(Y, ListRule(1, 0.0, 5).apply(probs))
+    assert f1 == sample_f1(Y, rule.mask(probs)) > sample_f1(Y, ListRule(1, 0.0, 5).mask(probs))
+    by_hand = np.mean([2 * len(set(np.flatnonzero(y)) & set(p)) / (y.sum() + len(p)) for y, p in zip(Y, rule.apply(probs))])
+    assert f1 == pytest.approx(by_hand, abs=1e-12)
 
 
 def test_training_rows_leave_the_candidates_out_and_need_some_list():

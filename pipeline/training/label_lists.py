@@ -25,6 +25,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -88,18 +89,20 @@ class Vocabulary:
                              f"(train.fine_grained.min_count); lower it or add label lists")
         return cls(words, fold)
 
+    @cached_property
+    def index(self) -> dict[str, int]:
+        return {w: i for i, w in enumerate(self.words)}
+
     def normalise(self, words: Iterable[str]) -> list[str]:
         """The vocabulary words of a list, once each, in order; words outside the vocabulary dropped."""
-        index = set(self.words)
         out = (self.fold.get(clean(w), clean(w)) for w in words)
-        return list(dict.fromkeys(w for w in out if w in index))
+        return list(dict.fromkeys(w for w in out if w in self.index))
 
     def targets(self, lists: Iterable[list[str]]) -> np.ndarray:
-        index = {w: i for i, w in enumerate(self.words)}
         lists = list(lists)
         Y = np.zeros((len(lists), len(self.words)), np.float32)
         for r, words in enumerate(lists):
-            Y[r, [index[w] for w in self.normalise(words)]] = 1.0
+            Y[r, [self.index[w] for w in self.normalise(words)]] = 1.0
         return Y
 
 
@@ -110,35 +113,42 @@ class ListRule:
     threshold: float
     cap: int
 
-    def apply(self, probs: np.ndarray) -> list[np.ndarray]:
-        order = np.argsort(-probs, axis=1, kind="stable")
+    def sizes(self, probs: np.ndarray) -> np.ndarray:
         if self.k:
-            return [row[: self.k] for row in order]
-        picked = []
-        for p, row in zip(probs, order):
-            n = int(np.clip((p >= self.threshold).sum(), 1, self.cap))
-            picked.append(row[:n])
-        return picked
+            return np.full(len(probs), self.k)
+        return np.clip((probs >= self.threshold).sum(1), 1, self.cap)
+
+    def apply(self, probs: np.ndarray) -> list[np.ndarray]:
+        """Each row's chosen word indices, most probable first."""
+        order = np.argsort(-probs, axis=1, kind="stable")
+        return [row[:n] for row, n in zip(order, self.sizes(probs))]
+
+    def mask(self, probs: np.ndarray) -> np.ndarray:
+        """(n, V) bool: the chosen words."""
+        order = np.argsort(-probs, axis=1, kind="stable")
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(probs.shape[1])[None].repeat(len(probs), 0), axis=1)
+        return rank < self.sizes(probs)[:, None]
 
     def describe(self) -> dict:
         return {"top_k": self.k} if self.k else {"threshold": self.threshold, "max_labels": self.cap}
 
 
-def sample_f1(Y: np.ndarray, picked: list[np.ndarray]) -> float:
-    """Mean over clips with a true word of 2|T & P| / (|T| + |P|)."""
-    scores = []
-    for y, p in zip(Y, picked):
-        true = int(y.sum())
-        if true:
-            scores.append(2 * float(y[p].sum()) / (true + len(p)))
-    return float(np.mean(scores)) if scores else float("nan")
+def sample_f1(Y: np.ndarray, chosen: np.ndarray) -> float:
+    """Mean over clips with a true word of 2|T & P| / (|T| + |P|); `chosen` is a ListRule.mask."""
+    true = Y.sum(1)
+    scored = true > 0
+    if not scored.any():
+        return float("nan")
+    hits = (Y.astype(bool) & chosen).sum(1)
+    return float(np.mean(2 * hits[scored] / (true[scored] + chosen.sum(1)[scored])))
 
 
 def choose_rule(Y: np.ndarray, probs: np.ndarray, max_labels: int) -> tuple[ListRule, float]:
     """The rule with the best out-of-fold sample F1 (the first on ties: top-1 first)."""
     cap = min(max_labels, Y.shape[1])
     rules = [ListRule(k, 0.0, cap) for k in range(1, cap + 1)] + [ListRule(0, float(t), cap) for t in THRESHOLDS]
-    scored = [(sample_f1(Y, rule.apply(probs)), i) for i, rule in enumerate(rules)]
+    scored = [(sample_f1(Y, rule.mask(probs)), i) for i, rule in enumerate(rules)]
     best, i = max(scored, key=lambda s: (s[0], -s[1]))
     return rules[i], best
 
