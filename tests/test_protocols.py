@@ -134,3 +134,48 @@ def test_mer2023_keeps_its_headline_and_writes_no_track_submission(run):
     assert list(read("headline")) == ["multi", "multiF1", "multiMSE", "noise", "noiseF1", "noiseMSE", "semi", "cv"]
     assert not (submissions / "submission.csv").exists() and (submissions / "test1-pred.csv").exists()
     assert "Track figures" not in (submissions.parent / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_train_stage_fits_the_label_lists_and_fg_scores_them(tmp_path):
+    """`train` on a manifest with label lists (text-only clips, imported text features): it writes the
+    candidates' lists and its summary, and `evaluate` (fg) submits every candidate."""
+    from pipeline.config import load_section
+    from pipeline.datasets import Candidate, validate
+    from pipeline.extract import extract
+    from pipeline.labels import MER_LABELS
+    from pipeline.store.exchange import import_npy
+    from stages import train
+
+    spec = DemoConfig(seed=5, n_train=48, n_test1=12, n_test2=0, n_test3_labelled=0, n_unlabelled=24)
+    rows, tables = feature_corpus(spec, dim=8, noise=0.6)
+    rows = with_label_lists(rows)
+    (tmp_path / "npy").mkdir()
+    for table in tables.values():
+        for name, x in zip(table.rows["sample_id"], table.X["text"]):
+            np.save(tmp_path / "npy" / f"{name}.npy", x)
+    import_npy(tmp_path / "npy", "text", tmp_path / "features" / "t.zarr")
+    manifest, rejects = validate([Candidate(r.sample_id, r.split, None, r.label, r.valence, transcript="words")
+                                  for r in rows.itertuples()], tmp_path, MER_LABELS, {})
+    assert rejects.empty
+    manifest = manifest.assign(label_list=rows["label_list"].to_numpy())
+    manifest.to_parquet(tmp_path / "manifest.parquet")
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"train": {"features": {"text": "t"}, "folds": 2, "epochs": 30, "hidden": [16, 8],
+                                                "lr": 0.003, "ablation": []},
+                                      "evaluate": {"protocol": "fg", "wheel": str(write_class_wheel(tmp_path / "w"))},
+                                      "pseudolabel": {"rounds": {"r1": "x"}}}))
+    extract(manifest, tmp_path, tmp_path / "media.zarr", load_section("extract", params))
+    report = train.run(params, manifest=tmp_path / "manifest.parquet", clean=tmp_path / "media.zarr", corrupted=None,
+                       features=tmp_path / "features", predictions=tmp_path / "predictions.parquet",
+                       metrics=tmp_path / "cv.json", curves=tmp_path / "curves", checkpoint=tmp_path / "checkpoint",
+                       label_lists=tmp_path / "lists.parquet")
+    assert report["label_lists"]["items"] == spec.n_train + spec.n_unlabelled   # every list outside test1
+    lists = pd.read_parquet(tmp_path / "lists.parquet")
+    assert lists["sample_id"].tolist() == candidates(rows)["sample_id"].tolist()
+    assert lists["label_list"].map(split_list).map(len).between(1, 5).all()
+    evaluate.run(params, manifest=tmp_path / "manifest.parquet", predictions=tmp_path / "predictions.parquet",
+                 semi_predictions=tmp_path / "predictions.parquet", cv_metrics=tmp_path / "cv.json",
+                 out=tmp_path / "metrics", submissions=tmp_path / "subs", label_lists=tmp_path / "lists.parquet")
+    assert np.load(tmp_path / "subs" / "submission.npz")["filenames"].tolist() == lists["sample_id"].tolist()
+    assert json.loads((tmp_path / "metrics" / "track.json").read_text())["n"] == spec.n_test1
