@@ -179,3 +179,13 @@ def test_train_stage_fits_the_label_lists_and_fg_scores_them(tmp_path):
                  out=tmp_path / "metrics", submissions=tmp_path / "subs", label_lists=tmp_path / "lists.parquet")
     assert np.load(tmp_path / "subs" / "submission.npz")["filenames"].tolist() == lists["sample_id"].tolist()
     assert json.loads((tmp_path / "metrics" / "track.json").read_text())["n"] == spec.n_test1
+
+
+def test_diff_report_shows_the_headline_rows_of_the_protocols_either_side_has():
+    from pipeline.evaluation import HEADLINE, HEADLINES
+
+    mer2023 = headline_frame({"multi": {"old": 0.5, "new": 0.6, "diff": 0.1}})  # one figure known: every row
+    assert mer2023["figure"].tolist() == [label for label, _ in HEADLINE.values()]
+    switched = headline_frame({"multi": {"old": 0.5}, "fgL1": {"new": 0.4}, "cvF1": {"new": 0.7}})
+    expected = [label for name in ("mer2023", "fg") for key, (label, _) in HEADLINES[name].items()]
+    assert switched["figure"].tolist() == list(dict.fromkeys(expected))
