@@ -38,6 +38,7 @@ from pipeline.errors import InputError
 from pipeline.labels import CANDIDATE_SPLIT, LIST_COLUMN, LIST_SEPARATOR, split_list
 from pipeline.training.data import Table, parse_subset
 from pipeline.training.folds import make_folds
+from pipeline.training.runtime import torch_threads
 
 SUFFIXES = ("s", "es", "d", "ed", "ing", "ly", "ness")  # the fold without a wheel: "sadness" -> "sad"
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
@@ -252,7 +253,8 @@ def _cross_validate(train: Table, modalities, Y: np.ndarray, fold: np.ndarray, p
     from pipeline.models.fusion import AttentionFusion
 
     k = int(fold.max()) + 1
-    with torch.random.fork_rng(devices=[]):
+    # one torch thread: batch-sized matmuls lose more to thread handoff than they gain (training/fusion.py)
+    with torch.random.fork_rng(devices=[]), torch_threads(1):
         torch.manual_seed(seed)
         model = AttentionFusion([train.X[m].shape[1] for m in modalities], Y.shape[1], p.hidden, p.dropout,
                                 p.attention_norm, n_models=k)
@@ -264,7 +266,7 @@ def _cross_validate(train: Table, modalities, Y: np.ndarray, fold: np.ndarray, p
         vmax = max(map(len, val_rows))
         val = torch.from_numpy(np.stack([np.resize(r, vmax) for r in val_rows]))
         val_n = torch.tensor([len(r) for r in val_rows])
-        opt = torch.optim.Adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        opt = torch.optim.Adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay, fused=True)
         best_loss, best_epoch = np.full(k, np.inf), np.full(k, -1)
         best = {name: t.detach().clone() for name, t in model.state_dict().items()}
         steps = math.ceil(max(map(len, train_rows)) / p.batch_size)
