@@ -189,3 +189,18 @@ def test_diff_report_shows_the_headline_rows_of_the_protocols_either_side_has():
     switched = headline_frame({"multi": {"old": 0.5}, "fgL1": {"new": 0.4}, "cvF1": {"new": 0.7}})
     expected = [label for name in ("mer2023", "fg") for key, (label, _) in HEADLINES[name].items()]
     assert switched["figure"].tolist() == list(dict.fromkeys(expected))
+
+
+def test_the_experiments_table_shows_the_headline_of_the_protocol_scored():
+    from pipeline.reporting.exps import experiments_frame
+
+    def state(name, headline, protocol):
+        return {"rev": name, "name": name, "data": {
+            "metrics": {"metrics/headline.json": {"data": headline}},
+            "params": {"params.yaml": {"data": {"evaluate": {"protocol": protocol}, "train": {"lr": len(name)}}}}}}
+
+    fg_runs = [{"rev": "workspace", "name": None, "data": {}, "experiments": [{"revs": [
+        state("a", {"fg": 0.3, "fgL1": 0.4, "fgL2": 0.2, "cvF1": 0.5}, "fg"),
+        state("bb", {"fg": 0.5, "fgL1": 0.6, "fgL2": 0.4, "cvF1": 0.4}, "fg")]}]}]
+    frame = experiments_frame(fg_runs)   # sorted by the first fg figure: "multi" is not there
+    assert list(frame.columns[-4:]) == ["fg", "fgL1", "fgL2", "cvF1"] and frame["fg"].tolist() == [0.5, 0.3]
