@@ -3,9 +3,9 @@ organisers' own figures for the same files.
 
 The example lists are MERTools `MER2024/ov_store/check-openset.csv` (truth) and `predict-openset.csv` (a
 prediction), 332 clips each. Each `--wheel` folder is scored; `--organisers` (one per `--wheel`, in order)
-is a JSON of the organisers' scorer's output on the same lists and folder ({level: {f, p, r}}), written
-beside ours with the largest absolute difference. Time: median of `--repeats` runs of reading the folder
-and scoring.
+is a JSON of the organisers' scorer's output on the same lists and folder ({level: {f, p, r, per_wheel_pr:
+{wheel: [p, r]}}}), written beside ours with the largest absolute difference over every figure. Time: median
+of `--repeats` runs of reading the folder and scoring.
 
     python benchmarks/wheel_check.py --truth check-openset.csv --pred predict-openset.csv \
         --wheel WHEEL_DIR [--organisers THEIRS.json] [--wheel ...]
@@ -51,7 +51,11 @@ def check(folder: Path, truth: dict, pred: dict, organisers: Path | None, repeat
     if organisers is not None:
         theirs = json.loads(organisers.read_text())
         run["organisers"] = {level: {k: theirs[level][k] for k in "fpr"} for level in LEVELS}
-        run["max_abs_diff"] = max(abs(scores[level][k] - theirs[level][k]) for level in LEVELS for k in "fpr")
+        diffs = [abs(scores[level][k] - theirs[level][k]) for level in LEVELS for k in "fpr"]
+        diffs += [abs(scores[level]["wheels"][wheel][k] - pr[i]) for level in LEVELS  # per wheel, when given
+                  for wheel, pr in theirs[level].get("per_wheel_pr", {}).items() for i, k in enumerate("pr")]
+        run["organisers_per_wheel_pr"] = {level: theirs[level].get("per_wheel_pr") for level in LEVELS}
+        run["max_abs_diff"] = max(diffs)
     return run
 
 

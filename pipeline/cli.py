@@ -265,11 +265,11 @@ def exps(repo: Annotated[Path, typer.Option(help="project root (a git + DVC repo
          md: Annotated[bool, typer.Option("--md", help="markdown table")] = False):
     """The experiments table: one row per experiment (`dvc exp show --json`) with the params that differ between
     them and the challenge figures of metrics/headline.json (MER-MULTI, MER-NOISE, MER-SEMI, CV)."""
-    from pipeline.evaluation import HEADLINE
+    from pipeline.evaluation import EVERY_HEADLINE
     from pipeline.reporting.exps import dvc_exp_show, experiments_frame, render_experiments
 
-    if sort_by not in HEADLINE:
-        raise typer.BadParameter(f"{sort_by!r} is not a headline figure; use one of {', '.join(HEADLINE)}",
+    if sort_by not in EVERY_HEADLINE:
+        raise typer.BadParameter(f"{sort_by!r} is not a headline figure; use one of {', '.join(EVERY_HEADLINE)}",
                                  param_hint="--sort-by")
     typer.echo(render_experiments(experiments_frame(dvc_exp_show(repo), sort_by), markdown=md), nl=False)
 

@@ -46,6 +46,15 @@ HEADLINES = {
            "fgL2": ("MER-FG EW F level 2", True), "cvF1": ("CV F1", True)},
 }
 EVERY_HEADLINE = {key: value for figures in HEADLINES.values() for key, value in figures.items()}
+
+
+def headline_keys(present) -> list[str]:
+    """The headline keys of the protocols that scored `present` (keys found in headline files): those with a
+    key of their own among them, in HEADLINES order; MER 2023's when none has."""
+    present = set(present)
+    own = lambda key: sum(key in figures for figures in HEADLINES.values()) == 1  # noqa: E731
+    scored = [name for name, figures in HEADLINES.items() if any(own(k) and k in present for k in figures)]
+    return list(dict.fromkeys(key for name in scored or ["mer2023"] for key in HEADLINES[name]))
 _HEADLINE_SOURCES = {"": "combined", "F1": "f1_weighted", "MSE": "valence_mse"}
 
 

@@ -20,6 +20,7 @@ from pipeline.demo.features import feature_corpus
 from pipeline.emotion_wheel import EmotionWheel
 from pipeline.labels import split_list
 from pipeline.reporting.diff import headline_frame
+from pipeline.reporting.report import write_report
 from pipeline.training import label_lists as fg
 from pipeline.training.metrics import over_seeds_by_subset
 from pipeline.training.run import cv_summary, predictions_frame, run_subsets
@@ -66,6 +67,7 @@ def run(tmp_path_factory):
                      semi_predictions=work / "semi.parquet", cv_metrics=work / "cv.json", out=out / "metrics",
                      submissions=out / "submissions", label_lists=work / "label_lists.parquet")
         read = lambda name: json.loads((out / "metrics" / f"{name}.json").read_text())  # noqa: E731
+        write_report(out / "metrics", out / "report.html", out / "summary.md")
         return read, out / "submissions"
 
     return rows, model, wheel, evaluate_as
@@ -87,6 +89,7 @@ def test_semi_scores_the_last_round_on_the_candidates_from_its_submission(run):
     assert track["f1_weighted"] == pytest.approx(f1_score(truth, submission["discrete"], average="weighted"), abs=1e-12)
     assert track["accuracy"] == pytest.approx(accuracy_score(truth, submission["discrete"]), abs=1e-12)
     assert track["f1_weighted_labelled_only"] != track["f1_weighted"]
+    assert "| accuracy |" in (submissions.parent / "summary.md").read_text()
     assert set(headline) == {"semi", "semiAcc", "cvF1"} and headline["semi"] == round(track["f1_weighted"], 3)
     assert headline_frame({k: {"new": v} for k, v in headline.items()})["figure"].tolist() == [
         "MER-SEMI F1", "MER-SEMI accuracy", "CV F1"]
@@ -113,6 +116,8 @@ def test_fg_scores_the_submitted_lists_with_the_emotion_wheel(run):
     common = pd.Series([w for words in truth.values() for w in words]).mode()[0]
     constant = EmotionWheel.read(wheel).score(truth, dict.fromkeys(names, [common]))
     assert expected["level1"]["f"] > constant["level1"]["f"] + 0.2
+    summary = (submissions.parent / "summary.md").read_text()
+    assert "## Track figures (evaluate.protocol: fg)" in summary and "| level1 | wheel1 |" in summary
 
 
 def test_the_vocabulary_folds_word_forms(run):
@@ -128,3 +133,74 @@ def test_mer2023_keeps_its_headline_and_writes_no_track_submission(run):
     assert read("track") == {"protocol": "mer2023"}
     assert list(read("headline")) == ["multi", "multiF1", "multiMSE", "noise", "noiseF1", "noiseMSE", "semi", "cv"]
     assert not (submissions / "submission.csv").exists() and (submissions / "test1-pred.csv").exists()
+    assert "Track figures" not in (submissions.parent / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_train_stage_fits_the_label_lists_and_fg_scores_them(tmp_path):
+    """`train` on a manifest with label lists (text-only clips, imported text features): it writes the
+    candidates' lists and its summary, and `evaluate` (fg) submits every candidate."""
+    from pipeline.config import load_section
+    from pipeline.datasets import Candidate, validate
+    from pipeline.extract import extract
+    from pipeline.labels import MER_LABELS
+    from pipeline.store.exchange import import_npy
+    from stages import train
+
+    spec = DemoConfig(seed=5, n_train=48, n_test1=12, n_test2=0, n_test3_labelled=0, n_unlabelled=24)
+    rows, tables = feature_corpus(spec, dim=8, noise=0.6)
+    rows = with_label_lists(rows)
+    (tmp_path / "npy").mkdir()
+    for table in tables.values():
+        for name, x in zip(table.rows["sample_id"], table.X["text"]):
+            np.save(tmp_path / "npy" / f"{name}.npy", x)
+    import_npy(tmp_path / "npy", "text", tmp_path / "features" / "t.zarr")
+    manifest, rejects = validate([Candidate(r.sample_id, r.split, None, r.label, r.valence, transcript="words")
+                                  for r in rows.itertuples()], tmp_path, MER_LABELS, {})
+    assert rejects.empty
+    manifest = manifest.assign(label_list=rows["label_list"].to_numpy())
+    manifest.to_parquet(tmp_path / "manifest.parquet")
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"train": {"features": {"text": "t"}, "folds": 2, "epochs": 30, "hidden": [16, 8],
+                                                "lr": 0.003, "ablation": []},
+                                      "evaluate": {"protocol": "fg", "wheel": str(write_class_wheel(tmp_path / "w"))},
+                                      "pseudolabel": {"rounds": {"r1": "x"}}}))
+    extract(manifest, tmp_path, tmp_path / "media.zarr", load_section("extract", params))
+    report = train.run(params, manifest=tmp_path / "manifest.parquet", clean=tmp_path / "media.zarr", corrupted=None,
+                       features=tmp_path / "features", predictions=tmp_path / "predictions.parquet",
+                       metrics=tmp_path / "cv.json", curves=tmp_path / "curves", checkpoint=tmp_path / "checkpoint",
+                       label_lists=tmp_path / "lists.parquet")
+    assert report["label_lists"]["items"] == spec.n_train + spec.n_unlabelled   # every list outside test1
+    lists = pd.read_parquet(tmp_path / "lists.parquet")
+    assert lists["sample_id"].tolist() == candidates(rows)["sample_id"].tolist()
+    assert lists["label_list"].map(split_list).map(len).between(1, 5).all()
+    evaluate.run(params, manifest=tmp_path / "manifest.parquet", predictions=tmp_path / "predictions.parquet",
+                 semi_predictions=tmp_path / "predictions.parquet", cv_metrics=tmp_path / "cv.json",
+                 out=tmp_path / "metrics", submissions=tmp_path / "subs", label_lists=tmp_path / "lists.parquet")
+    assert np.load(tmp_path / "subs" / "submission.npz")["filenames"].tolist() == lists["sample_id"].tolist()
+    assert json.loads((tmp_path / "metrics" / "track.json").read_text())["n"] == spec.n_test1
+
+
+def test_diff_report_shows_the_headline_rows_of_the_protocols_either_side_has():
+    from pipeline.evaluation import HEADLINE, HEADLINES
+
+    mer2023 = headline_frame({"multi": {"old": 0.5, "new": 0.6, "diff": 0.1}})  # one figure known: every row
+    assert mer2023["figure"].tolist() == [label for label, _ in HEADLINE.values()]
+    switched = headline_frame({"multi": {"old": 0.5}, "fgL1": {"new": 0.4}, "cvF1": {"new": 0.7}})
+    expected = [label for name in ("mer2023", "fg") for key, (label, _) in HEADLINES[name].items()]
+    assert switched["figure"].tolist() == list(dict.fromkeys(expected))
+
+
+def test_the_experiments_table_shows_the_headline_of_the_protocol_scored():
+    from pipeline.reporting.exps import experiments_frame
+
+    def state(name, headline, protocol):
+        return {"rev": name, "name": name, "data": {
+            "metrics": {"metrics/headline.json": {"data": headline}},
+            "params": {"params.yaml": {"data": {"evaluate": {"protocol": protocol}, "train": {"lr": len(name)}}}}}}
+
+    fg_runs = [{"rev": "workspace", "name": None, "data": {}, "experiments": [{"revs": [
+        state("a", {"fg": 0.3, "fgL1": 0.4, "fgL2": 0.2, "cvF1": 0.5}, "fg"),
+        state("bb", {"fg": 0.5, "fgL1": 0.6, "fgL2": 0.4, "cvF1": 0.4}, "fg")]}]}]
+    frame = experiments_frame(fg_runs)   # sorted by the first fg figure: "multi" is not there
+    assert list(frame.columns[-4:]) == ["fg", "fgL1", "fgL2", "cvF1"] and frame["fg"].tolist() == [0.5, 0.3]

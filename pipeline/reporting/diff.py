@@ -16,7 +16,7 @@ from dvc.repo import Repo
 from dvc.scm import RevError, resolve_rev
 
 from pipeline.errors import InputError, MerError
-from pipeline.evaluation import EVERY_HEADLINE, HEADLINES, markdown_table
+from pipeline.evaluation import EVERY_HEADLINE, headline_keys, markdown_table
 
 HEADLINE_FILE = "metrics/headline.json"
 NEAR_ZERO = 0.1  # no percentage change against a base closer to zero than this: it says nothing
@@ -62,7 +62,8 @@ def has_baseline(headline: dict, detail: dict) -> bool:
 
 
 def higher_is_better(key: str) -> bool | None:
-    """A figure's direction: by HEADLINE for its keys, else by its name (MSE, ECE, NLL down; F1 up); None: unknown."""
+    """A figure's direction: by the protocols' headlines for their keys, else by its name (MSE, ECE, NLL down;
+    F1 up); None: unknown."""
     if key in EVERY_HEADLINE:
         return EVERY_HEADLINE[key][1]
     name = key.lower().rsplit(".", 1)[-1]
@@ -114,12 +115,9 @@ COLUMNS = ["base", "this branch", "change", "verdict"]
 def headline_frame(headline: dict) -> pd.DataFrame:
     """A row per headline figure of the protocols the two sides were scored by: those with a figure of their
     own on either side (MER 2023's when none has)."""
-    own = lambda key: sum(key in figures for figures in HEADLINES.values()) == 1  # noqa: E731
-    scored = [name for name, figures in HEADLINES.items() if any(own(k) and k in headline for k in figures)]
-    keys = dict.fromkeys(key for name in scored or ["mer2023"] for key in HEADLINES[name])
     rows = [{"figure": label, "base": _value((e := headline.get(key, {})).get("old")),
              "this branch": _value(e.get("new")), "change": _change(e) if e else "—", "verdict": verdict(key, e)}
-            for key, label in ((k, EVERY_HEADLINE[k][0]) for k in keys)]
+            for key, label in ((k, EVERY_HEADLINE[k][0]) for k in headline_keys(headline))]
     return pd.DataFrame(rows, columns=["figure", *COLUMNS])
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.errors import InputError
-from pipeline.evaluation import HEADLINE, markdown_table
+from pipeline.evaluation import EVERY_HEADLINE, headline_keys, markdown_table
 
 HEADLINE_FILE = "metrics/headline.json"
 
@@ -61,7 +61,8 @@ def state_name(state: dict) -> str:
 
 def experiments_frame(exp_show: list[dict], sort_by: str = "multi") -> pd.DataFrame:
     """One row per experiment: its name, the params.yaml values that differ between the rows, and the
-    HEADLINE figures; sorted by `sort_by` (a HEADLINE key), best first, rows without it last."""
+    headline figures of the protocols they were scored by; sorted by `sort_by` (a headline key; the first
+    headline figure when no row has it), best first, rows without it last."""
     rows, params = [], []
     for state in exp_states(exp_show):
         data = state.get("data") or {}
@@ -71,15 +72,17 @@ def experiments_frame(exp_show: list[dict], sort_by: str = "multi") -> pd.DataFr
         params.append(flatten(_file_data(data, "params", "params.yaml")))
     values = pd.DataFrame(params).map(lambda v: json.dumps(v) if isinstance(v, list | dict) else v)
     changed = [c for c in values.columns if values[c].astype(str).nunique(dropna=False) > 1]
-    figures = pd.DataFrame(rows).reindex(columns=["experiment", *HEADLINE])
-    frame = pd.concat([figures[["experiment"]], values[changed], figures[list(HEADLINE)]], axis=1)
-    higher = HEADLINE[sort_by][1]
+    keys = headline_keys(k for row in rows for k, v in row.items() if v is not None)
+    figures = pd.DataFrame(rows).reindex(columns=["experiment", *keys])
+    frame = pd.concat([figures[["experiment"]], values[changed], figures[keys]], axis=1)
+    sort_by = sort_by if sort_by in keys else keys[0]
+    higher = EVERY_HEADLINE[sort_by][1]
     return frame.sort_values(sort_by, ascending=not higher, na_position="last", kind="stable").reset_index(drop=True)
 
 
 def render_experiments(frame: pd.DataFrame, markdown: bool = False, width: int | None = None) -> str:
     """The frame as a markdown table, or as a terminal table (figure labels over two lines to stay narrow)."""
-    labels = {key: label for key, (label, _) in HEADLINE.items()}
+    labels = {key: label for key, (label, _) in EVERY_HEADLINE.items()}
     shown = frame.astype(object).where(frame.notna(), None)
     for key in shown.columns:  # the headline's own 3 decimals; params as written
         shown[key] = [None if v is None else f"{v:.3f}" if key in labels else str(v) for v in shown[key]]

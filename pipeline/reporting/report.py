@@ -118,6 +118,32 @@ def headline(folder: MetricsFolder) -> Section:
     return section
 
 
+def track(folder: MetricsFolder) -> Section | None:
+    """The figures of the track evaluate.protocol scored (metrics/track.json); none for mer2023, whose
+    figures the challenge section shows."""
+    path = folder.root / "track.json"
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    protocol = data.get("protocol", "mer2023")
+    if protocol == "mer2023":
+        return None
+    section = Section(f"Track figures (evaluate.protocol: {protocol})")
+    if not data.get("n"):
+        section.note("No candidate (test1) has a truth to score against: the run only predicts and submits.")
+    elif protocol == "fg":
+        section.table(pd.DataFrame([{"level": level, "wheel": wheel, **{k: w[k] for k in ("f", "p", "r", "n")}}
+                                    for level in ("level1", "level2")
+                                    for wheel, w in [("mean", data[level] | {"n": data["n"]}), *data[level]["wheels"].items()]]))
+        section.note("Emotion-wheel metric (MER-FG): per wheel, precision and recall of the candidates' predicted "
+                     "label lists mapped to wheel categories, averaged over candidates with a category; F from their "
+                     "means; the mean row averages the wheels.")
+    else:
+        section.table(pd.DataFrame([{"figure": "weighted F1", "value": data.get("f1_weighted")},
+                                    {"figure": "accuracy", "value": data.get("accuracy")},
+                                    {"figure": "weighted F1, labelled data only", "value": data.get("f1_weighted_labelled_only")},
+                                    {"figure": "labelled candidates", "value": float(data["n"])}]))
+    return section
+
+
 def faces(folder: MetricsFolder) -> Section:
     """Per split: how many items have frames, how many got no face at all, the share of frames with one."""
     section = Section("Faces found (extract)")
@@ -246,7 +272,7 @@ def training(folder: MetricsFolder) -> Section:
     return section
 
 
-SECTIONS = (headline, faces, ablation, per_class, robustness, pseudolabels, training)
+SECTIONS = (track, headline, faces, ablation, per_class, robustness, pseudolabels, training)
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -287,7 +313,7 @@ def write_report(metrics: Path, html_out: Path, markdown_out: Path, title: str =
         raise MissingInput(f"--metrics {metrics}: no such folder; run the pipeline first (dvc repro) or pass the "
                            f"metrics folder it wrote")
     folder = MetricsFolder(metrics)
-    sections = [run_header(root, params, manifest), *(make(folder) for make in SECTIONS)]
+    sections = [run_header(root, params, manifest), *filter(None, (make(folder) for make in SECTIONS))]
     for path, text in ((html_out, render_html(title, sections)), (markdown_out, render_markdown(title, sections))):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

@@ -25,6 +25,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ from pipeline.errors import InputError
 from pipeline.labels import CANDIDATE_SPLIT, LIST_COLUMN, LIST_SEPARATOR, split_list
 from pipeline.training.data import Table, parse_subset
 from pipeline.training.folds import make_folds
+from pipeline.training.runtime import torch_threads
 
 SUFFIXES = ("s", "es", "d", "ed", "ing", "ly", "ness")  # the fold without a wheel: "sadness" -> "sad"
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
@@ -88,19 +90,31 @@ class Vocabulary:
                              f"(train.fine_grained.min_count); lower it or add label lists")
         return cls(words, fold)
 
+    @cached_property
+    def index(self) -> dict[str, int]:
+        return {w: i for i, w in enumerate(self.words)}
+
     def normalise(self, words: Iterable[str]) -> list[str]:
         """The vocabulary words of a list, once each, in order; words outside the vocabulary dropped."""
-        index = set(self.words)
         out = (self.fold.get(clean(w), clean(w)) for w in words)
-        return list(dict.fromkeys(w for w in out if w in index))
+        return list(dict.fromkeys(w for w in out if w in self.index))
 
     def targets(self, lists: Iterable[list[str]]) -> np.ndarray:
-        index = {w: i for i, w in enumerate(self.words)}
         lists = list(lists)
-        Y = np.zeros((len(lists), len(self.words)), np.float32)
+        Y = np.zeros((len(lists), len(self.words)), bool)
         for r, words in enumerate(lists):
-            Y[r, [index[w] for w in self.normalise(words)]] = 1.0
+            Y[r, [self.index[w] for w in self.normalise(words)]] = True
         return Y
+
+
+def top_words(probs: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """(word indices, probabilities) of each row's `cap` most probable words, most probable first (the lower
+    index first on ties); a partial sort, so a large vocabulary costs O(rows x words)."""
+    cap = min(cap, probs.shape[1])
+    idx = np.argpartition(-probs, cap - 1, axis=1)[:, :cap]
+    p = np.take_along_axis(probs, idx, 1)
+    order = np.lexsort((idx, -p), axis=1)
+    return np.take_along_axis(idx, order, 1), np.take_along_axis(p, order, 1)
 
 
 @dataclass(frozen=True)
@@ -110,35 +124,37 @@ class ListRule:
     threshold: float
     cap: int
 
-    def apply(self, probs: np.ndarray) -> list[np.ndarray]:
-        order = np.argsort(-probs, axis=1, kind="stable")
+    def sizes(self, top_p: np.ndarray) -> np.ndarray:
+        """Each row's list length, from its top probabilities (top_words)."""
         if self.k:
-            return [row[: self.k] for row in order]
-        picked = []
-        for p, row in zip(probs, order):
-            n = int(np.clip((p >= self.threshold).sum(), 1, self.cap))
-            picked.append(row[:n])
-        return picked
+            return np.full(len(top_p), self.k)
+        return np.clip((top_p >= self.threshold).sum(1), 1, self.cap)
+
+    def apply(self, probs: np.ndarray) -> list[np.ndarray]:
+        """Each row's chosen word indices, most probable first."""
+        idx, p = top_words(probs, self.cap)
+        return [row[:n] for row, n in zip(idx, self.sizes(p))]
 
     def describe(self) -> dict:
         return {"top_k": self.k} if self.k else {"threshold": self.threshold, "max_labels": self.cap}
 
 
-def sample_f1(Y: np.ndarray, picked: list[np.ndarray]) -> float:
-    """Mean over clips with a true word of 2|T & P| / (|T| + |P|)."""
-    scores = []
-    for y, p in zip(Y, picked):
-        true = int(y.sum())
-        if true:
-            scores.append(2 * float(y[p].sum()) / (true + len(p)))
-    return float(np.mean(scores)) if scores else float("nan")
+def sample_f1(Y: np.ndarray, top_idx: np.ndarray, sizes: np.ndarray) -> float:
+    """Mean over clips with a true word of 2|T & P| / (|T| + |P|), P the first `sizes` of `top_idx`."""
+    true = Y.sum(1)
+    scored = true > 0
+    if not scored.any():
+        return float("nan")
+    hit = Y[np.arange(len(Y))[:, None], top_idx].astype(bool) & (np.arange(top_idx.shape[1]) < sizes[:, None])
+    return float(np.mean(2 * hit.sum(1)[scored] / (true[scored] + sizes[scored])))
 
 
 def choose_rule(Y: np.ndarray, probs: np.ndarray, max_labels: int) -> tuple[ListRule, float]:
     """The rule with the best out-of-fold sample F1 (the first on ties: top-1 first)."""
     cap = min(max_labels, Y.shape[1])
     rules = [ListRule(k, 0.0, cap) for k in range(1, cap + 1)] + [ListRule(0, float(t), cap) for t in THRESHOLDS]
-    scored = [(sample_f1(Y, rule.apply(probs)), i) for i, rule in enumerate(rules)]
+    idx, p = top_words(probs, cap)
+    scored = [(sample_f1(Y, idx, rule.sizes(p)), i) for i, rule in enumerate(rules)]
     best, i = max(scored, key=lambda s: (s[0], -s[1]))
     return rules[i], best
 
@@ -157,7 +173,7 @@ class ListModel:
         present = table.any_present(self.modalities)
         probs = np.tile(self.prior, (len(table.rows), 1))
         if present.any():
-            probs[present] = _predict(self.ensemble, table.take(present, self.modalities), self.modalities).mean(0)
+            probs[present] = _predict(self.ensemble, table.take(present, self.modalities), self.modalities)
         return probs, present
 
     def predict(self, table: Table) -> pd.DataFrame:
@@ -198,7 +214,7 @@ def fit(tables: dict[str, Table], subset: str, params: FusionParams, fine: FineG
     fold = make_folds(len(Y), k, seed)
     ensemble, oof, best_epoch = _cross_validate(train, modalities, Y, fold, params, seed)
     rule, f1 = choose_rule(Y, oof, fine.max_labels)
-    prior = Y.mean(0)
+    prior = Y.mean(0, dtype=np.float64)
     summary = {"subset": subset, "seed": seed, "items": len(Y), "vocabulary": len(vocabulary.words),
                "rule": rule.describe(), "oof_sample_f1": f1, "best_epoch": [int(e) for e in best_epoch]}
     return ListModel(vocabulary, modalities, ensemble, rule, prior, summary)
@@ -211,26 +227,34 @@ def _inputs(table: Table, modalities, rows=None):
     return xs, present
 
 
-def _predict(model, table: Table, modalities, chunk: int = 4096) -> np.ndarray:
-    """(K, n, V) per-fold probabilities."""
+def _forward(model, xs, present, rows: torch.Tensor, chunk: int = 1024):
+    """Per-fold logits on per-fold rows (K, n), `chunk` rows at a time: yields (slice, (K, c, V) logits)."""
+    for lo in range(0, rows.shape[1], chunk):
+        idx = rows[:, lo:lo + chunk]
+        yield slice(lo, lo + idx.shape[1]), model([x[idx] for x in xs], present[idx]).logits
+
+
+def _predict(model, table: Table, modalities) -> np.ndarray:
+    """(n, V): the mean over folds of the probabilities, for every row of `table`."""
     model.eval()
-    out = []
+    xs, present = _inputs(table, modalities)
+    rows = torch.arange(len(table.rows)).expand(model.n_models, -1)
+    out = np.empty((len(table.rows), model.fc_emotion.weight.shape[-1]), np.float32)
     with torch.inference_mode():
-        for lo in range(0, len(table.rows), chunk):
-            xs, present = _inputs(table, modalities, slice(lo, lo + chunk))
-            k = model.n_models
-            logits = model([x.expand(k, -1, -1) for x in xs], present.expand(k, -1, -1)).logits
-            out.append(torch.sigmoid(logits).numpy())
-    return np.concatenate(out, axis=1)
+        for sl, logits in _forward(model, xs, present, rows):
+            out[sl] = torch.sigmoid(logits).mean(0).numpy()
+    return out
 
 
 def _cross_validate(train: Table, modalities, Y: np.ndarray, fold: np.ndarray, p: FusionParams, seed: int):
     """All folds at once as one stacked model: per step every fold takes a batch of its own training rows
-    (the shorter folds' orders wrap), loss = the folds' summed mean BCE; each fold keeps its best epoch."""
+    (the shorter folds' orders wrap), loss = the folds' summed mean BCE; each fold keeps its epoch of lowest
+    validation loss. Returns the model at those epochs, the out-of-fold probabilities and the epochs."""
     from pipeline.models.fusion import AttentionFusion
 
     k = int(fold.max()) + 1
-    with torch.random.fork_rng(devices=[]):
+    # one torch thread: batch-sized matmuls lose more to thread handoff than they gain (training/fusion.py)
+    with torch.random.fork_rng(devices=[]), torch_threads(1):
         torch.manual_seed(seed)
         model = AttentionFusion([train.X[m].shape[1] for m in modalities], Y.shape[1], p.hidden, p.dropout,
                                 p.attention_norm, n_models=k)
@@ -241,8 +265,8 @@ def _cross_validate(train: Table, modalities, Y: np.ndarray, fold: np.ndarray, p
         val_rows = [np.flatnonzero(fold == f) for f in range(k)]
         vmax = max(map(len, val_rows))
         val = torch.from_numpy(np.stack([np.resize(r, vmax) for r in val_rows]))
-        val_mask = torch.from_numpy(np.stack([np.arange(vmax) < len(r) for r in val_rows])).float()
-        opt = torch.optim.Adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        val_n = torch.tensor([len(r) for r in val_rows])
+        opt = torch.optim.Adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay, fused=True)
         best_loss, best_epoch = np.full(k, np.inf), np.full(k, -1)
         best = {name: t.detach().clone() for name, t in model.state_dict().items()}
         steps = math.ceil(max(map(len, train_rows)) / p.batch_size)
@@ -252,26 +276,30 @@ def _cross_validate(train: Table, modalities, Y: np.ndarray, fold: np.ndarray, p
             for s in range(steps):
                 idx = torch.from_numpy(order[:, s * p.batch_size:(s + 1) * p.batch_size])
                 out = model([x[idx] for x in xs], present[idx]).logits
-                loss = F.binary_cross_entropy_with_logits(out, y[idx], reduction="none").mean((1, 2)).sum()
+                loss = F.binary_cross_entropy_with_logits(out, y[idx].float(), reduction="none").mean((1, 2)).sum()
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
             model.eval()
+            total = torch.zeros(k)
             with torch.inference_mode():
-                out = model([x[val] for x in xs], present[val]).logits
-                per_row = F.binary_cross_entropy_with_logits(out, y[val], reduction="none").mean(-1)
-                losses = ((per_row * val_mask).sum(1) / val_mask.sum(1)).numpy()
+                for sl, logits in _forward(model, xs, present, val):
+                    per_row = F.binary_cross_entropy_with_logits(logits, y[val[:, sl]].float(), reduction="none").mean(-1)
+                    total += (per_row * (torch.arange(sl.start, sl.stop) < val_n[:, None])).sum(1)
+            losses = (total / val_n).numpy()
             better = np.flatnonzero(losses < best_loss)
             if len(better):
                 best_loss[better], best_epoch[better] = losses[better], epoch
                 for name, t in model.state_dict().items():
                     best[name][better] = t[better]
     model.load_state_dict(best)
-    probs = _predict(model, train, modalities)
-    oof = np.zeros_like(Y)
-    for f in range(k):
-        oof[val_rows[f]] = probs[f, val_rows[f]]
-    return model.eval(), oof, best_epoch
+    model.eval()
+    oof = np.zeros(Y.shape, np.float32)
+    with torch.inference_mode():
+        for sl, logits in _forward(model, xs, present, val):
+            for f, rows in enumerate(val_rows):
+                oof[rows[sl]] = torch.sigmoid(logits[f, : len(rows[sl])]).numpy()
+    return model, oof, best_epoch
 
 
 def predictions(model: ListModel, tables: dict[str, Table]) -> pd.DataFrame:
