@@ -5,7 +5,6 @@ timeline's files."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -68,7 +67,7 @@ def trained(tmp_path_factory):
 def test_vad_segments_start_and_end_where_each_clip_speaks(trained):
     found = find_segments(trained["recording"], "vad", SegmentConfig())
     assert len(found) == len(trained["spans"])
-    for segment, (start, end), clip in zip(found, trained["spans"], trained["clips"]):
+    for segment, (start, _), clip in zip(found, trained["spans"], trained["clips"]):
         # where speech starts and ends inside the clip, found in that clip alone: its own silence is no error
         alone = speech_spans(clip)
         speech = (start + alone[0][0], start + alone[-1][1])
