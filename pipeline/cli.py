@@ -291,7 +291,8 @@ def predict(clips: Annotated[list[Path], typer.Argument(metavar="CLIP...", help=
                                                          "transcript); see --timeline")] = None,
             timeline: Annotated[list[Path] | None, typer.Option(help="with --segments: write the timeline here, by "
                                                                 "suffix .csv, .json, .srt or .vtt (an emotion subtitle "
-                                                                "track); repeatable; default: print JSON")] = None,
+                                                                "track) or .html (the timeline drawn); repeatable; default: "
+                                                                "print JSON")] = None,
             min_segment: Annotated[float, typer.Option(help="with --segments vad: shortest segment, seconds")] = 1.0,
             max_segment: Annotated[float, typer.Option(help="with --segments vad: longest segment, seconds")] = 8.0):
     """Recognise new clips with a trained fold ensemble: extract and encode them as the checkpoint's training
@@ -332,7 +333,7 @@ def _predict_timelines(recordings: list[Path], spec: str, outs: list[Path], chec
     for recording in recordings:
         frame = predict_recording(recording, checkpoint, spec, cfg, params, work, speech)
         for out in outs:
-            typer.echo(write_timeline(frame, out))
+            typer.echo(write_timeline(frame, out, recording.name))
         if not outs:
             typer.echo(json.dumps({"recording": str(recording), "segments": records(frame)}, indent=2))
         if (frame["error"] != "").all():

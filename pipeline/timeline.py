@@ -5,11 +5,15 @@ checkpoint's own extraction steps (its face detector and alignment, its ASR engi
 no subtitle text) into a media store, part by part as the stream goes, and the stored segments are
 encoded and scored like any clip (pipeline.predict.score_media). The timeline has a row per segment:
 start, end, label, the probability of every label, valence, the modalities used, the face-found rate,
-the transcript and its source, and what went wrong in that stretch, if anything.
+the transcript and its source, and what went wrong in that stretch, if anything. It is written as a
+table (.csv, .json), as an emotion subtitle track that plays over the video in any player (.srt, .vtt),
+and as one self-contained HTML page with the timeline drawn and a thumbnail per segment (.html).
 """
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import math
 import tempfile
@@ -42,25 +46,27 @@ def predict_recording(path: Path, checkpoint_dir: Path, spec: str = "vad", cfg: 
     segments = find_segments(path, spec, cfg or SegmentConfig())
     media = Path(work) / "media.zarr"
     with store_lock(media):
-        ids, notes = store_segments(path, segments, found, media)
+        ids, notes, thumbnails = store_segments(path, segments, found, media)
         manifest = pd.DataFrame({"sample_id": ids, "split": "test1", "label": None, "valence": np.nan})
         frame = score_media(ckpt, found, manifest, media, Path(work))
-    return timeline_frame(segments, ids, notes, frame, ckpt.labels)
+    return timeline_frame(segments, ids, notes, frame, ckpt.labels).assign(thumbnail=thumbnails)
 
 
-def store_segments(path: Path, segments: list[Segment], found: Settings, media: Path) -> tuple[list[str], list[str]]:
-    """Every segment's item written into `media` (parts of SEGMENTS_PER_PART); returns their sample ids
-    and the decoding notes per segment."""
+def store_segments(path: Path, segments: list[Segment], found: Settings,
+                   media: Path) -> tuple[list[str], list[str], list[str]]:
+    """Every segment's item written into `media` (parts of SEGMENTS_PER_PART); returns their sample ids,
+    the decoding notes and a thumbnail (PNG data URI, "" for none) per segment."""
     store = MediaStore(media).create()
     source = file_hash(path)
     settings_hash = params_hash({"extract": found.extract.__dict__, "what": "recording segment"})
     detector = face_detector(found.extract)
-    ids, notes, batch = [], [], []
+    ids, notes, thumbnails, batch = [], [], [], []
     for seg in segment_media(path, segments, found.extract.fps, found.extract.max_frames):
         batch.append(segment_item(seg, f"{path.stem}@{seg.segment.name}", digest(source, seg.segment.name),
                                   settings_hash, found, detector))
         ids.append(batch[-1].sample_id)
         notes.append("; ".join(seg.warnings))
+        thumbnails.append(thumbnail(batch[-1], seg))
         if len(batch) == SEGMENTS_PER_PART:
             store.write(batch)
             batch = []
@@ -68,7 +74,23 @@ def store_segments(path: Path, segments: list[Segment], found: Settings, media: 
         store.write(batch)
     store = MediaStore(media)
     store.write_view(store.index().drop_duplicates("sample_id", keep="last"))
-    return ids, notes
+    return ids, notes, thumbnails
+
+
+def thumbnail(item: MediaItem, seg: SegmentMedia, height: int = 56) -> str:
+    """The segment's first face crop, else its middle frame, small, as a PNG data URI ("" when it has none)."""
+    import cv2
+
+    if item.faces is not None and item.found.any():
+        image = item.faces[int(np.argmax(item.found))]
+    elif seg.frames is not None:
+        image = seg.frames[len(seg.frames) // 2]
+    else:
+        return ""
+    width = max(1, round(image.shape[1] * height / image.shape[0]))
+    small = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
+    return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode("ascii") if ok else ""
 
 
 def segment_item(seg: SegmentMedia, sample_id: str, source_hash: str, settings_hash: str, found: Settings,
@@ -106,9 +128,14 @@ def _join(*texts: str) -> str:
 
 # --- outputs -----------------------------------------------------------------------------------------------
 
-def write_timeline(frame: pd.DataFrame, out: Path) -> str:
-    """By the file's suffix: .csv, .json (a list of segments), .srt or .vtt (an emotion subtitle track)."""
+def write_timeline(frame: pd.DataFrame, out: Path, recording: str = "") -> str:
+    """By the file's suffix: .csv, .json (a list of segments), .srt or .vtt (an emotion subtitle track),
+    .html (the page)."""
     suffix = out.suffix.lower()
+    if suffix == ".html":
+        out.write_text(page(frame, recording), encoding="utf-8")
+        return f"wrote {len(frame)} segments to {out}"
+    frame = frame.drop(columns=["thumbnail"], errors="ignore")
     if suffix == ".csv":
         frame.to_csv(out, index=False)
     elif suffix == ".json":
@@ -118,13 +145,13 @@ def write_timeline(frame: pd.DataFrame, out: Path) -> str:
     else:
         from pipeline.errors import InputError
 
-        raise InputError(f"--timeline {out}: write .csv, .json, .srt or .vtt")
+        raise InputError(f"--timeline {out}: write .csv, .json, .srt, .vtt or .html")
     return f"wrote {len(frame)} segments to {out}"
 
 
 def records(frame: pd.DataFrame) -> list[dict]:
     out = []
-    for row in frame.to_dict("records"):
+    for row in frame.drop(columns=["thumbnail"], errors="ignore").to_dict("records"):
         row = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
         probs = {name.removeprefix("prob_"): row.pop(name) for name in [c for c in row if c.startswith("prob_")]}
         out.append(row | {"probabilities": None if row["error"] else probs})
@@ -152,3 +179,58 @@ def _stamp(seconds: float, vtt: bool) -> str:
     m, rest = divmod(rest, 60_000)
     s, ms = divmod(rest, 1000)
     return f"{h:02d}:{m:02d}:{s:02d}{'.' if vtt else ','}{ms:03d}"
+
+
+def chart(frame: pd.DataFrame):
+    """Stacked label probabilities over time (a step per segment, gaps where there is none) and the valence."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    probs = [c for c in frame.columns if c.startswith("prob_")]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 4.5), sharex=True, height_ratios=[3, 1.4])
+    starts, ends = frame["start"].to_numpy(float), frame["end"].to_numpy(float)
+    x = np.ravel(np.column_stack([starts, starts, ends, ends]))   # a block per segment, nothing between them
+    p = np.nan_to_num(frame[probs].to_numpy(float))
+    y = np.ravel(np.stack([np.zeros_like(p), p, p, np.zeros_like(p)], axis=1).transpose(2, 0, 1).reshape(len(probs), -1))
+    top.stackplot(x, y.reshape(len(probs), -1), labels=[c.removeprefix("prob_") for c in probs], alpha=0.85)
+    top.set(ylim=(0, 1), ylabel="probability", title="emotion over time")
+    top.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    valence = frame["valence"].to_numpy(float)
+    bottom.plot(np.ravel(np.column_stack([starts, ends, ends])),
+                np.ravel(np.column_stack([valence, valence, np.full_like(valence, np.nan)])), color="black",
+                label="valence")
+    bottom.axhline(0.0, color="grey", linewidth=0.5)
+    bottom.set(ylabel="valence", xlabel="time (s)")
+    return fig
+
+
+def _text(value) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else html.escape(str(value))
+
+
+def page(frame: pd.DataFrame, recording: str = "") -> str:
+    """One self-contained page: the chart (PNG) and a row per segment with its thumbnail."""
+    from pipeline.reporting import figures
+
+    uri, plotted = figures.render(chart(frame))
+    rows = []
+    for row in frame.to_dict("records"):
+        picture = f'<img src="{row["thumbnail"]}" alt="">' if row.get("thumbnail") else ""
+        what = html.escape(row["error"]) if row["error"] else f'{html.escape(str(row["label"]))} ' + \
+            f'{max(v for k, v in row.items() if k.startswith("prob_")):.0%}'
+        valence = "" if pd.isna(row["valence"]) else f"{row['valence']:+.2f}"
+        rows.append(f"<tr><td>{_stamp(row['start'], True)}</td><td>{_stamp(row['end'], True)}</td><td>{picture}</td>"
+                    f"<td>{what}</td><td>{valence}</td><td>{html.escape(str(row['modalities'] or ''))}</td>"
+                    f"<td>{html.escape(str(row['transcript'] or ''))}</td><td>{html.escape(row['warnings'])}</td></tr>")
+    title = html.escape(f"Emotion timeline: {recording}" if recording else "Emotion timeline")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1400px}}table{{border-collapse:collapse}}
+td,th{{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:middle}}img{{display:block}}</style>
+</head><body><h1>{title}</h1>
+<figure data-plotted="{html.escape(json.dumps(plotted))}"><img src="{uri}" alt="emotion over time"></figure>
+<table><thead><tr><th>start</th><th>end</th><th>face</th><th>emotion</th><th>valence</th><th>modalities</th>
+<th>transcript</th><th>notes</th></tr></thead><tbody>{"".join(rows)}</tbody></table></body></html>
+"""

@@ -4,12 +4,17 @@ timeline's files."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
+import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 from recording_fixtures import join_clips
 from typer.testing import CliRunner
 
@@ -33,6 +38,7 @@ from pipeline.recordings import (
 from pipeline.timeline import predict_recording, subtitles, write_timeline
 from stages import train
 
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 PARAMS = {
     "extract": {"workers": 1},
     "encode": {"features": {"egemaps": {"encoder": "egemaps", "options": {}}, "fer": {"encoder": "fer", "options": {}}}},
@@ -151,7 +157,7 @@ def load_labels(trained) -> list[str]:
 
 @pytest.mark.slow
 def test_cli_writes_the_timeline_files(trained, tmp_path):
-    outs = [tmp_path / f"timeline.{s}" for s in ("csv", "json", "srt", "vtt")]
+    outs = [tmp_path / f"timeline.{s}" for s in ("csv", "json", "srt", "vtt", "html")]
     done = CliRunner().invoke(app, ["predict", str(trained["recording"]), "--checkpoint", str(trained["checkpoint"]),
                                     "--segments", "vad", *sum((["--timeline", str(o)] for o in outs), [])])
     assert done.exit_code == 0, done.output
@@ -161,6 +167,21 @@ def test_cli_writes_the_timeline_files(trained, tmp_path):
     srt = outs[2].read_text()
     assert srt.startswith("1\n00:00:01,") and srt.count(" --> ") == len(table)
     assert outs[3].read_text().startswith("WEBVTT\n\n00:00:01.")
+    page = outs[4].read_text()
+    assert page.count('<img src="data:image/png;base64,') == 1 + len(table)   # the chart, a face per segment
+    plotted = json.loads(html.unescape(re.search(r'data-plotted="([^"]*)"', page).group(1)))
+    assert plotted[1]["ylabel"] == "valence" and plotted[0]["ylim"] == [0.0, 1.0]
+    browser = next((b for b in BROWSERS if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip(f"no headless browser on PATH (looked for {', '.join(BROWSERS)}); apt-get install chromium")
+    shot = tmp_path / "page.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1400,900",
+                    outs[4].as_uri()], capture_output=True, timeout=120, check=True)
+    pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=int)
+    colour = (pixels.max(axis=2) - pixels.min(axis=2)) > 60
+    assert colour.mean() > 0.02, colour.mean()   # the stacked probabilities are drawn, not a blank page
 
 
 def test_subtitle_cues_say_why_a_segment_has_no_label():
@@ -172,5 +193,5 @@ def test_subtitle_cues_say_why_a_segment_has_no_label():
 
 
 def test_an_unknown_timeline_suffix_is_refused(tmp_path):
-    with pytest.raises(InputError, match="write .csv, .json, .srt or .vtt"):
+    with pytest.raises(InputError, match="write .csv, .json, .srt, .vtt or .html"):
         write_timeline(pd.DataFrame(), tmp_path / "t.txt")
