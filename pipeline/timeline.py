@@ -1,10 +1,11 @@
 """`mer predict --segments`: a recording in, an emotion timeline out.
 
 The recording is cut into segments (pipeline.recordings), each segment's media goes through the
-checkpoint's own extraction steps (its face detector and alignment, its ASR engine when the segment has
-no subtitle text) into a media store, part by part as the stream goes, and the stored segments are
-encoded and scored like any clip (pipeline.predict.score_media). The timeline has a row per segment:
-start, end, label, the probability of every label, valence, the modalities used, the face-found rate,
+checkpoint's own extraction steps (its face detector and alignment, of the faces in frame the one that
+speaks (pipeline.media.speakers), its ASR engine when the segment has no subtitle text) into a media
+store, part by part as the stream goes, and the stored segments are encoded and scored like any clip (pipeline.predict.score_media). The timeline has a row per segment:
+start, end, label, the probability of every label, valence, the modalities used, the face track (numbered
+through the recording) and why that face was taken, the face-found rate,
 the transcript and its source, and what went wrong in that stretch, if anything. It is written as a
 table (.csv, .json), as an emotion subtitle track that plays over the video in any player (.srt, .vtt),
 and as one self-contained HTML page with the timeline drawn and a thumbnail per segment (.html).
@@ -24,8 +25,9 @@ import pandas as pd
 
 from pipeline.extract import face_detector
 from pipeline.media.asr import transcribe
-from pipeline.media.decode import file_hash
-from pipeline.media.faces import extract_faces
+from pipeline.media.decode import SAMPLE_RATE, file_hash
+from pipeline.media.faces import _iou
+from pipeline.media.speakers import MIN_IOU, choose_speaker, link, track_crops
 from pipeline.predict import Settings, prob_columns, score_media, settings
 from pipeline.recordings import Segment, SegmentConfig, SegmentMedia, find_segments, segment_media
 from pipeline.store.lock import store_lock
@@ -46,27 +48,33 @@ def predict_recording(path: Path, checkpoint_dir: Path, spec: str = "vad", cfg: 
     segments = find_segments(path, spec, cfg or SegmentConfig())
     media = Path(work) / "media.zarr"
     with store_lock(media):
-        ids, notes, thumbnails = store_segments(path, segments, found, media)
+        ids, faces, notes, thumbnails = store_segments(path, segments, found, media)
         manifest = pd.DataFrame({"sample_id": ids, "split": "test1", "label": None, "valence": np.nan})
         frame = score_media(ckpt, found, manifest, media, Path(work))
-    return timeline_frame(segments, ids, notes, frame, ckpt.labels).assign(thumbnail=thumbnails)
+    timeline = timeline_frame(segments, ids, notes, frame, ckpt.labels)
+    timeline.insert(timeline.columns.get_loc("face_found_rate"), "face_track", pd.array([f[0] for f in faces], "Int64"))
+    timeline.insert(timeline.columns.get_loc("face_found_rate"), "face_choice", [f[1] for f in faces])
+    return timeline.assign(thumbnail=thumbnails)
 
 
 def store_segments(path: Path, segments: list[Segment], found: Settings,
-                   media: Path) -> tuple[list[str], list[str], list[str]]:
-    """Every segment's item written into `media` (parts of SEGMENTS_PER_PART); returns their sample ids,
-    the decoding notes and a thumbnail (PNG data URI, "" for none) per segment."""
+                   media: Path) -> tuple[list[str], list[tuple], list[str], list[str]]:
+    """Every segment's item written into `media` (parts of SEGMENTS_PER_PART); returns per segment its
+    sample id, (face track number, why that face), the decoding notes and a thumbnail (PNG data URI, "")."""
     store = MediaStore(media).create()
     source = file_hash(path)
     settings_hash = params_hash({"extract": found.extract.__dict__, "what": "recording segment"})
     detector = face_detector(found.extract)
-    ids, notes, thumbnails, batch = [], [], [], []
+    ids, faces, notes, thumbnails, batch = [], [], [], [], []
+    numbered = TrackIds()
     for seg in segment_media(path, segments, found.extract.fps, found.extract.max_frames):
-        batch.append(segment_item(seg, f"{path.stem}@{seg.segment.name}", digest(source, seg.segment.name),
-                                  settings_hash, found, detector))
-        ids.append(batch[-1].sample_id)
+        item, reason = segment_item(seg, f"{path.stem}@{seg.segment.name}", digest(source, seg.segment.name),
+                                    settings_hash, found, detector)
+        batch.append(item)
+        ids.append(item.sample_id)
+        faces.append((numbered(item.boxes) if item.boxes is not None else None, reason))
         notes.append("; ".join(seg.warnings))
-        thumbnails.append(thumbnail(batch[-1], seg))
+        thumbnails.append(thumbnail(item, seg))
         if len(batch) == SEGMENTS_PER_PART:
             store.write(batch)
             batch = []
@@ -74,7 +82,7 @@ def store_segments(path: Path, segments: list[Segment], found: Settings,
         store.write(batch)
     store = MediaStore(media)
     store.write_view(store.index().drop_duplicates("sample_id", keep="last"))
-    return ids, notes, thumbnails
+    return ids, faces, notes, thumbnails
 
 
 def thumbnail(item: MediaItem, seg: SegmentMedia, height: int = 56) -> str:
@@ -94,18 +102,42 @@ def thumbnail(item: MediaItem, seg: SegmentMedia, height: int = 56) -> str:
 
 
 def segment_item(seg: SegmentMedia, sample_id: str, source_hash: str, settings_hash: str, found: Settings,
-                 detector) -> MediaItem:
+                 detector) -> tuple[MediaItem, str]:
+    """The segment as a media item (the speaking face's crops, its audio, its transcript), and why that
+    face was taken."""
     item = MediaItem(sample_id, source_hash, settings_hash, audio=seg.audio, meta={"warnings": seg.warnings})
+    reason = "no video"
     if seg.frames is not None:
-        track = extract_faces(seg.frames, detector, found.extract.face_size)
-        item.faces, item.found, item.boxes = track.crops, track.found, track.boxes
+        tracks = link([detector.detect(frame) for frame in seg.frames])
+        choice = choose_speaker(tracks, seg.frames, seg.times, seg.audio, seg.segment.start, SAMPLE_RATE)
+        speaker = tracks[choice.track] if choice.track is not None else None
+        crops = track_crops(seg.frames, speaker, found.extract.face_size)
+        item.faces, item.found, item.boxes = crops.crops, crops.found, crops.boxes
         item.frame_time = seg.times.astype(np.float32)
+        reason = choice.reason
     if seg.segment.text:
         item.transcript, item.transcript_source = seg.segment.text, "given"
     elif seg.audio is not None and len(seg.audio):
         item.transcript, item.transcript_source = transcribe(seg.audio, found.extract.asr, found.extract.asr_model,
                                                              found.extract.asr_language)
-    return item
+    return item, reason
+
+
+class TrackIds:
+    """Numbers the chosen faces across the recording: a face whose first box overlaps where a numbered
+    face was last seen (in an earlier segment) keeps its number."""
+
+    def __init__(self):
+        self.last: dict[int, tuple] = {}
+
+    def __call__(self, boxes: np.ndarray) -> int | None:
+        seen = boxes[np.isfinite(boxes[:, 0])]
+        if not len(seen):
+            return None
+        overlaps = {n: _iou(tuple(seen[0]), box) for n, box in self.last.items()}
+        number = max(overlaps, key=overlaps.get) if overlaps and max(overlaps.values()) >= MIN_IOU else len(self.last) + 1
+        self.last[number] = tuple(seen[-1])
+        return number
 
 
 def timeline_frame(segments: list[Segment], ids: list[str], notes: list[str], scored: pd.DataFrame,
@@ -207,7 +239,7 @@ def chart(frame: pd.DataFrame):
 
 
 def _text(value) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else html.escape(str(value))
+    return "" if value is None or pd.isna(value) else html.escape(str(value))
 
 
 def page(frame: pd.DataFrame, recording: str = "") -> str:
@@ -232,5 +264,5 @@ td,th{{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;vertical-ali
 </head><body><h1>{title}</h1>
 <figure data-plotted="{html.escape(json.dumps(plotted))}"><img src="{uri}" alt="emotion over time"></figure>
 <table><thead><tr><th>start</th><th>end</th><th>face</th><th>emotion</th><th>valence</th><th>modalities</th>
-<th>transcript</th><th>notes</th></tr></thead><tbody>{"".join(rows)}</tbody></table></body></html>
+<th>face track</th><th>transcript</th><th>notes</th></tr></thead><tbody>{"".join(rows)}</tbody></table></body></html>
 """

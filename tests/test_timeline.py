@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
-from recording_fixtures import join_clips
+from recording_fixtures import join_clips, read_clip
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -139,6 +139,7 @@ def test_segments_predict_as_the_same_clips_alone(trained):
     # the joined recording was re-encoded (MPEG-4, AAC): close to the clips' own figures, not the same bytes
     np.testing.assert_allclose(timeline[probs].to_numpy(float), alone[probs].to_numpy(float), atol=0.15)
     assert (timeline["modalities"] == "audio,visual").all() and (timeline["face_found_rate"] > 0.9).all()
+    assert list(timeline["face_track"]) == [1, 1, 1] and (timeline["face_choice"] == "the only face").all()
 
 
 @pytest.mark.slow
@@ -195,3 +196,45 @@ def test_subtitle_cues_say_why_a_segment_has_no_label():
 def test_an_unknown_timeline_suffix_is_refused(tmp_path):
     with pytest.raises(InputError, match="write .csv, .json, .srt, .vtt or .html"):
         write_timeline(pd.DataFrame(), tmp_path / "t.txt")
+
+
+@pytest.fixture(scope="module")
+def talking(tmp_path_factory):
+    """Two demo clips' frames and audio (talking faces at 15 fps)."""
+    root = tmp_path_factory.mktemp("talking")
+    generate_corpus(root, DemoConfig(n_train=2, n_test1=0, n_test2=0, n_test3_labelled=0, n_unlabelled=0),
+                    progress=False, workers=1)
+    return [read_clip(p) for p in sorted(root.rglob("*.mp4"))]
+
+
+@pytest.mark.parametrize("speaker_left", [True, False])
+def test_of_two_faces_in_frame_the_one_that_speaks_is_taken(talking, speaker_left):
+    from pipeline.demo import face as demo_face
+    from pipeline.media.faces import make_detector
+    from pipeline.media.speakers import choose_speaker, link
+
+    frames, audio, fps = talking[0]
+    rng = np.random.default_rng(0)   # a listener: a demo face with head motion and a closed mouth
+    quiet = demo_face.render(demo_face.speaker_look(rng), "neutral", 0.5, 0.0, np.zeros(len(frames)), 160, fps, rng)
+    pairs = [(f, q) if speaker_left else (q, f) for f, q in zip(frames, quiet)]
+    both = np.stack([np.concatenate(pair, axis=1) for pair in pairs])
+    tracks = link([make_detector("blazeface").detect(f) for f in both])
+    assert len(tracks) == 2
+    choice = choose_speaker(tracks, both, np.arange(len(both)) / fps, audio / 32768.0, 0.0, 16000)
+    assert choice.reason.startswith("speaking: mouth opens with the speech"), choice.reason
+    x = np.mean([face.box[0] for face in tracks[choice.track].faces.values()])
+    assert (x < 160) == speaker_left
+
+
+def test_when_the_speaker_cannot_be_told_apart_the_largest_steadiest_face_is_taken_and_said(talking):
+    from pipeline.media.faces import make_detector
+    from pipeline.media.speakers import choose_speaker, link
+
+    (a, audio, fps), (b, _, _) = talking
+    small = [np.pad(f[40:120, 40:120], ((40, 40), (40, 40), (0, 0))) for f in b]   # the second face, smaller
+    both = np.stack([np.concatenate(pair, axis=1) for pair in zip(a, small)])
+    tracks = link([make_detector("blazeface").detect(f) for f in both])
+    silence = np.zeros(len(audio), np.float32)   # nothing to match a mouth against
+    choice = choose_speaker(tracks, both, np.arange(len(both)) / fps, silence, 0.0, 16000)
+    assert choice.reason.startswith("largest and steadiest of 2 faces: the speaker could not be told apart")
+    assert np.mean([f.box[0] for f in tracks[choice.track].faces.values()]) < 160
