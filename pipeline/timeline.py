@@ -3,12 +3,13 @@
 The recording is cut into segments (pipeline.recordings), each segment's media goes through the
 checkpoint's own extraction steps (its face detector and alignment, of the faces in frame the one that
 speaks (pipeline.media.speakers), its ASR engine when the segment has no subtitle text) into a media
-store, part by part as the stream goes, and the stored segments are encoded and scored like any clip (pipeline.predict.score_media). The timeline has a row per segment:
-start, end, label, the probability of every label, valence, the modalities used, the face track (numbered
-through the recording) and why that face was taken, the face-found rate,
-the transcript and its source, and what went wrong in that stretch, if anything. It is written as a
-table (.csv, .json), as an emotion subtitle track that plays over the video in any player (.srt, .vtt),
-and as one self-contained HTML page with the timeline drawn and a thumbnail per segment (.html).
+store, part by part as the stream goes, and the stored segments are encoded and scored like any clip
+(pipeline.predict.score_media). The timeline has a row per segment: start, end, label, the probability
+of every label, valence, the modalities used, the face track (numbered through the recording by where
+the face is) and why that face was taken, the face-found rate, the transcript and its source, and what
+went wrong in that stretch, if anything. It is written as a table (.csv, .json), as an emotion subtitle
+track that plays over the video in any player (.srt, .vtt), and as one self-contained HTML page with
+the timeline drawn and a thumbnail per segment (.html).
 """
 
 from __future__ import annotations
