@@ -64,7 +64,11 @@ class SegmentMedia:
 def find_segments(path: Path, spec: str, cfg: SegmentConfig) -> list[Segment]:
     """`spec`: vad | fixed:SECONDS | a .csv (start,end[,text]) | an .srt or .vtt subtitle file."""
     if spec == "vad":
-        return shape(speech_spans(path, cfg.threshold), cfg)
+        found = shape(speech_spans(path, cfg.threshold), cfg)
+        if not found:
+            raise InputError(f"{path}: no speech found, so no segment to predict: use --segments fixed:SECONDS "
+                             f"for a recording without speech")
+        return found
     if spec.startswith("fixed:"):
         return fixed_windows(duration(path), _seconds(spec.removeprefix("fixed:"), spec))
     user = Path(spec)

@@ -238,3 +238,30 @@ def test_when_the_speaker_cannot_be_told_apart_the_largest_steadiest_face_is_tak
     choice = choose_speaker(tracks, both, np.arange(len(both)) / fps, silence, 0.0, 16000)
     assert choice.reason.startswith("largest and steadiest of 2 faces: the speaker could not be told apart")
     assert np.mean([f.box[0] for f in tracks[choice.track].faces.values()]) < 160
+
+
+@pytest.mark.slow
+def test_a_corrupt_middle_is_recorded_on_its_segments_and_the_rest_is_predicted(trained, tmp_path):
+    broken = tmp_path / "broken.mp4"
+    data = bytearray(trained["recording"].read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 6000] = bytes(np.random.default_rng(0).integers(0, 256, 6000, dtype=np.uint8))
+    broken.write_bytes(bytes(data))
+    timeline = predict_recording(broken, trained["checkpoint"], "fixed:1")
+    assert len(timeline) >= 9 and (timeline["error"] == "").sum() >= len(timeline) - 3
+    damaged = timeline[timeline["warnings"].str.contains("skipped|no decodable", regex=True)]
+    assert len(damaged) >= 1, timeline[["start", "warnings"]]
+    assert damaged["start"].between(1.0, len(timeline) - 2.0).all()   # only stretches in the middle
+
+
+@pytest.mark.slow
+def test_a_recording_without_speech_says_to_use_fixed_windows(trained, tmp_path):
+    silent = tmp_path / "silent.mp4"
+    from recording_fixtures import _Writer
+
+    with _Writer(silent) as writer:
+        writer.pause(3.0, (160, 160, 3), 15.0)
+    with pytest.raises(InputError, match="no speech found.*--segments fixed:SECONDS"):
+        predict_recording(silent, trained["checkpoint"], "vad")
+    timeline = predict_recording(silent, trained["checkpoint"], "fixed:1.5")
+    assert len(timeline) == 2 and timeline["face_choice"].eq("no face").all()
