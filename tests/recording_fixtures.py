@@ -57,6 +57,8 @@ class _Writer:
 
     def pause(self, seconds: float, shape: tuple, fps: float) -> None:
         count = round(seconds * fps)
+        if count == 0:
+            return
         self.add([np.full(shape, 90, np.uint8)] * count, np.zeros(round(count / fps * RATE), np.int16), fps)
 
     def add(self, frames: list[np.ndarray], audio: np.ndarray, fps: float | None = None) -> None:
