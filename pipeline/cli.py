@@ -319,7 +319,17 @@ def predict(clips: Annotated[list[Path], typer.Argument(metavar="CLIP...", help=
             asr_model: Annotated[str, typer.Option(help="ASR model; '' = the engine's default (packaged whisper-base)")] = "",
             asr_language: Annotated[str, typer.Option(help="spoken language (en, zh, ...); '' = detected")] = "",
             allow_failures: Annotated[bool, typer.Option("--allow-failures", help="exit 0 when some (not all) clips "
-                                                         "failed; each failed clip is named on stderr all the same")] = False):
+                                                         "failed; each failed clip is named on stderr all the same")] = False,
+            segments: Annotated[str | None, typer.Option(help="treat each CLIP as a long recording and predict per "
+                                                         "segment: vad (speech activity), fixed:SECONDS, or a .csv "
+                                                         "(start,end[,text]) or .srt/.vtt file (its text is the "
+                                                         "transcript); see --timeline")] = None,
+            timeline: Annotated[list[Path] | None, typer.Option(help="with --segments: write the timeline here, by "
+                                                                "suffix .csv, .json, .srt or .vtt (an emotion subtitle "
+                                                                "track) or .html (the timeline drawn); repeatable; default: "
+                                                                "print JSON")] = None,
+            min_segment: Annotated[float, typer.Option(help="with --segments vad: shortest segment, seconds")] = 1.0,
+            max_segment: Annotated[float, typer.Option(help="with --segments vad: longest segment, seconds")] = 8.0):
     """Recognise new clips with a trained fold ensemble: extract and encode them as the checkpoint's training
     clips were, then per clip the emotion, its probabilities, the valence, the modalities used, the share of
     frames with a face and a warning for each trained modality the clip lacks. Refuses features that differ
@@ -336,6 +346,9 @@ def predict(clips: Annotated[list[Path], typer.Argument(metavar="CLIP...", help=
                                      param_hint="--transcript")
         given[clips[0].resolve()] = transcript
     speech = None if asr is None else {"asr": asr, "asr_model": asr_model, "asr_language": asr_language}
+    if segments is not None:
+        _predict_timelines(clips, segments, timeline or [], checkpoint, params, work, speech, min_segment, max_segment)
+        return
     frame = predict_clips(clips, checkpoint, params, work, given, speech)
     typer.echo(write(frame, out))
     for line in [corpus_warning(checkpoint), *failure_lines(frame)]:
@@ -348,6 +361,31 @@ def predict(clips: Annotated[list[Path], typer.Argument(metavar="CLIP...", help=
     if failed and not allow_failures:
         raise InputError(f"{failed} of {len(frame)} clips gave no prediction (named above; the others' predictions "
                          f"are {f'in {out}' if out else 'printed'}): pass --allow-failures to exit 0 all the same")
+
+
+def _predict_timelines(recordings: list[Path], spec: str, outs: list[Path], checkpoint: Path, params: Path | None,
+                       work: Path | None, speech: dict | None, min_segment: float, max_segment: float) -> None:
+    from pipeline.errors import InputError
+    from pipeline.predict import corpus_warning
+    from pipeline.recordings import SegmentConfig
+    from pipeline.timeline import predict_recording, records, write_timeline
+
+    if len(recordings) != 1 and outs:
+        raise InputError(f"--timeline writes one recording's timeline; {len(recordings)} recordings given")
+    if not 0 < min_segment <= max_segment:
+        raise InputError(f"--min-segment {min_segment} and --max-segment {max_segment}: need 0 < min <= max")
+    cfg = SegmentConfig(min_seconds=min_segment, max_seconds=max_segment)
+    if warning := corpus_warning(checkpoint):
+        typer.echo(warning, err=True)
+    for recording in recordings:
+        frame = predict_recording(recording, checkpoint, spec, cfg, params, work, speech)
+        for out in outs:
+            typer.echo(write_timeline(frame, out, recording.name))
+        if not outs:
+            typer.echo(json.dumps({"recording": str(recording), "segments": records(frame)}, indent=2))
+        if (frame["error"] != "").all():
+            raise InputError(f"{recording}: none of its {len(frame)} segments gave a prediction; each one's reason "
+                             "is in its 'error' field")
 
 
 @app.command()

@@ -134,6 +134,13 @@ def _predict_manifest(ckpt: checkpoint.Checkpoint, found: Settings, manifest: pd
     media = work / "media.zarr"
     _, failures = extract(manifest, root, media, found.extract)
     failed = {f["sample_id"]: f"{f['step']} failed: {f['error']}: {f['message']}" for f in failures}
+    return score_media(ckpt, found, manifest, media, work), failed
+
+
+def score_media(ckpt: checkpoint.Checkpoint, found: Settings, manifest: pd.DataFrame, media: Path,
+                work: Path) -> pd.DataFrame:
+    """The checkpoint's predictions, with per-item diagnostics, for the manifest's items of a media store:
+    encoded with the checkpoint's encoders into `work`, checked against its feature records."""
     stores = {}
     for modality, record in ckpt.features.items():
         spec = found.encode.features.get(record["feature"])
@@ -156,7 +163,7 @@ def _predict_manifest(ckpt: checkpoint.Checkpoint, found: Settings, manifest: pd
     items = MediaStore(media).view().set_index("sample_id")
     info = [_clip_info(items.loc[sid] if sid in items.index else None, ckpt.modalities, u)
             for sid, u in zip(frame["sample_id"], used)]
-    return pd.concat([frame, pd.DataFrame(info)], axis=1), failed
+    return pd.concat([frame, pd.DataFrame(info)], axis=1)
 
 
 def _clip_info(item, trained: tuple[str, ...], used: list[str]) -> dict:
