@@ -712,11 +712,13 @@ def test_import_of_a_file_that_is_no_feature_array_names_it(tmp_path, write, say
 
 
 def labelled_table(labels: list[str]):
+    from pipeline.labels import MER_LABELS
     from pipeline.training.data import Table
 
     n = len(labels)
     rows = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "split": "train", "label": labels, "valence": 0.0})
-    return {"train": Table(rows, {"audio": np.ones((n, 2), np.float32)}, {"audio": np.ones(n, bool)})}
+    return {"train": Table(rows, {"audio": np.ones((n, 2), np.float32)}, {"audio": np.ones(n, bool)},
+                           labels=tuple(MER_LABELS))}
 
 
 @pytest.mark.parametrize("labels, says", [
@@ -750,7 +752,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
         cfg = TrainConfig(model=model, features={"audio": "egemaps"}, folds=2, epochs=2, hidden=(4,),
                           lightgbm=LightGBMParams(n_estimators=2, min_child_samples=1))
         result, _ = run_subset(tables, "A", cfg, seed=0)
-        out[model] = checkpoint.save(root / model, result, record, None)
+        out[model] = checkpoint.save(root / model, result, record, None, tables["train"].labels)
     return out
 
 

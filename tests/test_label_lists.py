@@ -63,7 +63,8 @@ def test_the_chosen_rule_is_the_best_on_out_of_fold_sample_f1():
 def test_training_rows_leave_the_candidates_out_and_need_some_list():
     def table(split, lists):
         rows = pd.DataFrame({"sample_id": [f"{split}{i}" for i in range(len(lists))], "label_list": lists})
-        return Table(rows, {"audio": np.zeros((len(lists), 2), np.float32)}, {"audio": np.ones(len(lists), bool)})
+        return Table(rows, {"audio": np.zeros((len(lists), 2), np.float32)}, {"audio": np.ones(len(lists), bool)},
+                     labels=("happy", "sad"))
 
     tables = {"train": table("train", ["sad", None]), "test1": table("test1", ["happy"]), "test3": table("test3", ["a;b"])}
     assert training_rows(tables).rows["sample_id"].tolist() == ["train0", "test30"]

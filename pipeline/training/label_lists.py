@@ -195,7 +195,7 @@ def training_rows(tables: dict[str, Table]) -> Table:
     first = parts[0]
     return Table(pd.concat([p.rows for p in parts], ignore_index=True),
                  {m: np.concatenate([p.X[m] for p in parts]) for m in first.X},
-                 {m: np.concatenate([p.present[m] for p in parts]) for m in first.X}, first.norm, first.labels)
+                 {m: np.concatenate([p.present[m] for p in parts]) for m in first.X}, first.norm, labels=first.labels)
 
 
 def fit(tables: dict[str, Table], subset: str, params: FusionParams, fine: FineGrainedParams, folds: int,
