@@ -30,6 +30,7 @@ from pipeline.media.decode import SAMPLE_RATE, file_hash
 from pipeline.media.faces import _iou
 from pipeline.media.speakers import MIN_IOU, choose_speaker, link, track_crops
 from pipeline.predict import Settings, prob_columns, score_media, settings
+from pipeline.progress import progress
 from pipeline.recordings import Segment, SegmentConfig, SegmentMedia, find_segments, segment_media
 from pipeline.store.lock import store_lock
 from pipeline.store.media import MediaItem, MediaStore, digest, params_hash
@@ -68,6 +69,7 @@ def store_segments(path: Path, segments: list[Segment], found: Settings,
     detector = face_detector(found.extract)
     ids, faces, notes, thumbnails, batch = [], [], [], [], []
     numbered = TrackIds()
+    bar = progress(math.ceil(segments[-1].end), f"predict {path.name}", "s of the recording")
     for seg in segment_media(path, segments, found.extract.fps, found.extract.max_frames):
         item, reason = segment_item(seg, f"{path.stem}@{seg.segment.name}", digest(source, seg.segment.name),
                                     settings_hash, found, detector)
@@ -76,11 +78,13 @@ def store_segments(path: Path, segments: list[Segment], found: Settings,
         faces.append((numbered(item.boxes) if item.boxes is not None else None, reason))
         notes.append("; ".join(seg.warnings))
         thumbnails.append(thumbnail(item, seg))
+        bar.update(math.ceil(seg.segment.end) - bar.n)   # progress over the recording's time
         if len(batch) == SEGMENTS_PER_PART:
             store.write(batch)
             batch = []
     if batch:
         store.write(batch)
+    bar.close()
     store = MediaStore(media)
     store.write_view(store.index().drop_duplicates("sample_id", keep="last"))
     return ids, faces, notes, thumbnails
