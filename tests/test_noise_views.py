@@ -9,7 +9,7 @@ from media_fixtures import astronaut_face, write_clip
 
 from pipeline.config import load_section
 from pipeline.corrupt import draw_params
-from pipeline.corrupt_views import view_specs
+from pipeline.corrupt_views import CONTROL_VIEW, view_specs
 from pipeline.evaluation import robustness_curve
 from pipeline.labels import MER_LABELS, logit_columns
 from pipeline.media.decode import reencode
@@ -71,7 +71,7 @@ def views(corpus):
 
 def test_every_view_covers_the_noise_split(views):
     work, _, summaries = views
-    assert set(summaries) == {"noisy", "snr0", "blur4"}
+    assert set(summaries) == {"noisy", "snr0", "blur4", CONTROL_VIEW}
     for name in summaries:
         view = MediaStore(work / "corrupted.zarr" / name).view()
         assert len(view) == N_TEST and set(view["sample_id"]) == {f"clip{i:02d}" for i in range(N_TRAIN, N_TRAIN + N_TEST)}
@@ -86,6 +86,26 @@ def test_fixed_snr_view_keeps_faces_and_noises_audio(views):
         assert meta["snr_db"] == 0 and meta["blur"] == 1 and meta["noise"][0].startswith("babble:")
         assert abs(meta["measured_snr_db"]) < 0.1
         assert not np.array_equal(item.audio, clean[sid].audio)
+
+
+def test_the_control_view_is_the_clean_view_bit_for_bit(views):
+    """The control goes through the SNR views' code (babble drawn and mixed in at +inf dB, blur 1): every
+    item must come out as the clean one, byte for byte, with the same content keys, so the encoders see the
+    same inputs (the feature store holds them once) and every model predicts the same."""
+    work, _, _ = views
+    clean, control = items(work / "clean.zarr"), items(work / "corrupted.zarr" / CONTROL_VIEW)
+    assert len(control) == N_TEST
+    for sid, item in control.items():
+        for name in ("audio", "faces", "found", "boxes", "frame_time"):
+            mine, theirs = getattr(item, name), getattr(clean[sid], name)
+            assert mine.dtype == theirs.dtype and mine.shape == theirs.shape and mine.tobytes() == theirs.tobytes(), name
+        meta = item.meta["corruption"]
+        assert meta["snr_db"] == np.inf and meta["blur"] == 1 and meta["noise"][0].startswith("babble:")
+        assert meta["noise_gain"] == 0 and meta["measured_snr_db"] == np.inf
+    keys = ["audio_key", "faces_key", "text_key"]
+    mine = MediaStore(work / "corrupted.zarr" / CONTROL_VIEW).view().set_index("sample_id")[keys].sort_index()
+    theirs = MediaStore(work / "clean.zarr").view().set_index("sample_id").loc[mine.index, keys]
+    pd.testing.assert_frame_equal(mine, theirs)
 
 
 def test_blur_view_keeps_audio_and_blurs_faces(views):
