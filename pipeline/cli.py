@@ -32,8 +32,8 @@ class _App(typer.Typer):
                 return super().__call__(*args, **kwargs)
         except SystemExit as done:
             if done.code == 130:   # typer's exit for KeyboardInterrupt, SIGTERM's too here
-                signum = interrupts.last_signal()
-                typer.echo(f"\nmer {_RUN['command']}: interrupted ({signal.Signals(signum).name}). "
+                signum, name = interrupts.last_signal(), f"mer {_RUN['command']}".strip()
+                typer.echo(f"\n{name}: interrupted ({signal.Signals(signum).name}). "
                            f"{_RERUN.get(_RUN['command'], _START_OVER)}", err=True)
                 sys.exit(128 + signum)
             raise

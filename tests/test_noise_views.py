@@ -166,12 +166,15 @@ def predictions(test, correct, subset="A"):
 
 def test_robustness_curve_places_each_view_on_its_axis():
     rows = pd.concat([predictions("test2", 4), predictions("test2@snr0", 2), predictions("test2@snr-5", 1),
-                      predictions("test2@blur4", 3), predictions("test2@noisy", 0), predictions("test1", 0)])
+                      predictions("test2@blur4", 3), predictions("test2@noisy", 0), predictions("test1", 0),
+                      predictions(f"test2@{CONTROL_VIEW}", 4)])
     curve = robustness_curve(rows).set_index("view")
-    assert list(curve.index) == ["snr-5", "snr0", "clean", "blur4"]  # SNR curve ascending, then the blur curve
+    # SNR curve ascending (the control at +inf dB last), then the blur curve
+    assert list(curve.index) == ["snr-5", "snr0", CONTROL_VIEW, "clean", "blur4"]
+    assert curve.loc[CONTROL_VIEW, "snr_db"] == np.inf and curve.loc[CONTROL_VIEW, "snr"] == "inf"
     assert curve.loc["clean", "f1_weighted"] == 1.0 and curve.loc["snr0", "f1_weighted"] < 1.0
     assert curve.loc["snr-5", "f1_weighted"] < curve.loc["snr0", "f1_weighted"]
-    assert curve["snr_db"].tolist()[:2] == [-5.0, 0.0] and curve.loc[["clean", "blur4"], "snr_db"].isna().all()
+    assert curve["snr_db"].tolist()[:3] == [-5.0, 0.0, np.inf] and curve.loc[["clean", "blur4"], "snr_db"].isna().all()
     assert curve.loc["clean", "blur"] == 1 and curve.loc["blur4", "blur"] == 4 and np.isnan(curve.loc["snr0", "blur"])
     assert (curve["valence_mse"] == 1.0).all()
 
