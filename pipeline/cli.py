@@ -50,8 +50,8 @@ _RUN = {"command": "", "debug": False}
 _RESUME = ("Every committed store part is kept and nothing half-written is ever read: run the same command again "
            "to resume from them.")
 _RERUN = {"extract": _RESUME, "corrupt": _RESUME, "encode": _RESUME,
-          **dict.fromkeys(("train", "pseudolabel"), "Nothing was saved (its outputs are written whole or not at "
-                          "all): run the same command again; training starts over from the first epoch.")}
+          **dict.fromkeys(("train", "pseudolabel"), "Its outputs are written whole after training or not at all: "
+                          "run the same command again; training starts over from the first epoch.")}
 _START_OVER = "Nothing half-written is kept: run the same command again; it starts over."
 app = _App(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
            rich_markup_mode=None)  # plain click help: no "<bool>" placeholder beside each flag

@@ -224,7 +224,7 @@ def test_training_stops_within_seconds_in_every_fold_group(project, tmp_path, st
     running = Running(work, command(stage), {"train": {"epochs": 100000}})
     running.wait_for(r"train seed 0.*\| *[1-9]\d*/", "trained epoch")
     err = stopped(running, group=True)
-    assert f"mer {stage.split('@')[0]}: interrupted (SIGINT). Nothing was saved" in err
+    assert f"mer {stage.split('@')[0]}: interrupted (SIGINT). Its outputs are written whole" in err
     assert "training starts over" in err
     assert not any((work / out).exists() and any((work / out).iterdir()) if (work / out).is_dir() else
                    (work / out).exists() for out in outputs), "an interrupted training wrote outputs"
