@@ -17,19 +17,20 @@ import struct
 import subprocess
 import sys
 import termios
+import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from dvc_project import project_copy, run
 from test_stage_paths import dvc_commands
 
+from pipeline import interrupts
 from pipeline.store.features import FeatureStore
 from pipeline.store.media import MediaStore
-
-pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 SMALL = {
@@ -41,6 +42,42 @@ SMALL = {
     "extract": {"workers": 1, "clips_per_part": 2},
 }
 PROMPT = 20   # seconds a stage may take to stop after the signal (a loaded 2-core machine; it takes about 1)
+
+
+def sigint_in(seconds: float) -> None:
+    """SIGINT to this process in `seconds`, as a Ctrl-C would arrive."""
+    threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+
+def test_an_interrupt_inside_opensmile_stops_the_encoder():
+    """openSMILE calls back into Python from C, where ctypes drops a KeyboardInterrupt and the item comes out
+    NaN, as if it had failed: the stop flag must end the encoding anyway."""
+    from pipeline.encoders import make_encoder
+    from pipeline.media.decode import SAMPLE_RATE
+
+    encoder = make_encoder("egemaps", {}, batch_size=1)
+    waves = [0.1 * np.random.default_rng(i).standard_normal(20 * SAMPLE_RATE).astype(np.float32) for i in range(8)]
+    with interrupts.handled(), pytest.raises(interrupts.Interrupted):
+        sigint_in(0.3)   # lands inside openSMILE's C processing: nearly all of an item's time
+        encoder.encode(waves)
+
+
+def test_fold_group_threads_stop_at_the_flag_alone():
+    """Fold groups train in threads, which a KeyboardInterrupt never reaches: they must stop when the flag is
+    set. Here the main thread only sets it (deferred), so the stop can come from the threads alone."""
+    from test_cv import synthetic
+
+    from pipeline.config import FusionParams
+    from pipeline.training import fusion
+    from pipeline.training.folds import CVJob, make_folds
+
+    X, y, v = synthetic(240)
+    job = CVJob(X, None, y, v, make_folds(240, 6, 0, y))
+    run = fusion.FusionRun(FusionParams(epochs=2000, batch_size=32, hidden=(32, 16)), threads=2)  # 2 groups, 2 threads
+    with interrupts.handled(), pytest.raises(interrupts.Interrupted), interrupts.deferred():
+        sigint_in(0.5)
+        with pytest.raises(interrupts.Interrupted):   # from the threads, long before 2000 epochs
+            fusion.cross_validate([job], run)
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +188,7 @@ def only_whole_parts(store: Path) -> None:
 RESUMES = "run the same command again to resume"
 
 
+@pytest.mark.slow
 def test_extract_stops_and_resumes(project, tmp_path):
     work = copy(project, tmp_path, "featurestore/media.zarr")
     store = work / "featurestore/media.zarr"
@@ -164,6 +202,7 @@ def test_extract_stops_and_resumes(project, tmp_path):
     assert done["reused"] == kept and done["processed"] > 0
 
 
+@pytest.mark.slow
 def test_corrupt_stops_and_resumes(project, tmp_path):
     work = copy(project, tmp_path, "featurestore/corrupted.zarr")
     store = work / "featurestore/corrupted.zarr"
@@ -191,6 +230,7 @@ def interrupted_encode(work: Path, running: Running, under_dvc: bool = False) ->
     return err
 
 
+@pytest.mark.slow
 def test_encode_stops_and_a_rerun_encodes_the_interrupted_item(project, tmp_path):
     work = copy(project, tmp_path, "featurestore/features/egemaps.zarr")
     args = command("encode@egemaps")
@@ -203,6 +243,7 @@ def test_encode_stops_and_a_rerun_encodes_the_interrupted_item(project, tmp_path
     assert (index["status"] == "ok").all()
 
 
+@pytest.mark.slow
 def test_encode_under_dvc_repro_stops_on_ctrl_c(project, tmp_path):
     work = copy(project, tmp_path, "featurestore/features/egemaps.zarr")
     running = Running(work, ["dvc", "repro", "-s", "encode@egemaps"])
@@ -216,6 +257,7 @@ def test_encode_under_dvc_repro_stops_on_ctrl_c(project, tmp_path):
 TRAIN_OUTPUTS = ("models/predictions.parquet", "metrics/cv.json", "metrics/train_curves", "models/checkpoint")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["train", "pseudolabel@r1"])
 def test_training_stops_within_seconds_in_every_fold_group(project, tmp_path, stage):
     outputs = TRAIN_OUTPUTS if stage == "train" else ("models/pseudolabel", "metrics/pseudolabel")
@@ -238,6 +280,7 @@ SHORT = {"prepare": (("data/manifest.parquet", "data/rejects.csv"), r"prepare: \
          "report": (("reports",), "ft2font")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", sorted(SHORT))
 def test_short_stages_stop_and_rerun(project, tmp_path, stage):
     args, (outputs, begun) = command(stage), SHORT[stage]
