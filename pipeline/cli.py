@@ -138,7 +138,8 @@ def corrupt(manifest: Manifest,
     """MER-NOISE: corrupted views of the corrupt.splits items. View 'noisy' draws per clip an SNR from
     corrupt.snr_db and a blur factor from corrupt.blur (seeded by base.seed and the sample id); views
     'snr<S>' add noise at each corrupt.robustness_snr_db with no blur, views 'blur<r>' blur by each
-    corrupt.robustness_blur; with them comes the control 'snrinf' (noise at +inf dB, blur 1: the clean items)."""
+    corrupt.robustness_blur; with the SNR views comes their control 'snrinf' (noise at +inf dB, blur 1: the clean
+    items)."""
     from stages import corrupt as stage
 
     _echo(stage.run(params, manifest=manifest, clean=clean, out=out, failures=failures))

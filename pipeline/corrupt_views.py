@@ -28,11 +28,10 @@ CONTROL_VIEW = f"snr{CONTROL_SNR:g}"
 
 def view_specs(cfg: CorruptConfig, seed: int) -> dict[str, CorruptedView]:
     views = {"noisy": CorruptedView(cfg, seed)}
-    # With any robustness view comes the control, `snrinf`: the SNR views' path (noise drawn, mixed in at
-    # +inf dB, blur 1), which must give the clean view's items bit for bit. Its figures equal the clean ones
-    # exactly, so a gap between the clean line and the curves is the noise's doing, not the path's.
-    control = (CONTROL_SNR,) if cfg.robustness_snr_db or cfg.robustness_blur else ()
-    for snr in (*cfg.robustness_snr_db, *control):
+    # With the SNR views comes their control, `snrinf`: their path (noise drawn, mixed in at +inf dB, blur 1),
+    # which must give the clean view's items bit for bit. Its figures equal the clean ones exactly, so a gap
+    # between the clean line and the SNR curve is the noise's doing, not the path's.
+    for snr in (*cfg.robustness_snr_db, CONTROL_SNR) if cfg.robustness_snr_db else ():
         views[f"snr{snr:g}"] = CorruptedView(cfg, seed, snr=snr, blur=1)
     for r in cfg.robustness_blur:
         views[f"blur{r}"] = CorruptedView(cfg, seed, blur=r, noise=False)

@@ -108,6 +108,15 @@ def test_the_control_view_is_the_clean_view_bit_for_bit(views):
     pd.testing.assert_frame_equal(mine, theirs)
 
 
+def test_the_control_comes_with_the_snr_views():
+    from pipeline.config import CorruptConfig
+
+    with_snr = view_specs(CorruptConfig(robustness_snr_db=(0.0, 20.0), robustness_blur=()), 0)
+    assert list(with_snr) == ["noisy", "snr0", "snr20", CONTROL_VIEW]
+    assert with_snr[CONTROL_VIEW].snr == np.inf and with_snr[CONTROL_VIEW].blur == 1 and with_snr[CONTROL_VIEW].noise
+    assert list(view_specs(CorruptConfig(robustness_snr_db=(), robustness_blur=(4,)), 0)) == ["noisy", "blur4"]
+
+
 def test_blur_view_keeps_audio_and_blurs_faces(views):
     work, _, _ = views
     clean, blurred = items(work / "clean.zarr"), items(work / "corrupted.zarr" / "blur4")

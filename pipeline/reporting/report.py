@@ -161,9 +161,11 @@ def robustness(folder: MetricsFolder) -> Section:
                      "are empty): no curve.")
     by_snr = curve.pivot_table(index="subset", columns="snr", values="f1_weighted", sort=False)
     by_snr.columns.name = None
-    section.note("Weighted F1 per subset and view (numbers: SNR in dB with no blur; blur<r>: clean audio):")
+    section.note("Weighted F1 per subset and view (numbers: SNR in dB with no blur, inf: the control; blur<r>: "
+                 "clean audio):")
     section.table(by_snr.reset_index())
-    section.note(control_note(curve))
+    if curve["snr_db"].notna().any():
+        section.note(control_note(curve))
     return section
 
 
@@ -173,8 +175,8 @@ def control_note(curve: pd.DataFrame) -> str:
     shown = ["f1_weighted", "valence_mse"]
     control = curve[curve["snr_db"] == np.inf].set_index("subset")[shown]
     if control.empty:
-        return ("No control view (noise at +inf dB through the same code; corrupt makes it with any robustness "
-                "view): nothing here tells the noise's effect from a defect of the corruption path.")
+        return ("No control view (noise at +inf dB through the same code; corrupt makes it with the SNR views): "
+                "nothing here tells the noise's effect from a defect of the corruption path.")
     clean = curve[curve["view"] == "clean"].set_index("subset")[shown].reindex(control.index)
     differs = [s for s in control.index if not control.loc[s].equals(clean.loc[s])]
     if differs:
