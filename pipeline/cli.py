@@ -33,8 +33,8 @@ class _App(typer.Typer):
                 return super().__call__(*args, **kwargs)
         except SystemExit as done:
             if done.code == 130:   # typer's exit for KeyboardInterrupt, SIGTERM's too here
-                signum = interrupts.last_signal()
-                typer.echo(f"\nmer {_RUN['command']}: interrupted ({signal.Signals(signum).name}). "
+                signum, name = interrupts.last_signal(), f"mer {_RUN['command']}".strip()
+                typer.echo(f"\n{name}: interrupted ({signal.Signals(signum).name}). "
                            f"{_RERUN.get(_RUN['command'], _START_OVER)}", err=True)
                 sys.exit(128 + signum)
             raise
@@ -56,8 +56,8 @@ _RUN = {"command": "", "debug": False}
 _RESUME = ("Every committed store part is kept and nothing half-written is ever read: run the same command again "
            "to resume from them.")
 _RERUN = {"extract": _RESUME, "corrupt": _RESUME, "encode": _RESUME,
-          **dict.fromkeys(("train", "pseudolabel"), "Nothing was saved (its outputs are written whole or not at "
-                          "all): run the same command again; training starts over from the first epoch.")}
+          **dict.fromkeys(("train", "pseudolabel"), "Its outputs are written whole after training or not at all: "
+                          "run the same command again; training starts over from the first epoch.")}
 _START_OVER = "Nothing half-written is kept: run the same command again; it starts over."
 app = _App(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
            rich_markup_mode=None,  # plain click help: no "<bool>" placeholder beside each flag
@@ -146,7 +146,9 @@ def corrupt(manifest: Manifest,
             params: Params = Path("params.yaml")):
     """MER-NOISE: corrupted views of the corrupt.splits items. View 'noisy' draws per clip an SNR from
     corrupt.snr_db and a blur factor from corrupt.blur (seeded by base.seed and the sample id); views
-    'snr<S>' add noise at each corrupt.robustness_snr_db with no blur."""
+    'snr<S>' add noise at each corrupt.robustness_snr_db with no blur, views 'blur<r>' blur by each
+    corrupt.robustness_blur; with the SNR views comes their control 'snrinf' (noise at +inf dB, blur 1: the clean
+    items)."""
     from stages import corrupt as stage
 
     _echo(stage.run(params, manifest=manifest, clean=clean, out=out, failures=failures))

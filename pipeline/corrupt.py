@@ -89,7 +89,8 @@ def rms(x: np.ndarray) -> float:
 
 
 def measure_snr_db(signal: np.ndarray, noise: np.ndarray) -> float:
-    return 20 * math.log10(rms(signal) / rms(noise))
+    """inf for no noise at all (the control view's +inf dB)."""
+    return 20 * math.log10(rms(signal) / rms(noise)) if rms(noise) else math.inf
 
 
 def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> tuple[np.ndarray, float, float]:

@@ -8,6 +8,7 @@ applies between decoding and face detection. Each view is extracted as the clean
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -21,10 +22,16 @@ from pipeline.extract import extract
 from pipeline.media.decode import reencode
 from pipeline.store.media import MediaItem, MediaStore, digest
 
+CONTROL_SNR = math.inf
+CONTROL_VIEW = f"snr{CONTROL_SNR:g}"
+
 
 def view_specs(cfg: CorruptConfig, seed: int) -> dict[str, CorruptedView]:
     views = {"noisy": CorruptedView(cfg, seed)}
-    for snr in cfg.robustness_snr_db:
+    # With the SNR views comes their control, `snrinf`: their path (noise drawn, mixed in at +inf dB, blur 1),
+    # which must give the clean view's items bit for bit. Its figures equal the clean ones exactly, so a gap
+    # between the clean line and the SNR curve is the noise's doing, not the path's.
+    for snr in (*cfg.robustness_snr_db, CONTROL_SNR) if cfg.robustness_snr_db else ():
         views[f"snr{snr:g}"] = CorruptedView(cfg, seed, snr=snr, blur=1)
     for r in cfg.robustness_blur:
         views[f"blur{r}"] = CorruptedView(cfg, seed, blur=r, noise=False)

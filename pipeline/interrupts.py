@@ -49,10 +49,6 @@ def last_signal() -> int:
     return _signum[0]
 
 
-def requested() -> bool:
-    return _stop.is_set()
-
-
 def check() -> None:
     """Raise Interrupted if a stop was asked for: call it between steps, batches and before commits."""
     if _stop.is_set():

@@ -2,7 +2,8 @@
 
 View `noisy` follows MER 2023 (per clip an SNR drawn from corrupt.snr_db and a blur factor from
 corrupt.blur); views `snr<S>` add noise at one fixed SNR and no blur, views `blur<r>` blur by one
-fixed factor and leave the audio clean: the points of the robustness curves (pipeline.corrupt_views).
+fixed factor and leave the audio clean: the points of the robustness curves; view `snrinf`, their
+control, mixes the noise in at +inf dB with no blur and must give the clean items (pipeline.corrupt_views).
 """
 
 from pathlib import Path

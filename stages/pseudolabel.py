@@ -11,6 +11,7 @@ nothing: the round keeps the start model's predictions and its metrics say so.
 import json
 from pathlib import Path
 
+from pipeline import interrupts
 from pipeline.config import load_section
 from pipeline.inputs import PREDICTIONS_NEED, TRAIN, read_manifest, read_record, read_table
 from pipeline.labels import manifest_labels
@@ -41,14 +42,15 @@ def run(params: Path, *, round_name: str, manifest: Path, clean: Path, corrupted
         predictions, picked, thresholds = semi.run_round(tables, rows, start, cfg, train_cfg)
         bar.update()
         bar.set_postfix_str(f"{STEPS[2]} ({len(picked)} selected)")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        predictions.to_parquet(out, index=False)
-        metrics.mkdir(parents=True, exist_ok=True)
-        picked = semi.with_truth(picked, rows)
-        picked.to_csv(metrics / "selected.csv", index=False)
-        semi.class_balance(picked, thresholds, semi.labelled_oof(start, rows)).to_csv(metrics / "class_balance.csv",
-                                                                                        index=False)
-        report = semi.round_report(round_name, str(start_path), cfg, thresholds, picked, start, predictions, rows)
-        (metrics / "selection.json").write_text(json.dumps(report, indent=2))
+        with interrupts.deferred():   # a Ctrl-C from here on stops the run once every output is written whole
+            out.parent.mkdir(parents=True, exist_ok=True)
+            predictions.to_parquet(out, index=False)
+            metrics.mkdir(parents=True, exist_ok=True)
+            picked = semi.with_truth(picked, rows)
+            picked.to_csv(metrics / "selected.csv", index=False)
+            semi.class_balance(picked, thresholds, semi.labelled_oof(start, rows)).to_csv(metrics / "class_balance.csv",
+                                                                                            index=False)
+            report = semi.round_report(round_name, str(start_path), cfg, thresholds, picked, start, predictions, rows)
+            (metrics / "selection.json").write_text(json.dumps(report, indent=2))
         bar.update()
     return report

@@ -9,7 +9,7 @@ from media_fixtures import astronaut_face, write_clip
 
 from pipeline.config import load_section
 from pipeline.corrupt import draw_params
-from pipeline.corrupt_views import view_specs
+from pipeline.corrupt_views import CONTROL_VIEW, view_specs
 from pipeline.evaluation import robustness_curve
 from pipeline.labels import MER_LABELS, logit_columns
 from pipeline.media.decode import reencode
@@ -71,7 +71,7 @@ def views(corpus):
 
 def test_every_view_covers_the_noise_split(views):
     work, _, summaries = views
-    assert set(summaries) == {"noisy", "snr0", "blur4"}
+    assert set(summaries) == {"noisy", "snr0", "blur4", CONTROL_VIEW}
     for name in summaries:
         view = MediaStore(work / "corrupted.zarr" / name).view()
         assert len(view) == N_TEST and set(view["sample_id"]) == {f"clip{i:02d}" for i in range(N_TRAIN, N_TRAIN + N_TEST)}
@@ -86,6 +86,35 @@ def test_fixed_snr_view_keeps_faces_and_noises_audio(views):
         assert meta["snr_db"] == 0 and meta["blur"] == 1 and meta["noise"][0].startswith("babble:")
         assert abs(meta["measured_snr_db"]) < 0.1
         assert not np.array_equal(item.audio, clean[sid].audio)
+
+
+def test_the_control_view_is_the_clean_view_bit_for_bit(views):
+    """The control goes through the SNR views' code (babble drawn and mixed in at +inf dB, blur 1): every
+    item must come out as the clean one, byte for byte, with the same content keys, so the encoders see the
+    same inputs (the feature store holds them once) and every model predicts the same."""
+    work, _, _ = views
+    clean, control = items(work / "clean.zarr"), items(work / "corrupted.zarr" / CONTROL_VIEW)
+    assert len(control) == N_TEST
+    for sid, item in control.items():
+        for name in ("audio", "faces", "found", "boxes", "frame_time"):
+            mine, theirs = getattr(item, name), getattr(clean[sid], name)
+            assert mine.dtype == theirs.dtype and mine.shape == theirs.shape and mine.tobytes() == theirs.tobytes(), name
+        meta = item.meta["corruption"]
+        assert meta["snr_db"] == np.inf and meta["blur"] == 1 and meta["noise"][0].startswith("babble:")
+        assert meta["noise_gain"] == 0 and meta["measured_snr_db"] == np.inf
+    keys = ["audio_key", "faces_key", "text_key"]
+    mine = MediaStore(work / "corrupted.zarr" / CONTROL_VIEW).view().set_index("sample_id")[keys].sort_index()
+    theirs = MediaStore(work / "clean.zarr").view().set_index("sample_id").loc[mine.index, keys]
+    pd.testing.assert_frame_equal(mine, theirs)
+
+
+def test_the_control_comes_with_the_snr_views():
+    from pipeline.config import CorruptConfig
+
+    with_snr = view_specs(CorruptConfig(robustness_snr_db=(0.0, 20.0), robustness_blur=()), 0)
+    assert list(with_snr) == ["noisy", "snr0", "snr20", CONTROL_VIEW]
+    assert with_snr[CONTROL_VIEW].snr == np.inf and with_snr[CONTROL_VIEW].blur == 1 and with_snr[CONTROL_VIEW].noise
+    assert list(view_specs(CorruptConfig(robustness_snr_db=(), robustness_blur=(4,)), 0)) == ["noisy", "blur4"]
 
 
 def test_blur_view_keeps_audio_and_blurs_faces(views):
@@ -146,12 +175,15 @@ def predictions(test, correct, subset="A"):
 
 def test_robustness_curve_places_each_view_on_its_axis():
     rows = pd.concat([predictions("test2", 4), predictions("test2@snr0", 2), predictions("test2@snr-5", 1),
-                      predictions("test2@blur4", 3), predictions("test2@noisy", 0), predictions("test1", 0)])
+                      predictions("test2@blur4", 3), predictions("test2@noisy", 0), predictions("test1", 0),
+                      predictions(f"test2@{CONTROL_VIEW}", 4)])
     curve = robustness_curve(rows).set_index("view")
-    assert list(curve.index) == ["snr-5", "snr0", "clean", "blur4"]  # SNR curve ascending, then the blur curve
+    # SNR curve ascending (the control at +inf dB last), then the blur curve
+    assert list(curve.index) == ["snr-5", "snr0", CONTROL_VIEW, "clean", "blur4"]
+    assert curve.loc[CONTROL_VIEW, "snr_db"] == np.inf and curve.loc[CONTROL_VIEW, "snr"] == "inf"
     assert curve.loc["clean", "f1_weighted"] == 1.0 and curve.loc["snr0", "f1_weighted"] < 1.0
     assert curve.loc["snr-5", "f1_weighted"] < curve.loc["snr0", "f1_weighted"]
-    assert curve["snr_db"].tolist()[:2] == [-5.0, 0.0] and curve.loc[["clean", "blur4"], "snr_db"].isna().all()
+    assert curve["snr_db"].tolist()[:3] == [-5.0, 0.0, np.inf] and curve.loc[["clean", "blur4"], "snr_db"].isna().all()
     assert curve.loc["clean", "blur"] == 1 and curve.loc["blur4", "blur"] == 4 and np.isnan(curve.loc["snr0", "blur"])
     assert (curve["valence_mse"] == 1.0).all()
 

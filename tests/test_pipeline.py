@@ -4,6 +4,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from dvc_project import project_copy, run
@@ -69,3 +70,27 @@ def test_noise_hurts_audio_but_not_text(repro):
     assert text["0"] == pytest.approx(text["clean"])  # transcripts are given, so noise cannot touch them
     # The blur view leaves the audio as it was: the audio-only model must score exactly as on clean clips.
     assert audio["blur4"] == pytest.approx(audio["clean"]) and text["blur4"] == pytest.approx(text["clean"])
+
+
+def test_the_control_view_reproduces_the_clean_view_bit_for_bit(repro):
+    """snrinf (the SNR views' code, noise at +inf dB, blur 1): the same features, the same predictions and so the
+    same figures as the clean view, exactly."""
+    from pipeline.store.features import FeatureStore
+    from pipeline.store.media import MediaStore
+
+    clean_view = MediaStore(repro / "featurestore/media.zarr").view().set_index("sample_id")
+    control_view = MediaStore(repro / "featurestore/corrupted.zarr/snrinf").view().set_index("sample_id").sort_index()
+    clean_view = clean_view.loc[control_view.index]
+    for store in sorted((repro / "featurestore/features").glob("*.zarr")):
+        features = FeatureStore(store)
+        (X_clean, had), (X_control, has) = features.load(clean_view), features.load(control_view)
+        assert np.array_equal(had, has) and X_clean.tobytes() == X_control.tobytes(), store.name
+    predictions = pd.read_parquet(repro / "models/predictions.parquet")
+    by_item = lambda test: (predictions[predictions["test"] == test].drop(columns="test")  # noqa: E731
+                            .sort_values(["subset", "seed", "sample_id"]).reset_index(drop=True))
+    assert len(by_item("test2")) and by_item("test2").equals(by_item("test2@snrinf"))
+    curve = pd.read_csv(repro / "metrics/robustness.csv")
+    figures = ["f1_weighted", "valence_mse", "n"]
+    control = curve[curve["view"] == "snrinf"].set_index("subset")[figures]
+    assert control.equals(curve[curve["view"] == "clean"].set_index("subset")[figures].loc[control.index])
+    assert "scores exactly the clean figures for every subset" in (repro / "reports/summary.md").read_text()

@@ -164,17 +164,47 @@ def test_robustness_panels_draw_the_metrics_file(rendered):
         assert sorted(line["label"][7:] for line in references) == sorted(clean.index)  # one per subset
         for line in references:  # at the clean view's figure, not at a blur view's
             assert line["linestyle"] == ":" and line["y"] == pytest.approx([clean.loc[line["label"][7:], y]] * 2)
-        for subset, rows in curve[curve[x].notna()].groupby("subset"):
+        for subset, rows in curve[np.isfinite(curve[x])].groupby("subset"):   # the +inf dB control is not drawn
             drawn = next(line for line in panel["lines"] if line["label"] == subset)
             rows = rows.sort_values(x)
             assert drawn["x"] == pytest.approx(list(rows[x])) and drawn["y"] == pytest.approx(list(rows[y]))
-        values = curve.loc[curve[x].notna(), y]
+        values = curve.loc[np.isfinite(curve[x]), y]
         low, high = panel["ylim"]
         assert low <= values.median() <= high
         inside = values[(values >= low) & (values <= high)]
         assert len(inside) >= 0.75 * len(values)  # the axis fits the bulk of the data
         if values.max() > 4 * values.median():  # a far outlier does not stretch the axis
             assert high < values.max()
+
+
+def with_control(curve: pd.DataFrame, f1_shift: float = 0.0) -> pd.DataFrame:
+    """The curve with a control view (+inf dB) that scores the clean figures, F1 shifted by `f1_shift`."""
+    control = curve[curve["view"] == "clean"].assign(view="snrinf", snr_db=np.inf, blur=np.nan, snr="inf")
+    control["f1_weighted"] += f1_shift
+    both = pd.concat([curve[curve["view"] != "snrinf"], control], ignore_index=True)
+    return both.sort_values(["subset", "snr_db", "blur"], na_position="last")   # as evaluate writes it
+
+
+def test_robustness_says_what_the_gap_at_the_highest_snr_is_made_of(tmp_path):
+    from pipeline.reporting.report import control_note
+
+    curve = committed("robustness.csv")
+    note = control_note(with_control(curve))
+    assert "scores exactly the clean figures for every subset" in note and "is the noise's effect" in note
+    at20 = curve[curve["view"] == "snr20"].set_index("subset")["f1_weighted"]
+    clean = curve[curve["view"] == "clean"].set_index("subset")["f1_weighted"]
+    assert f"At 20 dB: A {at20['A']:.3f} (clean {clean['A']:.3f})" in note
+    assert " T " not in note   # text only: noise cannot move it
+    broken = control_note(with_control(curve, f1_shift=-0.1))
+    assert "does not reproduce the clean figures" in broken and "defect" in broken
+    assert f"A {clean['A'] - 0.1:.3f} (clean {clean['A']:.3f})" in broken
+    assert "No control view" in control_note(curve[curve["view"] != "snrinf"])
+    metrics = tmp_path / "metrics"
+    shutil.copytree(METRICS, metrics)
+    with_control(curve).to_csv(metrics / "robustness.csv", index=False)
+    write_report(metrics, tmp_path / "report.html", tmp_path / "summary.md")
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| 20 | inf | clean |" in summary and "scores exactly the clean figures" in summary
 
 
 def test_every_figure_names_its_item_count(rendered):

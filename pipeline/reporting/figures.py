@@ -82,7 +82,7 @@ def robustness_curve(curve: pd.DataFrame):
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), layout="constrained")
     colors = dict(zip(curve["subset"].unique(), plt.cm.tab10.colors))
     for ax, (x, y) in zip(axes.flat, ROBUSTNESS_PANELS):
-        on_curve = curve[curve[x].notna()]
+        on_curve = curve[np.isfinite(curve[x])]   # the control view (+inf dB) is in the report's table, not on the axis
         clean = curve[curve["view"] == "clean"]
         low, high = robust_limits([*on_curve[y], *clean[y]])
         clipped: dict[tuple, int] = {}
