@@ -71,14 +71,18 @@ class Excluded(Reject):
 
 def resolve_inside(root: Path, rel: str) -> Path:
     """The media path (a file or a folder of frames), refusing anything that escapes the data root."""
-    full = (root / rel).resolve()
+    try:
+        full = (root / rel).resolve()
+        kind = "folder" if full.is_dir() else "file" if full.is_file() else ""
+    except (OSError, ValueError) as err:   # a NUL byte, a name too long for the file system
+        raise Reject(f"unusable path {printable(rel)!r}: {err}") from err
     if not full.is_relative_to(root.resolve()):
         raise Reject(f"path escapes the data root: {rel}")
-    if full.is_dir():
+    if kind == "folder":
         if not frame_files(full):
             raise Reject(f"folder holds no image frames ({', '.join(sorted(IMAGE_SUFFIXES))}): {rel}")
         return full
-    if not full.is_file():
+    if kind != "file":
         raise Reject(f"missing file: {rel}")
     return full
 
