@@ -558,6 +558,14 @@ def test_a_bug_keeps_its_traceback_and_asks_to_be_reported():
     assert last.startswith("mer boom: this is a bug in mer") and "report it" in last
 
 
+def test_a_path_the_file_system_refuses_is_named_without_a_traceback(tmp_path):
+    (tmp_path / "corpus").write_text("a file where the corpus folder goes")
+    done = mer("demo-corpus", "--out", str(tmp_path / "corpus"), "--params", str(params_file(tmp_path / "p.yaml", {})))
+    assert done.returncode == 74, done.stderr[-3000:]                  # EX_IOERR
+    assert "Traceback" not in done.stderr and "this is a bug" not in done.stderr
+    assert f"{tmp_path / 'corpus' / 'clips'}: Not a directory: check that path" in done.stderr
+
+
 def mer2023_release(root: Path, clip: bytes, sentence: str = "hello") -> Path:
     """A one-clip MER 2023 release folder and the params that prepare it."""
     (root / "train").mkdir(parents=True)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import MissingInput
+from pipeline.inputs import read_record
 from pipeline.store.media import digest
 from pipeline.store.parts import PartStore
 
@@ -83,7 +84,7 @@ class FeatureStore:
         path = self.root / self.META
         if not path.is_file():
             raise MissingInput(f"{self.root} is not a feature store (no {self.META}): run the encode stage")
-        return json.loads(path.read_text())
+        return read_record(path, f"the stage that writes {self.root} (after deleting it)", ("identity", "identity_key", "dim"))
 
     def holds(self, identity: Identity) -> bool:
         """Whether this store exists and was last written by `identity`."""
