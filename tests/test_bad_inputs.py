@@ -766,3 +766,16 @@ def test_nul_byte_in_a_manifest_path_rejects_that_row(tmp_path):
 
     manifest, rejects = validate([Candidate("x", "train", "\x00.mp4")], tmp_path, ("happy",), {})
     assert manifest.empty and rejects["reason"].tolist() == ["unusable path '\\x00.mp4': embedded null byte"]
+
+
+def test_a_stage_under_dvc_repro_fails_with_the_message_and_no_traceback(tmp_path, clips):
+    from dvc_project import project_copy, run
+
+    project = project_copy(tmp_path, {"prepare": {"adapter": "mer2023", "root": "mer"}})
+    mer2023_release(project / "mer", clips["a"])
+    (project / "mer" / "label-6way.npz").write_bytes(b"not a zip archive")
+    done = run(["dvc", "repro", "prepare"], project, check=False)
+    assert done.returncode != 0
+    out = done.stdout + done.stderr
+    assert "mer prepare: error: mer/label-6way.npz: not a readable .npz (zip) archive" in out, out[-3000:]
+    assert "Traceback" not in out
