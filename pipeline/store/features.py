@@ -84,7 +84,8 @@ class FeatureStore:
         path = self.root / self.META
         if not path.is_file():
             raise MissingInput(f"{self.root} is not a feature store (no {self.META}): run the encode stage")
-        return read_record(path, f"the stage that writes {self.root} (after deleting it)", ("identity", "identity_key", "dim"))
+        return read_record(path, f"`mer encode` or `mer import-features` (after deleting {self.root})",
+                           ("identity", "identity_key", "dim"))
 
     def holds(self, identity: Identity) -> bool:
         """Whether this store exists and was last written by `identity`."""
