@@ -21,8 +21,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 class _App(typer.Typer):
-    """The `mer` entry point: expected errors (pipeline.errors.MerError) print their message without a
-    traceback, and Ctrl-C says what was interrupted; a bug keeps its traceback and asks to be reported."""
+    """The `mer` entry point: expected errors (pipeline.errors.MerError, and a file system refusing a named
+    path) print their message without a traceback, and Ctrl-C says what was interrupted; anything else is a
+    bug: its traceback, then a line asking for a report."""
 
     def __call__(self, *args, **kwargs):
         from pipeline import interrupts
@@ -39,16 +40,29 @@ class _App(typer.Typer):
                 sys.exit(128 + signum)
             raise
         except MerError as err:
-            if _RUN["debug"] or os.environ.get("MER_DEBUG", "") not in ("", "0"):
-                raise
-            typer.echo(f"mer {_RUN['command']}: error: {err}\n(`mer --debug ...` or MER_DEBUG=1 shows the "
-                       "traceback)", err=True)
-            sys.exit(err.exit_code)
-        except Exception:   # not an input a user can fix: a bug, shown whole
-            traceback.print_exc()
-            typer.echo(f"mer {_RUN['command']}: this is a bug in mer, not a problem with your input or settings: "
-                       "please report it with the command line and the traceback above.", err=True)
-            sys.exit(70)   # EX_SOFTWARE
+            _fail(err, str(err), err.exit_code)
+        except OSError as err:
+            if err.filename is None:   # no path the user could check
+                _bug()
+            _fail(err, f"{err.filename}: {err.strerror or err}: check that path (a file where a folder is expected, "
+                       "its permissions, the free space)", 74)   # EX_IOERR
+        except Exception:
+            _bug()
+
+
+def _fail(err: Exception, message: str, code: int):
+    if _RUN["debug"] or os.environ.get("MER_DEBUG", "") not in ("", "0"):
+        raise err
+    typer.echo(f"mer {_RUN['command']}: error: {message}\n(`mer --debug ...` or MER_DEBUG=1 shows the traceback)",
+               err=True)
+    sys.exit(code)
+
+
+def _bug():
+    traceback.print_exc()
+    typer.echo(f"mer {_RUN['command']}: this is a bug in mer, not a problem with your input or settings: please "
+               "report it with the command line and the traceback above.", err=True)
+    sys.exit(70)   # EX_SOFTWARE
 
 
 _RUN = {"command": "", "debug": False}

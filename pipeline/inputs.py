@@ -4,6 +4,7 @@ MissingInput and a damaged or foreign one an InputError, each naming the file an
 from __future__ import annotations
 
 import json
+import tokenize
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +17,8 @@ TRAIN = "`mer train` (dvc repro train)"
 PSEUDOLABEL = "`mer pseudolabel ROUND` (dvc repro pseudolabel)"
 MANIFEST_NEEDS = ("sample_id", "split")
 PREDICTIONS_NEED = ("subset", "seed", "test", "sample_id", "valence")
+# What numpy raises on a damaged .npy: the header is parsed with ast and tokenize, the data sized from it.
+NUMPY_READ_ERRORS = (ValueError, EOFError, OSError, SyntaxError, tokenize.TokenError, MemoryError)
 
 
 def read_table(path: Path, made_by: str, columns: tuple[str, ...] = ()) -> pd.DataFrame:

@@ -653,6 +653,14 @@ def test_a_bug_keeps_its_traceback_and_asks_to_be_reported():
     assert last.startswith("mer boom: this is a bug in mer") and "report it" in last
 
 
+def test_a_path_the_file_system_refuses_is_named_without_a_traceback(tmp_path):
+    (tmp_path / "corpus").write_text("a file where the corpus folder goes")
+    done = mer("demo-corpus", "--out", str(tmp_path / "corpus"), "--params", str(params_file(tmp_path / "p.yaml", {})))
+    assert done.returncode == 74, done.stderr[-3000:]                  # EX_IOERR
+    assert "Traceback" not in done.stderr and "this is a bug" not in done.stderr
+    assert f"{tmp_path / 'corpus' / 'clips'}: Not a directory: check that path" in done.stderr
+
+
 def mer2023_release(root: Path, clip: bytes, sentence: str = "hello") -> Path:
     """A one-clip MER 2023 release folder and the params that prepare it."""
     (root / "train").mkdir(parents=True)
@@ -811,3 +819,60 @@ def test_damaged_cv_metrics_names_the_file(tmp_path):
 def test_experiment_tables_outside_a_dvc_project_say_so(tmp_path, command):
     done = mer(*command, "--repo", str(tmp_path), cwd=tmp_path)
     user_error(done, "not inside of a DVC repository", "pass --repo with the project's root")
+
+
+def test_checkpoint_from_before_digests_still_loads(checkpoints, tmp_path):
+    import shutil
+
+    from pipeline.training import checkpoint
+
+    ckpt = Path(shutil.copytree(checkpoints["lightgbm"], tmp_path / "ckpt"))
+    meta = json.loads((ckpt / "checkpoint.json").read_text())
+    assert meta.pop("sha256") == {"lightgbm.json": checkpoint.sha256(ckpt / "lightgbm.json")}
+    (ckpt / "checkpoint.json").write_text(json.dumps(meta))
+    assert checkpoint.load(ckpt).labels == checkpoint.load(checkpoints["lightgbm"]).labels
+
+
+# --- causes the fuzz tests (test_fuzz_readers.py) found, each as its smallest input ---------------------
+
+def test_npy_with_a_damaged_header_names_the_file(tmp_path):
+    from pipeline.errors import InputError
+    from pipeline.store.exchange import import_npy
+
+    folder = npy_folder(tmp_path / "feats", {"s1": [[1.0, 2.0, 3.0]]})
+    data = bytearray((folder / "s1.npy").read_bytes())
+    data[8] = 1                                          # header length 1: numpy's ast parse sees "{"
+    (folder / "s1.npy").write_bytes(bytes(data))
+    with pytest.raises(InputError, match=re.escape(f"{folder / 's1.npy'}: ")):
+        import_npy(folder, "audio", tmp_path / "f.zarr")
+
+
+def test_label_npz_with_shifted_zip_offsets_names_the_file(tmp_path):
+    from pipeline.datasets.mer2023 import read_label_npz
+    from pipeline.errors import InputError
+
+    path = tmp_path / "label-6way.npz"
+    np.savez(path, train_corpus=np.array({"a": {"emo": "happy", "val": 1.0}}, dtype=object))
+    path.write_bytes(path.read_bytes()[1:])            # every offset one byte off: a seek before the start
+    with pytest.raises(InputError, match=re.escape(f"{path}: not a readable .npz (zip) archive")):
+        read_label_npz(path)
+
+
+def test_nul_byte_in_a_manifest_path_rejects_that_row(tmp_path):
+    from pipeline.datasets import Candidate, validate
+
+    manifest, rejects = validate([Candidate("x", "train", "\x00.mp4")], tmp_path, ("happy",), {})
+    assert manifest.empty and rejects["reason"].tolist() == ["unusable path '\\x00.mp4': embedded null byte"]
+
+
+def test_a_stage_under_dvc_repro_fails_with_the_message_and_no_traceback(tmp_path, clips):
+    from dvc_project import project_copy, run
+
+    project = project_copy(tmp_path, {"prepare": {"adapter": "mer2023", "root": "mer"}})
+    mer2023_release(project / "mer", clips["a"])
+    (project / "mer" / "label-6way.npz").write_bytes(b"not a zip archive")
+    done = run(["dvc", "repro", "prepare"], project, check=False)
+    assert done.returncode != 0
+    out = done.stdout + done.stderr
+    assert "mer prepare: error: mer/label-6way.npz: not a readable .npz (zip) archive" in out, out[-3000:]
+    assert "Traceback" not in out

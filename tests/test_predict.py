@@ -24,6 +24,7 @@ from pipeline.datasets import Candidate, validate
 from pipeline.encode import encode_feature
 from pipeline.extract import extract
 from pipeline.labels import MER_LABELS, VALENCE_RANGE, logit_columns
+from pipeline.training import checkpoint
 from pipeline.training.checkpoint import FeatureMismatch
 from stages import train
 
@@ -204,6 +205,9 @@ def test_predict_clips_valence_to_the_label_range(trained, tmp_path):
     for key in [k for k in state if k.startswith("fc_valence.") and k.endswith("bias")]:
         state[key] = state[key] + 100.0  # a model whose raw valence is far above the range
     save_file(state, str(weights))
+    meta = json.loads((ckpt / checkpoint.META).read_text())
+    meta["sha256"][weights.name] = checkpoint.sha256(weights)   # an edit on purpose: record the new bytes
+    (ckpt / checkpoint.META).write_text(json.dumps(meta))
     done = CliRunner().invoke(app, ["predict", str(trained / "corpus/new.mp4"), "--checkpoint", str(ckpt),
                                     "--params", str(trained / "params.yaml"), "--out", str(tmp_path / "pred.json")])
     assert done.exit_code == 0, done.output

@@ -82,15 +82,19 @@ class Excluded(Reject):
 def resolve_inside(root: Path, rel: str) -> Path:
     """The media path (a file or a folder of frames), refusing anything that escapes the data root:
     the path itself, and for a folder each frame in it (a frame may be a link)."""
-    full = _inside(root, root / rel, rel)
-    if full.is_dir():
+    try:
+        full = _inside(root, root / rel, rel)
+        kind = "folder" if full.is_dir() else "file" if full.is_file() else ""
+    except (OSError, ValueError) as err:   # a NUL byte, a name too long for the file system
+        raise Reject(f"unusable path {printable(rel)!r}: {err}") from err
+    if kind == "folder":
         frames = frame_files(full)
         if not frames:
             raise Reject(f"folder holds no image frames ({', '.join(sorted(IMAGE_SUFFIXES))}): {rel}")
         for frame in frames:
             _inside(root, frame, f"{rel}/{frame.name}")
         return full
-    if not full.is_file():
+    if kind != "file":
         raise Reject(f"missing file: {rel}")
     return full
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from pipeline.datasets.base import SPLITS, Adapter, Candidate, iter_csv
 from pipeline.errors import InputError, MissingInput
+from pipeline.inputs import NUMPY_READ_ERRORS
 from pipeline.labels import PLACEHOLDER_VALENCE
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".flv", ".webm"}
@@ -103,31 +104,29 @@ class _LabelUnpickler(pickle.Unpickler):
 def read_label_npz(path: Path) -> dict[str, dict[str, dict]]:
     """`label-6way.npz` as {split: {name: {'emo': str, 'val': float}}}, without a bare allow_pickle; a file
     that is not that is an InputError naming it and what it holds."""
-    out = {}
+    def split_of(member: str) -> str:
+        return member.removesuffix(".npy").removesuffix("_corpus")
+
     try:
         with zipfile.ZipFile(path) as zf:
-            for member in zf.namelist():
-                split = member.removesuffix(".npy").removesuffix("_corpus")
-                if split in SPLITS:
-                    out[split] = _checked_corpus(_load_member(zf, member, path), path, member)
-    except (zipfile.BadZipFile, EOFError, NotImplementedError, zlib.error) as err:   # what a damaged zip raises
+            members = {m: zf.read(m) for m in zf.namelist() if split_of(m) in SPLITS}
+    except (zipfile.BadZipFile, EOFError, NotImplementedError, OSError, ValueError, zlib.error) as err:
         raise InputError(f"{path}: not a readable .npz (zip) archive ({err}): {EXPECTED}") from err
-    return out
+    return {split_of(m): _checked_corpus(_load_member(raw, f"{path}:{m}"), f"{path}:{m}") for m, raw in members.items()}
 
 
 EXPECTED = ("expected the MER 2023 baseline's label file: per split a <split>_corpus.npy holding a pickled dict "
             "{name: {'emo': label, 'val': valence}}; replace the file or delete it to use the label CSVs")
 
 
-def _load_member(zf: zipfile.ZipFile, member: str, path: Path):
+def _load_member(data: bytes, where: str):
     """One member's pickled object, refusing every class but numpy's arrays."""
-    where = f"{path}:{member}"
-    raw = io.BytesIO(zf.read(member))
+    raw = io.BytesIO(data)
     try:
         major, _ = np.lib.format.read_magic(raw)
         read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
         shape, _, dtype = read_header(raw)
-    except ValueError as err:
+    except NUMPY_READ_ERRORS as err:
         raise InputError(f"{where}: not a .npy array ({err}): {EXPECTED}") from err
     if dtype.kind != "O" or shape != ():
         raise InputError(f"{where}: holds an array of {dtype} and shape {shape}, not a pickled dict: {EXPECTED}")
@@ -138,13 +137,13 @@ def _load_member(zf: zipfile.ZipFile, member: str, path: Path):
     return array.item() if isinstance(array, np.ndarray) and array.shape == () else array
 
 
-def _checked_corpus(corpus, path: Path, member: str) -> dict[str, dict]:
+def _checked_corpus(corpus, where: str) -> dict[str, dict]:
     if not isinstance(corpus, dict):
-        raise InputError(f"{path}:{member}: holds a {type(corpus).__name__}, not a dict: {EXPECTED}")
+        raise InputError(f"{where}: holds a {type(corpus).__name__}, not a dict: {EXPECTED}")
     for name, item in corpus.items():
         if not (isinstance(name, str) and isinstance(item, dict) and isinstance(item.get("emo"), str)
                 and _number(item.get("val"))):
-            raise InputError(f"{path}:{member}: malformed entry {name!r}: {item!r}; each must be "
+            raise InputError(f"{where}: malformed entry {name!r}: {item!r}; each must be "
                              f"{{'emo': label, 'val': valence}}")
     return corpus
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import InputError, MissingInput
+from pipeline.inputs import NUMPY_READ_ERRORS
 from pipeline.progress import tracked
 from pipeline.store.features import MODALITY_KEY, FeatureStore, Identity
 from pipeline.store.lock import store_lock
@@ -169,7 +170,7 @@ def _read(path: Path, dim: int | None = None) -> tuple[np.ndarray, np.ndarray | 
     """(array, utterance vector, frames, reason); vector None with a reason when unusable."""
     try:
         array = np.load(path, allow_pickle=False)
-    except (ValueError, EOFError, OSError) as err:   # not .npy, cut short, an object array
+    except NUMPY_READ_ERRORS as err:   # not .npy, cut short, a damaged header, an object array
         why = err if _is_npy(path) else "not a NumPy .npy file (a text or other file named .npy?)"
         raise InputError(f"{path}: {why}; {NPY_FIX}") from err
     if array.dtype.kind not in "biuf":

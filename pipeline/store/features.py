@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import InputError, MissingInput
+from pipeline.inputs import read_record
 from pipeline.store.media import digest
 from pipeline.store.parts import PartStore
 
@@ -113,7 +114,8 @@ class FeatureStore:
         path = self.root / self.META
         if not path.is_file():
             raise MissingInput(f"{self.root} is not a feature store (no {self.META}): run the encode stage")
-        return json.loads(path.read_text())
+        return read_record(path, f"`mer encode` or `mer import-features` (after deleting {self.root})",
+                           ("identity", "identity_key", "dim"))
 
     def holds(self, identity: Identity) -> bool:
         """Whether this store exists and was last written by `identity`."""

@@ -13,6 +13,7 @@ naming the modality and what differs: predictions from features of another encod
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import warnings
@@ -69,7 +70,9 @@ def save(out: Path, result: CVResult, features: dict[str, dict], norm: dict[str,
                                                    for m in result.modalities},
         "libraries": library_versions(), **(extra or {}),
     }
-    meta.update(family(result.model).save(result.ensemble, out))
+    chosen = family(result.model)
+    meta.update(chosen.save(result.ensemble, out))
+    meta["sha256"] = {chosen.FILE: sha256(out / chosen.FILE)}
     (out / META).write_text(json.dumps(meta, indent=1))
     return out
 
@@ -136,6 +139,7 @@ def load(path: Path) -> Checkpoint:
     if chosen is None:
         raise InputError(f"{path / META}: model {meta.get('model')!r} is not a model family here "
                          f"({', '.join(FAMILIES)}); {DAMAGED}")
+    check_digest(path, meta, chosen.FILE)
     try:
         warn_library_changes(path, meta.get("libraries", {}))
         return _answering(Checkpoint(meta, chosen.load(path, meta)))
@@ -144,6 +148,23 @@ def load(path: Path) -> Checkpoint:
     except Exception as err:   # files a user can damage, read by several libraries: any failure means damage
         raise InputError(f"{path}: {META} and {chosen.FILE} do not load as one checkpoint "
                          f"({type(err).__name__}: {err}); {DAMAGED}") from err
+
+
+def sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def check_digest(path: Path, meta: dict, name: str) -> None:
+    """The model file must hold the bytes training wrote: a damaged one can abort the library reading it
+    (LightGBM's parser does), beyond any except clause."""
+    digests = meta.get("sha256")
+    if digests is None:
+        return   # written before checkpoints recorded digests
+    if not (path / name).is_file():
+        raise InputError(f"{path / name}: missing; {DAMAGED}")
+    if not isinstance(digests, dict) or digests.get(name) != sha256(path / name):
+        raise InputError(f"{path / name}: not the file {META} records (cut short or changed since training); {DAMAGED}")
 
 
 def _answering(ckpt: Checkpoint) -> Checkpoint:
