@@ -53,7 +53,7 @@ class _Writer:
 
     @property
     def seconds(self) -> float:
-        return self.frames / self.fps
+        return self.frames / self.fps if self.frames else 0.0
 
     def pause(self, seconds: float, shape: tuple, fps: float) -> None:
         count = round(seconds * fps)
