@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import av
@@ -36,18 +36,27 @@ class SegmentConfig:
     min_seconds: float = 1.0      # a shorter span joins its neighbour (or is dropped when it has none)
     max_seconds: float = 8.0      # a longer span is cut into equal parts no longer than this
     merge_gap: float = 0.3        # speech spans closer than this are one utterance
+    context: float = 1.0          # seconds of the pauses around an utterance the model reads with it (at most
+                                  # half of each pause): training clips hold silence around their speech too
     threshold: float = 0.5        # Silero's speech probability threshold
 
 
 @dataclass(frozen=True)
 class Segment:
-    start: float                  # seconds from the recording's start
+    start: float                  # seconds from the recording's start: where the utterance starts
     end: float
     text: str | None = None       # from a subtitle or segment file: the segment's transcript
+    lead: float = 0.0             # seconds of the pause before it that the model hears and sees too
+    tail: float = 0.0             # and after it
 
     @property
     def name(self) -> str:
         return f"{self.start:010.3f}-{self.end:010.3f}"
+
+    @property
+    def window(self) -> tuple[float, float]:
+        """The stretch the model reads: the utterance with its context."""
+        return max(0.0, self.start - self.lead), self.end + self.tail
 
 
 @dataclass
@@ -201,7 +210,8 @@ def speech_spans(path: Path, threshold: float = 0.5) -> list[tuple[float, float]
 
 def shape(spans: list[tuple[float, float]], cfg: SegmentConfig) -> list[Segment]:
     """Speech spans as utterance-sized segments: join across short pauses (and chunk cuts), join a span
-    shorter than min_seconds to its nearer neighbour, cut one longer than max_seconds into equal parts."""
+    shorter than min_seconds to its neighbour, cut one longer than max_seconds into equal parts; each
+    utterance's first and last segment read `context` seconds of the pauses around it (lead, tail)."""
     merged: list[list[float]] = []
     for start, end in sorted(spans):
         if merged and start - merged[-1][1] <= cfg.merge_gap:
@@ -215,13 +225,18 @@ def shape(spans: list[tuple[float, float]], cfg: SegmentConfig) -> list[Segment]
             joined[-1][1] = span[1]
         else:
             joined.append(span)
+    kept = [span for span in joined if span[1] - span[0] >= cfg.min_seconds or len(joined) == 1]  # not a lone blip
     segments = []
-    for start, end in joined:
-        if end - start < cfg.min_seconds and len(joined) > 1:
-            continue   # an isolated blip: a cough, a click
+    for i, (start, end) in enumerate(kept):
+        before = start - kept[i - 1][1] if i else 2 * cfg.context
+        after = kept[i + 1][0] - end if i + 1 < len(kept) else 2 * cfg.context
+        lead, tail = round(min(cfg.context, before / 2), 3), round(min(cfg.context, after / 2), 3)
         parts = max(1, int(np.ceil((end - start) / cfg.max_seconds - 1e-9)))
         edges = np.linspace(start, end, parts + 1)
-        segments += [Segment(round(float(a), 3), round(float(b), 3)) for a, b in zip(edges[:-1], edges[1:])]
+        cut = [Segment(round(float(a), 3), round(float(b), 3)) for a, b in zip(edges[:-1], edges[1:])]
+        cut[0] = replace(cut[0], lead=lead)
+        cut[-1] = replace(cut[-1], tail=tail)
+        segments += cut
     return segments
 
 
@@ -232,9 +247,9 @@ class _Open:
 
     def __init__(self, segment: Segment, fps: float, max_frames: int, rate: float | None):
         self.segment = segment
-        span = segment.end - segment.start
-        self.sampler = _FrameSampler(max(1.0 / fps, span / max_frames), max_frames, rate)
-        self.sampler.target = segment.start
+        self.start, self.end = segment.window
+        self.sampler = _FrameSampler(max(1.0 / fps, (self.end - self.start) / max_frames), max_frames, rate)
+        self.sampler.target = self.start
         self.audio: list[np.ndarray] = []
         self.warnings: set[str] = set()
 
@@ -262,7 +277,7 @@ def _same_size(frames: list[np.ndarray]) -> tuple[np.ndarray, bool]:
 
 def segment_media(path: Path, segments: list[Segment], fps: float, max_frames: int) -> Iterator[SegmentMedia]:
     """Each segment's sampled frames and audio, in time order, from one streaming pass over `path`."""
-    todo = sorted(segments, key=lambda s: s.start)
+    todo = sorted(segments, key=lambda s: s.window[0])
     with _open(path) as container:
         video = container.streams.video[0] if container.streams.video else None
         audio = container.streams.audio[0] if container.streams.audio else None
@@ -292,7 +307,7 @@ def segment_media(path: Path, segments: list[Segment], fps: float, max_frames: i
                     clock["video"] = t
                     live += [_Open(s, fps, max_frames, rate) for s in _starting(todo, t + LOOKAHEAD_S)]
                     for seg in live:
-                        if seg.segment.start - 1e-6 <= t < seg.segment.end and not seg.sampler.done:
+                        if seg.start - 1e-6 <= t < seg.end and not seg.sampler.done:
                             seg.sampler.add(frame, t0)
                 else:
                     if audio_at is None:
@@ -300,8 +315,8 @@ def segment_media(path: Path, segments: list[Segment], fps: float, max_frames: i
                     audio_at = _route_audio(resampler.resample(frame), audio_at, live)
                     clock["audio"] = audio_at / SAMPLE_RATE
             done = min(clock.values())
-            yield from (seg.media(video is not None) for seg in live if seg.segment.end <= done)
-            live = [seg for seg in live if seg.segment.end > done]
+            yield from (seg.media(video is not None) for seg in live if seg.end <= done)
+            live = [seg for seg in live if seg.end > done]
         if resampler is not None and audio_at is not None:
             _route_audio(resampler.resample(None), audio_at, live)
         live += [_Open(s, fps, max_frames, rate) for s in todo]   # segments past the end of the media
@@ -317,14 +332,14 @@ def _packet_time(packet, t0: float) -> float:
 def _starting(todo: list[Segment], t: float) -> list[Segment]:
     """Pop the segments that start at or before t."""
     started = []
-    while todo and todo[0].start <= t:
+    while todo and todo[0].window[0] <= t:
         started.append(todo.pop(0))
     return started
 
 
 def _note(live: list[_Open], t: float, warning: str) -> None:
     for seg in live:
-        if seg.segment.start <= t < seg.segment.end:
+        if seg.start <= t < seg.end:
             seg.warnings.add(warning)
 
 
@@ -333,8 +348,8 @@ def _route_audio(chunks, at: int, live: list[_Open]) -> int:
     for chunk in chunks:
         samples = chunk.to_ndarray().reshape(-1)
         for seg in live:
-            a = max(round(seg.segment.start * SAMPLE_RATE) - at, 0)
-            b = min(round(seg.segment.end * SAMPLE_RATE) - at, len(samples))
+            a = max(round(seg.start * SAMPLE_RATE) - at, 0)
+            b = min(round(seg.end * SAMPLE_RATE) - at, len(samples))
             if b > a:
                 seg.audio.append(samples[a:b])
         at += len(samples)

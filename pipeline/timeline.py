@@ -50,7 +50,7 @@ def predict_recording(path: Path, checkpoint_dir: Path, spec: str = "vad", cfg: 
     segments = find_segments(path, spec, cfg or SegmentConfig())
     media = Path(work) / "media.zarr"
     with store_lock(media):
-        ids, faces, notes, thumbnails = store_segments(path, segments, found, media)
+        segments, ids, faces, notes, thumbnails = store_segments(path, segments, found, media)
         manifest = pd.DataFrame({"sample_id": ids, "split": "test1", "label": None, "valence": np.nan})
         frame = score_media(ckpt, found, manifest, media, Path(work))
     timeline = timeline_frame(segments, ids, notes, frame, ckpt.labels)
@@ -60,20 +60,22 @@ def predict_recording(path: Path, checkpoint_dir: Path, spec: str = "vad", cfg: 
 
 
 def store_segments(path: Path, segments: list[Segment], found: Settings,
-                   media: Path) -> tuple[list[str], list[tuple], list[str], list[str]]:
-    """Every segment's item written into `media` (parts of SEGMENTS_PER_PART); returns per segment its
-    sample id, (face track number, why that face), the decoding notes and a thumbnail (PNG data URI, "")."""
+                   media: Path) -> tuple[list[Segment], list[str], list[tuple], list[str], list[str]]:
+    """Every segment's item written into `media` (parts of SEGMENTS_PER_PART); returns the segments in the
+    order they were read, and per segment its sample id, (face track number, why that face), the
+    decoding notes and a thumbnail (PNG data URI, "")."""
     store = MediaStore(media).create()
     source = file_hash(path)
     settings_hash = params_hash({"extract": found.extract.__dict__, "what": "recording segment"})
     detector = face_detector(found.extract)
-    ids, faces, notes, thumbnails, batch = [], [], [], [], []
+    read, ids, faces, notes, thumbnails, batch = [], [], [], [], [], []
     numbered = TrackIds()
     bar = progress(math.ceil(segments[-1].end), f"predict {path.name}", "s of the recording")
     for seg in segment_media(path, segments, found.extract.fps, found.extract.max_frames):
         item, reason = segment_item(seg, f"{path.stem}@{seg.segment.name}", digest(source, seg.segment.name),
                                     settings_hash, found, detector)
         batch.append(item)
+        read.append(seg.segment)
         ids.append(item.sample_id)
         faces.append((numbered(item.boxes) if item.boxes is not None else None, reason))
         notes.append("; ".join(seg.warnings))
@@ -87,7 +89,7 @@ def store_segments(path: Path, segments: list[Segment], found: Settings,
     bar.close()
     store = MediaStore(media)
     store.write_view(store.index().drop_duplicates("sample_id", keep="last"))
-    return ids, faces, notes, thumbnails
+    return read, ids, faces, notes, thumbnails
 
 
 def thumbnail(item: MediaItem, seg: SegmentMedia, height: int = 56) -> str:
@@ -114,7 +116,7 @@ def segment_item(seg: SegmentMedia, sample_id: str, source_hash: str, settings_h
     reason = "no video"
     if seg.frames is not None:
         tracks = link([detector.detect(frame) for frame in seg.frames])
-        choice = choose_speaker(tracks, seg.frames, seg.times, seg.audio, seg.segment.start, SAMPLE_RATE)
+        choice = choose_speaker(tracks, seg.frames, seg.times, seg.audio, seg.segment.window[0], SAMPLE_RATE)
         speaker = tracks[choice.track] if choice.track is not None else None
         crops = track_crops(seg.frames, speaker, found.extract.face_size)
         item.faces, item.found, item.boxes = crops.crops, crops.found, crops.boxes

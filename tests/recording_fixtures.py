@@ -35,7 +35,7 @@ def join_clips(clips: Iterable[Path], out: Path, gap: float = 1.0) -> list[tuple
             frames, audio, fps = read_clip(clip)
             writer.pause(gap, frames[0].shape, fps)
             start = writer.seconds
-            writer.add(frames, audio)
+            writer.add(frames, audio, fps)
             spans.append((start, writer.seconds))
         writer.pause(gap, frames[0].shape, fps)
     return spans
@@ -53,7 +53,7 @@ class _Writer:
 
     @property
     def seconds(self) -> float:
-        return self.frames / self.fps
+        return self.frames / self.fps if self.frames else 0.0
 
     def pause(self, seconds: float, shape: tuple, fps: float) -> None:
         count = round(seconds * fps)

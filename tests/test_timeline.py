@@ -88,6 +88,9 @@ def test_spans_are_merged_across_pauses_and_cut_to_length():
     assert got[1] == (5.0, 6.0)                       # short spans joined up to min_seconds
     assert got[2:5] == [(10.0, 13.0), (13.0, 16.0), (16.0, 19.0)]   # 9 s cut into equal parts <= 4 s
     assert len(got) == 5                              # the isolated 0.2 s blip is dropped
+    windows = [s.window for s in shape(spans, cfg)]   # an utterance is read with up to 1 s of the pauses around it
+    assert windows[0] == (0.0, 3.5) and windows[1] == (4.0, 7.0)   # half of the 2.5 s pause before the second
+    assert windows[2:5] == [(9.0, 13.0), (13.0, 16.0), (16.0, 20.0)]   # a cut inside speech adds nothing
 
 
 @pytest.mark.slow
