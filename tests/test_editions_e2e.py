@@ -69,6 +69,9 @@ def test_candidates_are_predicted_and_submitted_and_the_labelled_ones_scored(rep
     submission = pd.read_csv(work / "models" / "submissions" / "test1-pred.csv")
     assert sorted(submission["name"]) == names(rows, "test1") and submission["name"].is_unique
     assert set(submission["discrete"]) <= set(MER_LABELS)
+    track = pd.read_csv(work / "models" / "submissions" / "submission.csv")   # the recipe's protocol: semi
+    assert list(track.columns) == ["name", "discrete"] and len(track) == len(names(rows, "test1"))
+    assert sorted(track["name"]) == names(rows, "test1") and set(track["discrete"]) <= set(MER_LABELS)
     scored = json.loads((work / "metrics" / "mer_multi.json").read_text())
     assert scored["n"] == (0 if shape == "mer2024" else len(names(rows, "test1")))
     if shape != "mer2024":  # learnable content: well above the 1/6 of chance on the candidates
