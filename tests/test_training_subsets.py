@@ -115,8 +115,8 @@ def test_another_label_set_gives_one_logit_per_class():
     assert [c for c in frame.columns if c.startswith("logit_")] == [f"logit_{c}" for c in ravdess]
 
 
-def test_training_shows_epochs_on_a_terminal_only(monkeypatch):
-    """One bar per stacked model over its epochs; nothing in a DVC log or CI, where stderr is not a terminal."""
+def test_training_shows_a_bar_on_a_terminal_and_lines_in_a_log(monkeypatch):
+    """One bar per stacked model over its epochs on a terminal; plain lines in a DVC log or CI."""
     import io
 
     from pipeline.training.run import run_subsets
@@ -126,7 +126,10 @@ def test_training_shows_epochs_on_a_terminal_only(monkeypatch):
             return True
 
     tables = {"train": table(60, {"audio": np.ones(60, bool), "text": np.ones(60, bool)})}
-    for stderr, shown in ((Terminal(), True), (io.StringIO(), False)):
+    for stderr, bar in ((Terminal(), True), (io.StringIO(), False)):
         monkeypatch.setattr("sys.stderr", stderr)
         run_subsets(tables, [("A", 0), ("AT", 0)], FAST)
-        assert ("train seed 0, 2 subset(s)" in stderr.getvalue() and f"{FAST.epochs}/{FAST.epochs}" in stderr.getvalue()) == shown
+        shown = stderr.getvalue()
+        assert "train seed 0, 2 subset(s)" in shown and ("\r" in shown) == bar
+        done = f"{FAST.epochs}/{FAST.epochs}"  # 3 folds train as one fold group
+        assert done in shown and (f"{done} fold-group epoch (100%)" in shown) != bar
