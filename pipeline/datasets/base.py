@@ -27,7 +27,7 @@ import av
 import pandas as pd
 
 from pipeline.errors import InputError
-from pipeline.labels import PLACEHOLDER_VALENCE, VALENCE_RANGE
+from pipeline.labels import LIST_COLUMN, LIST_SEPARATOR, PLACEHOLDER_VALENCE, VALENCE_RANGE
 from pipeline.media.decode import IMAGE_SUFFIXES, MediaError, clip_hash, face_array_shape, frame_files
 from pipeline.registry import Component
 
@@ -36,9 +36,8 @@ SPLITS = ("train", "test1", "test2", "test3")
 MANIFEST_COLUMNS = [
     "sample_id", "split", "path", "label", "valence", "transcript", "speaker",
     "has_video", "has_audio", "media_hash", "true_label", "true_valence", "meta",
-    "audio_path", "face_path", "label_list",
+    "audio_path", "face_path", LIST_COLUMN,
 ]
-LIST_SEPARATOR = ";"   # joins a label_list's words
 
 
 @dataclass(frozen=True)
@@ -220,7 +219,7 @@ def _check(cand: Candidate, root: Path, labels, label_map, seen: set[str]) -> di
         "meta": json.dumps(cand.meta, sort_keys=True) if cand.meta else None,
         "audio_path": cand.audio_path,
         "face_path": cand.face_path,
-        "label_list": None if cand.label_list is None else LIST_SEPARATOR.join(cand.label_list),
+        LIST_COLUMN: None if cand.label_list is None else LIST_SEPARATOR.join(cand.label_list),
     }
 
 

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import ConfigError
-from pipeline.datasets.base import LIST_SEPARATOR, Adapter, Candidate, Reject, iter_csv
+from pipeline.datasets.base import Adapter, Candidate, Reject, iter_csv
 from pipeline.datasets.mer2023 import VIDEO_SUFFIXES
 from pipeline.errors import InputError, MissingInput
+from pipeline.labels import LIST_SEPARATOR
 
 LANGUAGES = ("chinese", "english")
 
