@@ -216,9 +216,9 @@ def odd(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     truncate(root / "headless.mp4", 0.02)  # not even the header is left
     (root / "empty.mp4").write_bytes(b"")
     names = [*clips, "empty"]
-    rows = [{"sample_id": n, "path": f"{n}.mp4", "media_hash": file_hash(root / f"{n}.mp4"),
+    rows = [{"sample_id": n, "split": "train", "path": f"{n}.mp4", "media_hash": file_hash(root / f"{n}.mp4"),
              "transcript": GIVEN if n == "ok" else None} for n in names]
-    rows.append({"sample_id": "textonly", "path": None, "media_hash": None, "transcript": GIVEN})
+    rows.append({"sample_id": "textonly", "split": "train", "path": None, "media_hash": None, "transcript": GIVEN})
     return root, pd.DataFrame(rows)
 
 

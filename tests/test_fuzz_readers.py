@@ -256,7 +256,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     rows = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "split": "train",
                          "label": ["happy", "sad"] * (n // 2), "valence": rng.normal(size=n)})
     tables = standardize({"train": Table(rows, {m: rng.normal(size=(n, d)).astype(np.float32) for m, d in dims.items()},
-                                         {m: np.ones(n, bool) for m in dims})})
+                                         {m: np.ones(n, bool) for m in dims}, labels=("happy", "sad"))})
     records = {}
     for modality, dim in dims.items():
         FeatureStore(root / f"{modality}.zarr").create(Identity(f"enc-{modality}", "1", modality, {}, {}), dim)
@@ -266,7 +266,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
         cfg = TrainConfig(model=model, features={"audio": "a", "visual": "v"}, folds=2, epochs=2, hidden=(4,),
                           feature_norm="standard", lightgbm=LightGBMParams(n_estimators=2, min_child_samples=1))
         result, _ = run_subset(tables, "AV", cfg, seed=0)
-        out[model] = checkpoint.save(root / model, result, records, tables["train"].norm)
+        out[model] = checkpoint.save(root / model, result, records, tables["train"].norm, tables["train"].labels)
     return out
 
 

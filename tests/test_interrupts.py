@@ -73,7 +73,8 @@ def test_fold_group_threads_stop_at_the_flag_alone():
 
     X, y, v = synthetic(240)
     job = CVJob(X, None, y, v, make_folds(240, 6, 0, y))
-    run = fusion.FusionRun(FusionParams(epochs=2000, batch_size=32, hidden=(32, 16)), threads=2)  # 2 groups, 2 threads
+    run = fusion.FusionRun(FusionParams(epochs=2000, batch_size=32, hidden=(32, 16)), threads=2,  # 2 groups, 2 threads
+                            n_classes=6)
     with interrupts.handled(), pytest.raises(interrupts.Interrupted), interrupts.deferred():
         sigint_in(0.5)
         with pytest.raises(interrupts.Interrupted):   # from the threads, long before 2000 epochs

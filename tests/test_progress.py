@@ -18,7 +18,7 @@ from pipeline.training.folds import CVJob, make_folds
 rng = np.random.default_rng(0)
 y = rng.integers(0, 6, 120)
 X = {"audio": rng.normal(size=(120, 8)).astype(np.float32)}
-run = fusion.FusionRun(FusionParams(epochs=20, batch_size=32, hidden=(16, 8)), threads=2)
+run = fusion.FusionRun(FusionParams(epochs=20, batch_size=32, hidden=(16, 8)), threads=2, n_classes=6)
 fusion.cross_validate([CVJob(X, None, y, rng.normal(size=120), make_folds(120, 4, 0, y), {}, None, 0)], run)
 """
 PARTS = """

@@ -86,7 +86,8 @@ def test_faces_section_shows_each_split_and_names_items_without_a_face(tmp_path)
     write_report(tmp_path / "metrics", tmp_path / "report.html", tmp_path / "summary.md")
     summary = (tmp_path / "summary.md").read_text()
     assert "| train | 2 | 0 | 0.9286 |" in summary   # 13 of 14 frames
-    assert "| test1 | 1 | 1 | 0.0000 |" in summary   # d has no frames: not counted
+    assert "| test1 | 2 | 2 | 0.0000 |" in summary   # d: an empty shipped faces array, a clip without a face
+    assert "d: no face (its shipped faces array is empty)" in summary
     assert "c: no face in its 8 sampled frame(s) (blazeface detector)" in summary
 
 
