@@ -69,7 +69,6 @@ def trained(tmp_path_factory):
             "recording": work / "recording.mp4", "params": params}
 
 
-@pytest.mark.slow   # a checkpoint trained for the module: about a minute
 def test_vad_segments_start_and_end_where_each_clip_speaks(trained):
     found = find_segments(trained["recording"], "vad", SegmentConfig())
     assert len(found) == len(trained["spans"])
@@ -93,7 +92,6 @@ def test_spans_are_merged_across_pauses_and_cut_to_length():
     assert windows[2:5] == [(9.0, 13.0), (13.0, 16.0), (16.0, 20.0)]   # a cut inside speech adds nothing
 
 
-@pytest.mark.slow
 def test_fixed_windows_and_user_files(trained, tmp_path):
     fixed = find_segments(trained["recording"], "fixed:4", SegmentConfig())
     total = trained["spans"][-1][1] + 1.0   # the last clip, then a second of silence
@@ -116,7 +114,6 @@ def test_fixed_windows_and_user_files(trained, tmp_path):
         find_segments(trained["recording"], str(tmp_path / "bad.csv"), SegmentConfig())
 
 
-@pytest.mark.slow
 def test_each_segment_gets_its_own_stretch_and_no_more(trained):
     """Memory holds one segment: its audio is its own length and its frames at most max_frames, however
     long the recording; short windows make many segments from one pass."""
@@ -130,7 +127,6 @@ def test_each_segment_gets_its_own_stretch_and_no_more(trained):
         assert np.all((media.times >= media.segment.start - 1e-6) & (media.times < media.segment.end))
 
 
-@pytest.mark.slow
 def test_segments_predict_as_the_same_clips_alone(trained):
     spans = trained["spans"]
     csv = trained["work"] / "clips.csv"
@@ -145,7 +141,6 @@ def test_segments_predict_as_the_same_clips_alone(trained):
     assert list(timeline["face_track"]) == [1, 1, 1] and (timeline["face_choice"] == "the only face").all()
 
 
-@pytest.mark.slow
 def test_a_stretch_without_media_is_recorded_and_the_rest_goes_on(trained, tmp_path):
     csv = tmp_path / "segments.csv"
     csv.write_text("start,end\n1.0,4.0\n40.0,44.0\n")    # the second lies past the recording's end
@@ -159,7 +154,6 @@ def load_labels(trained) -> list[str]:
     return json.loads((trained["work"] / "cv.json").read_text())["labels"]
 
 
-@pytest.mark.slow
 def test_cli_writes_the_timeline_files(trained, tmp_path):
     outs = [tmp_path / f"timeline.{s}" for s in ("csv", "json", "srt", "vtt", "html")]
     done = CliRunner().invoke(app, ["predict", str(trained["recording"]), "--checkpoint", str(trained["checkpoint"]),
@@ -243,7 +237,6 @@ def test_when_the_speaker_cannot_be_told_apart_the_largest_steadiest_face_is_tak
     assert np.mean([f.box[0] for f in tracks[choice.track].faces.values()]) < 160
 
 
-@pytest.mark.slow
 def test_a_corrupt_middle_is_recorded_on_its_segments_and_the_rest_is_predicted(trained, tmp_path):
     broken = tmp_path / "broken.mp4"
     data = bytearray(trained["recording"].read_bytes())
@@ -257,7 +250,6 @@ def test_a_corrupt_middle_is_recorded_on_its_segments_and_the_rest_is_predicted(
     assert damaged["start"].between(1.0, len(timeline) - 2.0).all()   # only stretches in the middle
 
 
-@pytest.mark.slow
 def test_a_recording_without_speech_says_to_use_fixed_windows(trained, tmp_path):
     silent = tmp_path / "silent.mp4"
     from recording_fixtures import _Writer
