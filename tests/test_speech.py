@@ -114,3 +114,85 @@ def test_audio_concat_joins_its_parts_and_checks_them(tmp_path):
     assert silent is None
     with pytest.raises(ConfigError, match=r"part 'minilm' is not an audio encoder; known: \['egemaps', 'hf-audio', 'whisper'\]"):
         make_encoder("audio-concat", {"parts": ["egemaps", "minilm"]})
+
+
+needs_tiny = pytest.mark.skipif(not model_available("whisper-tiny.en")[0],
+                                reason=model_available("whisper-tiny.en")[1])
+
+
+def voiced(seconds: float, seed: int = 0) -> np.ndarray:
+    """A voice-like test signal: a 150 Hz harmonic series with a syllable-rate envelope, plus noise."""
+    t = np.arange(int(16000 * seconds)) / 16000
+    harmonics = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 8))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)
+    noise = np.random.default_rng(seed).normal(0, 0.01, t.size)
+    return (0.1 * envelope * harmonics + noise).astype(np.float32)
+
+
+def tiny(window: str, **runtime):
+    from pipeline.encoders import make_encoder
+
+    return make_encoder("whisper", {"model": "whisper-tiny.en", "window": window}, num_threads=1, **runtime)
+
+
+@needs_tiny
+def test_whisper_clip_window_reads_each_clip_at_its_own_length():
+    """clip: shape and determinism; a vector depends on its clip only, not on its batch-mates (which
+    share its input length or not); and it differs from padded, whose encoder attends over 30 s."""
+    clips = [voiced(3.2, 0), voiced(3.7, 1), voiced(0.05, 2), voiced(6.1, 3)]
+    enc = tiny("clip", batch_size=3)
+    frames = enc.encode_frames(clips)
+    assert [f.shape for f in frames] == [(160, 384), (185, 384), (3, 384), (305, 384)]
+    together = enc.encode(clips)
+    np.testing.assert_array_equal(np.stack(together), np.stack(enc.encode(clips)))
+    for clip, vec, f in zip(clips, together, frames, strict=True):
+        (alone,) = enc.encode([clip])
+        np.testing.assert_allclose(alone, vec, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(vec, f.mean(0), rtol=1e-5, atol=1e-6)
+    (padded,) = tiny("padded").encode(clips[:1])
+    assert np.abs(padded - together[0]).max() > 1e-2
+
+
+@needs_tiny
+def test_whisper_padded_window_is_whisper_30s_input():
+    """padded: the clip zero-padded to 30 s, log-mel by faster-whisper's extractor, the mean over the
+    encoder frames of the clip's own audio (as before the window option existed)."""
+    import ctranslate2
+
+    from pipeline.media.whisper import load
+
+    clip = voiced(3.3)
+    (vec,) = tiny("padded").encode([clip])
+    model = load("whisper-tiny.en", "float32", 1)
+    mel = model.feature_extractor(np.pad(clip, (0, 480000 - clip.size)), padding=0)[:, :3000]
+    states = np.asarray(model.model.encode(ctranslate2.StorageView.from_array(mel[None]), to_cpu=True))
+    np.testing.assert_allclose(vec, states[0, :math.ceil(clip.size / 320)].mean(0), rtol=1e-5, atol=1e-6)
+
+
+@needs_tiny
+def test_whisper_window_is_part_of_the_cache_key():
+    from pipeline.encode import identity_for
+    from pipeline.encoders import make_config
+
+    keys = {window: identity_for(*make_config("whisper", {"window": window})[:2]).key for window in ("clip", "padded")}
+    assert keys["clip"] != keys["padded"]
+    with pytest.raises(ConfigError, match=r"whisper: window 'full' is not one of \['clip', 'padded'\]"):
+        make_config("whisper", {"window": "full"})
+    concat = {window: identity_for(*make_config("audio-concat", {"options": {"whisper": {"window": window}}})[:2]).key
+              for window in ("clip", "padded")}
+    assert concat["clip"] != concat["padded"]
+
+
+@needs_tiny
+@pytest.mark.slow
+@pytest.mark.parametrize("window", ["clip", "padded"])
+def test_whisper_reads_a_clip_over_30s_in_30s_windows(window):
+    """Over 30 s (the positional embedding's reach) a clip is split: a full 30 s window, then the rest
+    (clip: at its own length); the frames are those of each piece encoded alone, all averaged."""
+    wave = voiced(31.0)
+    enc = tiny(window)
+    (frames,) = enc.encode_frames([wave])
+    assert frames.shape == (1500 + 50, 384)
+    (head,), (tail,) = enc.encode_frames([wave[:480000]]), enc.encode_frames([wave[480000:]])
+    np.testing.assert_allclose(frames, np.concatenate([head, tail]), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(enc.encode([wave])[0], frames.mean(0), rtol=1e-5, atol=1e-6)

@@ -68,7 +68,10 @@ class AudioConcatEncoder(Encoder):
     def library_versions(cls) -> dict[str, str]:
         from . import ENCODERS
 
-        return {k: v for part in AudioConcatConfig().parts for k, v in ENCODERS[part].library_versions().items()}
+        # the parts' own versions too: a part whose output changes changes the concatenation's cache key
+        parts = [ENCODERS[part] for part in AudioConcatConfig().parts]
+        return ({k: v for part in parts for k, v in part.library_versions().items()}
+                | {f"encoder {part.name}": part.version for part in parts})
 
     def encode(self, batch) -> list[np.ndarray | None]:
         outputs = [enc.encode(batch) for enc in self.encoders]
