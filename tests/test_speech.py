@@ -196,3 +196,58 @@ def test_whisper_reads_a_clip_over_30s_in_30s_windows(window):
     (head,), (tail,) = enc.encode_frames([wave[:480000]]), enc.encode_frames([wave[480000:]])
     np.testing.assert_allclose(frames, np.concatenate([head, tail]), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(enc.encode([wave])[0], frames.mean(0), rtol=1e-5, atol=1e-6)
+
+
+@needs_tiny
+@needs_espeak
+def test_faster_whisper_batches_clips_and_each_transcript_is_its_own(tmp_path):
+    """Clips transcribed together give what each gives alone, whatever its batch-mates; in extraction a
+    part's clips go to the engine in one call, a given transcript stays and an empty clip gives ''."""
+    from pipeline.config import ExtractConfig
+    from pipeline.extract import transcribe_items
+    from pipeline.store.media import MediaItem
+
+    sentences = [SENTENCE, "The weather is nice today", "Please close the window before you leave"]
+    audios = [speak(text, tmp_path / f"{i}.wav") for i, text in enumerate(sentences)]
+
+    def items() -> list[MediaItem]:
+        made = [MediaItem(f"s{i}", "", "", audio=audio) for i, audio in enumerate(audios)]
+        return [*made, MediaItem("given", "", "", audio=audios[0], transcript="as given", transcript_source="given")]
+
+    cfg = ExtractConfig(asr="faster-whisper", asr_model="whisper-tiny.en", asr_window="padded")
+    batched, failures = transcribe_items(items(), cfg)
+    alone = [transcribe_items([item], cfg)[0][0] for item in items()]
+    assert failures == [] and [i.transcript for i in batched] == [i.transcript for i in alone]
+    assert [i.transcript_source for i in batched] == ["asr:faster-whisper:whisper-tiny.en"] * 3 + ["given"]
+    assert batched[3].transcript == "as given"
+    assert word_error_rate(SENTENCE, batched[0].transcript) <= 0.2 and all(i.transcript for i in batched)
+    engine = ASR_ENGINES.make("faster-whisper", {"model": "whisper-tiny.en", "window": "padded"})
+    assert engine.transcribe_batch([np.zeros(0, np.float32), audios[1]]) == ["", alone[1].transcript]
+
+
+def test_asr_window_shapes_the_extract_hash_only_where_the_engine_reads_it():
+    from pipeline.config import ExtractConfig
+    from pipeline.extract import output_params
+
+    assert "asr_window" not in output_params(ExtractConfig(asr="none", asr_window="clip"))
+    whisper_params = {w: output_params(ExtractConfig(asr="faster-whisper", asr_window=w)) for w in ("clip", "padded")}
+    assert whisper_params["clip"]["asr_window"] == "clip" and whisper_params["padded"]["asr_window"] == "padded"
+    with pytest.raises(ConfigError, match=r"extract.asr_window: 'full' is not one of \['clip', 'padded'\]"):
+        make_config("faster-whisper", window="full")
+
+
+@needs_tiny
+@needs_espeak
+@pytest.mark.slow
+def test_faster_whisper_transcribes_a_clip_over_30s_in_full(tmp_path):
+    """Over 30 s a clip goes through faster-whisper's long-form transcription: nothing is cut."""
+    text = ("The train to the city leaves at nine. My sister bought a new red bicycle last week. "
+            "We planted tomatoes and beans in the garden. The museum is closed on Mondays. "
+            "Please remember to bring your umbrella tomorrow. The children played football after school. "
+            "He reads the newspaper every morning with a cup of coffee. The shop on the corner sells fresh bread. "
+            + SENTENCE)
+    audio = speak(text, tmp_path / "long.wav")
+    assert len(audio) > 480000
+    engine = ASR_ENGINES.make("faster-whisper", {"model": "whisper-tiny.en"})
+    (heard,) = engine.transcribe_batch([audio])
+    assert word_error_rate(text, heard) <= 0.3, heard

@@ -98,12 +98,13 @@ def windows(wave: np.ndarray) -> list[np.ndarray]:
     return [wave[start:start + WINDOW_SAMPLES] for start in range(0, max(len(wave), 1), WINDOW_SAMPLES)]
 
 
-def input_frames(samples: int, window: str) -> int:
-    """Mel frames the encoder reads for a piece of `samples` (<= 30 s): the full 3000 (`padded`) or the
-    piece's own length rounded up to a whole second (`clip`; CTranslate2 takes any length up to 3000)."""
+def input_frames(samples: int, window: str, margin: int = 0) -> int:
+    """Mel frames the encoder reads for a piece of `samples` (<= 30 s): the full 3000 (`padded`), or the
+    piece's own length plus `margin` frames of silence, rounded up to a whole second (`clip`; CTranslate2
+    takes any length up to 3000)."""
     if window == "padded":
         return WINDOW_FRAMES
-    return min(WINDOW_FRAMES, max(1, math.ceil(samples / HOP / BUCKET_FRAMES)) * BUCKET_FRAMES)
+    return min(WINDOW_FRAMES, max(1, math.ceil((samples / HOP + margin) / BUCKET_FRAMES)) * BUCKET_FRAMES)
 
 
 def valid_frames(samples: int) -> int:
@@ -111,14 +112,14 @@ def valid_frames(samples: int) -> int:
     return max(1, math.ceil(samples / SAMPLES_PER_FRAME))
 
 
-def mel_batches(model, pieces: list[np.ndarray], window: str, batch_size: int
+def mel_batches(model, pieces: list[np.ndarray], window: str, batch_size: int, margin: int = 0
                 ) -> Iterator[tuple[list[int], np.ndarray]]:
     """(indices into pieces, [n, n_mels, frames] log-mel) for batches of pieces (each <= 30 s) that share
-    one input length, zero-padded to it. A piece's mel depends only on the piece and the window, never
-    on its batch-mates."""
+    one input length (input_frames), zero-padded to it. A piece's mel depends only on the piece, the
+    window and the margin, never on its batch-mates."""
     groups = defaultdict(list)
     for i, piece in enumerate(pieces):
-        groups[input_frames(len(piece), window)].append(i)
+        groups[input_frames(len(piece), window, margin)].append(i)
     for frames, members in sorted(groups.items()):
         for start in range(0, len(members), batch_size):
             chunk = members[start:start + batch_size]
