@@ -251,3 +251,22 @@ def test_faster_whisper_transcribes_a_clip_over_30s_in_full(tmp_path):
     engine = ASR_ENGINES.make("faster-whisper", {"model": "whisper-tiny.en"})
     (heard,) = engine.transcribe_batch([audio])
     assert word_error_rate(text, heard) <= 0.3, heard
+
+
+@needs_tiny
+def test_faster_whisper_reads_timestamped_segments():
+    """The decoder's timestamps split its output into segments with their start; a segment that starts
+    after a clip's own audio (heard in the padding) is what the engine drops."""
+    from faster_whisper.tokenizer import Tokenizer
+
+    engine = ASR_ENGINES.make("faster-whisper", {"model": "whisper-tiny.en"})
+    tokenizer = Tokenizer(engine.whisper.hf_tokenizer, False)
+
+    def at(seconds: float) -> int:
+        return tokenizer.timestamp_begin + round(seconds / 0.02)
+
+    tokens = [at(0.0), *tokenizer.encode(" Kids are talking"), at(1.5), at(1.5), *tokenizer.encode(" by the door"),
+              at(3.0), at(24.0), *tokenizer.encode(" by the door"), at(26.0)]
+    assert engine._segments(tokens, tokenizer) == [(0.0, " Kids are talking"), (1.5, " by the door"),
+                                                   (24.0, " by the door")]
+    assert engine._segments(tokenizer.encode(" no timestamps"), tokenizer) == [(0.0, " no timestamps")]

@@ -5,7 +5,7 @@ the clip's own audio, never its padding. `window` sets what the encoder reads:
 - `clip` (default): each clip at its own length plus MARGIN of silence, rounded up to a whole second,
   clips of one input length in one batch. The encoder attends over what it reads, so its states differ
   from `padded`'s; with the silence after the speech they score as well (docs/whisper.md: RAVDESS dev,
-  3-5 s clips, 6x faster, emotion F1 within 0.01; with no margin the F1 fell by 0.02-0.05).
+  3-5 s clips, 7x faster, emotion F1 within 0.01; with no margin the F1 fell by 0.02-0.05).
 - `padded`: Whisper's fixed 30 s window (3000 mel frames), zero-padded, as Whisper was trained.
 Clips are never packed together into one window: the encoder's attention would mix them.
 A clip longer than 30 s (the most the positional embedding covers) is read in consecutive 30 s windows
