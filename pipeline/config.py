@@ -76,11 +76,12 @@ class ExtractOutputs:
     asr: str = "none"                # a name in pipeline.media.asr.ASR_ENGINES: none | faster-whisper | whisper
     asr_model: str = ""              # "" = the engine's default (faster-whisper: packaged whisper-base)
     asr_language: str = ""           # spoken language (en, zh, ...); "" = detected per clip
+    asr_window: str = "clip"         # faster-whisper: clip (each clip at its own length) | padded (30 s window)
 
     @property
     def asr_options(self) -> dict[str, str]:
         """The ASR engine's Config options."""
-        return {"model": self.asr_model, "language": self.asr_language}
+        return {"model": self.asr_model, "language": self.asr_language, "window": self.asr_window}
 
 
 @dataclass(frozen=True)

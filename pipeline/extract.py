@@ -26,8 +26,8 @@ import pandas as pd
 
 from pipeline.config import ExtractConfig
 from pipeline.executors import EXECUTORS, run_tasks
+from pipeline.media.asr import ASR_ENGINES, make_engine
 from pipeline.media.asr import make_config as asr_config
-from pipeline.media.asr import transcribe
 from pipeline.media.decode import (
     IMAGE_SUFFIXES,
     SAMPLE_RATE,
@@ -85,8 +85,11 @@ LATER_KEYS = {"asr_language": "", "face_source": "detect", "audio_source": "vide
 
 
 def output_params(cfg: ExtractConfig) -> dict:
-    """What shapes a store item: the output keys, and the audio rate (a constant, recorded all the same)."""
+    """What shapes a store item: the output keys, and the audio rate (a constant, recorded all the same).
+    asr_window only where the ASR engine reads it: it came later and shapes nothing else."""
     params = {k: v for k, v in asdict(cfg).items() if k in OUTPUT_KEYS and LATER_KEYS.get(k, object()) != v}
+    if not ASR_ENGINES.lookup(cfg.asr).reads_window:
+        params.pop("asr_window")
     return params | {"sample_rate": SAMPLE_RATE}
 
 
@@ -107,7 +110,7 @@ def extract(manifest: pd.DataFrame, root: Path, store_path: Path, cfg: ExtractCo
             corruption: ViewCorruption | None = None) -> tuple[dict, list[dict]]:
     """Bring one view's store up to date with the manifest; returns (summary, failures)."""
     DETECTORS.config(cfg.face_detector, cfg.face_options)  # a bad name or option fails here, not per clip
-    asr_config(cfg.asr, cfg.asr_model, cfg.asr_language)
+    asr_config(*_asr_key(cfg))
     executor = EXECUTORS.make(cfg.executor, cfg.executor_options)
     store = MediaStore(store_path).create()
     store.parts.remove_uncommitted()
@@ -171,11 +174,55 @@ def extract_part(task: PartTask) -> dict:
         try:
             items.append(extract_item(row, Path(task.root), task.cfg, detector, corrupt))
         except Exception as err:  # noqa: BLE001 - any clip-level error is recorded, never lost
-            failures.append({"sample_id": row["sample_id"], "step": getattr(err, "step", "extract"),
-                             "error": type(err).__name__, "message": str(err)})
+            failures.append(_failure(row["sample_id"], err))
+    items, asr_failures = transcribe_items(items, task.cfg)
+    failures += asr_failures
     if items:
         MediaStore(task.store).write(items)
     return {"written": len(items), "failures": failures, "pid": os.getpid()}
+
+
+def _failure(sample_id: str, err: Exception) -> dict:
+    return {"sample_id": sample_id, "step": getattr(err, "step", "extract"), "error": type(err).__name__,
+            "message": str(err)}
+
+
+def transcribe_items(items: list[MediaItem], cfg: ExtractConfig) -> tuple[list[MediaItem], list[dict]]:
+    """Transcribe the items with audio and no transcript in one call, which the engine may batch across
+    clips; if that call fails, clip by clip, so that a clip that fails fails alone. Returns the items
+    whose transcript is settled and the failures of the others."""
+    todo = [item for item in items if item.transcript_source == "missing" and item.audio is not None
+            and len(item.audio)]
+    if not todo or cfg.asr == "none":
+        return items, []
+    try:
+        texts = _transcribe(cfg, [item.audio for item in todo])
+    except Exception:  # noqa: BLE001 - retried one by one below, where each error is recorded
+        texts = [_transcribe_or_error(cfg, item.audio) for item in todo]
+    failures = []
+    for item, text in zip(todo, texts, strict=True):
+        if isinstance(text, Exception):
+            failures.append(_failure(item.sample_id, text))
+        else:
+            item.transcript, item.transcript_source = text, make_engine(*_asr_key(cfg)).source
+    failed = {f["sample_id"] for f in failures}
+    return [item for item in items if item.sample_id not in failed], failures
+
+
+def _transcribe(cfg: ExtractConfig, audios: list[np.ndarray]) -> list[str | None]:
+    with step("asr"):
+        return make_engine(*_asr_key(cfg)).transcribe_batch(audios)
+
+
+def _transcribe_or_error(cfg: ExtractConfig, audio: np.ndarray) -> str | None | Exception:
+    try:
+        return _transcribe(cfg, [audio])[0]
+    except Exception as err:  # noqa: BLE001 - any clip-level error is recorded, never lost
+        return err
+
+
+def _asr_key(cfg: ExtractConfig) -> tuple[str, str, str, str]:
+    return cfg.asr, cfg.asr_model, cfg.asr_language, cfg.asr_window
 
 
 def face_detector(cfg: ExtractConfig):
@@ -211,8 +258,9 @@ def extract_item(row: dict, root: Path, cfg: ExtractConfig, detector, corrupt=No
             item.faces, item.found, item.boxes = track.crops, track.found, track.boxes
             item.frame_time = times
             item.meta["no_face"] = not bool(track.found.any())
-    with step("asr"):
-        item.transcript, item.transcript_source = _transcript(row, item.audio, cfg)
+    given = row.get("transcript")
+    if isinstance(given, str):   # otherwise transcribe_items settles it
+        item.transcript, item.transcript_source = given, "given"
     return item
 
 
@@ -260,12 +308,3 @@ def _read_media(path: Path, cfg: ExtractConfig):
         return None, read_audio_file(path), None, []
     clip = decode_clip(path, cfg.fps, cfg.max_frames)
     return clip.frames, clip.audio, clip.frame_times, clip.warnings
-
-
-def _transcript(row: dict, audio: np.ndarray | None, cfg: ExtractConfig) -> tuple[str | None, str]:
-    given = row.get("transcript")
-    if isinstance(given, str):
-        return given, "given"
-    if audio is not None and len(audio):
-        return transcribe(audio, cfg.asr, cfg.asr_model, cfg.asr_language)
-    return None, "missing"

@@ -34,6 +34,7 @@ OTHER_VALUES = {
     "pooling": ["max", "cls", "mean"],
     "keep_special_tokens": [True],
     "layer_range": [[-3, -2]],
+    "window": ["padded", "clip"],
 }
 # options an encoder accepts only beside another one (hf-image reads hidden layers with cls or mean pooling)
 BESIDE = {("hf-image", "layers"): {"pooling": "mean"}, ("hf-image", "last_k"): {"pooling": "mean"},

@@ -12,14 +12,23 @@ tokenizer.json), e.g. from `ct2-transformers-converter` on a connected machine.
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
+from collections.abc import Iterator
 from functools import lru_cache
 from importlib.util import find_spec
 from pathlib import Path
 
+import numpy as np
+
 from pipeline.environment import folder_digest, missing_packages, versions
 
-SAMPLES_PER_FRAME = 320   # encoder output frame: 2 mel hops of 160 samples at 16 kHz (20 ms)
-WINDOW_SAMPLES = 480000   # Whisper's fixed 30 s input window
+HOP = 160                 # mel hop: 10 ms at 16 kHz
+SAMPLES_PER_FRAME = 320   # encoder output frame: 2 mel hops (20 ms)
+WINDOW_SAMPLES = 480000   # Whisper's 30 s window: the longest input its positional embedding covers
+WINDOW_FRAMES = WINDOW_SAMPLES // HOP
+BUCKET_FRAMES = 100       # clip window: inputs rounded up to whole seconds, so that clips batch together
+WINDOWS = ("clip", "padded")
 
 # packaged name -> ((python package, file inside it), ...) in the order model.bin's parts are joined,
 # and the package holding config.json / tokenizer.json
@@ -84,3 +93,44 @@ def _packaged_files(model: str) -> dict[str, bytes]:
 
 def _package_dir(package: str) -> Path:
     return Path(find_spec(package).origin).parent
+
+
+def windows(wave: np.ndarray) -> list[np.ndarray]:
+    """Consecutive 30 s pieces of `wave`, the last one shorter: what the encoder reads of a long clip."""
+    return [wave[start:start + WINDOW_SAMPLES] for start in range(0, max(len(wave), 1), WINDOW_SAMPLES)]
+
+
+def input_frames(samples: int, window: str, margin: int = 0) -> int:
+    """Mel frames the encoder reads for a piece of `samples` (<= 30 s): the full 3000 (`padded`), or the
+    piece's own length plus `margin` frames of silence, rounded up to a whole second (`clip`; CTranslate2
+    takes any length up to 3000)."""
+    if window == "padded":
+        return WINDOW_FRAMES
+    return min(WINDOW_FRAMES, max(1, math.ceil((samples / HOP + margin) / BUCKET_FRAMES)) * BUCKET_FRAMES)
+
+
+def valid_frames(samples: int) -> int:
+    """Encoder output frames that cover `samples` of audio (the rest cover padding)."""
+    return max(1, math.ceil(samples / SAMPLES_PER_FRAME))
+
+
+def mel_batches(model, pieces: list[np.ndarray], window: str, batch_size: int, margin: int = 0
+                ) -> Iterator[tuple[list[int], np.ndarray]]:
+    """(indices into pieces, [n, n_mels, frames] log-mel) for batches of pieces (each <= 30 s) that share
+    one input length (input_frames), zero-padded to it. A piece's mel depends only on the piece, the
+    window and the margin, never on its batch-mates."""
+    groups = defaultdict(list)
+    for i, piece in enumerate(pieces):
+        groups[input_frames(len(piece), window, margin)].append(i)
+    for frames, members in sorted(groups.items()):
+        for start in range(0, len(members), batch_size):
+            chunk = members[start:start + batch_size]
+            mels = [model.feature_extractor(pieces[i], padding=frames * HOP - len(pieces[i]))[:, :frames] for i in chunk]
+            yield chunk, np.ascontiguousarray(np.stack(mels), dtype=np.float32)
+
+
+def encode(model, mels: np.ndarray):
+    """The encoder's states for a [n, n_mels, frames] batch, as a CTranslate2 StorageView on the CPU."""
+    import ctranslate2
+
+    return model.model.encode(ctranslate2.StorageView.from_array(mels), to_cpu=True)
