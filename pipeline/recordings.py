@@ -260,6 +260,8 @@ class _Open:
             times = np.asarray(self.sampler.times)
             if resized:
                 self.warnings.add("resolution change: frames resized to the segment's first")
+            if self.sampler.variable_rate:
+                self.warnings.add("variable frame rate")
         elif has_video:
             self.warnings.add("no decodable video frame in this stretch")
         audio = np.concatenate(self.audio).astype(np.float32) / 32768.0 if self.audio else None

@@ -260,3 +260,52 @@ def test_a_recording_without_speech_says_to_use_fixed_windows(trained, tmp_path)
         predict_recording(silent, trained["checkpoint"], "vad")
     timeline = predict_recording(silent, trained["checkpoint"], "fixed:1.5")
     assert len(timeline) == 2 and timeline["face_choice"].eq("no face").all()
+
+
+def test_a_variable_frame_rate_is_recorded_on_its_segments(trained, tmp_path):
+    from fractions import Fraction
+
+    import av
+
+    frames, _, _ = read_clip(trained["clips"][0])
+    vfr = tmp_path / "vfr.mp4"
+    with av.open(str(vfr), "w") as container:   # frames 120 ms and 40 ms apart in turn
+        video = container.add_stream("mpeg4", rate=12)
+        video.width, video.height, video.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        video.codec_context.time_base = Fraction(1, 1000)
+        for i, image in enumerate(frames * 2):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = 80 * i + (40 if i % 2 else 0), Fraction(1, 1000)
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+    timeline = predict_recording(vfr, trained["checkpoint"], "fixed:1")
+    assert timeline["warnings"].str.contains("variable frame rate").all(), timeline["warnings"]
+    assert (timeline["modalities"] == "visual").all()   # no audio track: the faces alone
+
+
+def test_a_resolution_change_is_recorded_on_the_segment_it_falls_in(trained, tmp_path):
+    from fractions import Fraction
+
+    import av
+    import cv2
+
+    frames, _, _ = read_clip(trained["clips"][0])   # 2 s at 15 fps, then the same frames at 1.5 times the size
+    parts = [frames, [cv2.resize(f, (f.shape[1] * 3 // 2, f.shape[0] * 3 // 2)) for f in frames]]
+    stream = tmp_path / "resized.ts"
+    for n, images in enumerate(parts):   # MPEG-TS files joined byte for byte: one stream, a new size mid-way
+        part = tmp_path / f"part{n}.ts"
+        with av.open(str(part), "w", format="mpegts") as container:
+            video = container.add_stream("mpeg4", rate=15)
+            video.width, video.height, video.pix_fmt = images[0].shape[1], images[0].shape[0], "yuv420p"
+            video.codec_context.time_base = Fraction(1, 15)
+            for i, image in enumerate(images):
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                frame.pts, frame.time_base = n * len(frames) + i, Fraction(1, 15)
+                container.mux(video.encode(frame))
+            container.mux(video.encode(None))
+        with stream.open("ab") as out:
+            out.write(part.read_bytes())
+    timeline = predict_recording(stream, trained["checkpoint"], "fixed:1.5")
+    changed = timeline["warnings"].str.contains("resolution change")
+    assert list(timeline.loc[changed, "start"]) == [1.5], timeline[["start", "warnings"]]   # 2.0 s falls in 1.5-3.0
+    assert (timeline["error"] == "").all()
