@@ -36,7 +36,7 @@ def folder_bytes(path: Path) -> int:
 def array_bytes(store: Path) -> dict[str, int]:
     """Bytes on disk per array name, over every part of a part store."""
     sizes: dict[str, int] = {}
-    for part in (store / "parts").iterdir() if (store / "parts").is_dir() else []:
+    for part in [p for p in (store / "parts").iterdir() if p.is_dir()] if (store / "parts").is_dir() else []:
         for array in part.iterdir():
             if array.is_dir():
                 sizes[array.name] = sizes.get(array.name, 0) + folder_bytes(array)
