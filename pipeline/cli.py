@@ -336,16 +336,19 @@ def predict(clips: Annotated[list[Path], typer.Argument(metavar="CLIP...", help=
             asr_language: Annotated[str, typer.Option(help="spoken language (en, zh, ...); '' = detected")] = "",
             allow_failures: Annotated[bool, typer.Option("--allow-failures", help="exit 0 when some (not all) clips "
                                                          "failed; each failed clip is named on stderr all the same")] = False,
-            segments: Annotated[str | None, typer.Option(help="treat each CLIP as a long recording and predict per "
-                                                         "segment: vad (speech activity), fixed:SECONDS, or a .csv "
-                                                         "(start,end[,text]) or .srt/.vtt file (its text is the "
-                                                         "transcript); see --timeline")] = None,
-            timeline: Annotated[list[Path] | None, typer.Option(help="with --segments: write the timeline here, by "
+            segments: Annotated[str, typer.Option(help="auto: a file longer than --max-segment is a recording, "
+                                                  "predicted per utterance found by vad (and the other files with "
+                                                  "it); files no longer are predicted whole, a row each. none: every "
+                                                  "file whole. Or predict each file per segment: vad (speech "
+                                                  "activity), fixed:SECONDS, a .csv (start,end[,text]) or an "
+                                                  ".srt/.vtt file (its text is the transcript); see --timeline")] = "auto",
+            timeline: Annotated[list[Path] | None, typer.Option(help="for recordings: write the timeline here, by "
                                                                 "suffix .csv, .json, .srt or .vtt (an emotion subtitle "
                                                                 "track) or .html (the timeline drawn); repeatable; default: "
                                                                 "print JSON")] = None,
-            min_segment: Annotated[float, typer.Option(help="with --segments vad: shortest segment, seconds")] = 1.0,
-            max_segment: Annotated[float, typer.Option(help="with --segments vad: longest segment, seconds")] = 8.0):
+            min_segment: Annotated[float, typer.Option(help="vad segments: the shortest, seconds")] = 1.0,
+            max_segment: Annotated[float, typer.Option(help="vad segments: the longest, seconds (and with "
+                                                        "--segments auto, the longest file predicted whole)")] = 8.0):
     """Recognise new clips with a trained fold ensemble: extract and encode them as the checkpoint's training
     clips were, then per clip the emotion, its probabilities, the valence, the modalities used, the share of
     frames with a face and a warning for each trained modality the clip lacks. Refuses features that differ
@@ -362,9 +365,15 @@ def predict(clips: Annotated[list[Path], typer.Argument(metavar="CLIP...", help=
                                      param_hint="--transcript")
         given[clips[0].resolve()] = transcript
     speech = None if asr is None else {"asr": asr, "asr_model": asr_model, "asr_language": asr_language}
-    if segments is not None:
+    if segments == "auto":
+        from pipeline.recordings import is_long
+
+        segments = "vad" if any(is_long(clip, max_segment) for clip in clips) else "none"
+    if segments != "none":
         _predict_timelines(clips, segments, timeline or [], checkpoint, params, work, speech, min_segment, max_segment)
         return
+    if timeline:
+        raise InputError("--timeline is for recordings: pass --segments (or a file longer than --max-segment)")
     frame = predict_clips(clips, checkpoint, params, work, given, speech)
     typer.echo(write(frame, out))
     for line in [corpus_warning(checkpoint), *failure_lines(frame)]:

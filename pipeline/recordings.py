@@ -148,6 +148,16 @@ def _clock(hours: str | None, minutes: str, seconds: str, millis: str) -> float:
     return int((hours or "0:")[:-1]) * 3600 + int(minutes) * 60 + int(seconds) + int(millis) / 1000
 
 
+def is_long(path: Path, seconds: float) -> bool:
+    """Whether a media file's container states a length over `seconds` (a recording rather than a clip);
+    False for anything it cannot tell (stills, frame folders, unreadable files: predicted as clips are)."""
+    try:
+        with _open(Path(path)) as container:
+            return (_stated_duration(container) or 0.0) > seconds
+    except Exception:  # noqa: BLE001 - the clip path reports what is wrong with the file
+        return False
+
+
 def duration(path: Path) -> float:
     """The recording's length: stated by the container, else counted from its decoded audio."""
     with _open(path) as container:

@@ -309,3 +309,16 @@ def test_a_resolution_change_is_recorded_on_the_segment_it_falls_in(trained, tmp
     changed = timeline["warnings"].str.contains("resolution change")
     assert list(timeline.loc[changed, "start"]) == [1.5], timeline[["start", "warnings"]]   # 2.0 s falls in 1.5-3.0
     assert (timeline["error"] == "").all()
+
+
+def test_a_file_longer_than_a_segment_is_a_recording_and_a_clip_stays_a_clip(trained):
+    """`--segments auto` (the default): the 10 s recording is predicted per utterance, a 2 s clip whole."""
+    args = ["--checkpoint", str(trained["checkpoint"])]
+    long = CliRunner().invoke(app, ["predict", str(trained["recording"]), *args])
+    assert long.exit_code == 0, long.output
+    recording = json.loads(long.stdout[long.stdout.index("{"):])
+    assert len(recording["segments"]) == len(trained["spans"])
+    short = CliRunner().invoke(app, ["predict", str(trained["clips"][0]), *args])
+    assert short.exit_code == 0, short.output
+    rows = json.loads(short.stdout[short.stdout.index("["):])
+    assert len(rows) == 1 and rows[0]["clip"] == str(trained["clips"][0]) and "segments" not in rows[0]
