@@ -28,14 +28,12 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+from checkpoint_fixtures import train_checkpoint  # noqa: E402
 from recording_fixtures import join_clips  # noqa: E402
 
-from pipeline.config import DemoConfig, PrepareConfig, load_section  # noqa: E402
+from pipeline.config import DemoConfig, PrepareConfig  # noqa: E402
 from pipeline.datasets.prepare import prepare  # noqa: E402
 from pipeline.demo import generate_corpus  # noqa: E402
-from pipeline.encode import encode_feature  # noqa: E402
-from pipeline.extract import extract  # noqa: E402
-from stages import train  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 
@@ -55,12 +53,7 @@ def checkpoint(work: Path) -> tuple[Path, list[Path]]:
     params = work / "params.yaml"
     params.write_text(yaml.safe_dump({"extract": repo["extract"], "encode": repo["encode"],
                                       "train": repo["train"] | {"ablation": [], "seeds": [0]}}))
-    extract(manifest, corpus, work / "media.zarr", load_section("extract", params))
-    for name, spec in load_section("encode", params).features.items():
-        encode_feature(spec, [work / "media.zarr"], work / "features" / f"{name}.zarr")
-    train.run(params, manifest=work / "manifest.parquet", clean=work / "media.zarr", corrupted=None,
-              features=work / "features", predictions=work / "predictions.parquet", metrics=work / "cv.json",
-              curves=work / "curves", checkpoint=ckpt)
+    train_checkpoint(work, corpus, params)
     return ckpt, clips
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from checkpoint_fixtures import train_checkpoint
 from media_fixtures import truncate, write_clip
 from scipy.special import softmax
 from typer.testing import CliRunner
@@ -21,8 +22,6 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.config import load_section
 from pipeline.datasets import Candidate, validate
-from pipeline.encode import encode_feature
-from pipeline.extract import extract
 from pipeline.labels import MER_LABELS, VALENCE_RANGE, logit_columns
 from pipeline.training import checkpoint
 from pipeline.training.checkpoint import FeatureMismatch
@@ -65,12 +64,7 @@ def trained(tmp_path_factory):
     assert rejects.empty
     params = write_params(work / "params.yaml")
     manifest.to_parquet(work / "manifest.parquet")
-    extract(manifest, corpus, work / "media.zarr", load_section("extract", params))
-    for name, spec in load_section("encode", params).features.items():
-        encode_feature(spec, [work / "media.zarr"], work / "features" / f"{name}.zarr")
-    train.run(params, manifest=work / "manifest.parquet", clean=work / "media.zarr", corrupted=None,
-              features=work / "features", predictions=work / "predictions.parquet", metrics=work / "cv.json",
-              curves=work / "curves", checkpoint=work / "checkpoint")
+    train_checkpoint(work, corpus, params)
     return work
 
 

@@ -14,17 +14,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from checkpoint_fixtures import train_checkpoint
 from PIL import Image
 from recording_fixtures import join_clips, read_clip
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.config import DemoConfig, PrepareConfig, load_section
+from pipeline.config import DemoConfig, PrepareConfig
 from pipeline.datasets.prepare import prepare
 from pipeline.demo import generate_corpus
-from pipeline.encode import encode_feature
 from pipeline.errors import InputError
-from pipeline.extract import extract
 from pipeline.predict import predict_clips
 from pipeline.recordings import (
     Segment,
@@ -36,7 +35,6 @@ from pipeline.recordings import (
     speech_spans,
 )
 from pipeline.timeline import predict_recording, subtitles, write_timeline
-from stages import train
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 PARAMS = {
@@ -57,12 +55,7 @@ def trained(tmp_path_factory):
     manifest = prepare(PrepareConfig(root=str(corpus)), work / "manifest.parquet", work / "rejects.csv").manifest
     params = work / "params.yaml"
     params.write_text(yaml.safe_dump(PARAMS))
-    extract(manifest, corpus, work / "media.zarr", load_section("extract", params))
-    for name, spec in load_section("encode", params).features.items():
-        encode_feature(spec, [work / "media.zarr"], work / "features" / f"{name}.zarr")
-    train.run(params, manifest=work / "manifest.parquet", clean=work / "media.zarr", corrupted=None,
-              features=work / "features", predictions=work / "predictions.parquet", metrics=work / "cv.json",
-              curves=work / "curves", checkpoint=work / "checkpoint")
+    train_checkpoint(work, corpus, params)
     clips = [corpus / p for p in manifest.loc[manifest["split"] == "test1", "path"]]
     spans = join_clips(clips, work / "recording.mp4", gap=1.0)
     return {"work": work, "checkpoint": work / "checkpoint", "clips": clips, "spans": spans,

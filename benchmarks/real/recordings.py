@@ -13,6 +13,7 @@ is predicted per segment, and each clip is predicted alone. Figures:
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 
@@ -23,16 +24,17 @@ import yaml
 
 from pipeline.config import load_section
 from pipeline.datasets.prepare import prepare
-from pipeline.encode import encode_feature
-from pipeline.extract import extract
 from pipeline.predict import predict_clips
 from pipeline.recordings import speech_spans
 from pipeline.timeline import predict_recording
-from stages import train
 
 from . import _ravdess as ravdess
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+from checkpoint_fixtures import train_checkpoint  # noqa: E402
+from recording_fixtures import join_clips  # noqa: E402
+
 CREMAD = "cremad-av-dev"
 GAPS = (1.0, 0.0)
 
@@ -71,12 +73,7 @@ def checkpoint(root: Path, work: Path) -> tuple[Path, pd.DataFrame]:
     path = work / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     manifest = prepare(load_section("prepare", path), work / "manifest.parquet", work / "rejects.csv").manifest
-    extract(manifest, root, work / "media.zarr", load_section("extract", path))
-    encode_feature(load_section("encode", path).features["egemaps"], [work / "media.zarr"], work / "features/egemaps.zarr")
-    train.run(path, manifest=work / "manifest.parquet", clean=work / "media.zarr", corrupted=None,
-              features=work / "features", predictions=work / "predictions.parquet", metrics=work / "cv.json",
-              curves=work / "curves", checkpoint=work / "checkpoint")
-    return work / "checkpoint", manifest
+    return train_checkpoint(work, root, path), manifest   # encode.features holds egemaps alone
 
 
 def compare(clips: list[Path], labels: list[str], ckpt: Path, out: Path, gap: float) -> dict:
@@ -104,11 +101,6 @@ def compare(clips: list[Path], labels: list[str], ckpt: Path, out: Path, gap: fl
 def join(clips: list[Path], out: Path, gap: float) -> list[tuple[float, float]]:
     """Audio clips into one WAV, video clips into one MP4 (tests/recording_fixtures.join_clips)."""
     if out.suffix == ".mp4":
-        import sys
-
-        sys.path.insert(0, str(REPO / "tests"))
-        from recording_fixtures import join_clips
-
         return join_clips(clips, out, gap)
     from pipeline.media.decode import read_audio_file
 
