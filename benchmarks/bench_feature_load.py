@@ -11,7 +11,6 @@ a media view of those items: the store reads `load_table` does for `train` (the 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from bench_train import write_result
+from _measure import load, write_result
 
 from pipeline.store.features import MODALITY_KEY, FeatureStore, Identity
 from pipeline.store.media import digest
@@ -58,7 +57,7 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=3373)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
-    load_before = os.getloadavg()
+    load_before = load()
     with tempfile.TemporaryDirectory(prefix="bench-features-") as tmp:
         stores, view = build_stores(Path(tmp), args.items)
         X = load_all(stores, view)
@@ -76,7 +75,7 @@ def main() -> None:
         "cpu_seconds": round(statistics.median(cpu), 3), "runs_seconds": [round(t, 3) for t in times],
         "items": args.items, "dims": DIMS, "items_per_part": PART,
         "runs": args.runs, "cores": available_cores(),
-        "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "loadavg_before": load_before, "loadavg_after": load(),
     }
     write_result(result, args.out)
 
