@@ -115,10 +115,10 @@ def save_resnet(path: Path) -> str:
 
 
 def media_item(sample_id: str, seconds: float = 0.5, transcript: str = "the man is happy",
-               n_frames: int = 3, found: bool = True, silent: bool = False) -> MediaItem:
+               n_frames: int = 3, found: bool = True, silent: bool = False, face_size: int = 48) -> MediaItem:
     seed = int.from_bytes(sample_id.encode()[-4:].rjust(4, b"\0"), "little")
     audio = np.zeros(int(SR * seconds), np.float32) if silent else noise(seconds, seed)
-    return MediaItem(sample_id, "src", "prm", audio=audio, faces=faces(n_frames, seed=seed),
+    return MediaItem(sample_id, "src", "prm", audio=audio, faces=faces(n_frames, face_size, seed),
                      found=np.full(n_frames, found), frame_time=np.arange(n_frames, dtype=np.float32),
                      boxes=np.zeros((n_frames, 4), np.float32), transcript=transcript,
                      transcript_source="given", meta={})
