@@ -8,7 +8,8 @@ Figures (each the median of --runs runs, all measured side by side in one invoca
   incremental  a re-run with nothing changed, and a run adding 10% new clips, against the full run.
   scaling      throughput of 2 workers vs 1 worker (spawned process pool): the `mer extract` command in fresh
                processes, and extract() in this warm process.
-  memory       peak RSS of the stage (fresh process, 1 worker) on 100 vs 400 clips.
+  memory       peak RSS of the stage (fresh process, 1 worker) on a quarter of --corpus vs all of it
+               (100 vs 400 clips by default).
 
 Wall times are what the figures are about; CPU times (process + children) are recorded too, because the
 machine may be shared: the load average is recorded before and after each figure.
@@ -21,10 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from _measure import load, machine, median, timed, write_result  # noqa: E402
 
 from pipeline.config import DemoConfig, ExtractConfig, PrepareConfig  # noqa: E402
 from pipeline.datasets.prepare import prepare  # noqa: E402
@@ -66,21 +66,6 @@ def corpus(work: Path, n: int) -> tuple[Path, pd.DataFrame]:
     return root, pd.read_parquet(manifest)
 
 
-def cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-def timed(fn, *args, **kwargs) -> tuple[object, float, float]:
-    wall, cpu = time.perf_counter(), cpu_seconds()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - wall, cpu_seconds() - cpu
-
-
-def load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
 def fresh(path: Path) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     return path
@@ -90,10 +75,6 @@ def run_extract(manifest, root, store, cfg) -> tuple[dict, float, float]:
     (summary, failures), wall, cpu = timed(extract, manifest, root, store, cfg)
     assert not failures, failures[:3]
     return summary, wall, cpu
-
-
-def median(values) -> float:
-    return round(float(statistics.median(values)), 4)
 
 
 def decode_pass(root: Path, manifest: pd.DataFrame, cfg: ExtractConfig) -> list[np.ndarray]:
@@ -125,14 +106,17 @@ def overhead(work: Path, root: Path, manifest: pd.DataFrame, runs: int) -> dict:
                      "detect_wall": detect_wall, "detect_cpu": detect_cpu, "frames": frames,
                      "detect_before_wall": before_wall, "detect_before_cpu": before_cpu,
                      "frames_with_face": found, "frames_with_face_before": found_before,
-                     "ratio_wall": wall / (decode_wall + detect_wall), "ratio_cpu": cpu / (decode_cpu + detect_cpu)})
+                     "ratio_wall": wall / (decode_wall + detect_wall), "ratio_cpu": cpu / (decode_cpu + detect_cpu),
+                     "load": load()})
         print(f"overhead run {run}: {rows[-1]}", flush=True)
-    med = {k: median(r[k] for r in rows if r[k] is not None) for k in rows[0]}
+    med = {k: median(r[k] for r in rows if r[k] is not None) for k in rows[0] if k != "load"}
     frames = rows[0]["frames"]
     return {
         "figure": "extract wall time / (decode-only pass + detector forward passes), same clips, 1 worker",
         "ratio": med["ratio_wall"], "ratio_cpu": med["ratio_cpu"], "target": 1.25,
         "clips_per_s": round(len(manifest) / med["extract_wall"], 2), "frames_per_s": round(frames / med["extract_wall"], 1),
+        "ms_per_clip": round(1000 * med["extract_wall"] / len(manifest), 1),
+        "floor_ms_per_clip": round(1000 * (med["decode_wall"] + med["detect_wall"]) / len(manifest), 1),
         "sampled_frames": frames, "medians_s": med,
         "detector_ms_per_frame_cpu": round(1000 * med["detect_cpu"] / frames, 2),
         "detector_before_ms_per_frame_cpu": round(1000 * med["detect_before_cpu"] / frames, 2),
@@ -155,9 +139,9 @@ def incremental(work: Path, root: Path, manifest: pd.DataFrame, n: int, runs: in
         add_summary, add, _ = run_extract(grown, root, store, CFG)
         assert noop_summary["processed"] == 0 and add_summary["processed"] == len(grown) - n
         rows.append({"full_s": full, "noop_s": noop, "add_10pct_s": add,
-                     "noop_ratio": noop / full, "add_ratio": add / full})
+                     "noop_ratio": noop / full, "add_ratio": add / full, "load": load()})
         print(f"incremental run {run}: {rows[-1]}", flush=True)
-    med = {k: median(r[k] for r in rows) for k in rows[0]}
+    med = {k: median(r[k] for r in rows) for k in rows[0] if k != "load"}
     return {"figure": "re-run with nothing changed, and +10% new clips, vs the full run (wall, 1 worker)",
             "noop_ratio": med["noop_ratio"], "noop_target": 0.05, "add_10pct_ratio": med["add_ratio"],
             "add_10pct_target": "about 0.10", "new_clips": len(grown) - n, "medians": med, "per_run": rows}
@@ -288,20 +272,16 @@ def main() -> None:
         "overhead": lambda: overhead(args.work, root, manifest.iloc[:n], args.runs),
         "incremental": lambda: incremental(args.work, root, manifest, n, args.runs),
         "scaling": lambda: scaling(args.work, root, manifest.iloc[:n], args.runs, warm=not args.no_warm),
-        "memory": lambda: memory(args.work, size, (100, 400)),
+        "memory": lambda: memory(args.work, size, (size // 4, size)),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
     for name in args.figures:
         start_load = load()
         result = figures[name]()
-        result |= {"corpus_clips": n, "runs": args.runs, "cores": os.cpu_count(), "load_avg_start": start_load,
-                   "load_avg_end": load(), "machine": platform.machine(), "python": platform.python_version(),
+        result |= {"corpus_clips": n, "runs": args.runs, "load_avg_start": start_load, "load_avg_end": load(),
                    "extract_params": {"fps": CFG.fps, "max_frames": CFG.max_frames, "face_size": CFG.face_size,
-                                      "clips_per_part": CFG.clips_per_part},
-                   "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        out = RESULTS / f"extract_{name}{args.out_suffix}.json"
-        out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {out}", flush=True)
+                                      "face_detector": CFG.face_detector, "clips_per_part": CFG.clips_per_part},
+                   "command": " ".join(["python", *sys.argv])} | machine()
+        write_result(result, RESULTS / f"extract_{name}{args.out_suffix}.json")
 
 
 if __name__ == "__main__":
