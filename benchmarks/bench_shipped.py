@@ -5,7 +5,9 @@ A generated release (pipeline.demo.releases) with video/, audio/ and openface_fa
 video frame, as OpenFace writes them) goes through extract() with 1 worker, in this process, under each
 pair of sources, side by side in every run: face_source detect + audio_source video (decode the video,
 find and align faces: what a release without shipped inputs costs) and shipped + shipped (read the .npy
-and the .wav). Per-clip wall and CPU times are medians over --runs runs; the load average is recorded
+and the .wav). Each beside its floor, timed in the same run on the same clips: decoding the videos at
+extract.fps plus the detector's forward passes over the sampled frames; reading the shipped face arrays
+and wavs alone. Per-clip wall and CPU times are medians over --runs runs; the load average is recorded
 before and after each run, because the machine may be shared.
 
   python benchmarks/bench_shipped.py --clips 48 --seconds 3 --fps 25 --size 320 --runs 3
@@ -14,37 +16,28 @@ before and after each run, because the machine may be shared.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import pandas as pd  # noqa: E402
+from _measure import load, machine, timed, write_result  # noqa: E402
+from bench_extract import decode_pass, detect_pass  # noqa: E402
 
 from pipeline.config import ExtractConfig, PrepareConfig  # noqa: E402
 from pipeline.datasets.prepare import prepare  # noqa: E402
 from pipeline.demo.releases import ReleaseSpec, write_release  # noqa: E402
-from pipeline.extract import extract  # noqa: E402
+from pipeline.extract import extract, face_detector  # noqa: E402
+from pipeline.media.decode import read_audio_file, read_face_array  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 SOURCES = {"decode_and_detect": {"face_source": "detect", "audio_source": "video"},
            "shipped": {"face_source": "shipped", "audio_source": "shipped"}}
-
-
-def cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-def load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def release(work: Path, args) -> tuple[Path, pd.DataFrame]:
@@ -61,15 +54,30 @@ def release(work: Path, args) -> tuple[Path, pd.DataFrame]:
     return root, pd.read_parquet(manifest)
 
 
-def run_once(root: Path, manifest, store: Path, sources: dict) -> dict:
+def floor(root: Path, manifest, name: str, cfg: ExtractConfig) -> tuple[float, float]:
+    """(wall, CPU) seconds of what extraction under these sources cannot do without: decoding and the
+    detector's forward passes, or reading the shipped files."""
+    if name == "shipped":
+        def read():
+            for face, audio in zip(manifest["face_path"], manifest["audio_path"]):
+                read_face_array(root / face, cfg.max_frames, cfg.face_size)
+                read_audio_file(root / audio)
+        _, wall, cpu = timed(read)
+        return wall, cpu
+    clips, decode_wall, decode_cpu = timed(decode_pass, root, manifest, cfg)
+    _, detect_wall, detect_cpu = timed(detect_pass, face_detector(cfg), clips)
+    return decode_wall + detect_wall, decode_cpu + detect_cpu
+
+
+def run_once(root: Path, manifest, store: Path, name: str) -> dict:
     shutil.rmtree(store, ignore_errors=True)
+    cfg = ExtractConfig(workers=1, **SOURCES[name])
     before = load()
-    wall, cpu = time.perf_counter(), cpu_seconds()
-    summary, failures = extract(manifest, root, store, ExtractConfig(workers=1, **sources))
-    wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+    floor_wall, floor_cpu = floor(root, manifest, name, cfg)
+    (summary, failures), wall, cpu = timed(extract, manifest, root, store, cfg)
     assert not failures and summary["processed"] == len(manifest), (summary, failures[:3])
-    return {"wall_s": wall, "cpu_s": cpu, "load_before": before, "load_after": load(),
-            "face_found_rate": summary["faces"]["all"]["face_found_rate"]}
+    return {"wall_s": wall, "cpu_s": cpu, "floor_wall_s": floor_wall, "floor_cpu_s": floor_cpu,
+            "load_before": before, "load_after": load(), "face_found_rate": summary["faces"]["all"]["face_found_rate"]}
 
 
 def main() -> None:
@@ -86,15 +94,18 @@ def main() -> None:
     n = len(manifest)
     runs = {name: [] for name in SOURCES}
     for run in range(args.runs):
-        for name, sources in SOURCES.items():  # side by side: each run times both
-            runs[name].append(run_once(root, manifest, args.work / f"store_{name}", sources))
+        for name in SOURCES:  # side by side: each run times both
+            runs[name].append(run_once(root, manifest, args.work / f"store_{name}", name))
             print(f"run {run} {name}: {runs[name][-1]}", flush=True)
-    per_clip = {name: {"wall_ms": round(1000 * statistics.median(r["wall_s"] for r in rows) / n, 1),
-                       "cpu_ms": round(1000 * statistics.median(r["cpu_s"] for r in rows) / n, 1)}
+    per_clip = {name: {f"{key}_ms": round(1000 * statistics.median(r[f"{key}_s"] for r in rows) / n, 1)
+                       for key in ("wall", "cpu", "floor_wall", "floor_cpu")}
                 for name, rows in runs.items()}
+    for figures in per_clip.values():
+        figures["ratio_to_floor"] = round(figures["wall_ms"] / figures["floor_wall_ms"], 2)
     result = {
         "figure": "extract per clip, 1 worker: decode + detect (face_source detect, audio_source video) against "
-                  "the release's shipped faces and audio (shipped, shipped); medians of the runs",
+                  "the release's shipped faces and audio (shipped, shipped), each beside its floor (decode + "
+                  "detector forward; reading the shipped files); medians of the runs",
         "command": f"python benchmarks/bench_shipped.py --clips {args.clips} --seconds {args.seconds} "
                    f"--fps {args.fps} --size {args.size} --runs {args.runs}",
         "clips": n, "seconds_per_clip": args.seconds, "video_fps": args.fps, "video_side_px": args.size,
@@ -103,11 +114,9 @@ def main() -> None:
         "per_clip": per_clip,
         "speedup_wall": round(per_clip["decode_and_detect"]["wall_ms"] / per_clip["shipped"]["wall_ms"], 1),
         "speedup_cpu": round(per_clip["decode_and_detect"]["cpu_ms"] / per_clip["shipped"]["cpu_ms"], 1),
-        "runs": runs, "cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "extract_shipped.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("per_clip", "speedup_wall", "speedup_cpu")}, indent=2))
+        "runs": runs,
+    } | machine()
+    write_result(result, RESULTS / "extract_shipped.json")
 
 
 if __name__ == "__main__":
