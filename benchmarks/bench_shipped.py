@@ -32,6 +32,7 @@ from bench_extract import decode_pass, detect_pass  # noqa: E402
 from pipeline.config import ExtractConfig, PrepareConfig  # noqa: E402
 from pipeline.datasets.prepare import prepare  # noqa: E402
 from pipeline.demo.releases import ReleaseSpec, write_release  # noqa: E402
+from pipeline.executors import single_thread_worker  # noqa: E402
 from pipeline.extract import extract, face_detector  # noqa: E402
 from pipeline.media.decode import read_audio_file, read_face_array  # noqa: E402
 
@@ -91,6 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     root, manifest = release(args.work, args)
+    single_thread_worker()  # one pool worker's threading: the per-clip figures are one core's
     n = len(manifest)
     runs = {name: [] for name in SOURCES}
     for run in range(args.runs):
