@@ -158,6 +158,8 @@ def table(results: Path = RESULTS) -> str:
         "Stages split into parts (extract, encode) cost their CPU seconds per clip (process and its threads, "
         "so the figure holds on a loaded machine too) spread over the cores: "
         "time = clips x CPU seconds a clip / (cores x per-worker efficiency).",
+        "Every core busy: extract's default (`extract.workers: 0`, all cores) does it; encode needs "
+        "`encode.workers` set to the core count (its default, 1 process, leaves openSMILE on one core).",
         *notes,
         "Rows in italics are alternatives, outside the release's total.",
         "One-process stages (prepare, train, pseudolabel, evaluate) take their measured wall time on every "
