@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 from _measure import load, write_result
 
-from pipeline.store.features import MODALITY_KEY, FeatureStore, Identity
+from pipeline.modalities import MODALITIES
+from pipeline.store.features import FeatureStore, Identity
 from pipeline.store.media import digest
 from pipeline.training.runtime import available_cores
 
@@ -35,10 +36,10 @@ def build_stores(root: Path, items: int) -> tuple[dict[str, Path], pd.DataFrame]
     view = pd.DataFrame({"sample_id": [f"s{i:05d}" for i in range(items)]})
     stores = {}
     for modality, dim in DIMS.items():
-        view[MODALITY_KEY[modality]] = [digest(modality, str(i)) for i in range(items)]
+        view[MODALITIES[modality].key] = [digest(modality, str(i)) for i in range(items)]
         ident = Identity(f"bench-{modality}", "1", modality, {}, {})
         store = FeatureStore(root / f"{modality}.zarr").create(ident, dim)
-        keys = list(ident.cache_keys(view[MODALITY_KEY[modality]]))
+        keys = list(ident.cache_keys(view[MODALITIES[modality].key]))
         for lo in range(0, items, PART):
             chunk = keys[lo:lo + PART]
             vectors = list(rng.normal(size=(len(chunk), dim)).astype(np.float32))

@@ -48,10 +48,10 @@ from baseline_loop import train_fold_reference
 
 from pipeline.config import FusionParams
 from pipeline.labels import MER_LABELS
+from pipeline.modalities import parse_subset
 from pipeline.models.fusion import AttentionFusion, StackedLinear, SubsetFusion
 from pipeline.store.parts import parallel_map
 from pipeline.training.cv import TestSet
-from pipeline.training.data import parse_subset
 from pipeline.training.folds import CVJob, fold_indices, make_folds
 from pipeline.training.fusion import FusionRun, cross_validate, fold_groups
 from pipeline.training.runtime import available_cores

@@ -17,6 +17,7 @@ import yaml
 
 from pipeline.errors import MerError
 from pipeline.labels import MER_LABELS
+from pipeline.modalities import ALL_SUBSETS, MODALITIES, SUBSET_RULE, is_subset_code
 
 
 class ConfigError(MerError, ValueError):
@@ -175,7 +176,7 @@ class TrainConfig(FusionParams):
     lightgbm: LightGBMParams = field(default_factory=LightGBMParams)
     fine_grained: FineGrainedParams = field(default_factory=FineGrainedParams)
     seeds: tuple[int, ...] = (0,)
-    ablation: tuple[str, ...] = ("A", "V", "T", "AV", "AT", "VT", "AVT")
+    ablation: tuple[str, ...] = ALL_SUBSETS
 
 
 @dataclass(frozen=True)
@@ -238,8 +239,7 @@ def each(check):
 
 RATE = within(0, 1)
 POWER_OF_TWO = (lambda v: v >= 1 and v & (v - 1) == 0, "a power of two")
-MODALITY_SUBSET = (lambda v: len(v) > 0 and len(set(v)) == len(v) and set(v) <= set("AVT"),
-                   "made of A, V, T (audio, visual, text), each at most once")
+MODALITY_FEATURES = (lambda v: set(v) <= set(MODALITIES), f"a mapping from {', '.join(MODALITIES)} to feature names")
 # Allowed values per key, checked when params load: a bad value fails there, naming key, value and range,
 # instead of surfacing later as a ZeroDivisionError or a model trained with a negative learning rate.
 RANGES: dict[str, tuple] = {
@@ -257,7 +257,8 @@ RANGES: dict[str, tuple] = {
     "train.epochs": at_least(1), "train.batch_size": at_least(1), "train.lr": above(0),
     "train.weight_decay": at_least(0), "train.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "train.hidden": listed(at_least(1)), "train.model": one_of(*MODELS), "train.folds": at_least(2),
-    "train.seeds": listed(), "train.ablation": each(MODALITY_SUBSET),
+    "train.seeds": listed(), "train.ablation": each((is_subset_code, SUBSET_RULE)),
+    "train.features": MODALITY_FEATURES,
     "train.lightgbm.n_estimators": at_least(1), "train.lightgbm.learning_rate": above(0),
     "train.lightgbm.num_leaves": at_least(2), "train.lightgbm.min_child_samples": at_least(1),
     "train.lightgbm.colsample_bytree": (lambda v: 0 < v <= 1, "in (0, 1]"),

@@ -21,13 +21,11 @@ import pandas as pd
 from pipeline import interrupts
 from pipeline.config import EncoderSpec
 from pipeline.encoders import ENCODERS, config_key, make_config, make_encoder
-from pipeline.encoders.base import is_silent
 from pipeline.executors import EXECUTORS, run_tasks
+from pipeline.modalities import MODALITIES
 from pipeline.progress import progress
 from pipeline.store.features import FeatureStore, Identity
 from pipeline.store.media import MediaStore
-
-INPUT_LENGTH = {"audio": "audio_len", "visual": "n_faces"}   # text: the transcript's length
 
 # Missing inputs (silence, empty transcript, no face) are properties of the data; this is the encoder failing.
 ENCODER_FAILED = "NaN/inf output, or input too short for the encoder"
@@ -80,7 +78,7 @@ def pending(views: list[Path], store: FeatureStore, identity: Identity) -> pd.Da
     done = set(store.index()["cache_key"])
     todo = todo[~todo["cache_key"].isin(done)]
     # length buckets across the whole run: each part, and each batch in it, holds similar lengths
-    lengths = todo["transcript"].str.len() if identity.modality == "text" else todo[INPUT_LENGTH[identity.modality]]
+    lengths = MODALITIES[identity.modality].sizes(todo)
     return todo.assign(length=lengths).sort_values(["length", "cache_key"]).drop(columns="length")
 
 
@@ -154,19 +152,13 @@ def write_part(task: EncodeTask, inputs: list, vectors: list) -> dict:
 
 def why_missing(item, modality: str) -> str:
     """Why an encoder gave no vector for this input."""
-    if modality == "audio" and is_silent(item):
-        return "silent or empty audio"
-    if modality == "text" and not (isinstance(item, str) and item.strip()):
-        return "empty transcript"
-    if modality == "visual" and len(item) == 0:
-        return "no face found"
-    return ENCODER_FAILED
+    return MODALITIES[modality].absent if MODALITIES[modality].is_empty(item) else ENCODER_FAILED
 
 
 def _input(row: dict, modality: str, stores: dict[str, MediaStore]):
-    if modality == "text":
-        return row["transcript"]
+    field = MODALITIES[modality].field
+    if field in row:   # text: the transcript is in the view's index, no store read
+        return row[field]
     path = row["media_store"]
     store = stores.setdefault(path, MediaStore(path))
-    item = store.load(pd.Series(row))
-    return item.audio if modality == "audio" else item.found_faces
+    return getattr(store.load(pd.Series(row)), field)

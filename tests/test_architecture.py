@@ -216,3 +216,11 @@ def test_every_params_key_is_read_by_the_code():
     unread = [key for section, raw in params.items() for key, field in params_leaves(raw or {}, SECTIONS[section], section)
               if field not in read]
     assert not unread, f"params.yaml keys no code reads: {unread}"
+
+
+def test_every_encoder_reads_a_modality_of_the_one_table():
+    from pipeline.encoders import ENCODERS
+    from pipeline.modalities import MODALITIES
+
+    wrong = {name: cls.modality for name, cls in ENCODERS.items() if cls.modality not in MODALITIES}
+    assert not wrong, f"encoders with a modality pipeline/modalities.py does not declare: {wrong}"

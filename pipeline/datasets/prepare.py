@@ -12,6 +12,7 @@ from pipeline.datasets import ADAPTERS, Adapter, validate
 from pipeline.datasets.csv_manifest import CsvAdapter
 from pipeline.errors import MerError
 from pipeline.labels import manifest_labels
+from pipeline.modalities import MODALITIES
 from pipeline.progress import tracked
 
 
@@ -33,9 +34,8 @@ class PrepareResult:
 
 
 def modality_counts(manifest: pd.DataFrame) -> dict[str, int]:
-    """Items per present modality (audio, visual, text)."""
-    text = manifest["transcript"].fillna("").str.len() > 0
-    return {"audio": manifest["has_audio"].sum(), "visual": manifest["has_video"].sum(), "text": text.sum()}
+    """Items per present modality."""
+    return {name: m.in_manifest(manifest).sum() for name, m in MODALITIES.items()}
 
 
 def prepare(cfg: PrepareConfig, manifest_out: Path, rejects_out: Path) -> PrepareResult:

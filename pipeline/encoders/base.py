@@ -16,16 +16,15 @@ import numpy as np
 from pipeline import interrupts
 from pipeline.environment import folder_digest, missing_packages, versions  # noqa: F401 - the encoders' import point
 from pipeline.media.decode import SAMPLE_RATE  # noqa: F401 - the rate of every audio input
+from pipeline.modalities import has_text, is_silent  # noqa: F401 - the encoders' import point
 from pipeline.registry import Component, Unavailable  # noqa: F401 - Unavailable: what an encoder that cannot run raises
-
-SILENCE_RMS = 1e-5  # below this a waveform carries no signal, only dither or digital zeros
 
 
 class Encoder(Component, ABC):
     kind = "encoder"
     family: ClassVar[str]
     version: ClassVar[str]       # bump when the code's output changes: it is part of the cache key
-    modality: ClassVar[str]      # "audio" | "text" | "visual"
+    modality: ClassVar[str]      # a name in pipeline.modalities.MODALITIES: "audio" | "visual" | "text"
     languages: ClassVar[str] = ""  # text encoders: the languages it reads ("" = not language-specific)
     RUNTIME_KEYS: ClassVar[tuple[str, ...]] = ("batch_size", "device", "num_threads", "progress")
 
@@ -150,17 +149,6 @@ def finite_or_none(vec) -> np.ndarray | None:
     """A float32 copy of `vec`, or None if any value is NaN or inf."""
     vec = np.asarray(vec, dtype=np.float32)
     return vec if np.isfinite(vec).all() else None
-
-
-def has_text(text) -> bool:
-    """A transcript with something to encode (not None, not empty or blank)."""
-    return isinstance(text, str) and bool(text.strip())
-
-
-def is_silent(wave: np.ndarray) -> bool:
-    """Empty or (near-)silent audio, which encoders answer with None rather than a feature."""
-    wave = np.asarray(wave, dtype=np.float64)
-    return wave.size == 0 or float(np.sqrt(np.mean(wave * wave))) < SILENCE_RMS
 
 
 def _frame_count(item) -> int:

@@ -18,8 +18,9 @@ import pandas as pd
 
 from pipeline.errors import InputError, MissingInput
 from pipeline.inputs import NUMPY_READ_ERRORS
+from pipeline.modalities import MODALITIES
 from pipeline.progress import tracked
-from pipeline.store.features import MODALITY_KEY, FeatureStore, Identity
+from pipeline.store.features import FeatureStore, Identity
 from pipeline.store.lock import store_lock
 from pipeline.store.media import MediaStore
 
@@ -108,8 +109,8 @@ def import_npy(folder: Path, modality: str, out: Path, items_per_part: int = 102
     another identity (an encoder's, or the import of another folder or modality) is only replaced when
     `replace` is given."""
     folder, out = Path(folder), Path(out)
-    if modality not in MODALITY_KEY:
-        raise InputError(f"modality {modality!r}: use one of {sorted(MODALITY_KEY)}")
+    if modality not in MODALITIES:
+        raise InputError(f"modality {modality!r}: use one of {sorted(MODALITIES)}")
     files = sorted(f for f in folder.glob("*.npy") if f.is_file())
     if not files:
         raise MissingInput(f"{folder}: no .npy files (expected features/<FEATURE_NAME>/<name>.npy)")

@@ -23,10 +23,10 @@ import pandas as pd
 
 from pipeline.errors import InputError, MissingInput
 from pipeline.inputs import read_record
+from pipeline.modalities import MODALITIES
 from pipeline.store.media import digest
 from pipeline.store.parts import PartStore
 
-MODALITY_KEY = {"audio": "audio_key", "visual": "faces_key", "text": "text_key"}
 INDEX_COLUMNS = ["cache_key", "row", "status", "reason", "frame_start", "n_frames", "name"]
 CHUNK_ROWS = {"utt": 1024, "frames": 4096}
 
@@ -47,7 +47,7 @@ class Identity:
     @property
     def column(self) -> str:
         """The media view column an entry's cache key is derived from."""
-        return self.keyed_by or MODALITY_KEY[self.modality]
+        return self.keyed_by or MODALITIES[self.modality].key
 
     def changes(self, new: Identity) -> list[str]:
         """What differs from this identity to `new`, one phrase per option, version or library."""

@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import MissingInput
+from pipeline.modalities import CONTENT_KEYS, MODALITIES
 from pipeline.store.parts import PartStore
 
 INDEX_COLUMNS = [
     "sample_id", "source_hash", "params_hash", "audio_start", "audio_len", "frame_start", "n_frames",
-    "n_faces", "transcript", "transcript_source", "audio_key", "faces_key", "text_key", "meta",
+    "n_faces", "transcript", "transcript_source", *CONTENT_KEYS, "meta",
 ]
 VIEW_FILE = "view.parquet"
 CHUNK_ROWS = {"audio": 16000 * 8, "faces": 16, "face_found": 4096, "frame_time": 4096, "boxes": 4096}
@@ -71,7 +72,7 @@ def content_keys(item: MediaItem) -> dict[str, str | None]:
     faces = item.found_faces
     visual = digest("faces", str(faces.shape), faces.tobytes()) if len(faces) else None
     text = digest("text", item.transcript) if item.transcript else None
-    return {"audio_key": audio, "faces_key": visual, "text_key": text}
+    return {MODALITIES["audio"].key: audio, MODALITIES["visual"].key: visual, MODALITIES["text"].key: text}
 
 
 def corrupted_views(folder: Path | None) -> dict[str, Path]:

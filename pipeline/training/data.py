@@ -8,13 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.config import ConfigError
 from pipeline.errors import InputError
 from pipeline.labels import label_index  # noqa: F401 - label_index is imported from here too
-from pipeline.store.features import MODALITY_KEY, FeatureStore
+from pipeline.modalities import CONTENT_KEYS, MODALITIES
+from pipeline.store.features import FeatureStore
 from pipeline.store.media import MediaStore
-
-MODALITY_LETTERS = {"A": "audio", "V": "visual", "T": "text"}
 
 
 @dataclass(frozen=True)
@@ -56,20 +54,12 @@ class Table:
         return np.logical_or.reduce([self.present[m] for m in modalities])
 
 
-def parse_subset(code: str) -> tuple[str, ...]:
-    """'AVT' -> ('audio', 'visual', 'text'), the order the model's branches take."""
-    unknown = set(code) - set(MODALITY_LETTERS)
-    if unknown or not code:
-        raise ConfigError(f"modality subset {code!r}: use letters A (audio), V (visual), T (text)")
-    return tuple(MODALITY_LETTERS[c] for c in "AVT" if c in code)
-
-
 def load_table(manifest: pd.DataFrame, view: Path, features: dict[str, Path], labels: tuple[str, ...],
                require: bool = False) -> Table:
     """Every manifest item in `view`'s order; an item the view lacks (failed extraction) has no modality.
     `require`: a modality whose input some item has must have features for at least one item (else the
     feature store is empty or broken, and training would silently go on without that modality)."""
-    media = MediaStore(view).view()[["sample_id", "audio_key", "faces_key", "text_key"]]
+    media = MediaStore(view).view()[["sample_id", *CONTENT_KEYS]]
     rows = manifest.merge(media, on="sample_id", how="left").reset_index(drop=True)
     X, present = {}, {}
     for modality, path in features.items():
@@ -77,12 +67,12 @@ def load_table(manifest: pd.DataFrame, view: Path, features: dict[str, Path], la
         if store.identity().modality != modality:
             raise InputError(f"feature store {path} holds {store.identity().modality} features, not {modality}")
         X[modality], present[modality] = store.load(rows)
-        with_input = int(rows[MODALITY_KEY[modality]].notna().sum())
+        with_input = int(rows[MODALITIES[modality].key].notna().sum())
         if require and with_input and not present[modality].any():
             raise InputError(f"train.features.{modality}: {path} has features for none of the {with_input} items "
                              f"with {modality} input (an empty, failed or foreign store): re-run `mer encode` or "
                              f"`mer import-features` for it, or remove {modality} from train.features")
-    return Table(rows.drop(columns=["audio_key", "faces_key", "text_key"]), X, present, labels=tuple(labels))
+    return Table(rows.drop(columns=CONTENT_KEYS), X, present, labels=tuple(labels))
 
 
 def standardize(tables: dict[str, Table], reference: str = "train") -> dict[str, Table]:

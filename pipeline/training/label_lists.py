@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from pipeline.config import FineGrainedParams, FusionParams
 from pipeline.errors import InputError
 from pipeline.labels import CANDIDATE_SPLIT, LIST_COLUMN, LIST_SEPARATOR, split_list
-from pipeline.training.data import Table, parse_subset
+from pipeline.modalities import parse_subset
+from pipeline.training.data import Table
 from pipeline.training.folds import make_folds
 from pipeline.training.runtime import torch_threads
 

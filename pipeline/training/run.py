@@ -20,8 +20,9 @@ import pandas as pd
 
 from pipeline.config import ConfigError, TrainConfig
 from pipeline.labels import logit_columns
+from pipeline.modalities import parse_subset, subset_code
 from pipeline.training.cv import CVResult, TestSet
-from pipeline.training.data import Table, load_table, parse_subset, standardize
+from pipeline.training.data import Table, load_table, standardize
 from pipeline.training.families import family
 from pipeline.training.folds import CVJob, make_folds
 
@@ -40,7 +41,7 @@ def usable_subsets(cfg: TrainConfig, available: tuple[str, ...] | None = None) -
     """The ablation subsets whose modalities all have a feature (and, given `available`, training items),
     with the full set last (the main model)."""
     have = set(cfg.features) if available is None else set(cfg.features) & set(available)
-    full = "".join(c for c in "AVT" if parse_subset(c)[0] in have)
+    full = subset_code(have)
     if not full:
         raise ConfigError("train.features names no modality; map audio/visual/text to encode.features names")
     chosen = [s for s in cfg.ablation if set(parse_subset(s)) <= have and s != full]
