@@ -457,9 +457,9 @@ def report(metrics: Annotated[Path, typer.Option(help="metrics folder (evaluate,
     corpus, items per split, params that differ from the defaults, date, machine), challenge figures beside the
     MER 2023 baseline, ablation, confusion matrix, per-class F1, robustness, pseudo-labels, training curves.
     Missing metrics files are noted on the page."""
-    from pipeline.reporting.report import write_report
+    from stages import report as stage
 
-    _echo(write_report(metrics, html, summary, params=params, manifest=manifest))
+    _echo(stage.run(params, metrics=metrics, html=html, summary=summary, manifest=manifest))
 
 
 def main() -> None:

@@ -109,6 +109,13 @@ def test_import_closure_follows_imports_inside_functions():
     assert REPO / "pipeline" / "training" / "metrics.py" in files  # via pipeline.evaluation
 
 
+@pytest.mark.parametrize("stage", sorted(dvc_stages()))
+def test_every_stage_command_runs_a_stage_module(stage):
+    command = stage_body(dvc_stages()[stage])["cmd"].split()[1]
+    modules = {m for m in command_imports()[command] if m.startswith("stages.")}
+    assert len(modules) == 1, f"`mer {command}` (dvc.yaml stage {stage!r}) should run one stages/ module, runs {modules}"
+
+
 def test_no_stage_module_imports_another():
     for path in sorted((REPO / "stages").glob("*.py")):
         others = {m for m in imported_modules(ast.parse(path.read_text()), "stages") if m.startswith("stages")}
