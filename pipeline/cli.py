@@ -17,6 +17,8 @@ from typing import Annotated
 
 import typer
 
+from pipeline.outputs import METRICS, SEMI_STUDY
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
@@ -257,7 +259,7 @@ def pseudolabel(round_name: Annotated[str, typer.Argument(metavar="ROUND", help=
 
 
 @app.command("semi-study")
-def semi_study(out: Annotated[Path, typer.Option(help="CSV, one row per experiment and round")] = Path("metrics/semi_study.csv"),
+def semi_study(out: Annotated[Path, typer.Option(help="CSV, one row per experiment and round")] = Path(METRICS, SEMI_STUDY),
                repo: Annotated[Path, typer.Option(help="project root (a git + DVC repository)")] = Path(".")):
     """Collect an eta sweep (`dvc exp run -S pseudolabel.eta=...`) into one CSV: per experiment and round, eta,
     pseudo-labels selected, their precision where true labels are known, and test F1 (MER-SEMI, MER-MULTI).

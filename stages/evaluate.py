@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import evaluation as ev
+from pipeline import outputs
 from pipeline.config import load_section
 from pipeline.inputs import PREDICTIONS_NEED, PSEUDOLABEL, TRAIN, read_manifest, read_record, read_table
 from pipeline.labels import LIST_COLUMN, manifest_labels
@@ -38,26 +39,26 @@ def run(params: Path, *, manifest: Path, predictions: Path, semi_predictions: Pa
     labels = manifest_labels(rows)
     for name, values in figures.items():
         values = values | {"subset": main, "labels": list(labels), "paper_baseline": ev.PAPER_BASELINE[name]}
-        (out / f"{name}.json").write_text(json.dumps(values, indent=2))
+        (out / outputs.task_file(name)).write_text(json.dumps(values, indent=2))
     lists = pd.DataFrame(columns=["test", "sample_id", LIST_COLUMN]) if label_lists is None else \
         read_table(label_lists, TRAIN, ("test", "sample_id", LIST_COLUMN))
     scored = Scored(rows, supervised, semi, main, lists, cfg)
     track = protocol.figures(scored)
-    (out / "track.json").write_text(json.dumps({"protocol": protocol.name} | track, indent=2))
-    (out / "headline.json").write_text(json.dumps(protocol.headline(track, figures, cv["over_seeds"][main]), indent=2))
+    (out / outputs.TRACK).write_text(json.dumps({"protocol": protocol.name} | track, indent=2))
+    (out / outputs.HEADLINE).write_text(json.dumps(protocol.headline(track, figures, cv["over_seeds"][main]), indent=2))
     ablation = ev.ablation_table(supervised, cv["runs"], noise_test)
     # keyed by subset, not a list: `dvc metrics diff` (and the PR comment) compares nested keys, never lists
-    (out / "ablation.json").write_text(ablation.set_index("subset").to_json(orient="index", indent=2))
-    (out / "ablation.md").write_text(ev.markdown_table(ablation))
+    (out / outputs.ABLATION).write_text(ablation.set_index("subset").to_json(orient="index", indent=2))
+    (out / outputs.ABLATION_TABLE).write_text(ev.markdown_table(ablation))
     robustness = ev.robustness_curve(supervised)
-    robustness.to_csv(out / "robustness.csv", index=False)
-    (out / "robustness.md").write_text(ev.markdown_table(robustness))
+    robustness.to_csv(out / outputs.ROBUSTNESS, index=False)
+    (out / outputs.ROBUSTNESS_TABLE).write_text(ev.markdown_table(robustness))
     confusion = ev.confusion_rows(supervised, main, "test1")
-    confusion.to_csv(out / "confusion.csv", index=False)
-    ev.per_class_f1(confusion, labels).to_csv(out / "per_class_f1.csv", index=False)
-    ev.valence_rows(supervised, main, "test1").to_csv(out / "valence.csv", index=False)
-    ev.emotion_valence(supervised, main).to_csv(out / "emotion_valence.csv", index=False)
-    (out / "calibration.json").write_text(json.dumps(ev.calibration(supervised, main), indent=2))
+    confusion.to_csv(out / outputs.CONFUSION, index=False)
+    ev.per_class_f1(confusion, labels).to_csv(out / outputs.PER_CLASS_F1, index=False)
+    ev.valence_rows(supervised, main, "test1").to_csv(out / outputs.VALENCE, index=False)
+    ev.emotion_valence(supervised, main).to_csv(out / outputs.EMOTION_VALENCE, index=False)
+    (out / outputs.CALIBRATION).write_text(json.dumps(ev.calibration(supervised, main), indent=2))
     submissions.mkdir(parents=True, exist_ok=True)
     for test, source in (("test1", supervised), ("test2", supervised), ("test3", semi)):
         name = noise_test if test == "test2" else test

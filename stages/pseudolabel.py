@@ -11,7 +11,7 @@ nothing: the round keeps the start model's predictions and its metrics say so.
 import json
 from pathlib import Path
 
-from pipeline import interrupts
+from pipeline import interrupts, outputs
 from pipeline.config import load_section
 from pipeline.inputs import PREDICTIONS_NEED, TRAIN, read_manifest, read_record, read_table
 from pipeline.labels import manifest_labels
@@ -47,10 +47,10 @@ def run(params: Path, *, round_name: str, manifest: Path, clean: Path, corrupted
             predictions.to_parquet(out, index=False)
             metrics.mkdir(parents=True, exist_ok=True)
             picked = semi.with_truth(picked, rows)
-            picked.to_csv(metrics / "selected.csv", index=False)
-            semi.class_balance(picked, thresholds, semi.labelled_oof(start, rows)).to_csv(metrics / "class_balance.csv",
+            picked.to_csv(metrics / outputs.SELECTED, index=False)
+            semi.class_balance(picked, thresholds, semi.labelled_oof(start, rows)).to_csv(metrics / outputs.CLASS_BALANCE,
                                                                                             index=False)
             report = semi.round_report(round_name, str(start_path), cfg, thresholds, picked, start, predictions, rows)
-            (metrics / "selection.json").write_text(json.dumps(report, indent=2))
+            (metrics / outputs.SELECTION).write_text(json.dumps(report, indent=2))
         bar.update()
     return report

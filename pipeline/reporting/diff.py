@@ -17,8 +17,9 @@ from dvc.scm import RevError, resolve_rev
 
 from pipeline.errors import InputError, MerError
 from pipeline.evaluation import EVERY_HEADLINE, headline_keys, markdown_table
+from pipeline.outputs import HEADLINE, METRICS
 
-HEADLINE_FILE = "metrics/headline.json"
+HEADLINE_FILE = f"{METRICS}/{HEADLINE}"
 NEAR_ZERO = 0.1  # no percentage change against a base closer to zero than this: it says nothing
 SAME = 5e-5      # changes that round to zero at four decimals
 LOWER_IS_BETTER = ("mse", "ece", "nll", "loss", "_std")
@@ -32,7 +33,7 @@ class UnknownRevision(MerError, ValueError):
 def detail_files(root: Path) -> list[str]:
     """The workspace's JSON files under metrics/ besides the headline (DVC reads them as metrics files
     on both sides, though only the headline is declared one)."""
-    files = sorted((root / "metrics").rglob("*.json"))  # absolute: DVC reads targets against the cwd
+    files = sorted((root / METRICS).rglob("*.json"))  # absolute: DVC reads targets against the cwd
     return [str(p.absolute()) for p in files if p.relative_to(root).as_posix() != HEADLINE_FILE]
 
 

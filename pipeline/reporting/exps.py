@@ -17,8 +17,9 @@ import pandas as pd
 
 from pipeline.errors import InputError
 from pipeline.evaluation import EVERY_HEADLINE, headline_keys, markdown_table
+from pipeline.outputs import HEADLINE, METRICS, SELECTION, round_folder
 
-HEADLINE_FILE = "metrics/headline.json"
+HEADLINE_FILE = f"{METRICS}/{HEADLINE}"
 
 
 def dvc_exp_show(repo: Path) -> list[dict]:
@@ -128,7 +129,7 @@ def study_frame(exp_show: list[dict], read: Callable[[str, str], dict | None]) -
         if state.get("rev") == "workspace" or not data:
             continue
         names = list((_file_data(data, "params", "params.yaml").get("pseudolabel") or {}).get("rounds") or {})
-        rounds = [(name, read(state["rev"], f"metrics/pseudolabel/{name}/selection.json")) for name in names]
+        rounds = [(name, read(state["rev"], f"{METRICS}/{round_folder(name)}/{SELECTION}")) for name in names]
         rounds = [(name, figures) for name, figures in rounds if figures is not None]
         for i, (name, figures) in enumerate(rounds):
             records.append({"experiment": state_name(state), "eta": figures.get("eta"),

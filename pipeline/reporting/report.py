@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline import outputs
 from pipeline.errors import MissingInput
 from pipeline.evaluation import ABLATION_COUNTS, PAPER_BASELINE, markdown_table
 from pipeline.training.metrics import combined
@@ -21,7 +22,7 @@ from pipeline.training.metrics import combined
 from . import figures
 from .run_info import run_rows
 
-TASKS = {"mer_multi": "MER-MULTI", "mer_noise": "MER-NOISE", "mer_semi": "MER-SEMI"}
+TASKS = dict(zip(outputs.TASKS, ("MER-MULTI", "MER-NOISE", "MER-SEMI")))
 FIGURES = {"f1_weighted": "weighted F1", "valence_mse": "valence MSE", "combined": "F1 - 0.25 MSE"}
 
 
@@ -66,7 +67,7 @@ class MetricsFolder:
 
     def rounds(self) -> list[str]:
         """Pseudo-labelling rounds with a selection file, in round order (r1, r2, ..., r10)."""
-        found = [p.parent.name for p in (self.root / "pseudolabel").glob("*/selection.json")]
+        found = [p.parent.name for p in (self.root / outputs.PSEUDOLABEL).glob(f"*/{outputs.SELECTION}")]
         return sorted(found, key=lambda r: (len(r), r))
 
     def labels(self) -> tuple[str, ...]:
@@ -74,11 +75,11 @@ class MetricsFolder:
         those, as the rows of its per-class F1 table); empty when none of them is readable."""
         for name in TASKS:
             try:
-                return tuple(json.loads((self.root / f"{name}.json").read_text())["labels"])
+                return tuple(json.loads((self.root / outputs.task_file(name)).read_text())["labels"])
             except (OSError, ValueError, KeyError):
                 continue
         try:
-            return tuple(pd.read_csv(self.root / "per_class_f1.csv")["label"])
+            return tuple(pd.read_csv(self.root / outputs.PER_CLASS_F1)["label"])
         except (OSError, ValueError, KeyError):
             return ()
 
@@ -99,7 +100,7 @@ def headline(folder: MetricsFolder) -> Section:
     section = Section("Challenge figures beside the MER 2023 baseline")
     rows = []
     for name, task in TASKS.items():
-        run = folder.read(f"{name}.json", section)
+        run = folder.read(outputs.task_file(name), section)
         if run is None:
             continue
         paper = dict(PAPER_BASELINE[name])
@@ -122,7 +123,7 @@ def headline(folder: MetricsFolder) -> Section:
 def track(folder: MetricsFolder) -> Section | None:
     """The figures of the track evaluate.protocol scored (metrics/track.json); none for mer2023, whose
     figures the challenge section shows."""
-    path = folder.root / "track.json"
+    path = folder.root / outputs.TRACK
     data = json.loads(path.read_text()) if path.is_file() else {}
     protocol = data.get("protocol", "mer2023")
     if protocol == "mer2023":
@@ -148,7 +149,7 @@ def track(folder: MetricsFolder) -> Section | None:
 def faces(folder: MetricsFolder) -> Section:
     """Per split: how many items have frames, how many got no face at all, the share of frames with one."""
     section = Section("Faces found (extract)")
-    by_split = folder.read("faces.json", section)
+    by_split = folder.read(outputs.FACES, section)
     if by_split is not None:
         table = pd.DataFrame([{"split": split, "items with frames": s["items"], "items without a face": s["no_face"],
                                "frames with a face": s["face_found_rate"]} for split, s in by_split.items()])
@@ -156,13 +157,13 @@ def faces(folder: MetricsFolder) -> Section:
         listed = by_split.get("all", {}).get("no_face_items", [])
         if listed:
             section.note(f"{len(listed)} item(s) without a face, e.g. " + "; ".join(listed[:5])
-                         + f" (all in {folder.root / 'faces.json'})")
+                         + f" (all in {folder.root / outputs.FACES})")
     return section
 
 
 def ablation(folder: MetricsFolder) -> Section:
     section = Section("Ablation: modality subsets")
-    by_subset = folder.read("ablation.json", section)
+    by_subset = folder.read(outputs.ABLATION, section)
     if by_subset is not None:
         table = pd.DataFrame.from_dict(by_subset, orient="index").rename_axis("subset").reset_index()
         counts = [c for c in ABLATION_COUNTS if c in table]
@@ -175,15 +176,15 @@ def ablation(folder: MetricsFolder) -> Section:
 
 def per_class(folder: MetricsFolder) -> Section:
     section = Section("Per class (MER-MULTI, main subset)")
-    confusion = folder.read("confusion.csv", section)
+    confusion = folder.read(outputs.CONFUSION, section)
     if confusion is not None:
         labels = folder.labels() or tuple(sorted({*confusion["actual"], *confusion["predicted"]}))  # as seen
         section.figure(figures.confusion_matrix(confusion, labels),
                        f"Confusion matrix on test1 (clip counts), n = {len(confusion)}")
-    valence = folder.read("valence.csv", section)
+    valence = folder.read(outputs.VALENCE, section)
     if valence is not None:
         section.figure(figures.valence_scatter(valence), f"Predicted against true valence on test1, n = {len(valence)}")
-    scores = folder.read("per_class_f1.csv", section)
+    scores = folder.read(outputs.PER_CLASS_F1, section)
     if scores is not None:
         section.table(scores)
     return section
@@ -191,7 +192,7 @@ def per_class(folder: MetricsFolder) -> Section:
 
 def robustness(folder: MetricsFolder) -> Section:
     section = Section("Robustness to noise and blur")
-    curve = folder.read("robustness.csv", section)
+    curve = folder.read(outputs.ROBUSTNESS, section)
     if curve is None:
         return section
     if curve["snr_db"].notna().any() or (curve["blur"] > 1).any():
@@ -252,11 +253,11 @@ def pseudolabels(folder: MetricsFolder) -> Section:
     section = Section("Pseudo-labels (MER-SEMI)")
     rounds = folder.rounds()
     if not rounds:
-        section.note(f"{folder.root / 'pseudolabel'} holds no round: run the pseudolabel stages (dvc repro).")
+        section.note(f"{folder.root / outputs.PSEUDOLABEL} holds no round: run the pseudolabel stages (dvc repro).")
         return section
-    summaries = {r: folder.read(f"pseudolabel/{r}/selection.json", section) for r in rounds}
+    summaries = {r: folder.read(f"{outputs.round_folder(r)}/{outputs.SELECTION}", section) for r in rounds}
     last = rounds[-1]
-    summary, selected = summaries[last], folder.read(f"pseudolabel/{last}/selected.csv", section)
+    summary, selected = summaries[last], folder.read(f"{outputs.round_folder(last)}/{outputs.SELECTED}", section)
     if summary is None:
         return section
     section.table(pd.DataFrame([{"round": r, "eta": s["eta"], "unlabelled": s["unlabelled"], "selected": s["selected"],
@@ -271,7 +272,7 @@ def pseudolabels(folder: MetricsFolder) -> Section:
                        f"dashed: the per-class thresholds; n = {len(selected)} selected, "
                        f"{int(selected['true_label'].notna().sum())} with a known label")
     section.table(per_class_selection(summary, selected, folder.labels() or tuple(summary["thresholds"])))
-    study = folder.root / "semi_study.csv"
+    study = folder.root / outputs.SEMI_STUDY
     if study.is_file():
         frame = pd.read_csv(study)
         section.figure(figures.eta_study(frame), "Threshold study: test F1 against eta and against the number of "
@@ -295,11 +296,11 @@ def per_class_selection(summary: dict, selected: pd.DataFrame | None, labels: tu
 
 def training(folder: MetricsFolder) -> Section:
     section = Section("Training curves (main subset)")
-    files = sorted((folder.root / "train_curves").glob("fold*.csv"))
+    files = sorted((folder.root / outputs.CURVES).glob(f"{outputs.CURVE_PREFIX}*.csv"))
     if not files:
-        section.note(f"{folder.root / 'train_curves'} holds no fold curves (LightGBM has none; else run train).")
+        section.note(f"{folder.root / outputs.CURVES} holds no fold curves (LightGBM has none; else run train).")
         return section
-    curves = pd.concat([pd.read_csv(f).assign(fold=int(f.stem[4:])) for f in files])
+    curves = pd.concat([pd.read_csv(f).assign(fold=int(f.stem.removeprefix(outputs.CURVE_PREFIX))) for f in files])
     section.figure(figures.training_curves(curves), "Validation F1 - 0.25 MSE per epoch, one line per fold "
                    f"(n = {len(files)} folds)")
     return section

@@ -21,6 +21,7 @@ import pandas as pd
 from pipeline.config import ConfigError, TrainConfig
 from pipeline.labels import logit_columns
 from pipeline.modalities import parse_subset, subset_code
+from pipeline.outputs import CURVE_PREFIX, curve_file
 from pipeline.training.cv import CVResult, TestSet
 from pipeline.training.data import Table, load_table, standardize
 from pipeline.training.families import family
@@ -211,10 +212,10 @@ def cv_summary(result: CVResult, subset: str, seed: int, n_items: int) -> dict:
 def write_curves(result: CVResult, folder: Path) -> None:
     """One CSV per fold (epoch, train_loss, val_*), so `dvc plots` draws a line per fold."""
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("fold*.csv"):
+    for old in folder.glob(f"{CURVE_PREFIX}*.csv"):
         old.unlink()
     for fold, rows in curves_frame(result).groupby("fold"):
-        rows.drop(columns="fold").to_csv(folder / f"fold{fold}.csv", index=False)
+        rows.drop(columns="fold").to_csv(folder / curve_file(fold), index=False)
 
 
 def curves_frame(result: CVResult) -> pd.DataFrame:
