@@ -24,7 +24,7 @@ import av
 import numpy as np
 
 from pipeline.errors import InputError
-from pipeline.media.decode import SAMPLE_RATE, _FrameSampler, _open, _start_time, _stated_duration
+from pipeline.media.decode import SAMPLE_RATE, FrameSampler, open_container, start_time, stated_duration
 
 VAD_WINDOW_S = 30.0   # audio the VAD sees per call: bounded memory, and long enough that a cut rarely splits a word
 LOOKAHEAD_S = 2.0     # segments open this far ahead of the stream, so no sample before their start is missed
@@ -152,16 +152,16 @@ def is_long(path: Path, seconds: float) -> bool:
     """Whether a media file's container states a length over `seconds` (a recording rather than a clip);
     False for anything it cannot tell (stills, frame folders, unreadable files: predicted as clips are)."""
     try:
-        with _open(Path(path)) as container:
-            return (_stated_duration(container) or 0.0) > seconds
+        with open_container(Path(path)) as container:
+            return (stated_duration(container) or 0.0) > seconds
     except Exception:  # noqa: BLE001 - the clip path reports what is wrong with the file
         return False
 
 
 def duration(path: Path) -> float:
     """The recording's length: stated by the container, else counted from its decoded audio."""
-    with _open(path) as container:
-        stated = _stated_duration(container)
+    with open_container(path) as container:
+        stated = stated_duration(container)
     if stated:
         return stated
     return sum(len(chunk) for chunk in audio_chunks(path)) / SAMPLE_RATE
@@ -171,10 +171,10 @@ def audio_chunks(path: Path, seconds: float = VAD_WINDOW_S) -> Iterator[np.ndarr
     """The audio track, mono float32 at 16 kHz, in consecutive chunks of `seconds` (the last shorter);
     sample i of the concatenation is at i / 16000 s from the recording's start."""
     size = int(seconds * SAMPLE_RATE)
-    with _open(path) as container:
+    with open_container(path) as container:
         if not container.streams.audio:
             raise InputError(f"{path}: no audio track, so no speech to find: use --segments fixed:SECONDS")
-        t0 = _start_time(container)
+        t0 = start_time(container)
         resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         buffer, held = [], 0
         for frame in _decoded(container, container.streams.audio[0]):
@@ -258,7 +258,7 @@ class _Open:
     def __init__(self, segment: Segment, fps: float, max_frames: int, rate: float | None):
         self.segment = segment
         self.start, self.end = segment.window
-        self.sampler = _FrameSampler(max(1.0 / fps, (self.end - self.start) / max_frames), max_frames, rate)
+        self.sampler = FrameSampler(max(1.0 / fps, (self.end - self.start) / max_frames), max_frames, rate)
         self.sampler.target = self.start
         self.audio: list[np.ndarray] = []
         self.warnings: set[str] = set()
@@ -290,13 +290,13 @@ def _same_size(frames: list[np.ndarray]) -> tuple[np.ndarray, bool]:
 def segment_media(path: Path, segments: list[Segment], fps: float, max_frames: int) -> Iterator[SegmentMedia]:
     """Each segment's sampled frames and audio, in time order, from one streaming pass over `path`."""
     todo = sorted(segments, key=lambda s: s.window[0])
-    with _open(path) as container:
+    with open_container(path) as container:
         video = container.streams.video[0] if container.streams.video else None
         audio = container.streams.audio[0] if container.streams.audio else None
         if video is not None:
             video.thread_type = "AUTO"
         rate = float(video.average_rate or video.guessed_rate or 0) or None if video is not None else None
-        t0 = _start_time(container)
+        t0 = start_time(container)
         resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE) if audio is not None else None
         clock = {"video": 0.0 if video is not None else np.inf, "audio": 0.0 if audio is not None else np.inf}
         audio_at: int | None = None   # sample index of the next resampled sample

@@ -27,7 +27,7 @@ import pandas as pd
 from pipeline.extract import face_detector
 from pipeline.media.asr import transcribe
 from pipeline.media.decode import SAMPLE_RATE, file_hash
-from pipeline.media.faces import _iou
+from pipeline.media.faces import iou
 from pipeline.media.speakers import MIN_IOU, choose_speaker, link, track_crops
 from pipeline.predict import Settings, prob_columns, score_media, settings
 from pipeline.progress import progress
@@ -141,7 +141,7 @@ class TrackIds:
         seen = boxes[np.isfinite(boxes[:, 0])]
         if not len(seen):
             return None
-        overlaps = {n: _iou(tuple(seen[0]), box) for n, box in self.last.items()}
+        overlaps = {n: iou(tuple(seen[0]), box) for n, box in self.last.items()}
         number = max(overlaps, key=overlaps.get) if overlaps and max(overlaps.values()) >= MIN_IOU else len(self.last) + 1
         self.last[number] = tuple(seen[-1])
         return number

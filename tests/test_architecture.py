@@ -231,3 +231,48 @@ def test_every_encoder_reads_a_modality_of_the_one_table():
 
     wrong = {name: cls.modality for name, cls in ENCODERS.items() if cls.modality not in MODALITIES}
     assert not wrong, f"encoders with a modality pipeline/modalities.py does not declare: {wrong}"
+
+
+def private_names_taken(source: str, module: str, package: str) -> list[str]:
+    """`from <project module> import _name` and `<project module>._name`, where that module is not `module`."""
+    tree = ast.parse(source)
+    aliases = {}   # local name -> the project module imported under it
+    taken = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            for alias in node.names:
+                name = f"{base}.{alias.name}"
+                if module_file(name):
+                    aliases[alias.asname or alias.name] = name
+                elif alias.name.startswith("_") and module_file(base) and base != module:
+                    taken.append(name)
+        elif isinstance(node, ast.Import):
+            aliases |= {a.asname: a.name for a in node.names if a.asname and module_file(a.name)}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                and node.attr.startswith("_") and not node.attr.startswith("__") and aliases[node.value.id] != module):
+            taken.append(f"{aliases[node.value.id]}.{node.attr}")
+    return taken
+
+
+def test_no_module_takes_another_modules_private_names():
+    """A name another module uses is public: a leading underscore promises that none does."""
+    found = {}
+    for top in PACKAGES:
+        for path in sorted((REPO / top).rglob("*.py")):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            module = ".".join(parts[:-1] if path.name == "__init__.py" else parts)
+            package = module if path.name == "__init__.py" else ".".join(parts[:-1])
+            if taken := private_names_taken(path.read_text(), module, package):
+                found[str(path.relative_to(REPO))] = taken
+    assert not found, f"private names used across modules (make them public): {found}"
+
+
+def test_the_private_name_check_sees_imports_and_attributes():
+    source = ("from pipeline.media.decode import _interval\nfrom pipeline import evaluation as ev\n"
+              "from . import decode\nx = ev._hidden, decode._demux\nfrom .faces import _own\n")
+    assert private_names_taken(source, "pipeline.media.faces", "pipeline.media") == [
+        "pipeline.media.decode._interval", "pipeline.evaluation._hidden", "pipeline.media.decode._demux"]

@@ -69,7 +69,7 @@ class _Evidence:
     intensity: float
 
 
-def _slots(spec: DemoConfig) -> list[_Slot]:
+def clip_slots(spec: DemoConfig) -> list[_Slot]:
     """Clip order: train, test1, test2, test3 labelled, test3 unlabelled; speakers cycle within each."""
     groups = [("train", True, spec.n_train), ("test1", True, spec.n_test1), ("test2", True, spec.n_test2),
               ("test3", True, spec.n_test3_labelled), ("test3", False, spec.n_unlabelled)]
@@ -84,7 +84,7 @@ def _speaker(seed: int, k: int) -> tuple[face.Look, voice.Voice]:
     return face.speaker_look(rng), voice.speaker_voice(rng, low=k % 2 == 1)
 
 
-def _evidence(label: str, strength: float, channel: _Channel, rng: np.random.Generator) -> _Evidence:
+def draw_evidence(label: str, strength: float, channel: _Channel, rng: np.random.Generator) -> _Evidence:
     cls = label
     if rng.random() < channel.misleads:
         options = channel.confusable[label]
@@ -92,7 +92,7 @@ def _evidence(label: str, strength: float, channel: _Channel, rng: np.random.Gen
     return _Evidence(cls, channel.gain * strength * float(rng.uniform(0.3, 1.0)))
 
 
-def _valence(label: str, rng: np.random.Generator) -> float:
+def draw_valence(label: str, rng: np.random.Generator) -> float:
     value = VALENCE_MEAN[label] + rng.normal(0, VALENCE_SD)
     return float(np.clip(np.round(value * 4) / 4, -5, 5)) + 0.0  # + 0.0: no "-0.00" in the manifest
 
@@ -163,12 +163,12 @@ def render_clip(spec: DemoConfig, slot: _Slot, face_size: int = 0) -> Clip:
     that side (the same expression, head motion and lighting)."""
     rng = np.random.default_rng([spec.seed, slot.index])
     label = MER_LABELS[int(rng.integers(len(MER_LABELS)))]
-    valence = _valence(label, rng)
+    valence = draw_valence(label, rng)
     shift = valence - VALENCE_MEAN[label]
     look, speaker_voice = _speaker(spec.seed, slot.speaker)
-    heard = _evidence(label, spec.audio_strength, VOICE, rng)
-    seen = _evidence(label, spec.visual_strength, FACE, rng)
-    read = _evidence(label, spec.text_strength, WORDS, rng)
+    heard = draw_evidence(label, spec.audio_strength, VOICE, rng)
+    seen = draw_evidence(label, spec.visual_strength, FACE, rng)
+    read = draw_evidence(label, spec.text_strength, WORDS, rng)
 
     prosody = voice.EMOTIONS[heard.cls].scaled(heard.intensity)
     prosody += voice.VALENCE_PROSODY.scaled(shift * spec.audio_strength)
@@ -229,7 +229,7 @@ def generate_corpus(out_dir: Path, spec: DemoConfig, progress: bool = True, work
     """Writes out_dir/clips/<id>.mp4 and out_dir/manifest.csv; returns the manifest path."""
     out_dir = Path(out_dir)
     (out_dir / "clips").mkdir(parents=True, exist_ok=True)
-    rows = run_slots(spec, _slots(spec), out_dir, workers or os.cpu_count() or 1, progress)
+    rows = run_slots(spec, clip_slots(spec), out_dir, workers or os.cpu_count() or 1, progress)
     manifest = out_dir / "manifest.csv"
     with open(manifest, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")

@@ -1,5 +1,5 @@
 """The demo corpus drawn directly as feature vectors: same clips, labels, valences and per-modality
-evidence (`corpus._evidence`), but each modality's evidence becomes `intensity * prototype[shown class]`
+evidence (`corpus.draw_evidence`), but each modality's evidence becomes `intensity * prototype[shown class]`
 plus Gaussian noise instead of a rendered face, voice and transcript.
 
 No media, no encoders: thousands of clips in a second, for fast semi-supervised tests and scale
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import DemoConfig
-from pipeline.demo.corpus import FACE, VALENCE_MEAN, VOICE, WORDS, _evidence, _slots, _valence
+from pipeline.demo.corpus import FACE, VALENCE_MEAN, VOICE, WORDS, clip_slots, draw_evidence, draw_valence
 from pipeline.labels import MER_LABELS
 from pipeline.training.data import Table, standardize
 
@@ -27,14 +27,14 @@ def feature_corpus(spec: DemoConfig, dim: int = 16, noise: float = 0.5) -> tuple
     prototypes = {m: proto_rng.normal(size=(len(MER_LABELS), dim)) for m in CHANNELS}
     valence_axis = {m: proto_rng.normal(size=dim) / np.sqrt(dim) for m in CHANNELS}
     records = []
-    slots = _slots(spec)
+    slots = clip_slots(spec)
     X = {m: np.empty((len(slots), dim), np.float32) for m in CHANNELS}
     for slot in slots:
         rng = np.random.default_rng([spec.seed, slot.index])
         label = MER_LABELS[int(rng.integers(len(MER_LABELS)))]
-        valence = _valence(label, rng)
+        valence = draw_valence(label, rng)
         for m, (channel, strength) in CHANNELS.items():
-            evidence = _evidence(label, getattr(spec, strength), channel, rng)
+            evidence = draw_evidence(label, getattr(spec, strength), channel, rng)
             X[m][slot.index] = (evidence.intensity * prototypes[m][MER_LABELS.index(evidence.cls)]
                                 + (valence - VALENCE_MEAN[label]) * getattr(spec, strength) * valence_axis[m]
                                 + noise * rng.normal(size=dim))

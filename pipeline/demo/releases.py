@@ -20,7 +20,7 @@ import numpy as np
 
 from pipeline.config import DemoConfig
 from pipeline.demo import voice
-from pipeline.demo.corpus import _slots, render_clip, run_slots, write_mp4
+from pipeline.demo.corpus import clip_slots, render_clip, run_slots, write_mp4
 
 SHAPES = ("mer2024", "mer2025", "mer2026")
 FACE_SIZE = 112
@@ -64,7 +64,7 @@ def write_release(out: Path, spec: ReleaseSpec, workers: int = 1) -> list[dict]:
                       n_test3_labelled=0, n_unlabelled=spec.n_pool, seconds=spec.seconds, fps=spec.fps,
                       size=spec.size)
     out.mkdir(parents=True, exist_ok=True)
-    rows = run_slots(demo, _slots(demo), out, workers, progress=False, make=partial(_make, spec))
+    rows = run_slots(demo, clip_slots(demo), out, workers, progress=False, make=partial(_make, spec))
     _write_tables(out, spec, rows)
     return rows
 

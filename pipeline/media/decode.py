@@ -71,7 +71,7 @@ class DecodedClip:
     warnings: list[str] = field(default_factory=list)
 
 
-class _FrameSampler:
+class FrameSampler:
     """Keeps the first frame at or after each grid time; converts only kept frames to RGB."""
 
     def __init__(self, interval: float, max_frames: int, rate: float | None):
@@ -155,7 +155,7 @@ class _DemuxResult:
     stopped: str = ""          # demuxer error that ended the pass early
 
 
-def _open(path: Path) -> av.container.InputContainer:
+def open_container(path: Path) -> av.container.InputContainer:
     path = Path(path)
     if not path.is_file():
         raise MediaError("open", f"{path}: no such file")
@@ -168,11 +168,11 @@ def _open(path: Path) -> av.container.InputContainer:
                                  "and not truncated (an MP4 cut short loses its index)") from e
 
 
-def _start_time(container: av.container.InputContainer) -> float:
+def start_time(container: av.container.InputContainer) -> float:
     return container.start_time / av.time_base if container.start_time is not None else 0.0
 
 
-def _stated_duration(container: av.container.InputContainer) -> float | None:
+def stated_duration(container: av.container.InputContainer) -> float | None:
     if container.duration is not None and container.duration > 0:
         return container.duration / av.time_base
     return None
@@ -184,10 +184,10 @@ def _interval(fps: float, max_frames: int, duration: float | None) -> float:
     return 1.0 / fps
 
 
-def _demux(container, video, audio, sampler: _FrameSampler | None, sink: _AudioSink | None) -> _DemuxResult:
+def _demux(container, video, audio, sampler: FrameSampler | None, sink: _AudioSink | None) -> _DemuxResult:
     """One pass over the wanted streams; skips corrupt packets, stops decoding video once enough frames are kept."""
     result = _DemuxResult()
-    t0 = _start_time(container)
+    t0 = start_time(container)
     streams = [s for s in (video, audio) if s is not None]
     video_index = video.index if video is not None else -1
     try:
@@ -220,19 +220,19 @@ def decode_clip(path: Path, fps: float, max_frames: int, sample_rate: int = SAMP
     """Decode `path` once: frames sampled at `fps` (at most max_frames, see module doc) and mono audio."""
     if fps <= 0 or max_frames < 1:
         raise ValueError(f"need fps > 0 and max_frames >= 1, got fps={fps}, max_frames={max_frames}")
-    with _open(path) as container:
+    with open_container(path) as container:
         video = container.streams.video[0] if container.streams.video else None
         audio = container.streams.audio[0] if container.streams.audio else None
         if video is None and audio is None:
             raise MediaError("open", f"{path}: no audio or video stream")
-        stated = _stated_duration(container)
+        stated = stated_duration(container)
         sampler = sink = None
         if video is not None:   # frame size from the stream header: refused before any frame is decoded
             check_pixels(path, video.codec_context.width, video.codec_context.height, "a video frame")
             video.thread_type = "AUTO"
             video.thread_count = decoder_threads()
             rate = video.average_rate or video.guessed_rate
-            sampler = _FrameSampler(_interval(fps, max_frames, stated), max_frames, float(rate) if rate else None)
+            sampler = FrameSampler(_interval(fps, max_frames, stated), max_frames, float(rate) if rate else None)
         if audio is not None:
             sink = _AudioSink(sample_rate)
         result = _demux(container, video, audio, sampler, sink)
@@ -275,7 +275,7 @@ def read_audio_file(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     pcm = _pcm_wav(path, sample_rate)
     if pcm is not None:
         return pcm
-    with _open(path) as container:
+    with open_container(path) as container:
         if not container.streams.audio:
             raise MediaError("audio", f"{path}: no audio stream")
         sink = _AudioSink(sample_rate)

@@ -146,7 +146,7 @@ def _nms(raw: np.ndarray, anchors: np.ndarray, scores: np.ndarray, min_score: fl
         if size.min() <= 0:
             continue
         boxes[i] = (*(centre - size / 2), *(centre + size / 2))
-        if all(_iou(boxes[i], boxes[j]) <= max_iou for j in kept):
+        if all(iou(boxes[i], boxes[j]) <= max_iou for j in kept):
             kept.append(int(i))
     return kept
 
@@ -402,7 +402,7 @@ def choose_face(faces: list[Face], previous: tuple | None, shape: tuple[int, ...
     if not faces:
         return None
     if previous is not None:
-        overlaps = [_iou(face.box, previous) for face in faces]
+        overlaps = [iou(face.box, previous) for face in faces]
         best = int(np.argmax(overlaps))
         if overlaps[best] >= _MIN_TRACK_IOU:
             return faces[best]
@@ -414,7 +414,7 @@ def choose_face(faces: list[Face], previous: tuple | None, shape: tuple[int, ...
     return max(faces, key=lambda face: _prominence(face.box, shape))
 
 
-def _iou(a: tuple, b: tuple) -> float:
+def iou(a: tuple, b: tuple) -> float:
     w = min(a[2], b[2]) - max(a[0], b[0])
     h = min(a[3], b[3]) - max(a[1], b[1])
     if w <= 0 or h <= 0:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.media.faces import Face, FaceTrack, _iou, align_face
+from pipeline.media.faces import Face, FaceTrack, align_face, iou
 
 MIN_IOU = 0.3          # a detection continues a track when its box overlaps the track's last one this much
 PATIENCE = 3           # frames a track may miss before it ends
@@ -51,7 +51,7 @@ def link(detections: list[list[Face]]) -> list[Track]:
         live = [t for t in tracks if i - t.last[0] <= PATIENCE]
         taken: set[int] = set()
         for face in sorted(faces, key=lambda f: -f.score):
-            overlaps = [(_iou(face.box, t.last[1].box), n) for n, t in enumerate(live) if n not in taken]
+            overlaps = [(iou(face.box, t.last[1].box), n) for n, t in enumerate(live) if n not in taken]
             best = max(overlaps, default=(0.0, -1))
             if best[0] >= MIN_IOU:
                 live[best[1]].faces[i] = face
