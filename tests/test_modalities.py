@@ -16,6 +16,7 @@ from pipeline.config import ExtractConfig, PrepareConfig
 from pipeline.datasets.prepare import prepare
 from pipeline.extract import extract
 from pipeline.labels import MER_LABELS, manifest_labels
+from pipeline.modalities import ALL_SUBSETS, MODALITIES, parse_subset, subset_code
 from pipeline.store.media import MediaStore
 
 SECONDS = 1.0
@@ -207,3 +208,27 @@ def test_cremad_names_flv_video_and_wav_audio(tmp_path):
     store = MediaStore(tmp_path / "media.zarr")
     flv_item = store.load(next(r for r in store.view().itertuples() if r.sample_id == "1001_DFA_ANG_XX"))
     assert flv_item.faces is not None and len(flv_item.audio) > 0.3 * RATE
+
+
+def test_the_modality_table_spells_subsets_in_branch_order():
+    assert ALL_SUBSETS == ("A", "V", "T", "AV", "AT", "VT", "AVT")
+    assert parse_subset("TA") == ("audio", "text") and parse_subset("AVT") == tuple(MODALITIES)
+    assert all(subset_code(parse_subset(code)) == code for code in ALL_SUBSETS)
+    with pytest.raises(ValueError, match="made of A, V, T"):
+        parse_subset("AX")
+
+
+def test_a_bad_modality_in_params_stops_at_load(tmp_path):
+    from pipeline.config import ConfigError, load_section
+
+    for train, message in (("{features: {audoi: egemaps}}", "train.features"), ("{ablation: [AVX]}", "train.ablation")):
+        (tmp_path / "params.yaml").write_text(f"train: {train}\n")
+        with pytest.raises(ConfigError, match=message):
+            load_section("train", tmp_path / "params.yaml")
+
+
+def test_empty_inputs_of_each_modality_have_their_reason():
+    empty = {"audio": np.zeros(1600, np.float32), "visual": np.zeros((0, 112, 112, 3), np.uint8), "text": "  "}
+    full = {"audio": np.ones(1600, np.float32) * 0.1, "visual": np.zeros((2, 112, 112, 3), np.uint8), "text": "hi"}
+    assert all(MODALITIES[m].is_empty(x) for m, x in empty.items())
+    assert not any(MODALITIES[m].is_empty(x) for m, x in full.items())
