@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline.outputs import METRICS, SEMI_STUDY
+from pipeline.outputs import METRICS, ROUND, SELECTION, SEMI_STUDY, round_folder
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -247,7 +247,7 @@ def train(manifest: Manifest, clean: Clean, corrupted: Corrupted, features: Feat
 def pseudolabel(round_name: Annotated[str, typer.Argument(metavar="ROUND", help="a key of pseudolabel.rounds")],
                 manifest: Manifest, clean: Clean, corrupted: Corrupted, features: Features, cv_metrics: CvMetrics,
                 out: Annotated[Path, typer.Option(help="this round's predictions (Parquet)")],
-                metrics: Annotated[Path, typer.Option(help="folder for selection.json, selected.csv, class_balance.csv")],
+                metrics: Annotated[Path, typer.Option(help=f"folder for {', '.join(ROUND)}")],
                 params: Params = Path("params.yaml")):
     """MER-SEMI, one round: class thresholds from the start model's out-of-fold confidences (eta-quantile of
     correct predictions, pseudolabel.eta), select unlabelled test3 items above them, retrain with the selection.
@@ -270,7 +270,7 @@ def semi_study(out: Annotated[Path, typer.Option(help="CSV, one row per experime
 
     frame = study_frame(dvc_exp_show(repo), git_reader(repo))
     if frame.empty:
-        raise typer.BadParameter("no experiment has metrics/pseudolabel/<round>/selection.json; run the sweep first")
+        raise typer.BadParameter(f"no experiment has {METRICS}/{round_folder('<round>')}/{SELECTION}; run the sweep first")
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False)
     with pd.option_context("display.width", 160):
