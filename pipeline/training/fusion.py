@@ -173,9 +173,10 @@ class _FoldAdam:
 
 @dataclass
 class _Epoch:
-    """One epoch's rows for every fold, gathered once and padded to a common number of steps;
-    each step then slices contiguous (K, B, ...) blocks instead of indexing the feature tables."""
-    xs: list[torch.Tensor]        # per modality (K, S*B, d)
+    """One epoch's row order for every fold, padded to a common number of steps. Targets are gathered once
+    per epoch (a few numbers a row); features are gathered per step into the same (K, B, d) buffers, so an
+    epoch never copies the feature tables (K copies of the training rows, new memory every epoch)."""
+    rows: torch.Tensor            # (steps, K*B): step s's rows, fold-major
     present: torch.Tensor         # (K, S*B, M)
     y: torch.Tensor               # (K, S*B)
     v: torch.Tensor
@@ -184,10 +185,11 @@ class _Epoch:
     active: list[list[bool]]      # [step][fold]: the fold has a batch at this step
     steps: int
 
-    def batch(self, s: int, b: int):
+    def batch(self, s: int, b: int, data: _Inputs, buffers: list[torch.Tensor]):
         sl = slice(s * b, (s + 1) * b)
-        return [x[:, sl] for x in self.xs], self.present[:, sl], self.y[:, sl], self.v[:, sl], \
-            self.has_v[:, sl], self.coef[:, sl]
+        xs = [torch.index_select(x, 0, self.rows[s], out=buf).view(len(self.y), b, -1)
+              for x, buf in zip(data.xs, buffers)]
+        return xs, self.present[:, sl], self.y[:, sl], self.v[:, sl], self.has_v[:, sl], self.coef[:, sl]
 
 
 def _row_order(train: list[torch.Tensor], gens: list[torch.Generator], batch: int):
@@ -208,9 +210,10 @@ def _epoch(train, gens, data: _Inputs, tg: _Targets, batch: int) -> _Epoch:
     real = valid.view(k, steps, batch).sum(-1, keepdim=True)                 # real rows per step
     coef = (valid.view(k, steps, batch) / real.clamp(min=1)).view(k, -1) * tg.w.cpu()[rows]
     active = (real.squeeze(-1) > 0).T.tolist()
-    rows, flat = rows.to(tg.y.device), rows.flatten().to(tg.y.device)
-    xs = [x.index_select(0, flat).view(k, -1, x.shape[1]) for x in data.xs]
-    return _Epoch(xs, data.present[rows], tg.y[rows], tg.v[rows], tg.has_v[rows], coef.to(tg.y.device), active, steps)
+    rows = rows.to(tg.y.device)
+    by_step = rows.view(k, steps, batch).transpose(0, 1).reshape(steps, k * batch)
+    return _Epoch(by_step, data.present[rows], tg.y[rows], tg.v[rows], tg.has_v[rows], coef.to(tg.y.device), active,
+                  steps)
 
 
 def _batch_loss(model: SubsetFusion, xs, present, y, v, has_v, coef, run: FusionRun) -> torch.Tensor:
@@ -224,13 +227,15 @@ def _batch_loss(model: SubsetFusion, xs, present, y, v, has_v, coef, run: Fusion
     return (coef.unsqueeze(1) * (run.ce_weight * ce + run.mse_weight * se)).sum(dim=-1)
 
 
-def _train_epoch(model, opt: _FoldAdam, epoch: _Epoch, run: FusionRun) -> np.ndarray:
+def _train_epoch(model, opt: _FoldAdam, epoch: _Epoch, data: _Inputs, run: FusionRun) -> np.ndarray:
     """One epoch for every fold; returns each fold's and subset's mean batch loss, (K, S)."""
     model.train()
-    total = torch.zeros(len(epoch.xs[0]), len(model.uses), device=run.params.device)
+    b = run.params.batch_size
+    total = torch.zeros(len(epoch.y), len(model.uses), device=run.params.device)
+    buffers = [x.new_empty(len(epoch.y) * b, x.shape[1]) for x in data.xs]  # each step's features, overwritten
     for s in range(epoch.steps):
         interrupts.check()   # fold groups train in threads, which a Ctrl-C reaches only through this flag
-        loss = _batch_loss(model, *epoch.batch(s, run.params.batch_size), run)
+        loss = _batch_loss(model, *epoch.batch(s, b, data, buffers), run)
         opt.step(loss.sum(), epoch.active[s])
         total += loss.detach()
     n_steps = torch.tensor(epoch.active, dtype=torch.float32).sum(0).clamp(min=1)
@@ -409,7 +414,7 @@ def _fit(model: SubsetFusion, folds: range, data, tg, a: CVInputs, seed: int, ru
     curves = [{name: np.zeros((len(splits), p.epochs))
                for name in ("train_loss", "val_f1", "val_mse", "val_combined", "val_selection")} for _ in trackers]
     for epoch in range(p.epochs):
-        losses = _train_epoch(model, opt, _epoch(train, gens, data, tg, p.batch_size), run)
+        losses = _train_epoch(model, opt, _epoch(train, gens, data, tg, p.batch_size), data, run)
         for s, (tracker, curve, (figures, outputs)) in enumerate(zip(trackers, curves, _validate(model, val))):
             curve["train_loss"][:, epoch] = losses[:, s]
             for k, f in enumerate(figures):
