@@ -9,11 +9,11 @@ best-epoch figures.
 
 Speed, without changing the protocol:
 - all folds train at once as one stacked model: each step is one batched matmul per layer and one
-  fused Adam update for every fold; on a CPU with several cores the folds split into one group per
+  fused Adam update for every fold; on a CPU with several cores the folds split into one shard per
   core, trained side by side in threads, each on one torch thread (batch-32 matmuls are too small to
-  share between threads; torch releases the GIL in its kernels). Every group draws the dropout masks
+  share between threads; torch releases the GIL in its kernels). Every shard draws the dropout masks
   of all folds from its own copy of the generators and keeps its folds' (cheap next to the matmuls),
-  and every fold keeps its own Adam state, so the results are the same however the folds are grouped;
+  and every fold keeps its own Adam state, so the results are the same however the folds are sharded;
 - jobs on the same rows, folds and seed (the ablation subsets of train.ablation) train together too, as
   one `SubsetFusion`: they share every batch, so a modality's first layer is one wide matmul for all
   the subsets that read it; each subset's results are those it gets alone (tests/test_cv.py);
@@ -82,9 +82,9 @@ class FusionRun:
     n_classes: int = field(kw_only=True)  # the run's label set's size
     ce_weight: float = 1.0
     mse_weight: float = 1.0
-    threads: int = 0                 # cores (0 = every core): on CPU the folds train in that many groups side by
+    threads: int = 0                 # cores (0 = every core): on CPU the folds train in that many shards side by
                                      # side, each on one torch thread (benchmarks/bench_train.py: at batch-32 shapes
-                                     # one thread per group beats threads inside a matmul); results do not depend on it
+                                     # one thread per shard beats threads inside a matmul); results do not depend on it
 
 
 # ---------------------------------------------------------------- inputs
@@ -234,7 +234,7 @@ def _train_epoch(model, opt: _FoldAdam, epoch: _Epoch, data: _Inputs, run: Fusio
     total = torch.zeros(len(epoch.y), len(model.uses), device=run.params.device)
     buffers = [x.new_empty(len(epoch.y) * b, x.shape[1]) for x in data.xs]  # each step's features, overwritten
     for s in range(epoch.steps):
-        interrupts.check()   # fold groups train in threads, which a Ctrl-C reaches only through this flag
+        interrupts.check()   # fold shards train in threads, which a Ctrl-C reaches only through this flag
         loss = _batch_loss(model, *epoch.batch(s, b, data, buffers), run)
         opt.step(loss.sum(), epoch.active[s])
         total += loss.detach()
@@ -272,7 +272,7 @@ class _BestTracker:
 
     @staticmethod
     def join(pieces: list[_BestTracker]) -> _BestTracker:
-        """One tracker over the folds of consecutive fold groups' trackers (of the same subset)."""
+        """One tracker over the folds of consecutive fold shards' trackers (of the same subset)."""
         out = pieces[0]
         out.score, out.epoch = np.concatenate([t.score for t in pieces]), np.concatenate([t.epoch for t in pieces])
         out.figures, out.outputs = [f for t in pieces for f in t.figures], [o for t in pieces for o in t.outputs]
@@ -369,8 +369,8 @@ def _cross_validate(jobs: list[CVJob], run: FusionRun) -> list[CVResult]:
     k = len(a.splits)
     order = tuple(dict.fromkeys(m for job in jobs for m in job.X))
     reader = {m: next(job for job in jobs if m in job.X) for m in order}
-    groups = fold_groups(k, run)
-    with torch_threads(1 if len(groups) > 1 else run.threads):
+    shards = fold_shards(k, run)
+    with torch_threads(1 if len(shards) > 1 else run.threads):
         data = model_inputs({m: reader[m].X[m] for m in order}, {m: _present(reader[m], m) for m in order}, order,
                             p.device)
         tg = targets(a.y, a.v, a.w, p.device)
@@ -378,10 +378,10 @@ def _cross_validate(jobs: list[CVJob], run: FusionRun) -> list[CVResult]:
         model = SubsetFusion.from_models(models, [[order.index(m) for m in job.X] for job in jobs],
                                          [x.shape[1] for x in data.xs]).to(p.device)
         model.seed_dropout([int(np.random.SeedSequence([job.seed, k]).generate_state(1)[0]) for job in jobs])
-        with progress(p.epochs * len(groups), f"train seed {jobs[0].seed}, {len(jobs)} subset(s)",
-                      "fold-group epoch") as bar:
+        with progress(p.epochs * len(shards), f"train seed {jobs[0].seed}, {len(jobs)} subset(s)",
+                      "fold-shard epoch") as bar:
             parts = parallel_map(lambda folds: _fit(model.take_folds(folds), folds, data, tg, a, jobs[0].seed, run, bar),
-                                 groups, threads=len(groups))
+                                 shards, threads=len(shards))
         trackers = [_BestTracker.join(pieces) for pieces in zip(*(t for t, _ in parts))]
         curves = [{name: np.concatenate([c[name] for c in pieces]) for name in pieces[0]}
                   for pieces in zip(*(c for _, c in parts))]
@@ -395,10 +395,11 @@ def _cross_validate(jobs: list[CVJob], run: FusionRun) -> list[CVResult]:
     return results
 
 
-def fold_groups(k: int, run: FusionRun) -> list[range]:
-    """The folds in consecutive groups trained side by side: one group per core on CPU, one group on a GPU.
-    A group holds at least two folds: torch runs a lone fold's batched matmuls through another kernel,
-    whose last bits differ, and the results must not depend on the grouping."""
+def fold_shards(k: int, run: FusionRun) -> list[range]:
+    """The folds in consecutive shards trained side by side, each in its own thread: one shard per core on CPU,
+    one on a GPU (not train.group_by's speaker groups, which folds must not split). A shard holds at least two
+    folds: torch runs a lone fold's batched matmuls through another kernel, whose last bits differ, and the
+    results must not depend on the sharding."""
     cores = run.threads if run.threads > 0 else available_cores()
     n = min(cores, max(1, k // 2)) if torch.device(run.params.device).type == "cpu" else 1
     return [range(g[0], g[-1] + 1) for g in np.array_split(np.arange(k), n)]
