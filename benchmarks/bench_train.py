@@ -13,7 +13,7 @@ sets of 411 and 412 items); 5 folds x --epochs (100 = the protocol), batch 32, v
   torch.optim.Adam, every epoch validation plus test1 and test2), torch's default threads;
 - floor: the trainer's kernels at the trainer's shapes and nothing else: per step each stacked layer's
   batch-32 forward GEMM, weight-gradient GEMM and (past the input layers) input-gradient GEMM, then one
-  fused Adam update; per epoch one validation forward; with T threads, in the trainer's T fold groups side by
+  fused Adam update; per epoch one validation forward; with T threads, in the trainer's T fold shards side by
   side, each on one torch thread. Its GEMM rate (all folds in one group, T torch threads) is checked against plain torch.mm
   at the same (32 x in) @ (in x out) shapes in the same run (`floor_gemm_gflops` vs `mm_gflops`). At the last
   --threads count the floor is also timed in parts (its GEMMs alone, its Adam updates alone) and for the 7
@@ -53,7 +53,7 @@ from pipeline.models.fusion import AttentionFusion, StackedLinear, SubsetFusion
 from pipeline.store.parts import parallel_map
 from pipeline.training.cv import TestSet
 from pipeline.training.folds import CVJob, fold_indices, make_folds
-from pipeline.training.fusion import FusionRun, cross_validate, fold_groups
+from pipeline.training.fusion import FusionRun, cross_validate, fold_shards
 from pipeline.training.runtime import available_cores
 
 ITEMS, DIMS, TESTS = 3373, {"audio": 1024, "text": 1024, "visual": 512}, {"test1": 411, "test2": 412}
@@ -210,7 +210,7 @@ def gemm_rates(floor: Floor, device: str, reps: int = 200) -> dict:
 # ---------------------------------------------------------------- the three loops
 
 def floor_seconds(model, parts, groups: list[range], steps: int, val_rows: int, args) -> float:
-    """Wall seconds of the floor of model(folds) in the trainer's fold groups side by side, `parts` of each step."""
+    """Wall seconds of the floor of model(folds) in the trainer's fold shards side by side, `parts` of each step."""
     floors = [Floor(model(len(g)), FusionParams.batch_size, val_rows, args.device) for g in groups]
     return timed(lambda: parallel_map(lambda f: [f.epoch(steps, parts) for _ in range(args.epochs)], floors,
                                       threads=len(floors)), args.device)
@@ -238,7 +238,7 @@ def run_all(args, data, folds) -> dict:
                 jobs = subset_jobs(X, y, v, folds, tests)
                 runs.setdefault(f"ablation_{t}t", []).append(
                     timed(lambda jobs=jobs, trainer=trainer: cross_validate(jobs, trainer), args.device))
-            groups = fold_groups(FOLDS, trainer)
+            groups = fold_shards(FOLDS, trainer)
             torch.set_num_threads(1 if len(groups) > 1 else t)
             floor_runs = {f"floor_{t}t": (full_model, ("gemm", "adam"))}
             if t == threads[-1]:  # the floor's parts, and the 7 subsets' floor
@@ -293,7 +293,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=100, help="epochs per fold (100 = the MER 2023 protocol)")
-    ap.add_argument("--threads", default="1,2", help="comma-separated train.threads for the trainer (fold groups side by side)")
+    ap.add_argument("--threads", default="1,2", help="comma-separated train.threads for the trainer (fold shards side by side)")
     ap.add_argument("--device", default="cpu", help="cpu | cuda")
     ap.add_argument("--precision", default="fp32", help="the trainer's train.precision: fp32 | bf16 (baseline: fp32)")
     ap.add_argument("--force", action="store_true", help="run even above load 0.5 per core (flagged in the JSON)")

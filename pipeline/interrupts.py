@@ -1,7 +1,7 @@
 """Ctrl-C (SIGINT) and SIGTERM: one way to stop, seen by every thread and every commit.
 
 Python runs a signal handler in the main thread only, between two bytecodes there. So a plain
-KeyboardInterrupt never reaches the threads that train fold groups, and one raised inside a C library's
+KeyboardInterrupt never reaches the threads that train fold shards, and one raised inside a C library's
 Python callback (openSMILE's) is printed and dropped by ctypes, leaving the library to return a NaN as if
 the item had failed. The handler here also sets a flag: loops in other threads and encoders between
 batches call `check()`, and no store part is committed once the flag is set, so nothing computed after an

@@ -23,7 +23,7 @@ class LogProgress:
         self._next, self._start, self._lock = self._step, time.monotonic(), threading.Lock()
 
     def update(self, n: int = 1) -> None:
-        with self._lock:  # training updates from one thread per fold group
+        with self._lock:  # training updates from one thread per fold shard
             self.n += n
             if self.n >= self._next:
                 self._next = (self.n // self._step + 1) * self._step

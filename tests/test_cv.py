@@ -14,7 +14,7 @@ from pipeline.config import ConfigError, FusionParams, LightGBMParams
 from pipeline.training import fusion, lgbm
 from pipeline.training.cv import TestSet
 from pipeline.training.folds import CVJob, fold_indices, fold_seed, make_folds
-from pipeline.training.fusion import FusionRun, build_model, fold_groups
+from pipeline.training.fusion import FusionRun, build_model, fold_shards
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from baseline_loop import train_fold_reference  # noqa: E402  (the baseline's loop shape, outside the package)
@@ -226,13 +226,13 @@ def test_bf16_figures_stay_within_the_seed_spread_of_fp32():
 
 
 def test_results_do_not_depend_on_the_thread_count():
-    """Threads are fold groups trained side by side (6 folds: one group; 3 + 3; 2 + 2 + 2), with dropout on."""
+    """Threads are fold shards trained side by side (6 folds: one shard; 3 + 3; 2 + 2 + 2), with dropout on."""
     X, y, v = synthetic(240)
     folds = make_folds(240, 6, 0, y)
     threads = (1, 2, 3)
-    assert [[len(g) for g in fold_groups(6, dataclasses.replace(FAST, threads=t))] for t in threads] == \
+    assert [[len(g) for g in fold_shards(6, dataclasses.replace(FAST, threads=t))] for t in threads] == \
         [[6], [3, 3], [2, 2, 2]]
-    assert [len(g) for g in fold_groups(5, dataclasses.replace(FAST, threads=8))] == [3, 2]  # never a lone fold
+    assert [len(g) for g in fold_shards(5, dataclasses.replace(FAST, threads=8))] == [3, 2]  # never a lone fold
     assert FAST.params.dropout > 0
     tests = {"test": TestSet({m: x[:40] for m, x in X.items()}, None, y[:40], v[:40])}
     runs = [cross_validate(X, None, y, v, folds, dataclasses.replace(with_params(FAST, epochs=3), threads=t), tests)

@@ -62,7 +62,7 @@ def test_an_interrupt_inside_opensmile_stops_the_encoder():
         encoder.encode(waves)
 
 
-def test_fold_group_threads_stop_at_the_flag_alone():
+def test_fold_shard_threads_stop_at_the_flag_alone():
     """Fold groups train in threads, which a KeyboardInterrupt never reaches: they must stop when the flag is
     set. Here the main thread only sets it (deferred), so the stop can come from the threads alone."""
     from test_cv import synthetic
@@ -260,7 +260,7 @@ TRAIN_OUTPUTS = ("models/predictions.parquet", "metrics/cv.json", "metrics/train
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", ["train", "pseudolabel@r1"])
-def test_training_stops_within_seconds_in_every_fold_group(project, tmp_path, stage):
+def test_training_stops_within_seconds_in_every_fold_shard(project, tmp_path, stage):
     outputs = TRAIN_OUTPUTS if stage == "train" else ("models/pseudolabel", "metrics/pseudolabel")
     work = copy(project, tmp_path, *outputs)
     # many epochs, folds in 2 groups trained in threads: uninterrupted it would run for many minutes

@@ -36,8 +36,8 @@ def stderr_of(code: str) -> str:
 
 def test_training_prints_a_line_per_tenth_of_its_epochs_in_a_log():
     lines = stderr_of(TRAIN).splitlines()
-    # 2 fold groups (4 folds, 2 threads) x 20 epochs: a line every 4 fold-group epochs
-    counts = [int(m[1]) for line in lines if (m := re.match(r"train seed 0, 1 subset\(s\): (\d+)/40 fold-group epoch", line))]
+    # 2 fold shards (4 folds, 2 threads) x 20 epochs: a line every 4 fold-shard epochs
+    counts = [int(m[1]) for line in lines if (m := re.match(r"train seed 0, 1 subset\(s\): (\d+)/40 fold-shard epoch", line))]
     assert counts == list(range(4, 41, 4)), lines
     assert "\r" not in "\n".join(lines)
 

@@ -9,7 +9,7 @@ import pytest
 from pipeline.config import TrainConfig
 from pipeline.labels import MER_LABELS, logit_columns
 from pipeline.training.data import Table
-from pipeline.training.run import cv_summary, fold_groups, predictions_frame, run_subset, usable_subsets
+from pipeline.training.run import cv_summary, predictions_frame, run_subset, speaker_groups, usable_subsets
 
 FAST = TrainConfig(features={"audio": "a", "visual": "v", "text": "t"}, folds=3, epochs=6, batch_size=16,
                    hidden=(16, 8))
@@ -50,12 +50,12 @@ def test_grouped_folds_never_share_a_speaker_between_train_and_validation():
 def test_group_by_needs_a_value_per_item_and_enough_groups():
     rows = pd.DataFrame({"speaker": ["a", "b", None, "c"]})
     with pytest.raises(ValueError, match="1 training items have no speaker"):
-        fold_groups(rows, "speaker", 2)
+        speaker_groups(rows, "speaker", 2)
     with pytest.raises(ValueError, match="2 speaker groups cannot make 3 folds"):
-        fold_groups(pd.DataFrame({"speaker": ["a", "b", "a"]}), "speaker", 3)
+        speaker_groups(pd.DataFrame({"speaker": ["a", "b", "a"]}), "speaker", 3)
     with pytest.raises(ValueError, match="no manifest column 'actor'"):
-        fold_groups(rows, "actor", 2)
-    assert fold_groups(rows, "", 2) is None
+        speaker_groups(rows, "actor", 2)
+    assert speaker_groups(rows, "", 2) is None
 
 
 def test_each_subset_covers_only_items_with_its_modalities():
@@ -131,5 +131,5 @@ def test_training_shows_a_bar_on_a_terminal_and_lines_in_a_log(monkeypatch):
         run_subsets(tables, [("A", 0), ("AT", 0)], FAST)
         shown = stderr.getvalue()
         assert "train seed 0, 2 subset(s)" in shown and ("\r" in shown) == bar
-        done = f"{FAST.epochs}/{FAST.epochs}"  # 3 folds train as one fold group
-        assert done in shown and (f"{done} fold-group epoch (100%)" in shown) != bar
+        done = f"{FAST.epochs}/{FAST.epochs}"  # 3 folds train as one fold shard
+        assert done in shown and (f"{done} fold-shard epoch (100%)" in shown) != bar

@@ -9,11 +9,11 @@ best-epoch figures.
 
 Speed, without changing the protocol:
 - all folds train at once as one stacked model: each step is one batched matmul per layer and one
-  fused Adam update for every fold; on a CPU with several cores the folds split into one group per
+  fused Adam update for every fold; on a CPU with several cores the folds split into one shard per
   core, trained side by side in threads, each on one torch thread (batch-32 matmuls are too small to
-  share between threads; torch releases the GIL in its kernels). Every group draws the dropout masks
+  share between threads; torch releases the GIL in its kernels). Every shard draws the dropout masks
   of all folds from its own copy of the generators and keeps its folds' (cheap next to the matmuls),
-  and every fold keeps its own Adam state, so the results are the same however the folds are grouped;
+  and every fold keeps its own Adam state, so the results are the same however the folds are sharded;
 - jobs on the same rows, folds and seed (the ablation subsets of train.ablation) train together too, as
   one `SubsetFusion`: they share every batch, so a modality's first layer is one wide matmul for all
   the subsets that read it; each subset's results are those it gets alone (tests/test_cv.py);
@@ -82,9 +82,9 @@ class FusionRun:
     n_classes: int = field(kw_only=True)  # the run's label set's size
     ce_weight: float = 1.0
     mse_weight: float = 1.0
-    threads: int = 0                 # cores (0 = every core): on CPU the folds train in that many groups side by
+    threads: int = 0                 # cores (0 = every core): on CPU the folds train in that many shards side by
                                      # side, each on one torch thread (benchmarks/bench_train.py: at batch-32 shapes
-                                     # one thread per group beats threads inside a matmul); results do not depend on it
+                                     # one thread per shard beats threads inside a matmul); results do not depend on it
 
 
 # ---------------------------------------------------------------- inputs
@@ -173,9 +173,10 @@ class _FoldAdam:
 
 @dataclass
 class _Epoch:
-    """One epoch's rows for every fold, gathered once and padded to a common number of steps;
-    each step then slices contiguous (K, B, ...) blocks instead of indexing the feature tables."""
-    xs: list[torch.Tensor]        # per modality (K, S*B, d)
+    """One epoch's row order for every fold, padded to a common number of steps. Targets are gathered once
+    per epoch (a few numbers a row); features are gathered per step into the same (K, B, d) buffers, so an
+    epoch never copies the feature tables (K copies of the training rows, new memory every epoch)."""
+    rows: torch.Tensor            # (steps, K*B): step s's rows, fold-major
     present: torch.Tensor         # (K, S*B, M)
     y: torch.Tensor               # (K, S*B)
     v: torch.Tensor
@@ -184,10 +185,11 @@ class _Epoch:
     active: list[list[bool]]      # [step][fold]: the fold has a batch at this step
     steps: int
 
-    def batch(self, s: int, b: int):
+    def batch(self, s: int, b: int, data: _Inputs, buffers: list[torch.Tensor]):
         sl = slice(s * b, (s + 1) * b)
-        return [x[:, sl] for x in self.xs], self.present[:, sl], self.y[:, sl], self.v[:, sl], \
-            self.has_v[:, sl], self.coef[:, sl]
+        xs = [torch.index_select(x, 0, self.rows[s], out=buf).view(len(self.y), b, -1)
+              for x, buf in zip(data.xs, buffers)]
+        return xs, self.present[:, sl], self.y[:, sl], self.v[:, sl], self.has_v[:, sl], self.coef[:, sl]
 
 
 def _row_order(train: list[torch.Tensor], gens: list[torch.Generator], batch: int):
@@ -208,9 +210,10 @@ def _epoch(train, gens, data: _Inputs, tg: _Targets, batch: int) -> _Epoch:
     real = valid.view(k, steps, batch).sum(-1, keepdim=True)                 # real rows per step
     coef = (valid.view(k, steps, batch) / real.clamp(min=1)).view(k, -1) * tg.w.cpu()[rows]
     active = (real.squeeze(-1) > 0).T.tolist()
-    rows, flat = rows.to(tg.y.device), rows.flatten().to(tg.y.device)
-    xs = [x.index_select(0, flat).view(k, -1, x.shape[1]) for x in data.xs]
-    return _Epoch(xs, data.present[rows], tg.y[rows], tg.v[rows], tg.has_v[rows], coef.to(tg.y.device), active, steps)
+    rows = rows.to(tg.y.device)
+    by_step = rows.view(k, steps, batch).transpose(0, 1).reshape(steps, k * batch)
+    return _Epoch(by_step, data.present[rows], tg.y[rows], tg.v[rows], tg.has_v[rows], coef.to(tg.y.device), active,
+                  steps)
 
 
 def _batch_loss(model: SubsetFusion, xs, present, y, v, has_v, coef, run: FusionRun) -> torch.Tensor:
@@ -224,13 +227,15 @@ def _batch_loss(model: SubsetFusion, xs, present, y, v, has_v, coef, run: Fusion
     return (coef.unsqueeze(1) * (run.ce_weight * ce + run.mse_weight * se)).sum(dim=-1)
 
 
-def _train_epoch(model, opt: _FoldAdam, epoch: _Epoch, run: FusionRun) -> np.ndarray:
+def _train_epoch(model, opt: _FoldAdam, epoch: _Epoch, data: _Inputs, run: FusionRun) -> np.ndarray:
     """One epoch for every fold; returns each fold's and subset's mean batch loss, (K, S)."""
     model.train()
-    total = torch.zeros(len(epoch.xs[0]), len(model.uses), device=run.params.device)
+    b = run.params.batch_size
+    total = torch.zeros(len(epoch.y), len(model.uses), device=run.params.device)
+    buffers = [x.new_empty(len(epoch.y) * b, x.shape[1]) for x in data.xs]  # each step's features, overwritten
     for s in range(epoch.steps):
-        interrupts.check()   # fold groups train in threads, which a Ctrl-C reaches only through this flag
-        loss = _batch_loss(model, *epoch.batch(s, run.params.batch_size), run)
+        interrupts.check()   # fold shards train in threads, which a Ctrl-C reaches only through this flag
+        loss = _batch_loss(model, *epoch.batch(s, b, data, buffers), run)
         opt.step(loss.sum(), epoch.active[s])
         total += loss.detach()
     n_steps = torch.tensor(epoch.active, dtype=torch.float32).sum(0).clamp(min=1)
@@ -267,7 +272,7 @@ class _BestTracker:
 
     @staticmethod
     def join(pieces: list[_BestTracker]) -> _BestTracker:
-        """One tracker over the folds of consecutive fold groups' trackers (of the same subset)."""
+        """One tracker over the folds of consecutive fold shards' trackers (of the same subset)."""
         out = pieces[0]
         out.score, out.epoch = np.concatenate([t.score for t in pieces]), np.concatenate([t.epoch for t in pieces])
         out.figures, out.outputs = [f for t in pieces for f in t.figures], [o for t in pieces for o in t.outputs]
@@ -364,8 +369,8 @@ def _cross_validate(jobs: list[CVJob], run: FusionRun) -> list[CVResult]:
     k = len(a.splits)
     order = tuple(dict.fromkeys(m for job in jobs for m in job.X))
     reader = {m: next(job for job in jobs if m in job.X) for m in order}
-    groups = fold_groups(k, run)
-    with torch_threads(1 if len(groups) > 1 else run.threads):
+    shards = fold_shards(k, run)
+    with torch_threads(1 if len(shards) > 1 else run.threads):
         data = model_inputs({m: reader[m].X[m] for m in order}, {m: _present(reader[m], m) for m in order}, order,
                             p.device)
         tg = targets(a.y, a.v, a.w, p.device)
@@ -373,10 +378,10 @@ def _cross_validate(jobs: list[CVJob], run: FusionRun) -> list[CVResult]:
         model = SubsetFusion.from_models(models, [[order.index(m) for m in job.X] for job in jobs],
                                          [x.shape[1] for x in data.xs]).to(p.device)
         model.seed_dropout([int(np.random.SeedSequence([job.seed, k]).generate_state(1)[0]) for job in jobs])
-        with progress(p.epochs * len(groups), f"train seed {jobs[0].seed}, {len(jobs)} subset(s)",
-                      "fold-group epoch") as bar:
+        with progress(p.epochs * len(shards), f"train seed {jobs[0].seed}, {len(jobs)} subset(s)",
+                      "fold-shard epoch") as bar:
             parts = parallel_map(lambda folds: _fit(model.take_folds(folds), folds, data, tg, a, jobs[0].seed, run, bar),
-                                 groups, threads=len(groups))
+                                 shards, threads=len(shards))
         trackers = [_BestTracker.join(pieces) for pieces in zip(*(t for t, _ in parts))]
         curves = [{name: np.concatenate([c[name] for c in pieces]) for name in pieces[0]}
                   for pieces in zip(*(c for _, c in parts))]
@@ -390,10 +395,11 @@ def _cross_validate(jobs: list[CVJob], run: FusionRun) -> list[CVResult]:
     return results
 
 
-def fold_groups(k: int, run: FusionRun) -> list[range]:
-    """The folds in consecutive groups trained side by side: one group per core on CPU, one group on a GPU.
-    A group holds at least two folds: torch runs a lone fold's batched matmuls through another kernel,
-    whose last bits differ, and the results must not depend on the grouping."""
+def fold_shards(k: int, run: FusionRun) -> list[range]:
+    """The folds in consecutive shards trained side by side, each in its own thread: one shard per core on CPU,
+    one on a GPU (not train.group_by's speaker groups, which folds must not split). A shard holds at least two
+    folds: torch runs a lone fold's batched matmuls through another kernel, whose last bits differ, and the
+    results must not depend on the sharding."""
     cores = run.threads if run.threads > 0 else available_cores()
     n = min(cores, max(1, k // 2)) if torch.device(run.params.device).type == "cpu" else 1
     return [range(g[0], g[-1] + 1) for g in np.array_split(np.arange(k), n)]
@@ -409,7 +415,7 @@ def _fit(model: SubsetFusion, folds: range, data, tg, a: CVInputs, seed: int, ru
     curves = [{name: np.zeros((len(splits), p.epochs))
                for name in ("train_loss", "val_f1", "val_mse", "val_combined", "val_selection")} for _ in trackers]
     for epoch in range(p.epochs):
-        losses = _train_epoch(model, opt, _epoch(train, gens, data, tg, p.batch_size), run)
+        losses = _train_epoch(model, opt, _epoch(train, gens, data, tg, p.batch_size), data, run)
         for s, (tracker, curve, (figures, outputs)) in enumerate(zip(trackers, curves, _validate(model, val))):
             curve["train_loss"][:, epoch] = losses[:, s]
             for k, f in enumerate(figures):

@@ -101,7 +101,7 @@ def subset_job(tables: dict[str, Table], subset: str, cfg: TrainConfig, seed: in
     train = tables["train"].take(tables["train"].y >= 0, modalities)
     train = covered(train, modalities)  # an item with none of the subset's inputs teaches nothing
     check_fold_count(train.y, cfg.folds, subset)
-    groups = fold_groups(train.rows, cfg.group_by, cfg.folds)
+    groups = speaker_groups(train.rows, cfg.group_by, cfg.folds)
     folds = make_folds(len(train.rows), cfg.folds, seed, y=train.y, groups=groups)
     X, present, y, v, weight = train.X, train.present, train.y, train.v, np.ones(len(train.rows))
     extra = covered(extra, modalities) if extra is not None else None
@@ -136,8 +136,8 @@ def check_fold_count(y: np.ndarray, k: int, subset: str) -> None:
                           f"train.folds (>= 2) or label more training items")
 
 
-def fold_groups(rows: pd.DataFrame, group_by: str, k: int) -> np.ndarray | None:
-    """The column folds must not split (train.group_by), checked: every item needs a value, and there
+def speaker_groups(rows: pd.DataFrame, group_by: str, k: int) -> np.ndarray | None:
+    """The groups folds must not split (train.group_by: speaker), checked: every item needs a value, and there
     must be at least as many groups as folds."""
     if not group_by:
         return None
