@@ -25,6 +25,7 @@ import numpy as np
 import soundfile as sf
 
 from pipeline.config import CorruptConfig
+from pipeline.environment import versions
 from pipeline.media.decode import SAMPLE_RATE
 from pipeline.registry import Component, Registry
 
@@ -254,6 +255,10 @@ class FolderSource(NoiseSource):
         super().__init__(config)
         self.root = Path(self.config.dir)
         self.files = _recordings(self.root)
+
+    @classmethod
+    def library_versions(cls, config) -> dict[str, str]:
+        return versions("soundfile")
 
     @classmethod
     def available(cls, config) -> tuple[bool, str]:

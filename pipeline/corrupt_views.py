@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import CorruptConfig, ExtractConfig
-from pipeline.corrupt import CorruptedView, corrupt_clip, draw_params, make_source
+from pipeline.corrupt import NOISE_SOURCES, CorruptedView, corrupt_clip, draw_params, make_source
+from pipeline.environment import versions
 from pipeline.extract import extract
 from pipeline.media.decode import reencode
 from pipeline.store.media import MediaItem, MediaStore, digest
@@ -68,6 +69,14 @@ class Corruption:
     def params(self) -> dict:
         """Hashed with the extraction params into each item's params hash: a change re-extracts the view."""
         return {"corruption": self.view.key(), "babble_ids": digest(*self.babble_ids)}
+
+    def libraries(self) -> dict[str, str]:
+        """Blurring's and the rng's libraries, and the noise source's."""
+        found = versions("numpy", "opencv-python-headless")
+        if self.view.noise:
+            source, config = NOISE_SOURCES.config(self.view.cfg.noise_source, self.view.cfg.noise_options)
+            found |= source.library_versions(config)
+        return found
 
     def corrupter(self) -> Corrupter:
         return Corrupter(self)

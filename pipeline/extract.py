@@ -25,7 +25,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import ExtractConfig
+from pipeline.environment import versions
 from pipeline.executors import EXECUTORS, run_tasks
+from pipeline.fingerprint import fingerprint
 from pipeline.media.asr import ASR_ENGINES, make_engine
 from pipeline.media.asr import make_config as asr_config
 from pipeline.media.decode import (
@@ -40,7 +42,7 @@ from pipeline.media.decode import (
     read_image,
 )
 from pipeline.media.faces import DETECTORS, FaceTrack, extract_faces, make_detector
-from pipeline.store.media import MediaItem, MediaStore, digest, params_hash
+from pipeline.store.media import MediaItem, MediaStore, digest
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"}
 OUTPUT_KEYS = ExtractConfig.OUTPUT_KEYS
@@ -65,6 +67,9 @@ class ViewCorruption(Protocol):
     def params(self) -> dict:
         """Hashed with the extraction params into each item's params hash."""
 
+    def libraries(self) -> dict[str, str]:
+        """The versions of the libraries the corruption runs, hashed likewise."""
+
     def corrupter(self):
         """Built once per worker: `reuse_clean(row, item) -> bool` (fills the item from the clean view
         when the clip's frames come out unchanged) and `(sample_id, audio, frames, fps) -> (audio, frames,
@@ -80,6 +85,9 @@ class PartTask:
     corruption: ViewCorruption | None = None
 
 
+VERSION = "1"   # bump when extraction's own code changes what an item holds: every item is made again
+DECODING = ("av", "numpy", "opencv-python-headless")   # decoding, resampling, frame sampling and alignment
+
 # Keys added after stores were written: left out at their default so existing items keep their hash.
 LATER_KEYS = {"asr_language": "", "face_source": "detect", "audio_source": "video"}
 
@@ -93,16 +101,28 @@ def output_params(cfg: ExtractConfig) -> dict:
     return params | {"sample_rate": SAMPLE_RATE}
 
 
+def item_fingerprint(cfg: ExtractConfig, corruption: ViewCorruption | None = None, code: str = "extract") -> str:
+    """The fingerprint (pipeline.fingerprint) of a store item made by this config: the index's params_hash."""
+    params, libraries = output_params(cfg), item_libraries(cfg)
+    if corruption is not None:
+        params, libraries = params | corruption.params(), libraries | corruption.libraries()
+    return fingerprint((code, VERSION), params, libraries)
+
+
+def item_libraries(cfg: ExtractConfig) -> dict[str, str]:
+    """Decoding's libraries, and those of the face detector and the ASR engine this config runs."""
+    detector, detector_config = DETECTORS.config(cfg.face_detector, cfg.face_options)
+    engine, engine_config = asr_config(*_asr_key(cfg))
+    return versions(*DECODING) | detector.library_versions(detector_config) | engine.library_versions(engine_config)
+
+
 def wanted_rows(manifest: pd.DataFrame, cfg: ExtractConfig, corruption: ViewCorruption | None = None) -> pd.DataFrame:
     """The manifest with the (source_hash, params_hash) each item must have in the store."""
     frame = manifest.copy()
     # Absent values may be None or NaN, depending on how the manifest was built.
     frame["source_hash"] = [digest(m if isinstance(m, str) else "", t if isinstance(t, str) else "\0none")
                             for m, t in zip(frame["media_hash"], frame["transcript"])]
-    params = output_params(cfg)
-    if corruption is not None:
-        params |= corruption.params()
-    frame["params_hash"] = params_hash(params)
+    frame["params_hash"] = item_fingerprint(cfg, corruption)
     return frame
 
 

@@ -34,6 +34,12 @@ class Component:
         """Whether it can run here with this config; if not, why and how to fix it."""
         return True, ""
 
+    @classmethod
+    def library_versions(cls, config) -> dict[str, str]:
+        """Versions of the libraries (and weights) this config runs, which shape its output: part of the
+        fingerprint of what it makes (pipeline.fingerprint)."""
+        return {}
+
 
 class Registry(dict):
     """name -> Component class, for one kind of thing chosen by the params key `key`."""

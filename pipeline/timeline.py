@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.extract import face_detector
+from pipeline.extract import face_detector, item_fingerprint
 from pipeline.media.asr import transcribe
 from pipeline.media.decode import SAMPLE_RATE, file_hash
 from pipeline.media.faces import iou
@@ -33,7 +33,7 @@ from pipeline.predict import Settings, prob_columns, score_media, settings
 from pipeline.progress import progress
 from pipeline.recordings import Segment, SegmentConfig, SegmentMedia, find_segments, segment_media
 from pipeline.store.lock import store_lock
-from pipeline.store.media import MediaItem, MediaStore, digest, params_hash
+from pipeline.store.media import MediaItem, MediaStore, digest
 from pipeline.training import checkpoint
 
 SEGMENTS_PER_PART = 32   # segments held in memory before they are written as one store part
@@ -66,7 +66,7 @@ def store_segments(path: Path, segments: list[Segment], found: Settings,
     decoding notes and a thumbnail (PNG data URI, "")."""
     store = MediaStore(media).create()
     source = file_hash(path)
-    settings_hash = params_hash({"extract": found.extract.__dict__, "what": "recording segment"})
+    settings_hash = item_fingerprint(found.extract, code="recording segment")
     detector = face_detector(found.extract)
     read, ids, faces, notes, thumbnails, batch = [], [], [], [], [], []
     numbered = TrackIds()

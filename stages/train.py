@@ -56,10 +56,12 @@ def run(params: Path, *, manifest: Path, clean: Path, corrupted: Path | None, fe
             if subset == subsets[-1] and seed == cfg.seeds[0]:
                 write_curves(result, curves)
                 records = {m: ckpt.feature_record(cfg.features[m], stores[m]) for m in result.modalities}
-                card = ckpt.model_card(load_section("extract", params), rows, coverage, summaries[-1],
-                                       hashlib.sha256(manifest.read_bytes()).hexdigest())
+                manifest_sha256 = hashlib.sha256(manifest.read_bytes()).hexdigest()
+                card = ckpt.model_card(load_section("extract", params), rows, coverage, summaries[-1], manifest_sha256)
                 ckpt.save(checkpoint, result, records, tables["train"].norm, labels,
-                          {"subset": subset, "seed": seed, "feature_norm_kind": cfg.feature_norm, **card})
+                          {"subset": subset, "seed": seed, "feature_norm_kind": cfg.feature_norm, **card,
+                           "fingerprint": ckpt.checkpoint_fingerprint(cfg, subset, seed, records, labels,
+                                                                      manifest_sha256)})
         pd.concat(frames, ignore_index=True).to_parquet(predictions, index=False)
         report = {"main_subset": subsets[-1], "model": cfg.model, "labels": list(labels), "seeds": list(cfg.seeds),
                   "train_items_with": coverage, "over_seeds": over_seeds_by_subset(summaries), "runs": summaries}

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.config import load_section
 from pipeline.datasets import Candidate, validate
+from pipeline.fingerprint import source_digest
 from pipeline.labels import MER_LABELS, VALENCE_RANGE, logit_columns
 from pipeline.training import checkpoint
 from pipeline.training.checkpoint import FeatureMismatch
@@ -220,7 +221,8 @@ def test_checkpoint_is_a_model_card(trained):
     assert meta["corpus"]["splits"] == {"test1": 1, "train": 12} and meta["corpus"]["train_speakers"] == 4
     assert meta["corpus"]["manifest_sha256"] == hashlib.sha256((trained / "manifest.parquet").read_bytes()).hexdigest()
     assert sum(meta["corpus"]["train_labels"].values()) == 12 and meta["corpus"]["train_items_with"]["text"] == 12
-    assert len(meta["git_revision"].removesuffix("+dirty")) == 40 or meta["git_revision"] == "unknown"
+    # the training code's digest, not a git commit: a commit elsewhere leaves the checkpoint's bytes alone
+    assert meta["code"] == source_digest(*checkpoint.CODE) and len(meta["fingerprint"]) == 32
     assert set(meta["metrics"]) >= {"f1_weighted", "valence_mse"} and meta["labels"] == list(MER_LABELS)
 
 

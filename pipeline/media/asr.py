@@ -20,7 +20,7 @@ from typing import ClassVar
 import numpy as np
 
 from pipeline.config import ConfigError
-from pipeline.environment import missing_packages
+from pipeline.environment import folder_digest, missing_packages, versions
 from pipeline.registry import Component, Registry
 
 from . import whisper
@@ -100,6 +100,10 @@ class FasterWhisperASR(ASREngine):
     @classmethod
     def available(cls, config: ASRConfig) -> tuple[bool, str]:
         return whisper.model_available(config.model or cls.default_model)
+
+    @classmethod
+    def library_versions(cls, config: ASRConfig) -> dict[str, str]:
+        return whisper.model_versions(config.model or cls.default_model)
 
     def __call__(self, audio: np.ndarray) -> str:
         return self.transcribe_batch([audio])[0]
@@ -184,6 +188,12 @@ class TransformersWhisperASR(ASREngine):
         if not config.model:
             return False, "needs extract.asr_model: a Whisper checkpoint (hub id or local directory)"
         return True, ""
+
+    @classmethod
+    def library_versions(cls, config: ASRConfig) -> dict[str, str]:
+        """The libraries, and a local folder's weights (a hub id's are named by the id)."""
+        local = Path(config.model).is_dir() if config.model else False
+        return versions("transformers", "torch") | ({"weights": folder_digest(config.model)} if local else {})
 
     def __call__(self, audio: np.ndarray) -> str:
         kwargs = {"generate_kwargs": {"language": self.config.language}} if self.config.language else {}

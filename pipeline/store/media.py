@@ -58,10 +58,6 @@ def digest(*parts: bytes | str) -> str:
     return h.hexdigest()[:32]
 
 
-def params_hash(params: dict) -> str:
-    return digest(json.dumps(params, sort_keys=True, default=str))
-
-
 def to_int16(audio: np.ndarray) -> np.ndarray:
     return np.clip(np.round(audio * 32768.0), -32768, 32767).astype(np.int16)
 

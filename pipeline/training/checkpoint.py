@@ -17,13 +17,15 @@ import hashlib
 import json
 import platform
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.environment import code_revision, versions
+from pipeline.config import TrainConfig
+from pipeline.environment import versions
 from pipeline.errors import InputError, MerError, MissingInput
+from pipeline.fingerprint import fingerprint, source_digest
 from pipeline.store.features import FeatureStore
 from pipeline.training.cv import CVResult, TestPrediction, TestSet
 from pipeline.training.data import NormStats
@@ -33,6 +35,7 @@ from pipeline.training.metrics import CV_FIGURES
 FORMAT = 1
 META = "checkpoint.json"
 LIBRARIES = ("torch", "numpy", "lightgbm", "safetensors", "scikit-learn", "mer-pipeline")
+CODE = ("training", "models")   # the sources that shape a checkpoint: their digest is its code version
 FEATURE_FIELDS = ("encoder", "version", "config", "libraries", "dim")  # what must match, in report order
 RETRAIN = "train it again (`mer train` or `dvc repro train`)"
 DAMAGED = f"the checkpoint is damaged or incomplete: {RETRAIN}"
@@ -48,6 +51,21 @@ def feature_record(feature: str, store: Path) -> dict:
     ident = meta["identity"]
     return {"feature": feature, "encoder": ident["encoder"], "version": ident["version"], "config": ident["config"],
             "libraries": ident["libraries"], "identity_key": meta["identity_key"], "dim": int(meta["dim"])}
+
+
+def checkpoint_fingerprint(cfg: TrainConfig, subset: str, seed: int, features: dict[str, dict],
+                           labels: tuple[str, ...], manifest_sha256: str) -> str:
+    """The checkpoint's fingerprint (pipeline.fingerprint): the training code; what shapes the model (its
+    family's hyperparameters but the device, folds, grouping, normalisation, ablation subset, seed, the
+    features' own fingerprints, the label set, the training manifest); the family's libraries."""
+    chosen = family(cfg.model)
+    section = chosen.section(cfg)
+    config = {"model": cfg.model, "params": {f.name: getattr(section, f.name) for f in fields(chosen.Config)
+                                             if f.name != "device"},
+              "folds": cfg.folds, "group_by": cfg.group_by, "feature_norm": cfg.feature_norm, "subset": subset,
+              "seed": seed, "features": {m: r["identity_key"] for m, r in sorted(features.items())},
+              "labels": list(labels), "manifest_sha256": manifest_sha256}
+    return fingerprint(("checkpoint", source_digest(*CODE)), config, chosen.library_versions(section))
 
 
 def library_versions() -> dict[str, str]:
@@ -198,7 +216,8 @@ def warn_library_changes(path: Path, recorded: dict) -> None:
 def model_card(extract_cfg, rows, coverage: dict[str, int], summary: dict, manifest_sha256: str) -> dict:
     """What a checkpoint says of its making: the extraction settings `mer predict` repeats (ExtractConfig's
     output keys), the training corpus (the adapter and root prepare recorded in the manifest, the
-    manifest's sha256, its rows), the code's git revision and the CV figures."""
+    manifest's sha256, its rows), the digest of the training code (not a git commit: an unrelated commit
+    leaves the checkpoint's bytes alone) and the CV figures."""
     labelled = rows[(rows["split"] == "train") & rows["label"].notna()]
     source = {"adapter": None, "root": None, "generated": False} | rows.attrs.get("corpus", {})
     corpus = {**source, "manifest_sha256": manifest_sha256,
@@ -207,4 +226,4 @@ def model_card(extract_cfg, rows, coverage: dict[str, int], summary: dict, manif
               "train_speakers": int(labelled["speaker"].nunique()) if "speaker" in labelled else 0,
               "train_items_with": coverage}
     return {"extract": {k: getattr(extract_cfg, k) for k in extract_cfg.OUTPUT_KEYS}, "corpus": corpus,
-            "git_revision": str(code_revision()), "metrics": {k: summary[k] for k in CV_FIGURES if k in summary}}
+            "code": source_digest(*CODE), "metrics": {k: summary[k] for k in CV_FIGURES if k in summary}}

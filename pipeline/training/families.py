@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from pipeline.config import FusionParams, LightGBMParams, TrainConfig
+from pipeline.environment import versions
 from pipeline.registry import Component, Registry
 from pipeline.training.cv import CVResult, TestPrediction, TestSet
 from pipeline.training.folds import CVJob
@@ -54,6 +55,10 @@ class Fusion(ModelFamily):
         return train
 
     @classmethod
+    def library_versions(cls, config) -> dict[str, str]:
+        return versions("torch", "numpy", "safetensors")
+
+    @classmethod
     def cross_validate(cls, jobs, config: FusionParams, n_classes: int) -> list[CVResult]:
         from pipeline.training import fusion
 
@@ -92,6 +97,10 @@ class LightGBM(ModelFamily):
     @classmethod
     def section(cls, train: TrainConfig) -> LightGBMParams:
         return train.lightgbm
+
+    @classmethod
+    def library_versions(cls, config) -> dict[str, str]:
+        return versions("lightgbm", "numpy")
 
     @classmethod
     def cross_validate(cls, jobs, config: LightGBMParams, n_classes: int) -> list[CVResult]:
