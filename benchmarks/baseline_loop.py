@@ -29,7 +29,7 @@ def train_fold_reference(X: Mapping[str, np.ndarray], present, y, v, train_rows:
     """One fold trained like `main-release.py`; returns best_epoch, the per-epoch val figures, and the
     best epoch's val and test outputs."""
     cfg, modalities = run.params, tuple(X)
-    device = cfg.device
+    device = run.device
     data = model_inputs(X, present, modalities, device)
     tg = targets(*label_arrays(y, v, sample_weight), device)
     model = (model or build_model([x.shape[1] for x in data.xs], run, seed, None)).to(device)

@@ -1,7 +1,7 @@
 """Extract on a real Dask cluster: a scheduler and 1 or 2 workers started with Dask's own CLI on this
 machine, beside the local executor, on the same demo clips; writes benchmarks/results/cluster.json.
 
-What a user gets from `extract.executor: dask` on the machines they have: the cluster's overhead against
+What a user gets from `run.executor: dask` on the machines they have: the cluster's overhead against
 the local pool (task shipping, the scheduler's round trips) and its scaling from 1 to 2 workers. Each
 figure is the median of --runs runs into a fresh store, measured side by side in one invocation; the
 cluster's start-up (scheduler and workers up) is timed apart. The load average is recorded around each.
@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.config import DemoConfig, ExtractConfig, PrepareConfig  # noqa: E402
+from pipeline.config import DemoConfig, ExtractConfig, PrepareConfig, RunConfig  # noqa: E402
 from pipeline.datasets.prepare import prepare  # noqa: E402
 from pipeline.demo import generate_corpus  # noqa: E402
 from pipeline.extract import extract  # noqa: E402
@@ -67,12 +67,13 @@ def dask_cluster(folder: Path, workers: int):
             proc.wait(timeout=30)
 
 
-def timed_extract(manifest, root: Path, work: Path, cfg: ExtractConfig, runs: int) -> dict:
+def timed_extract(manifest, root: Path, work: Path, cfg: ExtractConfig, runs: int, executor: RunConfig | None = None
+                  ) -> dict:
     seconds = []
     for run in range(runs):
         store = work / f"store{run}.zarr"
         start = time.perf_counter()
-        summary, failures = extract(manifest, root, store, cfg)
+        summary, failures = extract(manifest, root, store, cfg, run=executor)
         seconds.append(time.perf_counter() - start)
         assert not failures and summary["processed"] == len(manifest), (summary, failures)
         shutil.rmtree(store)
@@ -103,7 +104,7 @@ def main() -> None:
         with dask_cluster(folder, workers) as options:
             up = time.perf_counter() - start
             figures[f"dask_{workers}"] = timed_extract(
-                manifest, root, work, replace(cfg, executor="dask", executor_options=options), args.runs)
+                manifest, root, work, cfg, args.runs, RunConfig("dask", options))
             figures[f"dask_{workers}"]["cluster_start_s"] = round(up, 2)
     figures["dask_2_over_1_speedup"] = round(figures["dask_1"]["median_s"] / figures["dask_2"]["median_s"], 3)
     figures["dask_1_over_local_1"] = round(figures["dask_1"]["median_s"] / figures["local_1"]["median_s"], 3)

@@ -15,7 +15,7 @@ the repository's own (7 subsets, 5 folds, 100 epochs), so the figures are the de
 
   python benchmarks/bench_release.py [--shape default community] [--scale 1.0] [--epochs N] [--runs 1]
 
---scale shrinks every split (a quick check of the harness); --epochs overrides train.epochs (figures
+--scale shrinks every split (a quick check of the harness); --epochs overrides train.fusion.epochs (figures
 taken with an override say so in the JSON).
 """
 
@@ -92,7 +92,7 @@ def project(work: Path, rows: pd.DataFrame, dims: dict[str, int], epochs: int | 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["train"]["features"] = {m: f"release_{m}" for m in dims}
     if epochs:
-        params["train"]["epochs"] = epochs
+        params["train"]["fusion"]["epochs"] = epochs
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (work / "data").mkdir(parents=True)
     rows.to_parquet(work / "data" / "manifest.parquet", index=False)
@@ -164,7 +164,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", nargs="+", choices=sorted(SHAPES), default=["default", "community"])
     parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--epochs", type=int, default=None, help="override train.epochs (default: params.yaml's)")
+    parser.add_argument("--epochs", type=int, default=None, help="override train.fusion.epochs (default: params.yaml's)")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS / "release_scale.json")
     args = parser.parse_args()

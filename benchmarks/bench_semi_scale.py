@@ -31,13 +31,13 @@ def rss_bytes() -> int:
 
 
 def one_pool(n_pool: int, dim: int) -> dict:
-    from pipeline.config import DemoConfig, PseudolabelConfig, TrainConfig
+    from pipeline.config import DemoConfig, FusionParams, PseudolabelConfig, TrainConfig
     from pipeline.demo.features import feature_corpus
     from pipeline.training.run import predictions_frame, run_subset
     from pipeline.training.semi import model_predictions, run_round
 
-    cfg = TrainConfig(features={"audio": "a", "visual": "v", "text": "t"}, epochs=20, batch_size=32, lr=0.003,
-                      hidden=(64, 32), feature_norm="standard")
+    cfg = TrainConfig(features={"audio": "a", "visual": "v", "text": "t"},
+                      fusion=FusionParams(epochs=20, batch_size=32, lr=0.003, hidden=(64, 32)), feature_norm="standard")
     t0 = time.perf_counter()
     rows, tables = feature_corpus(DemoConfig(seed=1, n_train=36, n_test1=300, n_test2=0, n_test3_labelled=120,
                                              n_unlabelled=n_pool), dim=dim, noise=0.45)

@@ -229,7 +229,7 @@ def run_all(args, data, folds) -> dict:
     rates: dict[str, list[dict]] = {}
     for i in range(args.runs):
         for t in threads:
-            trainer = FusionRun(FusionParams(epochs=args.epochs, device=args.device, precision=args.precision),
+            trainer = FusionRun(FusionParams(epochs=args.epochs, precision=args.precision), device=args.device,
                                 n_classes=CLASSES, threads=t)
             job = CVJob(X, None, y, v, folds, tests)
             runs.setdefault(f"fast_{t}t", []).append(
@@ -249,7 +249,7 @@ def run_all(args, data, folds) -> dict:
             torch.set_num_threads(t)
             rates.setdefault(f"{t}t", []).append(gemm_rates(floor, args.device))
         torch.set_num_threads(default_threads)
-        ref = FusionRun(FusionParams(epochs=args.epochs, device=args.device), n_classes=CLASSES)
+        ref = FusionRun(FusionParams(epochs=args.epochs), n_classes=CLASSES, device=args.device)
         runs.setdefault("baseline", []).append(timed(
             lambda ref=ref: [train_fold_reference(X, None, y, v, tr, va, ref, tests) for tr, va in splits], args.device))
         print(f"run {i}: " + ", ".join(f"{k} {r[-1]:.1f}s" for k, r in runs.items()), file=sys.stderr, flush=True)
@@ -295,7 +295,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=100, help="epochs per fold (100 = the MER 2023 protocol)")
     ap.add_argument("--threads", default="1,2", help="comma-separated train.threads for the trainer (fold shards side by side)")
     ap.add_argument("--device", default="cpu", help="cpu | cuda")
-    ap.add_argument("--precision", default="fp32", help="the trainer's train.precision: fp32 | bf16 (baseline: fp32)")
+    ap.add_argument("--precision", default="fp32", help="the trainer's train.fusion.precision: fp32 | bf16 (baseline: fp32)")
     ap.add_argument("--force", action="store_true", help="run even above load 0.5 per core (flagged in the JSON)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()

@@ -334,8 +334,10 @@ def predict(clips: Annotated[list[Path], typer.Argument(metavar="CLIP...", help=
                                                                   "the CSV)")] = None,
             asr: Annotated[str | None, typer.Option(help="speech recognition for clips without a transcript: none | "
                                                          "faster-whisper | whisper; default: the checkpoint's")] = None,
-            asr_model: Annotated[str, typer.Option(help="ASR model; '' = the engine's default (packaged whisper-base)")] = "",
-            asr_language: Annotated[str, typer.Option(help="spoken language (en, zh, ...); '' = detected")] = "",
+            asr_model: Annotated[str, typer.Option(help="ASR model (extract.asr_options.model); '' = the engine's "
+                                                          "default (packaged whisper-base)")] = "",
+            asr_language: Annotated[str, typer.Option(help="spoken language (extract.asr_options.language: en, "
+                                                             "zh, ...); '' = detected")] = "",
             allow_failures: Annotated[bool, typer.Option("--allow-failures", help="exit 0 when some (not all) clips "
                                                          "failed; each failed clip is named on stderr all the same")] = False,
             segments: Annotated[str, typer.Option(help="auto: a file longer than --max-segment is a recording, "
@@ -366,7 +368,7 @@ def predict(clips: Annotated[list[Path], typer.Argument(metavar="CLIP...", help=
             raise typer.BadParameter(f"--transcript is for one clip, {len(clips)} given: use --transcripts CSV",
                                      param_hint="--transcript")
         given[clips[0].resolve()] = transcript
-    speech = None if asr is None else {"asr": asr, "asr_model": asr_model, "asr_language": asr_language}
+    speech = None if asr is None else {"asr": asr, "asr_options": {"model": asr_model, "language": asr_language}}
     if segments == "auto":
         from pipeline.recordings import is_long
 

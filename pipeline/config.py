@@ -75,21 +75,12 @@ class ExtractOutputs:
     face_source: str = "detect"      # detect (in the decoded frames) | shipped (the corpus's aligned faces, face_path)
     audio_source: str = "video"      # video (its decoded audio track) | shipped (the corpus's own audio, audio_path)
     asr: str = "none"                # a name in pipeline.media.asr.ASR_ENGINES: none | faster-whisper | whisper
-    asr_model: str = ""              # "" = the engine's default (faster-whisper: packaged whisper-base)
-    asr_language: str = ""           # spoken language (en, zh, ...); "" = detected per clip
-    asr_window: str = "clip"         # faster-whisper: clip (each clip at its own length) | padded (30 s window)
-
-    @property
-    def asr_options(self) -> dict[str, str]:
-        """The ASR engine's Config options."""
-        return {"model": self.asr_model, "language": self.asr_language, "window": self.asr_window}
+    asr_options: dict[str, Any] = field(default_factory=dict)  # that engine's Config options: model, language, window
 
 
 @dataclass(frozen=True)
 class ExtractRuntime:
     """The extract.* knobs of how extraction runs; no item depends on them."""
-    executor: str = "local"          # a name in pipeline.executors.EXECUTORS: local | dask
-    executor_options: dict[str, Any] = field(default_factory=dict)  # that executor's Config options
     workers: int = 0                 # local processes; 0 = all cores
     clips_per_part: int = 64
     max_failure_rate: float = 0.1    # whether the stage fails, not what it writes (dvc.yaml lists it too)
@@ -111,6 +102,7 @@ class CorruptConfig:
     reencode: bool = False
     robustness_snr_db: tuple[float, ...] = ()   # extra fixed-SNR views for robustness curves
     robustness_blur: tuple[int, ...] = ()      # extra fixed-blur views (clean audio) for robustness curves
+    max_failure_rate: float = 0.1    # fail above this share of corrupted items that could not be extracted
 
 
 @dataclass(frozen=True)
@@ -126,12 +118,20 @@ class EncodeConfig:
     device: str = "auto"             # auto | cpu | cuda
     max_failure_rate: float = 0.1
     items_per_part: int = 256        # items per task and per committed store part (the unit of resume)
-    workers: int = 1                 # 1: one process, torch on all cores; N: N single-threaded processes (extract.executor)
+    workers: int = 1                 # 1: one process, torch on all cores; N: N single-threaded processes (run.executor)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """params.yaml's run section: where the stages that cut their items into store parts (extract, corrupt,
+    encode) send their tasks; no output depends on it."""
+    executor: str = "local"          # a name in pipeline.executors.EXECUTORS: local | dask
+    executor_options: dict[str, Any] = field(default_factory=dict)  # that executor's Config options
 
 
 @dataclass(frozen=True)
 class FusionParams:
-    """Attention-fusion hyperparameters: train.* keys, and the base of the trainer's own config."""
+    """train.fusion: the attention fusion's hyperparameters."""
     epochs: int = 100
     batch_size: int = 32
     lr: float = 1e-3
@@ -140,7 +140,6 @@ class FusionParams:
     hidden: tuple[int, ...] = (256, 128)
     attention_norm: Literal["none", "softmax"] = "none"  # none (the baseline's code) | softmax (the paper's Eq. 5)
     precision: Literal["fp32", "bf16"] = "fp32"  # fp32 | bf16 (autocast matmuls, fp32 weights, loss and Adam)
-    device: str = "cpu"              # cpu | cuda
 
 
 @dataclass(frozen=True)
@@ -167,16 +166,19 @@ MODELS = ("fusion", "lightgbm")
 
 
 @dataclass(frozen=True)
-class TrainConfig(FusionParams):
+class TrainConfig:
     model: str = "fusion"            # fusion | lightgbm
     features: dict[str, str] = field(default_factory=dict)  # modality -> feature name
     folds: int = 5
     group_by: Literal["", "speaker"] = ""
     feature_norm: Literal["none", "standard"] = "none"  # none (MER 2023) | standard (z-score with training statistics)
+    fusion: FusionParams = field(default_factory=FusionParams)
     lightgbm: LightGBMParams = field(default_factory=LightGBMParams)
     fine_grained: FineGrainedParams = field(default_factory=FineGrainedParams)
     seeds: tuple[int, ...] = (0,)
     ablation: tuple[str, ...] = ALL_SUBSETS
+    # what only steers the run:
+    device: str = "cpu"              # cpu | cuda: where the fusion trains
 
 
 @dataclass(frozen=True)
@@ -252,11 +254,12 @@ RANGES: dict[str, tuple] = {
     "extract.face_source": one_of("detect", "shipped"), "extract.audio_source": one_of("video", "shipped"),
     "extract.workers": at_least(0), "extract.clips_per_part": at_least(1), "extract.max_failure_rate": RATE,
     "corrupt.snr_db": listed(), "corrupt.blur": listed(POWER_OF_TWO), "corrupt.robustness_blur": each(POWER_OF_TWO),
+    "corrupt.max_failure_rate": RATE,
     "encode.batch_size": at_least(1), "encode.max_failure_rate": RATE, "encode.items_per_part": at_least(1),
     "encode.workers": at_least(1),
-    "train.epochs": at_least(1), "train.batch_size": at_least(1), "train.lr": above(0),
-    "train.weight_decay": at_least(0), "train.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "train.hidden": listed(at_least(1)), "train.model": one_of(*MODELS), "train.folds": at_least(2),
+    "train.fusion.epochs": at_least(1), "train.fusion.batch_size": at_least(1), "train.fusion.lr": above(0),
+    "train.fusion.weight_decay": at_least(0), "train.fusion.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "train.fusion.hidden": listed(at_least(1)), "train.model": one_of(*MODELS), "train.folds": at_least(2),
     "train.seeds": listed(), "train.ablation": each((is_subset_code, SUBSET_RULE)),
     "train.features": MODALITY_FEATURES,
     "train.lightgbm.n_estimators": at_least(1), "train.lightgbm.learning_rate": above(0),
@@ -266,6 +269,15 @@ RANGES: dict[str, tuple] = {
     "train.fine_grained.min_count": at_least(1), "train.fine_grained.max_labels": at_least(1),
     "pseudolabel.eta": RATE, "pseudolabel.max_per_class": at_least(0), "pseudolabel.max_per_labelled": at_least(0),
     "pseudolabel.weight": at_least(0),
+}
+
+
+# Keys that moved, old -> new: a params.yaml still using one fails naming where it went.
+MOVED: dict[str, str] = {
+    "extract.asr_model": "extract.asr_options.model", "extract.asr_language": "extract.asr_options.language",
+    "extract.asr_window": "extract.asr_options.window",
+    "extract.executor": "run.executor", "extract.executor_options": "run.executor_options",
+    **{f"train.{f.name}": f"train.fusion.{f.name}" for f in dataclasses.fields(FusionParams)},
 }
 
 
@@ -283,6 +295,7 @@ SECTIONS: dict[str, type] = {
     "extract": ExtractConfig,
     "corrupt": CorruptConfig,
     "encode": EncodeConfig,
+    "run": RunConfig,
     "train": TrainConfig,
     "pseudolabel": PseudolabelConfig,
     "evaluate": EvaluateConfig,
@@ -317,6 +330,9 @@ def build(cls: type, raw: dict[str, Any], where: str):
         raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
+    moved = [f"{where}.{k}" for k in unknown if f"{where}.{k}" in MOVED]
+    if moved:
+        raise ConfigError(f"{moved[0]} is now {MOVED[moved[0]]}: move its value there in your params.yaml")
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(fields)}")
     hints = typing.get_type_hints(cls)

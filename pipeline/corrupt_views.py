@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.config import CorruptConfig, ExtractConfig
+from pipeline.config import CorruptConfig, ExtractConfig, RunConfig
 from pipeline.corrupt import NOISE_SOURCES, CorruptedView, corrupt_clip, draw_params, make_source
 from pipeline.environment import versions
 from pipeline.extract import extract
@@ -47,14 +47,16 @@ def babble_pool(clean: Path, manifest: pd.DataFrame) -> tuple[str, ...]:
 
 
 def extract_views(rows: pd.DataFrame, manifest: pd.DataFrame, root: Path, clean: Path, out: Path,
-                  cfg: CorruptConfig, extract_cfg: ExtractConfig, seed: int) -> tuple[dict, list[dict]]:
+                  cfg: CorruptConfig, extract_cfg: ExtractConfig, seed: int,
+                  run: RunConfig | None = None) -> tuple[dict, list[dict]]:
     """Bring every view's store under `out` up to date with `rows` (the corrupt.splits items of
     `manifest`); returns (summary per view, failures tagged with their view)."""
     pool = babble_pool(clean, manifest)
     summaries, failed = {}, []
     # a corpus with none of corrupt.splits (e.g. train and test1 only) has nothing to corrupt
     for name, view in (view_specs(cfg, seed) if len(rows) else {}).items():
-        summaries[name], view_failures = extract(rows, root, out / name, extract_cfg, Corruption(view, str(clean), pool))
+        summaries[name], view_failures = extract(rows, root, out / name, extract_cfg, Corruption(view, str(clean), pool),
+                                                  run)
         failed += [f | {"view": name} for f in view_failures]
     return summaries, failed
 

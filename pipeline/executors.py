@@ -71,7 +71,7 @@ class DaskExecutor(Executor):
         if missing_packages("distributed"):
             return False, "needs distributed: pip install 'dask[distributed]'"
         if bool(config.address) == bool(config.scheduler_file):
-            return False, ("needs a scheduler address or a scheduler file, one of them: extract.executor_options: "
+            return False, ("needs a scheduler address or a scheduler file, one of them: run.executor_options: "
                            "{address: tcp://HOST:8786} or {scheduler_file: /shared/scheduler.json}")
         if config.scheduler_file and not Path(config.scheduler_file).expanduser().is_file():
             return False, (f"scheduler file {config.scheduler_file} does not exist: start the scheduler with "
@@ -84,7 +84,7 @@ class DaskExecutor(Executor):
         return _dask(fn, tasks, where)
 
 
-EXECUTORS = Registry("extract.executor", LocalExecutor, DaskExecutor, options_key="extract.executor_options")
+EXECUTORS = Registry("run.executor", LocalExecutor, DaskExecutor, options_key="run.executor_options")
 
 
 def single_thread_worker(parent: int = 0) -> None:

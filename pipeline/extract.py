@@ -24,12 +24,11 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from pipeline.config import ExtractConfig
+from pipeline.config import ExtractConfig, RunConfig
 from pipeline.environment import versions
 from pipeline.executors import EXECUTORS, run_tasks
 from pipeline.fingerprint import fingerprint
 from pipeline.media.asr import ASR_ENGINES, make_engine
-from pipeline.media.asr import make_config as asr_config
 from pipeline.media.decode import (
     IMAGE_SUFFIXES,
     SAMPLE_RATE,
@@ -94,11 +93,12 @@ LATER_KEYS = {"asr_language": "", "face_source": "detect", "audio_source": "vide
 
 def output_params(cfg: ExtractConfig) -> dict:
     """What shapes a store item: the output keys, and the audio rate (a constant, recorded all the same).
-    asr_window only where the ASR engine reads it: it came later and shapes nothing else."""
-    params = {k: v for k, v in asdict(cfg).items() if k in OUTPUT_KEYS and LATER_KEYS.get(k, object()) != v}
-    if not ASR_ENGINES.lookup(cfg.asr).reads_window:
-        params.pop("asr_window")
-    return params | {"sample_rate": SAMPLE_RATE}
+    The ASR options are hashed resolved, as asr_<option> (their keys before extract.asr_options, so stores
+    keep their items); the window only where the engine reads it: it came later and shapes nothing else."""
+    engine, asr = ASR_ENGINES.config(cfg.asr, cfg.asr_options)
+    params = {k: v for k, v in asdict(cfg).items() if k in OUTPUT_KEYS and k != "asr_options"}
+    params |= {f"asr_{k}": v for k, v in asdict(asr).items() if k != "window" or engine.reads_window}
+    return {k: v for k, v in params.items() if LATER_KEYS.get(k, object()) != v} | {"sample_rate": SAMPLE_RATE}
 
 
 def item_fingerprint(cfg: ExtractConfig, corruption: ViewCorruption | None = None, code: str = "extract") -> str:
@@ -112,7 +112,7 @@ def item_fingerprint(cfg: ExtractConfig, corruption: ViewCorruption | None = Non
 def item_libraries(cfg: ExtractConfig) -> dict[str, str]:
     """Decoding's libraries, and those of the face detector and the ASR engine this config runs."""
     detector, detector_config = DETECTORS.config(cfg.face_detector, cfg.face_options)
-    engine, engine_config = asr_config(*_asr_key(cfg))
+    engine, engine_config = ASR_ENGINES.config(cfg.asr, cfg.asr_options)
     return versions(*DECODING) | detector.library_versions(detector_config) | engine.library_versions(engine_config)
 
 
@@ -127,11 +127,13 @@ def wanted_rows(manifest: pd.DataFrame, cfg: ExtractConfig, corruption: ViewCorr
 
 
 def extract(manifest: pd.DataFrame, root: Path, store_path: Path, cfg: ExtractConfig,
-            corruption: ViewCorruption | None = None) -> tuple[dict, list[dict]]:
-    """Bring one view's store up to date with the manifest; returns (summary, failures)."""
+            corruption: ViewCorruption | None = None, run: RunConfig | None = None) -> tuple[dict, list[dict]]:
+    """Bring one view's store up to date with the manifest, its tasks sent to `run`'s executor (default:
+    local); returns (summary, failures)."""
+    run = run or RunConfig()
     DETECTORS.config(cfg.face_detector, cfg.face_options)  # a bad name or option fails here, not per clip
-    asr_config(*_asr_key(cfg))
-    executor = EXECUTORS.make(cfg.executor, cfg.executor_options)
+    ASR_ENGINES.config(cfg.asr, cfg.asr_options)
+    executor = EXECUTORS.make(run.executor, run.executor_options)
     store = MediaStore(store_path).create()
     store.parts.remove_uncommitted()
     wanted = wanted_rows(manifest, cfg, corruption)
@@ -224,14 +226,14 @@ def transcribe_items(items: list[MediaItem], cfg: ExtractConfig) -> tuple[list[M
         if isinstance(text, Exception):
             failures.append(_failure(item.sample_id, text))
         else:
-            item.transcript, item.transcript_source = text, make_engine(*_asr_key(cfg)).source
+            item.transcript, item.transcript_source = text, make_engine(cfg.asr, cfg.asr_options).source
     failed = {f["sample_id"] for f in failures}
     return [item for item in items if item.sample_id not in failed], failures
 
 
 def _transcribe(cfg: ExtractConfig, audios: list[np.ndarray]) -> list[str | None]:
     with step("asr"):
-        return make_engine(*_asr_key(cfg)).transcribe_batch(audios)
+        return make_engine(cfg.asr, cfg.asr_options).transcribe_batch(audios)
 
 
 def _transcribe_or_error(cfg: ExtractConfig, audio: np.ndarray) -> str | None | Exception:
@@ -239,10 +241,6 @@ def _transcribe_or_error(cfg: ExtractConfig, audio: np.ndarray) -> str | None | 
         return _transcribe(cfg, [audio])[0]
     except Exception as err:  # noqa: BLE001 - any clip-level error is recorded, never lost
         return err
-
-
-def _asr_key(cfg: ExtractConfig) -> tuple[str, str, str, str]:
-    return cfg.asr, cfg.asr_model, cfg.asr_language, cfg.asr_window
 
 
 def face_detector(cfg: ExtractConfig):

@@ -49,8 +49,8 @@ def prob_columns(labels) -> list[str]:
 
 
 def settings(ckpt: checkpoint.Checkpoint, params: Path | None = None, asr: dict | None = None) -> Settings:
-    """The checkpoint's own settings, or a params file's; `asr` ({"asr", "asr_model", "asr_language"})
-    replaces the speech recognition settings."""
+    """The checkpoint's own settings, or a params file's; `asr` ({"asr": engine, "asr_options": {...}})
+    replaces the speech recognition engine and the options it gives (the others kept, e.g. the window)."""
     if params is not None:
         found = Settings(load_section("extract", params), load_section("encode", params))
     elif "extract" not in ckpt.meta:
@@ -59,12 +59,21 @@ def settings(ckpt: checkpoint.Checkpoint, params: Path | None = None, asr: dict 
     else:
         features = {r["feature"]: EncoderSpec(r["encoder"], dict(r["config"])) for r in ckpt.features.values()}
         found = Settings(checkpoint_extract(ckpt.meta["extract"]), EncodeConfig(features))
+    if asr:
+        asr = asr | {"asr_options": found.extract.asr_options | asr.get("asr_options", {})}
     return replace(found, extract=replace(found.extract, **(asr or {})))
 
 
+# A checkpoint's extraction settings from before extract.asr_options: their flat key -> the option.
+FLAT_ASR_KEYS = {"asr_model": "model", "asr_language": "language", "asr_window": "window"}
+
+
 def checkpoint_extract(recorded: dict) -> ExtractConfig:
-    """A checkpoint's extraction settings; older checkpoints also record the audio rate, which is fixed now."""
+    """A checkpoint's extraction settings; older checkpoints also record the audio rate, which is fixed now,
+    and the ASR options as flat keys (FLAT_ASR_KEYS)."""
     recorded = dict(recorded)
+    flat = {option: recorded.pop(key) for key, option in FLAT_ASR_KEYS.items() if key in recorded}
+    recorded["asr_options"] = recorded.get("asr_options", {}) | flat
     rate = recorded.pop("sample_rate", SAMPLE_RATE)
     if rate != SAMPLE_RATE:
         raise InputError(f"this checkpoint was trained on {rate} Hz audio; the pipeline extracts {SAMPLE_RATE} Hz only: "

@@ -125,8 +125,7 @@ def segment_item(seg: SegmentMedia, sample_id: str, source_hash: str, settings_h
     if seg.segment.text:
         item.transcript, item.transcript_source = seg.segment.text, "given"
     elif seg.audio is not None and len(seg.audio):
-        item.transcript, item.transcript_source = transcribe(seg.audio, found.extract.asr, found.extract.asr_model,
-                                                             found.extract.asr_language)
+        item.transcript, item.transcript_source = transcribe(seg.audio, found.extract.asr, found.extract.asr_options)
     return item, reason
 
 

@@ -30,6 +30,7 @@ def run(params: Path, *, manifest: Path, clean: Path, out: Path, failures: Path)
     rows = every[every["split"].isin(cfg.splits)]
     with store_lock(out):   # one lock for the whole store of views
         zarr.open_group(str(out), mode="a")
-        summaries, failed = extract_views(rows, every, root, clean, out, cfg, extract_cfg, seed)
-    write_failures(failed, len(rows) * len(summaries), failures, extract_cfg.max_failure_rate, "corrupt")
+        summaries, failed = extract_views(rows, every, root, clean, out, cfg, extract_cfg, seed,
+                                          load_section("run", params))
+    write_failures(failed, len(rows) * len(summaries), failures, cfg.max_failure_rate, "corrupt")
     return summaries

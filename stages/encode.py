@@ -13,11 +13,10 @@ def run(params: Path, *, feature: str, clean: Path, corrupted: Path | None, out:
     cfg = load_section("encode", params)
     if feature not in cfg.features:
         raise ConfigError(f"encode.features has no feature {feature!r}; defined: {sorted(cfg.features)}")
-    extract_cfg = load_section("extract", params)
+    run = load_section("run", params)
     with store_lock(out):
         summary = encode_feature(cfg.features[feature], [clean, *corrupted_views(corrupted).values()], out, cfg.batch_size,
-                                 cfg.device, extract_cfg.executor, cfg.workers, extract_cfg.executor_options,
-                                 cfg.items_per_part)
+                                 cfg.device, run.executor, cfg.workers, run.executor_options, cfg.items_per_part)
     check_failure_rate(summary["failed"], summary["encoded"], cfg.max_failure_rate, "encode",
                        f"{out} (encoder {cfg.features[feature].encoder!r}; its index gives each missing item's reason)")
     return summary

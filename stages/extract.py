@@ -15,7 +15,7 @@ def run(params: Path, *, manifest: Path, store: Path, failures: Path, faces: Pat
     root = Path(load_section("prepare", params).root)
     with store_lock(store):
         rows = read_manifest(manifest)
-        summary, failed = extract(rows, root, store, cfg)
+        summary, failed = extract(rows, root, store, cfg, run=load_section("run", params))
     faces.parent.mkdir(parents=True, exist_ok=True)  # per split: items with no face (and why), share of frames with a face
     faces.write_text(json.dumps(summary.pop("faces"), indent=2) + "\n")
     write_failures(failed, len(rows), failures, cfg.max_failure_rate, "extract")

@@ -45,7 +45,8 @@ def run(params: Path, *, manifest: Path, clean: Path, corrupted: Path | None, fe
     subsets = usable_subsets(cfg, tuple(m for m, n in coverage.items() if n))
     runs = [(subset, seed) for seed in cfg.seeds for subset in subsets]
     results = run_subsets(tables, runs, cfg)
-    model = fg.fit(tables, subsets[-1], cfg, cfg.fine_grained, cfg.folds, cfg.seeds[0]) if fg.has_label_lists(rows) else None
+    model = (fg.fit(tables, subsets[-1], cfg.fusion, cfg.fine_grained, cfg.folds, cfg.seeds[0])
+             if fg.has_label_lists(rows) else None)
     with interrupts.deferred():   # a Ctrl-C from here on stops the run once every output is written whole
         for out in (predictions, metrics):
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -124,14 +124,28 @@ def test_no_stage_module_imports_another():
 
 def test_extraction_params_in_dvc_yaml_are_the_declared_output_keys():
     """Every stage that extracts (and train, whose checkpoint records how its clips were extracted) lists
-    exactly ExtractConfig's output keys, plus max_failure_rate where it decides whether the stage fails."""
+    exactly ExtractConfig's output keys, plus extract.max_failure_rate where it decides whether the stage fails
+    (corrupt has its own, in the corrupt section it lists whole)."""
     from pipeline.config import ExtractConfig
 
     keys = [f"extract.{k}" for k in ExtractConfig.OUTPUT_KEYS]
     listed = {name: [p for p in stage_body(body)["params"] if isinstance(p, str) and p.startswith("extract.")]
               for name, body in dvc_stages().items()}
-    assert listed["extract"] == listed["corrupt"] == [*keys, "extract.max_failure_rate"]
-    assert listed["train"] == keys
+    assert listed["extract"] == [*keys, "extract.max_failure_rate"]
+    assert listed["corrupt"] == listed["train"] == keys
+    assert "corrupt" in stage_body(dvc_stages()["corrupt"])["params"]
+
+
+def test_a_stage_fails_by_its_own_failure_rate_and_names_that_key():
+    """The rate a stage checks comes from its own section, the one its message names (`<stage>.max_failure_rate`)."""
+    import re
+
+    checked = {}
+    for path in sorted((REPO / "stages").glob("*.py")):
+        text = path.read_text()
+        for var, stage in re.findall(r"(\w+)\.max_failure_rate, \"(\w+)\"", text):
+            checked[stage] = re.search(rf"{var} = load_section\(\"(\w+)\"", text).group(1)
+    assert checked == {"extract": "extract", "corrupt": "corrupt", "encode": "encode"}
 
 
 def all_registries() -> list:

@@ -482,9 +482,9 @@ def test_large_frames_are_downscaled_on_decode(tmp_path):
 # --- param ranges checked at load ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("section, raw, message", [
-    ("train", {"lr": -1}, "train.lr: -1.0 is out of range; allowed: > 0"),
+    ("train", {"fusion": {"lr": -1}}, "train.fusion.lr: -1.0 is out of range; allowed: > 0"),
     ("train", {"folds": 1}, "train.folds: 1 is out of range; allowed: >= 2"),
-    ("train", {"hidden": []}, "train.hidden: () is out of range; allowed: a non-empty list of values >= 1"),
+    ("train", {"fusion": {"hidden": []}}, "train.fusion.hidden: () is out of range; allowed: a non-empty list of values >= 1"),
     ("train", {"seeds": []}, "train.seeds: () is out of range; allowed: a non-empty list"),
     ("train", {"model": "lgbm"}, "train.model: 'lgbm' is out of range; allowed: one of 'fusion', 'lightgbm'"),
     ("train", {"lightgbm": {"subsample": 0}}, "train.lightgbm.subsample: 0.0 is out of range; allowed: in (0, 1]"),
@@ -533,9 +533,10 @@ def test_label_map_onto_an_unknown_label_fails_at_load(tmp_path):
 
 
 @pytest.mark.parametrize("raw, message", [
-    ({"lr": -1}, "train.lr: -1.0 is out of range; allowed: > 0"),
+    ({"fusion": {"lr": -1}}, "train.fusion.lr: -1.0 is out of range; allowed: > 0"),
     ({"model": "lgbm"}, "train.model: 'lgbm' is out of range; allowed: one of 'fusion', 'lightgbm'"),
     ({"folds": 1}, "train.folds: 1 is out of range; allowed: >= 2"),
+    ({"lr": 0.01}, "train.lr is now train.fusion.lr: move its value there in your params.yaml"),  # an old shape
 ])
 def test_out_of_range_param_stops_the_command_with_key_and_range(tmp_path, raw, message):
     done = mer("train", "--params", str(params_file(tmp_path / "params.yaml", {"train": raw})),
@@ -734,10 +735,10 @@ def labelled_table(labels: list[str]):
     (["happy", "sad", "angry"] * 3, "subset A has 9 labelled items, at most 3 of a class"),
 ], ids=["fewer-items", "small-classes"])
 def test_more_folds_than_the_items_allow_names_train_folds(labels, says):
-    from pipeline.config import ConfigError, TrainConfig
+    from pipeline.config import ConfigError, FusionParams, TrainConfig
     from pipeline.training.run import run_subset
 
-    cfg = TrainConfig(features={"audio": "egemaps"}, folds=5, epochs=1, hidden=(4,))
+    cfg = TrainConfig(features={"audio": "egemaps"}, folds=5, fusion=FusionParams(epochs=1, hidden=(4,)))
     with pytest.raises(ConfigError) as err:
         run_subset(labelled_table(labels), "A", cfg, seed=0)
     assert str(err.value).startswith("train.folds: 5 folds need at least 5 labelled training items of one class")
@@ -747,7 +748,7 @@ def test_more_folds_than_the_items_allow_names_train_folds(labels, says):
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     """A small trained checkpoint of each model family."""
-    from pipeline.config import LightGBMParams, TrainConfig
+    from pipeline.config import FusionParams, LightGBMParams, TrainConfig
     from pipeline.training import checkpoint
     from pipeline.training.run import run_subset
 
@@ -757,7 +758,8 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     tables = labelled_table(["happy", "sad"] * 6)
     out = {}
     for model in ("fusion", "lightgbm"):
-        cfg = TrainConfig(model=model, features={"audio": "egemaps"}, folds=2, epochs=2, hidden=(4,),
+        cfg = TrainConfig(model=model, features={"audio": "egemaps"}, folds=2,
+                          fusion=FusionParams(epochs=2, hidden=(4,)),
                           lightgbm=LightGBMParams(n_estimators=2, min_child_samples=1))
         result, _ = run_subset(tables, "A", cfg, seed=0)
         out[model] = checkpoint.save(root / model, result, record, None, tables["train"].labels)

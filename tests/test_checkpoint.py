@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.config import MODELS, LightGBMParams, TrainConfig
+from pipeline.config import MODELS, FusionParams, LightGBMParams, TrainConfig
 from pipeline.labels import MER_LABELS, VALENCE_RANGE
 from pipeline.store.features import FeatureStore, Identity
 from pipeline.training import checkpoint, cv, lgbm
@@ -19,7 +19,7 @@ from pipeline.training.folds import CVJob
 from pipeline.training.lgbm import FoldModel, LightGBMRun
 from pipeline.training.run import predictions_frame, run_subset
 
-CFG = TrainConfig(features={"audio": "egemaps", "visual": "fer"}, epochs=4, hidden=(16, 8), folds=3,
+CFG = TrainConfig(features={"audio": "egemaps", "visual": "fer"}, fusion=FusionParams(epochs=4, hidden=(16, 8)), folds=3,
                   feature_norm="standard", lightgbm=LightGBMParams(n_estimators=12, num_leaves=5, min_child_samples=5))
 DIMS = {"audio": 12, "visual": 7}
 

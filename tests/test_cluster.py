@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from bench_cluster import dask_cluster  # noqa: E402
 
-from pipeline.config import DemoConfig, EncoderSpec, ExtractConfig, PrepareConfig
+from pipeline.config import DemoConfig, EncoderSpec, ExtractConfig, PrepareConfig, RunConfig
 from pipeline.datasets.prepare import prepare
 from pipeline.demo import generate_corpus
 from pipeline.encode import encode_feature
@@ -53,7 +52,7 @@ def test_extract_on_a_cli_started_cluster_writes_the_local_bytes(corpus, cluster
     root, manifest = corpus
     local, remote = tmp_path / "local.zarr", tmp_path / "dask.zarr"
     extract(manifest, root, local, CFG)
-    summary, failures = extract(manifest, root, remote, replace(CFG, executor="dask", executor_options=cluster))
+    summary, failures = extract(manifest, root, remote, CFG, run=RunConfig("dask", cluster))
     assert failures == [] and summary["processed"] == N_CLIPS
     assert MediaStore(remote).parts.committed() == MediaStore(local).parts.committed()
     assert store_bytes(remote) == store_bytes(local)
@@ -77,7 +76,7 @@ def test_a_missing_scheduler_file_says_how_to_start_one(corpus, tmp_path):
     missing = tmp_path / "scheduler.json"
     with pytest.raises(Unavailable, match=f"dask scheduler --scheduler-file {missing}"):
         extract(manifest.iloc[:1], root, tmp_path / "media.zarr",
-                replace(CFG, executor="dask", executor_options={"scheduler_file": str(missing)}))
+                CFG, run=RunConfig("dask", {"scheduler_file": str(missing)}))
 
 
 def test_the_scheduler_file_is_what_dask_writes(cluster):

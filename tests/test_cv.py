@@ -248,11 +248,11 @@ def test_results_do_not_depend_on_the_thread_count():
 def test_unknown_precision_and_missing_cuda_are_refused():
     X, y, v = synthetic(60)
     folds = make_folds(60, 3, 0, y)
-    with pytest.raises(ConfigError, match="train.precision: 'fp8' is not one of fp32, bf16"):
+    with pytest.raises(ConfigError, match="train.fusion.precision: 'fp8' is not one of fp32, bf16"):
         cross_validate(X, None, y, v, folds, with_params(FAST, precision="fp8"))
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="torch sees no CUDA device"):
-            cross_validate(X, None, y, v, folds, with_params(FAST, device="cuda"))
+            cross_validate(X, None, y, v, folds, dataclasses.replace(FAST, device="cuda"))
 
 
 @pytest.mark.gpu

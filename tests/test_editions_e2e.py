@@ -25,7 +25,7 @@ OPTIONS = {  # beside each recipe: the generated release's own file names, and i
                 "label_lists": ["track2_train_ovmerd.csv", "track2_train_mercaptionplus.csv"]},
     "mer2026": {"test_labels": "track1_test.csv"},
 }
-FAST = {"train": {"folds": 3, "epochs": 15, "ablation": ["T", "AVT"]}}
+FAST = {"train": {"folds": 3, "fusion": {"epochs": 15}, "ablation": ["T", "AVT"]}}
 
 
 @pytest.fixture(scope="module", params=list(OPTIONS))

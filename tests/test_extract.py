@@ -18,7 +18,7 @@ import pytest
 import yaml
 from media_fixtures import truncate, write_clip
 
-from pipeline.config import DemoConfig, ExtractConfig, PrepareConfig
+from pipeline.config import DemoConfig, ExtractConfig, PrepareConfig, RunConfig
 from pipeline.datasets.prepare import prepare
 from pipeline.demo import generate_corpus
 from pipeline.extract import balanced_parts, extract
@@ -182,8 +182,8 @@ def test_dask_cluster_writes_the_same_store(corpus, reference, tmp_path):
     root, manifest = corpus
     store = tmp_path / "media.zarr"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        summary, failures = extract(manifest, root, store, replace(CFG, executor="dask",
-                                                                   executor_options={"address": cluster.scheduler_address}))
+        summary, failures = extract(manifest, root, store, CFG,
+                                    run=RunConfig("dask", {"address": cluster.scheduler_address}))
     assert failures == [] and summary["processed"] == N_CLIPS
     # Parts are named by their items, so the two executors even write the same part files.
     assert MediaStore(store).parts.committed() == MediaStore(reference).parts.committed()
@@ -193,7 +193,7 @@ def test_dask_cluster_writes_the_same_store(corpus, reference, tmp_path):
 def test_dask_needs_an_address(corpus, tmp_path):
     root, manifest = corpus
     with pytest.raises(Unavailable, match="executor dask: needs a scheduler address or a scheduler file"):
-        extract(manifest.iloc[:1], root, tmp_path / "media.zarr", replace(CFG, executor="dask"))
+        extract(manifest.iloc[:1], root, tmp_path / "media.zarr", CFG, run=RunConfig("dask"))
 
 
 # --- odd and broken inputs ---------------------------------------------------------------------------
@@ -250,9 +250,9 @@ def test_a_failing_step_is_named_and_the_other_clips_are_kept(odd, tmp_path):
     """An error outside decoding (here the ASR engine, named with no model) is recorded with its step."""
     root, manifest = odd
     rows = manifest[manifest["sample_id"].isin(["ok", "vfr", "textonly"])]
-    summary, failures = extract(rows, root, tmp_path / "media.zarr", replace(CFG, asr="whisper", asr_model=""))
+    summary, failures = extract(rows, root, tmp_path / "media.zarr", replace(CFG, asr="whisper"))
     assert [(f["sample_id"], f["step"], f["error"]) for f in failures] == [("vfr", "asr", "Unavailable")]
-    assert "ASR engine whisper: needs extract.asr_model" in failures[0]["message"]
+    assert "ASR engine whisper: needs extract.asr_options.model" in failures[0]["message"]
     assert summary["processed"] == 2  # "ok" and "textonly" have their transcripts: no ASR needed
 
 
@@ -356,7 +356,7 @@ def tiny_whisper(folder: Path) -> Path:
 @pytest.mark.slow
 def test_asr_fills_in_missing_transcripts(odd, tmp_path):
     root, manifest = odd
-    cfg = replace(CFG, asr="whisper", asr_model=str(tiny_whisper(tmp_path / "whisper")))
+    cfg = replace(CFG, asr="whisper", asr_options={"model": str(tiny_whisper(tmp_path / "whisper"))})
     rows = manifest[manifest["sample_id"].isin(["ok", "vfr", "videoonly"])]
     summary, failures = extract(rows, root, tmp_path / "media.zarr", cfg)
     assert failures == [] and summary["processed"] == 3
@@ -365,6 +365,6 @@ def test_asr_fills_in_missing_transcripts(odd, tmp_path):
     assert view.loc["vfr", "transcript_source"] == "asr:whisper:whisper" and isinstance(view.loc["vfr", "transcript"], str)
     assert view.loc["videoonly", "transcript_source"] == "missing"  # nothing to transcribe
     # A model that is not there: each clip needing ASR is a recorded failure saying why.
-    _, failures = extract(rows, root, tmp_path / "other.zarr", replace(cfg, asr_model=str(tmp_path / "absent")))
+    _, failures = extract(rows, root, tmp_path / "other.zarr", replace(cfg, asr_options={"model": str(tmp_path / "absent")}))
     assert [(f["sample_id"], f["step"], f["error"]) for f in failures] == [("vfr", "asr", "OSError")]
     assert "not available here" in failures[0]["message"]

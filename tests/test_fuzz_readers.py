@@ -244,7 +244,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     """A small trained checkpoint of each model family (two modalities, z-scored features)."""
     import pandas as pd
 
-    from pipeline.config import LightGBMParams, TrainConfig
+    from pipeline.config import FusionParams, LightGBMParams, TrainConfig
     from pipeline.store.features import FeatureStore, Identity
     from pipeline.training import checkpoint
     from pipeline.training.data import Table, standardize
@@ -263,8 +263,9 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
         records[modality] = checkpoint.feature_record(f"enc-{modality}", root / f"{modality}.zarr")
     out = {}
     for model in ("fusion", "lightgbm"):
-        cfg = TrainConfig(model=model, features={"audio": "a", "visual": "v"}, folds=2, epochs=2, hidden=(4,),
-                          feature_norm="standard", lightgbm=LightGBMParams(n_estimators=2, min_child_samples=1))
+        cfg = TrainConfig(model=model, features={"audio": "a", "visual": "v"}, folds=2,
+                          fusion=FusionParams(epochs=2, hidden=(4,)), feature_norm="standard",
+                          lightgbm=LightGBMParams(n_estimators=2, min_child_samples=1))
         result, _ = run_subset(tables, "AV", cfg, seed=0)
         out[model] = checkpoint.save(root / model, result, records, tables["train"].norm, tables["train"].labels)
     return out

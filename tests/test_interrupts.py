@@ -37,7 +37,7 @@ SMALL = {
     "demo": {"n_train": 40, "n_test1": 8, "n_test2": 8, "n_test3_labelled": 8, "n_unlabelled": 24},
     "corrupt": {"robustness_snr_db": [0], "robustness_blur": []},
     "encode": {"features": {"egemaps": {"encoder": "egemaps", "options": {}}}, "items_per_part": 2},
-    "train": {"features": {"audio": "egemaps"}, "epochs": 30, "ablation": ["A"]},
+    "train": {"features": {"audio": "egemaps"}, "fusion": {"epochs": 30}, "ablation": ["A"]},
     "pseudolabel": {"rounds": {"r1": "models/predictions.parquet"}, "eta": 0.0, "max_per_labelled": 0},
     "extract": {"workers": 1, "clips_per_part": 2},
 }
@@ -264,7 +264,7 @@ def test_training_stops_within_seconds_in_every_fold_shard(project, tmp_path, st
     outputs = TRAIN_OUTPUTS if stage == "train" else ("models/pseudolabel", "metrics/pseudolabel")
     work = copy(project, tmp_path, *outputs)
     # many epochs, folds in 2 groups trained in threads: uninterrupted it would run for many minutes
-    running = Running(work, command(stage), {"train": {"epochs": 100000}})
+    running = Running(work, command(stage), {"train": {"fusion": {"epochs": 100000}}})
     running.wait_for(r"train seed 0.*\| *[1-9]\d*/", "trained epoch")
     err = stopped(running, group=True)
     assert f"mer {stage.split('@')[0]}: interrupted (SIGINT). Its outputs are written whole" in err

@@ -23,7 +23,7 @@ SPEC = DemoConfig(n_train=90, n_test1=36, n_test2=36, n_test3_labelled=30, n_unl
 RECIPE = {"prepare": {"adapter": "mer2023", "root": "data/release"},  # the README's recipe, as written there
           "corrupt": {"splits": []}, "evaluate": {"noise_view": "clean"}}
 FAST = {"corrupt": {"robustness_snr_db": [], "robustness_blur": []},
-        "train": {"folds": 3, "epochs": 15, "ablation": ["T", "AVT"]}}
+        "train": {"folds": 3, "fusion": {"epochs": 15}, "ablation": ["T", "AVT"]}}
 CHALLENGES = {"test1": "mer_multi", "test2": "mer_noise", "test3": "mer_semi"}
 
 

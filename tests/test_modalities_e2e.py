@@ -25,7 +25,7 @@ SPEC = DemoConfig(n_train=30, n_test1=10, n_test2=8, n_test3_labelled=6, n_unlab
 OVERRIDES = {
     "prepare": {"adapter": "csv", "root": "data/corpus", "options": {"manifest": "manifest.csv"}},
     "corrupt": {"robustness_snr_db": []},
-    "train": {"folds": 3, "epochs": 15},
+    "train": {"folds": 3, "fusion": {"epochs": 15}},
 }
 AUDIO_RATE = 22050  # written at another rate than the pipeline's 16 kHz, so extraction resamples
 KINDS = ("video", "audio", "image", "text")

@@ -11,7 +11,7 @@ from dvc_project import project_copy, run
 SMALL = {
     "demo": {"n_train": 72, "n_test1": 24, "n_test2": 18, "n_test3_labelled": 12, "n_unlabelled": 30},
     "corrupt": {"robustness_snr_db": [0], "robustness_blur": [4]},
-    "train": {"epochs": 40},
+    "train": {"fusion": {"epochs": 40}},
 }
 
 

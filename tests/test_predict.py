@@ -34,7 +34,8 @@ PARAMS = {
     "extract": {"workers": 1},
     "encode": {"features": {"egemaps": {"encoder": "egemaps", "options": {}}, "fer": {"encoder": "fer", "options": {}},
                             "minilm": {"encoder": "minilm", "options": {}}}},
-    "train": {"features": {"audio": "egemaps", "visual": "fer", "text": "minilm"}, "folds": 2, "epochs": 3, "hidden": [16, 8],
+    "train": {"features": {"audio": "egemaps", "visual": "fer", "text": "minilm"}, "folds": 2,
+              "fusion": {"epochs": 3, "hidden": [16, 8]},
               "feature_norm": "standard", "ablation": [], "seeds": [0]},
 }
 
@@ -299,3 +300,23 @@ def test_checkpoints_recording_the_audio_rate_load_only_at_the_pipelines_rate():
     assert checkpoint_extract(recorded | {"sample_rate": 16000}) == checkpoint_extract(recorded)
     with pytest.raises(InputError, match="trained on 8000 Hz audio"):
         checkpoint_extract(recorded | {"sample_rate": 8000})
+
+
+def test_a_checkpoint_recording_the_flat_asr_keys_predicts_as_one_recording_asr_options(trained, tmp_path):
+    """Checkpoints written before extract.asr_options record asr_model, asr_language and asr_window: they
+    load as those options and predict exactly as the checkpoint of today."""
+    from pipeline.predict import checkpoint_extract
+
+    old = tmp_path / "old-checkpoint"
+    shutil.copytree(trained / "checkpoint", old)
+    meta = json.loads((old / "checkpoint.json").read_text())
+    assert meta["extract"]["asr_options"] == {} and "asr_model" not in meta["extract"]
+    extract = {k: v for k, v in meta["extract"].items() if k != "asr_options"}
+    meta["extract"] = extract | {"asr_model": "", "asr_language": "", "asr_window": "padded", "sample_rate": 16000}
+    (old / "checkpoint.json").write_text(json.dumps(meta))
+    assert checkpoint_extract(meta["extract"]).asr_options == {"model": "", "language": "", "window": "padded"}
+    done = CliRunner().invoke(app, ["predict", str(trained / "corpus/new.mp4"), "--checkpoint", str(old),
+                                    "--out", str(tmp_path / "pred.json")])
+    assert done.exit_code == 0, done.output
+    (record,) = json.loads((tmp_path / "pred.json").read_text())
+    assert np.allclose([record["probabilities"][c] for c in MER_LABELS], trained_prediction(trained), atol=1e-5)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from sklearn.metrics import accuracy_score, f1_score
 
-from pipeline.config import DemoConfig, FineGrainedParams, PseudolabelConfig, TrainConfig
+from pipeline.config import DemoConfig, FineGrainedParams, FusionParams, PseudolabelConfig, TrainConfig
 from pipeline.demo.features import feature_corpus
 from pipeline.emotion_wheel import EmotionWheel
 from pipeline.labels import split_list
@@ -29,8 +29,9 @@ from stages import evaluate
 from tests.list_fixtures import with_label_lists, write_class_wheel
 
 SPEC = DemoConfig(seed=3, n_train=72, n_test1=30, n_test2=0, n_test3_labelled=0, n_unlabelled=45)
-CFG = TrainConfig(features={"audio": "a", "visual": "v", "text": "t"}, folds=3, epochs=12, batch_size=32, lr=0.003,
-                  hidden=(32, 16), feature_norm="standard", ablation=("A",))
+CFG = TrainConfig(features={"audio": "a", "visual": "v", "text": "t"}, folds=3,
+                  fusion=FusionParams(epochs=12, batch_size=32, lr=0.003, hidden=(32, 16)), feature_norm="standard",
+                  ablation=("A",))
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def run(tmp_path_factory):
     semi.to_parquet(work / "semi.parquet")
     (work / "cv.json").write_text(json.dumps({"main_subset": "AVT", "runs": summaries,
                                               "over_seeds": over_seeds_by_subset(summaries)}))
-    model = fg.fit(tables, "AVT", dataclasses.replace(CFG, epochs=40), FineGrainedParams(), CFG.folds, 0)
+    model = fg.fit(tables, "AVT", dataclasses.replace(CFG.fusion, epochs=40), FineGrainedParams(), CFG.folds, 0)
     fg.predictions(model, tables).to_parquet(work / "label_lists.parquet")
     wheel = write_class_wheel(work / "wheel")
 
@@ -161,8 +162,8 @@ def test_train_stage_fits_the_label_lists_and_fg_scores_them(tmp_path):
     manifest = manifest.assign(label_list=rows["label_list"].to_numpy())
     manifest.to_parquet(tmp_path / "manifest.parquet")
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"train": {"features": {"text": "t"}, "folds": 2, "epochs": 30, "hidden": [16, 8],
-                                                "lr": 0.003, "ablation": []},
+    params.write_text(yaml.safe_dump({"train": {"features": {"text": "t"}, "folds": 2, "ablation": [],
+                                                "fusion": {"epochs": 30, "hidden": [16, 8], "lr": 0.003}},
                                       "evaluate": {"protocol": "fg", "wheel": str(write_class_wheel(tmp_path / "w"))},
                                       "pseudolabel": {"rounds": {"r1": "x"}}}))
     extract(manifest, tmp_path, tmp_path / "media.zarr", load_section("extract", params))

@@ -38,7 +38,7 @@ def rendered(tmp_path_factory) -> Path:
     if not (out / "metrics" / "faces.json").is_file():  # committed runs from before extract wrote it
         (out / "metrics" / "faces.json").write_text(json.dumps(face_summary(FACE_INDEX, "blazeface")))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["train"]["lr"] = 0.0042
+    params["train"]["fusion"]["lr"] = 0.0042
     (out / "params.yaml").write_text(yaml.safe_dump(params))
     pd.DataFrame({"split": ["train"] * 5 + ["test1"] * 2 + ["test3"] * 3,
                   "label": ["happy"] * 7 + [None, None, "sad"]}).to_parquet(out / "manifest.parquet")
@@ -138,8 +138,8 @@ def test_run_header_says_what_produced_the_figures(rendered):
     header = summary[summary.index("## Run"):summary.index("## Challenge")]
     assert re.search(r"\| code revision \| [0-9a-f]{12} ", header)
     assert "| items per split | train 5, test1 2, test3 3 (1 labelled) |" in header
-    assert "| param train.lr | 0.0042 |" in header and "| corpus | demo at data/demo |" in header
-    assert "param train.epochs" not in header  # at its default
+    assert "| param train.fusion.lr | 0.0042 |" in header and "| corpus | demo at data/demo |" in header
+    assert "param train.fusion.epochs" not in header  # at its default: a nested section is compared key by key
     assert re.search(r"\| code date \| \d{4}-\d\d-\d\dT", header) and "| made with | " in header
 
 

@@ -28,7 +28,7 @@ SMALL = {
     "corrupt": {"robustness_snr_db": [0], "robustness_blur": [4]},
     # minilm beside the defaults (no model uses it): the torch encoder whose cross-CPU tolerance the README states
     "encode": {"features": DEFAULT_FEATURES | {"minilm": {"encoder": "minilm", "options": {}}}},
-    "train": {"epochs": 40},
+    "train": {"fusion": {"epochs": 40}},
 }
 
 

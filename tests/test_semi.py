@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from pipeline import evaluation as ev
-from pipeline.config import ConfigError, DemoConfig, PseudolabelConfig, TrainConfig
+from pipeline.config import ConfigError, DemoConfig, FusionParams, PseudolabelConfig, TrainConfig
 from pipeline.demo.features import feature_corpus
 from pipeline.labels import MER_LABELS, logit_columns
 from pipeline.training import semi
@@ -27,8 +27,8 @@ LOGIT_COLUMNS = logit_columns(MER_LABELS)
 
 # Few labels (36), a large unlabelled pool (600); small batches so 40 epochs of 30 rows still train.
 SPEC = DemoConfig(seed=1, n_train=36, n_test1=300, n_test2=0, n_test3_labelled=120, n_unlabelled=600)
-TRAIN = TrainConfig(features={"audio": "a", "visual": "v", "text": "t"}, epochs=40, batch_size=8, lr=0.003,
-                    hidden=(32, 16), feature_norm="standard")
+TRAIN = TrainConfig(features={"audio": "a", "visual": "v", "text": "t"},
+                    fusion=FusionParams(epochs=40, batch_size=8, lr=0.003, hidden=(32, 16)), feature_norm="standard")
 SEMI = PseudolabelConfig(eta=0.5)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import ConfigError
-from pipeline.media.asr import ASR_ENGINES, make_config, transcribe, word_error_rate
+from pipeline.media.asr import ASR_ENGINES, transcribe, word_error_rate
 from pipeline.media.decode import read_audio_file
 from pipeline.media.whisper import model_available
 from pipeline.registry import Unavailable
@@ -38,7 +38,7 @@ def test_word_error_rate_counts_edits_per_reference_word():
 
 def test_unknown_asr_engine_names_the_known_ones():
     with pytest.raises(ConfigError, match=r"extract.asr: unknown ASR engine 'vosk'; known: faster-whisper, none, whisper"):
-        make_config("vosk")
+        ASR_ENGINES.config("vosk")
     assert set(ASR_ENGINES) == {"none", "faster-whisper", "whisper"}
 
 
@@ -46,14 +46,14 @@ def test_missing_weights_say_how_to_get_them(tmp_path):
     ok, why = model_available(str(tmp_path))
     assert not ok and "CTranslate2 Whisper conversion" in why
     with pytest.raises(Unavailable, match="neither a packaged model"):
-        transcribe(np.zeros(16000, np.float32), "faster-whisper", str(tmp_path))
+        transcribe(np.zeros(16000, np.float32), "faster-whisper", {"model": str(tmp_path)})
 
 
 @needs_whisper
 @needs_espeak
 @pytest.mark.parametrize("model", ["whisper-base", "whisper-tiny.en"])
 def test_packaged_whisper_transcribes_real_speech(model, tmp_path):
-    text, source = transcribe(speak(SENTENCE, tmp_path / "s.wav"), "faster-whisper", model)
+    text, source = transcribe(speak(SENTENCE, tmp_path / "s.wav"), "faster-whisper", {"model": model})
     assert source == f"asr:faster-whisper:{model}"
     assert word_error_rate(SENTENCE, text) <= 0.2, text
 
@@ -68,7 +68,7 @@ def test_language_is_set_or_detected(tmp_path):
     audio = speak("Guten Morgen, wie geht es dir heute", tmp_path / "de.wav", voice="de")
     _, info = load("whisper-base", "int8").transcribe(audio, beam_size=1)
     assert info.language == "de"
-    text, _ = transcribe(audio, "faster-whisper", "whisper-base", "de")
+    text, _ = transcribe(audio, "faster-whisper", {"model": "whisper-base", "language": "de"})
     assert word_error_rate("guten morgen wie geht es dir heute", text) <= 0.3, text
 
 
@@ -214,7 +214,7 @@ def test_faster_whisper_batches_clips_and_each_transcript_is_its_own(tmp_path):
         made = [MediaItem(f"s{i}", "", "", audio=audio) for i, audio in enumerate(audios)]
         return [*made, MediaItem("given", "", "", audio=audios[0], transcript="as given", transcript_source="given")]
 
-    cfg = ExtractConfig(asr="faster-whisper", asr_model="whisper-tiny.en", asr_window="padded")
+    cfg = ExtractConfig(asr="faster-whisper", asr_options={"model": "whisper-tiny.en", "window": "padded"})
     batched, failures = transcribe_items(items(), cfg)
     alone = [transcribe_items([item], cfg)[0][0] for item in items()]
     assert failures == [] and [i.transcript for i in batched] == [i.transcript for i in alone]
@@ -229,11 +229,28 @@ def test_asr_window_shapes_the_extract_hash_only_where_the_engine_reads_it():
     from pipeline.config import ExtractConfig
     from pipeline.extract import output_params
 
-    assert "asr_window" not in output_params(ExtractConfig(asr="none", asr_window="clip"))
-    whisper_params = {w: output_params(ExtractConfig(asr="faster-whisper", asr_window=w)) for w in ("clip", "padded")}
+    assert "asr_window" not in output_params(ExtractConfig(asr="none", asr_options={"window": "clip"}))
+    whisper_params = {w: output_params(ExtractConfig(asr="faster-whisper", asr_options={"window": w}))
+                      for w in ("clip", "padded")}
     assert whisper_params["clip"]["asr_window"] == "clip" and whisper_params["padded"]["asr_window"] == "padded"
-    with pytest.raises(ConfigError, match=r"extract.asr_window: 'full' is not one of \['clip', 'padded'\]"):
-        make_config("faster-whisper", window="full")
+    with pytest.raises(ConfigError, match=r"extract.asr_options.window: 'full' is not one of \['clip', 'padded'\]"):
+        ASR_ENGINES.config("faster-whisper", {"window": "full"})
+
+
+def test_asr_options_keep_the_store_keys_of_the_flat_asr_keys_they_replace():
+    """Items extracted before extract.asr_options keep their params hash: the options are hashed as the
+    flat keys were (asr_model always, asr_language when set, asr_window where the engine reads it)."""
+    from pipeline.config import ExtractConfig
+    from pipeline.extract import output_params
+    from pipeline.store.media import params_hash
+
+    flat = {"fps": 5.0, "max_frames": 32, "face_size": 112, "face_detector": "blazeface", "face_options": {},
+            "asr": "faster-whisper", "asr_model": "whisper-tiny.en", "asr_language": "en", "asr_window": "clip",
+            "sample_rate": 16000}
+    cfg = ExtractConfig(asr="faster-whisper", asr_options={"model": "whisper-tiny.en", "language": "en"})
+    assert params_hash(output_params(cfg)) == params_hash(flat)
+    none = {k: v for k, v in flat.items() if k not in ("asr_language", "asr_window")} | {"asr": "none", "asr_model": ""}
+    assert params_hash(output_params(ExtractConfig())) == params_hash(none)
 
 
 @needs_tiny

@@ -13,7 +13,7 @@ from pipeline.evaluation import HEADLINE
 TINY = {
     "demo": {"n_train": 48, "n_test1": 12, "n_test2": 6, "n_test3_labelled": 6, "n_unlabelled": 12, "seconds": 1.0},
     "corrupt": {"robustness_snr_db": []},
-    "train": {"epochs": 15, "ablation": ["AVT"]},
+    "train": {"fusion": {"epochs": 15}, "ablation": ["AVT"]},
 }
 RATES = {"lr-high": "0.01", "lr-low": "0.0001"}
 DEPS = "^(metrics|models)/"  # dep columns: the pipeline's outputs that later stages read
@@ -42,7 +42,7 @@ def experiment_metrics(shown: list[dict]) -> dict[str, dict]:
 @pytest.mark.slow
 def test_learning_rate_sweep_retrains_from_stored_features(baseline):
     for name, lr in RATES.items():
-        log = run(["dvc", "exp", "run", "-n", name, "-S", f"train.lr={lr}"], baseline).stdout
+        log = run(["dvc", "exp", "run", "-n", name, "-S", f"train.fusion.lr={lr}"], baseline).stdout
         assert "Running stage 'train'" in log, log
         for stage in ("demo", "prepare", "extract", "corrupt", "encode@"):
             assert f"Running stage '{stage}" not in log, (stage, log)
@@ -59,7 +59,7 @@ def test_learning_rate_sweep_retrains_from_stored_features(baseline):
 @pytest.mark.slow
 def test_queued_two_by_two_sweep_table_fits_160_columns(baseline):
     run(["dvc", "exp", "remove", "--all-commits"], baseline)  # the table of this sweep alone, as a user sees it
-    grid = ["-S", "train.lr=0.01,0.0001", "-S", "train.dropout=0.1,0.5"]
+    grid = ["-S", "train.fusion.lr=0.01,0.0001", "-S", "train.fusion.dropout=0.1,0.5"]
     run(["dvc", "exp", "run", "--queue", "-C", "featurestore", *grid], baseline)
     log = run(["dvc", "exp", "run", "--run-all", "-j", "1"], baseline)
     assert "Running stage 'extract'" not in log.stdout + log.stderr
@@ -71,14 +71,14 @@ def test_queued_two_by_two_sweep_table_fits_160_columns(baseline):
     lines = [line for line in shown.splitlines() if line.strip()]
     assert max(len(line) for line in lines) <= 160
     header = lines[1].split()
-    assert {"train.lr", "train.dropout", *HEADLINE} <= set(header), header  # swept keys and figures
+    assert {"train.fusion.lr", "train.fusion.dropout", *HEADLINE} <= set(header), header  # swept keys and figures
     rows = [line for line in lines if re.search(r"\[[a-z]+-[a-z]+\]", line)]
     assert len(rows) >= 4 and not any("…" in line for line in lines), shown
     table = run(["mer", "exps"], baseline, env=narrow).stdout
     print(table)
     assert max(len(line) for line in table.splitlines()) <= 160
     header = next(i for i, line in enumerate(table.splitlines()) if line.startswith("experiment"))
-    assert table.splitlines()[header].split()[:3] == ["experiment", "train.lr", "train.dropout"]
+    assert table.splitlines()[header].split()[:3] == ["experiment", "train.fusion.lr", "train.fusion.dropout"]
     assert all(label.split()[0] in table for label, _ in HEADLINE.values())
     experiments = json.loads(run(["dvc", "exp", "show", "--json"], baseline).stdout)
     best = max(m["headline.json"]["multi"] for m in experiment_metrics(experiments).values())

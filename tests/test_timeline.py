@@ -40,7 +40,7 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 PARAMS = {
     "extract": {"workers": 1},
     "encode": {"features": {"egemaps": {"encoder": "egemaps", "options": {}}, "fer": {"encoder": "fer", "options": {}}}},
-    "train": {"features": {"audio": "egemaps", "visual": "fer"}, "folds": 2, "epochs": 3, "hidden": [16, 8],
+    "train": {"features": {"audio": "egemaps", "visual": "fer"}, "folds": 2, "fusion": {"epochs": 3, "hidden": [16, 8]},
               "feature_norm": "standard", "ablation": [], "seeds": [0]},
 }
 

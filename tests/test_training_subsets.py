@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.config import TrainConfig
+from pipeline.config import FusionParams, TrainConfig
 from pipeline.labels import MER_LABELS, logit_columns
 from pipeline.training.data import Table
 from pipeline.training.run import cv_summary, predictions_frame, run_subset, speaker_groups, usable_subsets
 
-FAST = TrainConfig(features={"audio": "a", "visual": "v", "text": "t"}, folds=3, epochs=6, batch_size=16,
-                   hidden=(16, 8))
+FAST = TrainConfig(features={"audio": "a", "visual": "v", "text": "t"}, folds=3,
+                   fusion=FusionParams(epochs=6, batch_size=16, hidden=(16, 8)))
 DIM = 8
 
 
@@ -39,7 +41,7 @@ def mixed_presence(n: int) -> dict[str, np.ndarray]:
 def test_grouped_folds_never_share_a_speaker_between_train_and_validation():
     tables = {"train": table(90, {"audio": np.ones(90, bool)}, n_speakers=9)}
     speakers = tables["train"].rows["speaker"].to_numpy()
-    grouped, _ = run_subset(tables, "A", TrainConfig(**{**FAST.__dict__, "group_by": "speaker"}), seed=0)
+    grouped, _ = run_subset(tables, "A", replace(FAST, group_by="speaker"), seed=0)
     for k in range(3):
         val = set(speakers[grouped.folds == k])
         assert val and not val & set(speakers[grouped.folds != k]), k
@@ -101,7 +103,7 @@ def test_a_one_modality_corpus_trains_and_predicts_with_that_modality_alone():
     only_text = {"audio": np.zeros(n, bool), "visual": np.zeros(n, bool), "text": np.ones(n, bool)}
     tables = {"train": table(n, only_text), "test1": table(20, {m: p[:20] for m, p in only_text.items()}, seed=1,
                                                                  split="test1")}
-    result, train_ids = run_subset(tables, "T", TrainConfig(**{**FAST.__dict__, "epochs": 40, "lr": 0.01}), seed=0)
+    result, train_ids = run_subset(tables, "T", replace(FAST, fusion=replace(FAST.fusion, epochs=40, lr=0.01)), seed=0)
     assert result.modalities == ("text",) and len(train_ids) == n
     assert np.isfinite(result.tests["test1"].logits).all() and result.cv["f1_weighted"] > 0.3  # 6 classes: chance ~0.17
 
@@ -131,5 +133,5 @@ def test_training_shows_a_bar_on_a_terminal_and_lines_in_a_log(monkeypatch):
         run_subsets(tables, [("A", 0), ("AT", 0)], FAST)
         shown = stderr.getvalue()
         assert "train seed 0, 2 subset(s)" in shown and ("\r" in shown) == bar
-        done = f"{FAST.epochs}/{FAST.epochs}"  # 3 folds train as one fold shard
+        done = f"{FAST.fusion.epochs}/{FAST.fusion.epochs}"  # 3 folds train as one fold shard
         assert done in shown and (f"{done} fold-shard epoch (100%)" in shown) != bar

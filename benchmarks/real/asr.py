@@ -27,7 +27,7 @@ def run(data_dir: Path) -> dict:
         return {"skipped": f"{Path(data_dir) / ravdess.FOLDER} is absent"}
     rows = {}
     for engine, model, language in SETTINGS:
-        asr = make_engine(engine, model, language)
+        asr = make_engine(engine, {"model": model, "language": language})
         start = time.perf_counter()
         hyps = [asr(audio) for audio in data["audio"]]
         seconds = (time.perf_counter() - start) / len(hyps)

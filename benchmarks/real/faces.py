@@ -50,7 +50,7 @@ def corpus_manifest(data: Path, corpus: str) -> pd.DataFrame | None:
 
 
 def extract_with(manifest: pd.DataFrame, root: Path, store: Path, detector: str, options: dict):
-    cfg = ExtractConfig(face_detector=detector, face_options=options, workers=1, executor="local")
+    cfg = ExtractConfig(face_detector=detector, face_options=options, workers=1)
     summary, failures = extract(manifest, root, store, cfg)
     if failures:
         raise RuntimeError(f"{root}: extraction failed for {len(failures)} items, e.g. {failures[0]}")

@@ -1,11 +1,11 @@
 """Speech recognition for items that come without a transcript: a registry of ASR engines.
 
-extract.asr names an engine here, extract.asr_model its model and extract.asr_language the spoken
-language ("" = detected). Audio comes at the pipeline's one rate, SAMPLE_RATE. Engines:
+extract.asr names an engine here and extract.asr_options its options (ASRConfig: the model, the spoken
+language, "" = detected, and the window). Audio comes at the pipeline's one rate, SAMPLE_RATE. Engines:
 - `none`: no recognition; an item without a transcript stays without one.
 - `faster-whisper`: Whisper in CTranslate2 format (pipeline/media/whisper.py); offline by default with
   the packaged multilingual `whisper-base`, or `whisper-tiny.en`, or a converted folder. Clips are
-  transcribed several at a time (`transcribe_batch`); extract.asr_window says what its encoder reads.
+  transcribed several at a time (`transcribe_batch`); its `window` option says what its encoder reads.
 - `whisper`: a transformers Whisper checkpoint by hub id (where cached) or local directory.
 A transcript made here is stored with its source `asr:<engine>:<model>` (extract's `transcript_source`).
 """
@@ -35,7 +35,7 @@ class ASRConfig:
 
     def __post_init__(self):
         if self.window not in whisper.WINDOWS:
-            raise ConfigError(f"extract.asr_window: {self.window!r} is not one of {list(whisper.WINDOWS)}")
+            raise ConfigError(f"extract.asr_options.window: {self.window!r} is not one of {list(whisper.WINDOWS)}")
 
 
 class ASREngine(Component):
@@ -166,7 +166,7 @@ class FasterWhisperASR(ASREngine):
 
 
 class TransformersWhisperASR(ASREngine):
-    """A transformers Whisper checkpoint named by extract.asr_model (hub id where cached, or a local folder)."""
+    """A transformers Whisper checkpoint named by extract.asr_options.model (hub id where cached, or a local folder)."""
 
     name = "whisper"
     default_model = ""
@@ -179,14 +179,14 @@ class TransformersWhisperASR(ASREngine):
             self.pipe = pipeline("automatic-speech-recognition", model=self.model, device="cpu")
         except OSError as err:
             raise OSError(f"Whisper model {self.model!r} is not available here: download it on a connected "
-                          f"machine or set extract.asr_model to a local directory ({err})") from err
+                          f"machine or set extract.asr_options.model to a local directory ({err})") from err
 
     @classmethod
     def available(cls, config: ASRConfig) -> tuple[bool, str]:
         if missing_packages("transformers", "torch"):
             return False, "needs transformers and torch: pip install transformers torch"
         if not config.model:
-            return False, "needs extract.asr_model: a Whisper checkpoint (hub id or local directory)"
+            return False, "needs extract.asr_options.model: a Whisper checkpoint (hub id or local directory)"
         return True, ""
 
     @classmethod
@@ -204,21 +204,19 @@ ASR_ENGINES = Registry("extract.asr", NoASR, FasterWhisperASR, TransformersWhisp
                        options_key="extract.asr_options")
 
 
-def make_config(engine: str, model: str = "", language: str = "", window: str = "clip"
-                ) -> tuple[type[ASREngine], ASRConfig]:
-    return ASR_ENGINES.config(engine, {"model": model, "language": language, "window": window})
+def make_engine(engine: str, options: dict | None = None) -> ASREngine:
+    """The engine, built once per process for each engine and options (extract.asr, extract.asr_options)."""
+    return _engine(*ASR_ENGINES.config(engine, options))
 
 
 @lru_cache(maxsize=2)
-def make_engine(engine: str, model: str = "", language: str = "", window: str = "clip") -> ASREngine:
-    """The engine, built once per process for each (engine, model, language, window)."""
-    return ASR_ENGINES.make(engine, {"model": model, "language": language, "window": window})
+def _engine(cls: type[ASREngine], config: ASRConfig) -> ASREngine:
+    return cls(config)
 
 
-def transcribe(audio: np.ndarray, engine: str, model: str = "", language: str = "", window: str = "clip"
-               ) -> tuple[str | None, str]:
+def transcribe(audio: np.ndarray, engine: str, options: dict | None = None) -> tuple[str | None, str]:
     """(transcript, its source `asr:<engine>:<model>`) of audio at SAMPLE_RATE; (None, "missing") for `none`."""
-    asr = make_engine(engine, model, language, window)
+    asr = make_engine(engine, options)
     return asr(audio), asr.source
 
 

@@ -41,7 +41,7 @@ def exp_states(exp_show: list[dict]) -> Iterator[dict]:
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
-    """{"train": {"lr": 0.1}} -> {"train.lr": 0.1}; lists stay values."""
+    """{"train": {"fusion": {"lr": 0.1}}} -> {"train.fusion.lr": 0.1}; lists stay values."""
     out = {}
     for key, value in tree.items():
         name = f"{prefix}{key}"

@@ -29,9 +29,19 @@ def changed_params(params: Path) -> list[tuple[str, str]]:
     """(section.key, value) for every params.yaml value that differs from the config dataclass's default."""
     rows = []
     for section, raw in load_params(params).items():
-        ours = dataclasses.asdict(build(SECTIONS[section], raw or {}, section))
-        default = dataclasses.asdict(build(SECTIONS[section], {}, section))
-        rows += [(f"{section}.{key}", json.dumps(value)) for key, value in ours.items() if value != default[key]]
+        rows += _changed(build(SECTIONS[section], raw or {}, section), build(SECTIONS[section], {}, section), section)
+    return rows
+
+
+def _changed(ours, default, prefix: str) -> list[tuple[str, str]]:
+    """The differing values of two configs, a nested one (train.fusion) key by key."""
+    values, rows = dataclasses.asdict(ours), []
+    for f in dataclasses.fields(ours):
+        mine, theirs, key = getattr(ours, f.name), getattr(default, f.name), f"{prefix}.{f.name}"
+        if dataclasses.is_dataclass(mine):
+            rows += _changed(mine, theirs, key)
+        elif mine != theirs:
+            rows.append((key, json.dumps(values[f.name])))
     return rows
 
 

@@ -28,8 +28,9 @@ class ModelFamily(Component):
         """The family's Config in the train section."""
 
     @classmethod
-    def cross_validate(cls, jobs: list[CVJob], config, n_classes: int) -> list[CVResult]:
-        """Each job's K-fold CV (same folds, metrics and result shape in every family)."""
+    def cross_validate(cls, jobs: list[CVJob], train: TrainConfig, n_classes: int) -> list[CVResult]:
+        """Each job's K-fold CV (same folds, metrics and result shape in every family), with the family's
+        section of `train` and the run knobs it uses."""
 
     @classmethod
     def save(cls, ensemble, folder: Path) -> dict:
@@ -52,17 +53,17 @@ class Fusion(ModelFamily):
 
     @classmethod
     def section(cls, train: TrainConfig) -> FusionParams:
-        return train
+        return train.fusion
 
     @classmethod
     def library_versions(cls, config) -> dict[str, str]:
         return versions("torch", "numpy", "safetensors")
 
     @classmethod
-    def cross_validate(cls, jobs, config: FusionParams, n_classes: int) -> list[CVResult]:
+    def cross_validate(cls, jobs, train: TrainConfig, n_classes: int) -> list[CVResult]:
         from pipeline.training import fusion
 
-        return fusion.cross_validate(jobs, fusion.FusionRun(config, n_classes=n_classes))
+        return fusion.cross_validate(jobs, fusion.FusionRun(cls.section(train), n_classes=n_classes, device=train.device))
 
     @classmethod
     def save(cls, ensemble, folder: Path) -> dict:
@@ -103,10 +104,10 @@ class LightGBM(ModelFamily):
         return versions("lightgbm", "numpy")
 
     @classmethod
-    def cross_validate(cls, jobs, config: LightGBMParams, n_classes: int) -> list[CVResult]:
+    def cross_validate(cls, jobs, train: TrainConfig, n_classes: int) -> list[CVResult]:
         from pipeline.training import lgbm
 
-        return lgbm.cross_validate(jobs, lgbm.LightGBMRun(config, n_classes=n_classes))
+        return lgbm.cross_validate(jobs, lgbm.LightGBMRun(cls.section(train), n_classes=n_classes))
 
     @classmethod
     def save(cls, ensemble, folder: Path) -> dict:

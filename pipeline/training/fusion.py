@@ -77,11 +77,12 @@ EVAL_CHUNK = 4096  # test rows per forward: bounds the (K, rows, d) activations 
 
 @dataclass(frozen=True)
 class FusionRun:
-    """A fusion cross-validation's settings: the train.* params section plus what a run decides."""
+    """A fusion cross-validation's settings: the train.fusion params plus what a run decides."""
     params: FusionParams = field(default_factory=FusionParams)
     n_classes: int = field(kw_only=True)  # the run's label set's size
     ce_weight: float = 1.0
     mse_weight: float = 1.0
+    device: str = "cpu"              # train.device
     threads: int = 0                 # cores (0 = every core): on CPU the folds train in that many shards side by
                                      # side, each on one torch thread (benchmarks/bench_train.py: at batch-32 shapes
                                      # one thread per shard beats threads inside a matmul); results do not depend on it
@@ -136,7 +137,7 @@ def build_model(dims, run: FusionRun, seed: int, n_models: int | None) -> Attent
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AttentionFusion(dims, run.n_classes, p.hidden, p.dropout, p.attention_norm, n_models)
-    return model.to(p.device)
+    return model.to(run.device)
 
 
 class _FoldAdam:
@@ -151,7 +152,7 @@ class _FoldAdam:
         self.params = list(model.parameters())
         self.lr, self.weight_decay = params.lr, params.weight_decay
         folds = range(model.n_models)
-        self.steps = torch.zeros(model.n_models, device=params.device)
+        self.steps = torch.zeros(model.n_models, device=self.params[0].device)
         exp_avg = [torch.zeros_like(p) for p in self.params]
         exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         self.p = [[p.detach()[k] for p in self.params] for k in folds]   # [fold][param] views
@@ -218,7 +219,7 @@ def _epoch(train, gens, data: _Inputs, tg: _Targets, batch: int) -> _Epoch:
 
 def _batch_loss(model: SubsetFusion, xs, present, y, v, has_v, coef, run: FusionRun) -> torch.Tensor:
     """(K, S) loss per fold and subset: sum over rows of coef * (ce_w * CE + mse_w * has_v * squared error), in fp32."""
-    with autocast(run.params):
+    with autocast(run.params.precision, run.device):
         out = model(xs, present)
     logits, valence = out.logits.float(), out.valence.float()                     # (K, S, B, C), (K, S, B)
     ce = F.cross_entropy(logits.flatten(0, 2), y.unsqueeze(1).expand(valence.shape).flatten(),
@@ -231,7 +232,7 @@ def _train_epoch(model, opt: _FoldAdam, epoch: _Epoch, data: _Inputs, run: Fusio
     """One epoch for every fold; returns each fold's and subset's mean batch loss, (K, S)."""
     model.train()
     b = run.params.batch_size
-    total = torch.zeros(len(epoch.y), len(model.uses), device=run.params.device)
+    total = torch.zeros(len(epoch.y), len(model.uses), device=run.device)
     buffers = [x.new_empty(len(epoch.y) * b, x.shape[1]) for x in data.xs]  # each step's features, overwritten
     for s in range(epoch.steps):
         interrupts.check()   # fold shards train in threads, which a Ctrl-C reaches only through this flag
@@ -322,7 +323,7 @@ def _predict_stacked(model: AttentionFusion, data: _Inputs, k: int) -> tuple[np.
 def cross_validate(jobs: list[CVJob], run: FusionRun) -> list[CVResult]:
     """K-fold CV of AttentionFusion for each job, over the modalities of its X (in X's key order). Jobs on
     the same rows, folds and seed (ablation subsets of one corpus) train together as one SubsetFusion."""
-    check_runtime(run.params)
+    check_runtime(run.params.precision, run.device)
     results: list[CVResult | None] = [None] * len(jobs)
     for group in job_groups(jobs):
         for i, result in zip(group, _cross_validate([jobs[i] for i in group], run)):
@@ -372,11 +373,11 @@ def _cross_validate(jobs: list[CVJob], run: FusionRun) -> list[CVResult]:
     shards = fold_shards(k, run)
     with torch_threads(1 if len(shards) > 1 else run.threads):
         data = model_inputs({m: reader[m].X[m] for m in order}, {m: _present(reader[m], m) for m in order}, order,
-                            p.device)
-        tg = targets(a.y, a.v, a.w, p.device)
+                            run.device)
+        tg = targets(a.y, a.v, a.w, run.device)
         models = [build_model([job.X[m].shape[1] for m in job.X], run, job.seed, k) for job in jobs]
         model = SubsetFusion.from_models(models, [[order.index(m) for m in job.X] for job in jobs],
-                                         [x.shape[1] for x in data.xs]).to(p.device)
+                                         [x.shape[1] for x in data.xs]).to(run.device)
         model.seed_dropout([int(np.random.SeedSequence([job.seed, k]).generate_state(1)[0]) for job in jobs])
         with progress(p.epochs * len(shards), f"train seed {jobs[0].seed}, {len(jobs)} subset(s)",
                       "fold-shard epoch") as bar:
@@ -388,7 +389,7 @@ def _cross_validate(jobs: list[CVJob], run: FusionRun) -> list[CVResult]:
         results = []
         for job, ai, ensemble, tracker, curve in zip(jobs, inputs, models, trackers, curves):
             ensemble.load_state_dict(tracker.weights)
-            tests = {name: predict_folds(ensemble, ts, ai.modalities, p.device) for name, ts in job.tests.items()}
+            tests = {name: predict_folds(ensemble, ts, ai.modalities, run.device) for name, ts in job.tests.items()}
             result = _result("fusion", ai, tracker, curve, tests, run.n_classes)
             result.ensemble = ensemble.cpu().eval()  # checkpoints and `mer predict` read CPU weights
             results.append(result)
@@ -401,7 +402,7 @@ def fold_shards(k: int, run: FusionRun) -> list[range]:
     folds: torch runs a lone fold's batched matmuls through another kernel, whose last bits differ, and the
     results must not depend on the sharding."""
     cores = run.threads if run.threads > 0 else available_cores()
-    n = min(cores, max(1, k // 2)) if torch.device(run.params.device).type == "cpu" else 1
+    n = min(cores, max(1, k // 2)) if torch.device(run.device).type == "cpu" else 1
     return [range(g[0], g[-1] + 1) for g in np.array_split(np.arange(k), n)]
 
 

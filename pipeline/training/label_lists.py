@@ -7,7 +7,7 @@ suffix fold inside the vocabulary ("sadly", "sadness" -> "sad" when "sad" is a w
 seen fewer than `min_count` times are left out.
 
 Model: the attention fusion of the discrete model (same features, z-scoring, hidden sizes, dropout and
-Adam settings, train.*) with one logit per word, trained multi-label with binary cross-entropy, K folds
+Adam settings, train.fusion) with one logit per word, trained multi-label with binary cross-entropy, K folds
 stacked in one model; each fold keeps the epoch of its lowest validation loss. The out-of-fold
 probabilities choose the rule that turns probabilities into a list, the one with the best mean per-clip
 F1 over the vocabulary: the top k words (k = 1 .. max_labels), or every word above a threshold (at most

@@ -91,7 +91,7 @@ def run_subsets(tables: dict[str, Table], runs: list[tuple[str, int]],
 def cross_validate(cfg: TrainConfig, jobs: list[CVJob], n_classes: int) -> list[CVResult]:
     """The jobs cross-validated by the model family train.model names: same folds, metrics and outputs."""
     chosen = family(cfg.model)
-    return chosen.cross_validate(jobs, chosen.section(cfg), n_classes)
+    return chosen.cross_validate(jobs, cfg, n_classes)
 
 
 def subset_job(tables: dict[str, Table], subset: str, cfg: TrainConfig, seed: int, extra: Table | None = None,

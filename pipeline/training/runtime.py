@@ -1,4 +1,4 @@
-"""Where and how training runs: cores, torch threads, device and precision (train.device, train.precision)."""
+"""Where and how training runs: cores, torch threads, device and precision (train.device, train.fusion.precision)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import torch
 
-from pipeline.config import ConfigError, FusionParams
+from pipeline.config import ConfigError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
@@ -30,16 +30,16 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.use_deterministic_algorithms(deterministic)
 
 
-def check_runtime(params: FusionParams) -> None:
-    """train.precision and train.device, checked before any work."""
-    if params.precision not in PRECISIONS:
-        raise ConfigError(f"train.precision: {params.precision!r} is not one of {', '.join(PRECISIONS)}")
-    if params.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: {params.device!r}, but torch sees no CUDA device; install a CUDA build of "
+def check_runtime(precision: str, device: str) -> None:
+    """train.fusion.precision and train.device, checked before any work."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"train.fusion.precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: {device!r}, but torch sees no CUDA device; install a CUDA build of "
                           "torch or set train.device: cpu")
 
 
-def autocast(params: FusionParams):
+def autocast(precision: str, device: str):
     """The training forward's precision: fp32, or bf16 matmuls under autocast (weights stay fp32)."""
-    dtype = PRECISIONS[params.precision]
-    return torch.autocast(torch.device(params.device).type, dtype=dtype, enabled=dtype is not None)
+    dtype = PRECISIONS[precision]
+    return torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype is not None)
