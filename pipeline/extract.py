@@ -13,11 +13,9 @@ detection.
 
 from __future__ import annotations
 
-import json
 import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -25,9 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import ExtractConfig
-from pipeline.executors import EXECUTORS, run_tasks
-from pipeline.media.asr import ASR_ENGINES, make_engine
-from pipeline.media.asr import make_config as asr_config
+from pipeline.executors import run_tasks
 from pipeline.media.decode import (
     IMAGE_SUFFIXES,
     SAMPLE_RATE,
@@ -39,7 +35,8 @@ from pipeline.media.decode import (
     read_frames,
     read_image,
 )
-from pipeline.media.faces import DETECTORS, FaceTrack, extract_faces, make_detector
+from pipeline.media.faces import FaceTrack, extract_faces
+from pipeline.registry import loaded
 from pipeline.store.media import MediaItem, MediaStore, digest, params_hash
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"}
@@ -88,7 +85,7 @@ def output_params(cfg: ExtractConfig) -> dict:
     """What shapes a store item: the output keys, and the audio rate (a constant, recorded all the same).
     asr_window only where the ASR engine reads it: it came later and shapes nothing else."""
     params = {k: v for k, v in asdict(cfg).items() if k in OUTPUT_KEYS and LATER_KEYS.get(k, object()) != v}
-    if not ASR_ENGINES.lookup(cfg.asr).reads_window:
+    if not cfg.asr.cls.reads_window:
         params.pop("asr_window")
     return params | {"sample_rate": SAMPLE_RATE}
 
@@ -109,9 +106,7 @@ def wanted_rows(manifest: pd.DataFrame, cfg: ExtractConfig, corruption: ViewCorr
 def extract(manifest: pd.DataFrame, root: Path, store_path: Path, cfg: ExtractConfig,
             corruption: ViewCorruption | None = None) -> tuple[dict, list[dict]]:
     """Bring one view's store up to date with the manifest; returns (summary, failures)."""
-    DETECTORS.config(cfg.face_detector, cfg.face_options)  # a bad name or option fails here, not per clip
-    asr_config(*_asr_key(cfg))
-    executor = EXECUTORS.make(cfg.executor, cfg.executor_options)
+    executor = cfg.executor.make()
     store = MediaStore(store_path).create()
     store.parts.remove_uncommitted()
     wanted = wanted_rows(manifest, cfg, corruption)
@@ -204,14 +199,14 @@ def transcribe_items(items: list[MediaItem], cfg: ExtractConfig) -> tuple[list[M
         if isinstance(text, Exception):
             failures.append(_failure(item.sample_id, text))
         else:
-            item.transcript, item.transcript_source = text, make_engine(*_asr_key(cfg)).source
+            item.transcript, item.transcript_source = text, loaded(cfg.asr).source
     failed = {f["sample_id"] for f in failures}
     return [item for item in items if item.sample_id not in failed], failures
 
 
 def _transcribe(cfg: ExtractConfig, audios: list[np.ndarray]) -> list[str | None]:
     with step("asr"):
-        return make_engine(*_asr_key(cfg)).transcribe_batch(audios)
+        return loaded(cfg.asr).transcribe_batch(audios)
 
 
 def _transcribe_or_error(cfg: ExtractConfig, audio: np.ndarray) -> str | None | Exception:
@@ -221,18 +216,9 @@ def _transcribe_or_error(cfg: ExtractConfig, audio: np.ndarray) -> str | None | 
         return err
 
 
-def _asr_key(cfg: ExtractConfig) -> tuple[str, str, str, str]:
-    return cfg.asr, cfg.asr_model, cfg.asr_language, cfg.asr_window
-
-
 def face_detector(cfg: ExtractConfig):
     """The configured detector, loaded once per worker process."""
-    return _detector(cfg.face_detector, json.dumps(cfg.face_options, sort_keys=True))
-
-
-@lru_cache(maxsize=2)
-def _detector(name: str, options: str):  # options as JSON: a dict cannot key the cache
-    return make_detector(name, **json.loads(options))
+    return loaded(cfg.face_detector)
 
 
 def extract_item(row: dict, root: Path, cfg: ExtractConfig, detector, corrupt=None) -> MediaItem:

@@ -22,7 +22,6 @@ from pipeline.config import ConfigError, TrainConfig
 from pipeline.labels import logit_columns
 from pipeline.training.cv import CVResult, TestSet
 from pipeline.training.data import Table, load_table, parse_subset, standardize
-from pipeline.training.families import family
 from pipeline.training.folds import CVJob, make_folds
 
 TEST_SPLITS = ("test1", "test2", "test3")
@@ -51,8 +50,6 @@ def load_tables(manifest: pd.DataFrame, views: Views, features: dict[str, Path],
                 labels: tuple[str, ...]) -> dict[str, Table]:
     """'train' plus one table per test split and view, named '<split>' (clean) or '<split>@<view>';
     with feature_norm 'standard', every table is z-scored with the training items' statistics."""
-    if feature_norm not in ("none", "standard"):
-        raise ConfigError(f"train.feature_norm: {feature_norm!r} is not one of none, standard")
     tables = {"train": load_table(manifest[manifest["split"] == "train"], views.clean, features, labels, require=True)}
     for split in TEST_SPLITS:
         rows = manifest[manifest["split"] == split]
@@ -88,7 +85,7 @@ def run_subsets(tables: dict[str, Table], runs: list[tuple[str, int]],
 
 def cross_validate(cfg: TrainConfig, jobs: list[CVJob], n_classes: int) -> list[CVResult]:
     """The jobs cross-validated by the model family train.model names: same folds, metrics and outputs."""
-    chosen = family(cfg.model)
+    chosen = cfg.model.cls
     return chosen.cross_validate(jobs, chosen.section(cfg), n_classes)
 
 

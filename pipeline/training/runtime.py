@@ -1,4 +1,5 @@
-"""Where and how training runs: cores, torch threads, device and precision (train.device, train.precision)."""
+"""Where and how training runs: cores, torch threads and precision (train.precision; it and train.device are
+checked when params load)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from contextlib import contextmanager
 
 import torch
 
-from pipeline.config import ConfigError, FusionParams
+from pipeline.config import FusionParams
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
@@ -28,15 +29,6 @@ def torch_threads(n: int) -> Iterator[None]:
     finally:
         torch.set_num_threads(before)
         torch.use_deterministic_algorithms(deterministic)
-
-
-def check_runtime(params: FusionParams) -> None:
-    """train.precision and train.device, checked before any work."""
-    if params.precision not in PRECISIONS:
-        raise ConfigError(f"train.precision: {params.precision!r} is not one of {', '.join(PRECISIONS)}")
-    if params.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: {params.device!r}, but torch sees no CUDA device; install a CUDA build of "
-                          "torch or set train.device: cpu")
 
 
 def autocast(params: FusionParams):
