@@ -87,7 +87,7 @@ def resolve_device(value: str, key: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if not torch.cuda.is_available():
         raise ConfigError(f"{key}: {value!r}, but torch sees no CUDA device; install a CUDA build of torch "
-                          f"(README \"Running on a GPU\") or set {key}: cpu")
+                          f"(docs/gpu.md) or set {key}: cpu")
     return value
 
 
