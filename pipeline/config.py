@@ -7,6 +7,7 @@ its own section, unknown keys are rejected with the key's name, and nothing is w
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +23,77 @@ from pipeline.modalities import ALL_SUBSETS, MODALITIES, SUBSET_RULE, is_subset_
 
 class ConfigError(MerError, ValueError):
     """params.yaml does not match what the code expects."""
+
+
+class Choice(str):
+    """A component's name as params.yaml gives it (records and hashes see that very string), resolved by
+    its registry when the section is built: `cls`, the component's class, and `config`, its Config built
+    from the options. Users of a section never look a name up again."""
+    cls: type
+    config: Any
+
+    def make(self, **runtime):
+        """An instance (Unavailable where it cannot run here); runtime knobs never shape an output."""
+        return self.cls(self.config, **runtime)
+
+    def library_versions(self) -> dict[str, str]:
+        """The versions of the libraries this component runs with these options (its fingerprint's)."""
+        return self.cls.library_versions(self.config)
+
+
+def choice(registry: str, default: Any = dataclasses.MISSING) -> Any:
+    """A field naming an entry of `registry` ("module:NAME"); its options are in the field the registry's
+    options_key names. Module paths keep this module free of the components' imports."""
+    return field(default=default, metadata={"registry": registry})
+
+
+def device(key: str, default: str) -> Any:
+    """A torch device field (params key `key`): auto | cpu | cuda | cuda:N, resolved when built."""
+    return field(default=default, metadata={"device": key})
+
+
+class Resolved:
+    """Base of the configs with choice or device fields: each is checked and resolved once, when built."""
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            if "registry" in f.metadata:
+                object.__setattr__(self, f.name, self._resolve(f))
+            elif "device" in f.metadata:
+                object.__setattr__(self, f.name, resolve_device(getattr(self, f.name), f.metadata["device"]))
+
+    def _resolve(self, f: dataclasses.Field) -> Choice:
+        module, _, name = f.metadata["registry"].partition(":")
+        registry = getattr(importlib.import_module(module), name)
+        options = getattr(self, registry.options_key.rpartition(".")[2]) if registry.options_key else {}
+        value = Choice(getattr(self, f.name))
+        value.cls, value.config = registry.config(value, options)
+        return value
+
+    def choices(self) -> list[Choice]:
+        """The Choice values of this config and of the configs it holds."""
+        found = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            for v in value.values() if isinstance(value, dict) else [value]:
+                found += [v] if isinstance(v, Choice) else v.choices() if isinstance(v, Resolved) else []
+        return found
+
+
+def resolve_device(value: str, key: str) -> str:
+    """auto: cuda when torch sees a GPU, else cpu; cuda (or cuda:N) without one fails here, with the fix."""
+    if value not in ("auto", "cpu", "cuda") and not (value.startswith("cuda:") and value[5:].isdigit()):
+        raise ConfigError(f"{key}: {value!r} is not a device; allowed: auto, cpu, cuda, cuda:N")
+    if value == "cpu":
+        return value   # no torch import for the common case
+    import torch
+
+    if value == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        raise ConfigError(f"{key}: {value!r}, but torch sees no CUDA device; install a CUDA build of torch "
+                          f"(docs/gpu.md) or set {key}: cpu")
+    return value
 
 
 @dataclass(frozen=True)
@@ -48,8 +120,8 @@ class DemoConfig:
 
 
 @dataclass(frozen=True)
-class PrepareConfig:
-    adapter: str = "demo"            # a name in pipeline.datasets.ADAPTERS (`mer doctor` lists them)
+class PrepareConfig(Resolved):
+    adapter: str = choice("pipeline.datasets:ADAPTERS", "demo")   # `mer doctor` lists the adapters
     root: str = "data/demo"          # corpus root; every media path must stay inside it
     options: dict[str, Any] = field(default_factory=dict)  # the adapter's Config options (`mer doctor` lists them)
     label_map: dict[str, str] = field(default_factory=dict)  # corpus label -> project label ("" = leave out)
@@ -57,29 +129,30 @@ class PrepareConfig:
     labels: tuple[str, ...] = MER_LABELS  # the project's label set, in model order
 
     def __post_init__(self):
+        super().__post_init__()
         wrong = {k: v for k, v in self.label_map.items() if v != "" and v not in self.labels}
         if wrong:
             raise ConfigError(f"prepare.label_map maps onto labels outside prepare.labels {list(self.labels)}: {wrong}")
 
 
 @dataclass(frozen=True)
-class ExtractOutputs:
+class ExtractOutputs(Resolved):
     """The extract.* keys that shape what extraction produces: a store item's params hash, the params of
     the stages that extract in dvc.yaml and a checkpoint's record of how its clips were extracted (so
     `mer predict` extracts new clips the same way) all list exactly these."""
     fps: float = 5.0
     max_frames: int = 32
     face_size: int = 112
-    face_detector: str = "blazeface"  # a name in pipeline.media.faces.DETECTORS (`mer doctor` lists them)
+    face_detector: str = choice("pipeline.media.faces:DETECTORS", "blazeface")  # `mer doctor` lists them
     face_options: dict[str, Any] = field(default_factory=dict)  # that detector's Config options
     face_source: str = "detect"      # detect (in the decoded frames) | shipped (the corpus's aligned faces, face_path)
     audio_source: str = "video"      # video (its decoded audio track) | shipped (the corpus's own audio, audio_path)
-    asr: str = "none"                # a name in pipeline.media.asr.ASR_ENGINES: none | faster-whisper | whisper
+    asr: str = choice("pipeline.media.asr:ASR_ENGINES", "none")  # none | faster-whisper | whisper
     asr_options: dict[str, Any] = field(default_factory=dict)  # that engine's Config options: model, language, window
 
 
 @dataclass(frozen=True)
-class ExtractRuntime:
+class ExtractRuntime(Resolved):
     """The extract.* knobs of how extraction runs; no item depends on them."""
     workers: int = 0                 # local processes; 0 = all cores
     clips_per_part: int = 64
@@ -93,11 +166,11 @@ class ExtractConfig(ExtractRuntime, ExtractOutputs):
 
 
 @dataclass(frozen=True)
-class CorruptConfig:
+class CorruptConfig(Resolved):
     splits: tuple[str, ...] = ("test2",)
     snr_db: tuple[int, ...] = (5, 6, 7, 8, 9, 10)
     blur: tuple[int, ...] = (1, 2, 4)
-    noise_source: str = "babble"     # a name in pipeline.corrupt.NOISE_SOURCES: babble | white | pink | folder
+    noise_source: str = choice("pipeline.corrupt:NOISE_SOURCES", "babble")  # babble | white | pink | folder
     noise_options: dict[str, Any] = field(default_factory=dict)  # that source's Config options, e.g. folder: {dir: ...}
     reencode: bool = False
     robustness_snr_db: tuple[float, ...] = ()   # extra fixed-SNR views for robustness curves
@@ -106,26 +179,26 @@ class CorruptConfig:
 
 
 @dataclass(frozen=True)
-class EncoderSpec:
-    encoder: str
+class EncoderSpec(Resolved):
+    encoder: str = choice("pipeline.encoders:ENCODERS")
     options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class EncodeConfig:
+class EncodeConfig(Resolved):
     features: dict[str, EncoderSpec] = field(default_factory=dict)  # feature name -> encoder
     batch_size: int = 16
-    device: str = "auto"             # auto | cpu | cuda
+    device: str = device("encode.device", "auto")   # auto | cpu | cuda | cuda:N
     max_failure_rate: float = 0.1
     items_per_part: int = 256        # items per task and per committed store part (the unit of resume)
     workers: int = 1                 # 1: one process, torch on all cores; N: N single-threaded processes (run.executor)
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(Resolved):
     """params.yaml's run section: where the stages that cut their items into store parts (extract, corrupt,
     encode) send their tasks; no output depends on it."""
-    executor: str = "local"          # a name in pipeline.executors.EXECUTORS: local | dask
+    executor: str = choice("pipeline.executors:EXECUTORS", "local")  # local | dask
     executor_options: dict[str, Any] = field(default_factory=dict)  # that executor's Config options
 
 
@@ -162,12 +235,9 @@ class FineGrainedParams:
     max_labels: int = 5              # the most words a predicted list holds
 
 
-MODELS = ("fusion", "lightgbm")
-
-
 @dataclass(frozen=True)
-class TrainConfig:
-    model: str = "fusion"            # fusion | lightgbm
+class TrainConfig(Resolved):
+    model: str = choice("pipeline.training.families:FAMILIES", "fusion")  # fusion | lightgbm
     features: dict[str, str] = field(default_factory=dict)  # modality -> feature name
     folds: int = 5
     group_by: Literal["", "speaker"] = ""
@@ -178,7 +248,7 @@ class TrainConfig:
     seeds: tuple[int, ...] = (0,)
     ablation: tuple[str, ...] = ALL_SUBSETS
     # what only steers the run:
-    device: str = "cpu"              # cpu | cuda: where the fusion trains
+    device: str = device("train.device", "cpu")     # auto | cpu | cuda | cuda:N: where the fusion trains
 
 
 @dataclass(frozen=True)
@@ -198,8 +268,8 @@ class PseudolabelConfig:
 
 
 @dataclass(frozen=True)
-class EvaluateConfig:
-    protocol: str = "mer2023"        # a name in pipeline.protocols.PROTOCOLS: mer2023 | semi | fg
+class EvaluateConfig(Resolved):
+    protocol: str = choice("pipeline.protocols:PROTOCOLS", "mer2023")  # mer2023 | semi | fg
     wheel: str = ""                  # fg: the folder of the organisers' emotion-wheel files
     noise_view: str = "noisy"        # the view MER-NOISE (test2) is scored on: a corrupt view, or "clean"
                                      # (test2 as the corpus has it)
@@ -259,7 +329,7 @@ RANGES: dict[str, tuple] = {
     "encode.workers": at_least(1),
     "train.fusion.epochs": at_least(1), "train.fusion.batch_size": at_least(1), "train.fusion.lr": above(0),
     "train.fusion.weight_decay": at_least(0), "train.fusion.dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "train.fusion.hidden": listed(at_least(1)), "train.model": one_of(*MODELS), "train.folds": at_least(2),
+    "train.fusion.hidden": listed(at_least(1)), "train.folds": at_least(2),
     "train.seeds": listed(), "train.ablation": each((is_subset_code, SUBSET_RULE)),
     "train.features": MODALITY_FEATURES,
     "train.lightgbm.n_estimators": at_least(1), "train.lightgbm.learning_rate": above(0),

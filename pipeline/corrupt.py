@@ -297,7 +297,7 @@ def make_source(view: CorruptedView, babble_ids: Iterable[str] = (),
     their clean audio."""
     if not view.noise:
         return None
-    return NOISE_SOURCES.make(view.cfg.noise_source, view.cfg.noise_options, ids=tuple(babble_ids), load=load)
+    return view.cfg.noise_source.make(ids=tuple(babble_ids), load=load)
 
 
 def corrupt_audio(

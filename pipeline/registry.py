@@ -6,6 +6,7 @@ missing, all of one kind in one `Registry`, looked up by the name params.yaml gi
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, ClassVar
 
 from pipeline.config import ConfigError, build
@@ -44,11 +45,12 @@ class Component:
 class Registry(dict):
     """name -> Component class, for one kind of thing chosen by the params key `key`."""
 
-    def __init__(self, key: str, *classes: type[Component], options_key: str = ""):
+    def __init__(self, key: str, *classes: type[Component], options_key: str = "", runtime_keys: tuple = ()):
         super().__init__((cls.name, cls) for cls in classes)
         (self.kind,) = {cls.kind for cls in classes}
         self.key = key      # the params.yaml key that chooses one, e.g. extract.face_detector
         self.options_key = options_key   # the config attribute holding its options, e.g. extract.face_options
+        self.runtime_keys = runtime_keys  # options that steer the run, never the output: kept out of the Config
 
     def lookup(self, name: str) -> type:
         if name not in self:
@@ -58,7 +60,8 @@ class Registry(dict):
     def config(self, name: str, options: dict[str, Any] | None = None) -> tuple[type, Any]:
         """(class, its Config built from options); loads nothing."""
         cls = self.lookup(name)
-        return cls, build(cls.Config, dict(options or {}), where=f"{self.kind} {name}")
+        options = {k: v for k, v in (options or {}).items() if k not in self.runtime_keys}
+        return cls, build(cls.Config, options, where=self.options_key or f"{self.kind} {name}")
 
     def make(self, name: str, options: dict[str, Any] | None = None, **runtime):
         """An instance of `name` built from its options (Unavailable when it cannot run here);
@@ -82,6 +85,25 @@ class Registry(dict):
             label = f"{self.kind} {name}" + (f" ({self.key})" if name == chosen else "")
             rows.append((label, ok, why if not ok or why else summary(cls)))
         return rows
+
+
+def check_available(config) -> None:
+    """Each component a loaded config chooses can run here, else Unavailable with how to install it: the
+    stage that runs them calls it at start, so loading another stage's section never needs them."""
+    for choice in config.choices():
+        ok, why = choice.cls.available(choice.config)
+        if not ok:
+            raise Unavailable(f"{choice.cls.kind} {choice}: {why}")
+
+
+def loaded(choice) -> Component:
+    """The component a config's resolved Choice names, built once per process (its Config keys the cache)."""
+    return _loaded(choice.cls, choice.config)
+
+
+@lru_cache(maxsize=8)
+def _loaded(cls: type[Component], config) -> Component:
+    return cls(config)
 
 
 def summary(cls: type) -> str:

@@ -25,13 +25,13 @@ import numpy as np
 import pandas as pd
 
 from pipeline.extract import face_detector, item_fingerprint
-from pipeline.media.asr import transcribe
 from pipeline.media.decode import SAMPLE_RATE, file_hash
 from pipeline.media.faces import iou
 from pipeline.media.speakers import MIN_IOU, choose_speaker, link, track_crops
 from pipeline.predict import Settings, prob_columns, score_media, settings
 from pipeline.progress import progress
 from pipeline.recordings import Segment, SegmentConfig, SegmentMedia, find_segments, segment_media
+from pipeline.registry import loaded
 from pipeline.store.lock import store_lock
 from pipeline.store.media import MediaItem, MediaStore, digest
 from pipeline.training import checkpoint
@@ -125,7 +125,8 @@ def segment_item(seg: SegmentMedia, sample_id: str, source_hash: str, settings_h
     if seg.segment.text:
         item.transcript, item.transcript_source = seg.segment.text, "given"
     elif seg.audio is not None and len(seg.audio):
-        item.transcript, item.transcript_source = transcribe(seg.audio, found.extract.asr, found.extract.asr_options)
+        asr = loaded(found.extract.asr)
+        item.transcript, item.transcript_source = asr(seg.audio), asr.source
     return item, reason
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import zarr
 
-from pipeline.config import ConfigError, load_section
-from pipeline.corrupt import NOISE_SOURCES
+from pipeline.config import load_section
 from pipeline.corrupt_views import extract_views
 from pipeline.failures import write_failures
 from pipeline.inputs import read_manifest
+from pipeline.registry import check_available
 from pipeline.store.lock import store_lock
 
 
@@ -22,9 +22,7 @@ def run(params: Path, *, manifest: Path, clean: Path, out: Path, failures: Path)
     cfg = load_section("corrupt", params)
     extract_cfg = load_section("extract", params)
     seed = load_section("base", params).seed
-    ok, why = NOISE_SOURCES.available(cfg.noise_source, cfg.noise_options)   # fails here, not per clip
-    if not ok:
-        raise ConfigError(why if why.startswith("corrupt.") else f"corrupt.noise_source {cfg.noise_source}: {why}")
+    check_available(cfg)   # fails here, not per clip
     root = Path(load_section("prepare", params).root)
     every = read_manifest(manifest)
     rows = every[every["split"].isin(cfg.splits)]

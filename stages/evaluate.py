@@ -17,13 +17,13 @@ from pipeline import outputs
 from pipeline.config import load_section
 from pipeline.inputs import PREDICTIONS_NEED, PSEUDOLABEL, TRAIN, read_manifest, read_record, read_table
 from pipeline.labels import LIST_COLUMN, manifest_labels
-from pipeline.protocols import PROTOCOLS, Scored
+from pipeline.protocols import Scored
 
 
 def run(params: Path, *, manifest: Path, predictions: Path, semi_predictions: Path, cv_metrics: Path,
         out: Path, submissions: Path, label_lists: Path | None = None) -> dict:
     cfg = load_section("evaluate", params)
-    protocol = PROTOCOLS.lookup(cfg.protocol)
+    protocol = cfg.protocol.cls
     rows = read_manifest(manifest)
     cv = read_record(cv_metrics, TRAIN, ("main_subset", "over_seeds", "runs"))
     main = cv["main_subset"]

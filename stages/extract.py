@@ -7,11 +7,13 @@ from pipeline.config import load_section
 from pipeline.extract import extract
 from pipeline.failures import write_failures
 from pipeline.inputs import read_manifest
+from pipeline.registry import check_available
 from pipeline.store.lock import store_lock
 
 
 def run(params: Path, *, manifest: Path, store: Path, failures: Path, faces: Path) -> dict:
     cfg = load_section("extract", params)
+    check_available(cfg)   # fails here, not per clip
     root = Path(load_section("prepare", params).root)
     with store_lock(store):
         rows = read_manifest(manifest)

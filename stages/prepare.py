@@ -4,7 +4,10 @@ from pathlib import Path
 
 from pipeline.config import load_section
 from pipeline.datasets.prepare import PrepareResult, prepare
+from pipeline.registry import check_available
 
 
 def run(params: Path, *, manifest: Path, rejects: Path) -> PrepareResult:
-    return prepare(load_section("prepare", params), manifest, rejects)
+    cfg = load_section("prepare", params)
+    check_available(cfg)
+    return prepare(cfg, manifest, rejects)

@@ -217,12 +217,17 @@ def params_leaves(raw: dict, cls: type, prefix: str) -> list[tuple[str, str]]:
 
 def attributes_read() -> set[str]:
     """Names read as an attribute (`x.name`) anywhere in pipeline/ and stages/, outside config.py, where
-    the fields are declared."""
-    names = set()
+    the fields are declared (but for its properties, which read them for their users), and the options
+    fields each registry reads when params load."""
+    from pipeline.doctor import registries
+
+    names = {registry.options_key.rpartition(".")[2] for registry in registries()}
     for path in [*(REPO / "pipeline").rglob("*.py"), *(REPO / "stages").glob("*.py")]:
+        tree = ast.parse(path.read_text())
         if path == REPO / "pipeline" / "config.py":
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
+            tree = ast.Module([f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
+                               and any(getattr(d, "id", "") == "property" for d in f.decorator_list)], [])
+        for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
                 names.add(node.attr)
     return names

@@ -486,7 +486,7 @@ def test_large_frames_are_downscaled_on_decode(tmp_path):
     ("train", {"folds": 1}, "train.folds: 1 is out of range; allowed: >= 2"),
     ("train", {"fusion": {"hidden": []}}, "train.fusion.hidden: () is out of range; allowed: a non-empty list of values >= 1"),
     ("train", {"seeds": []}, "train.seeds: () is out of range; allowed: a non-empty list"),
-    ("train", {"model": "lgbm"}, "train.model: 'lgbm' is out of range; allowed: one of 'fusion', 'lightgbm'"),
+    ("train", {"model": "lgbm"}, "train.model: unknown model family 'lgbm'; known: fusion, lightgbm"),
     ("train", {"lightgbm": {"subsample": 0}}, "train.lightgbm.subsample: 0.0 is out of range; allowed: in (0, 1]"),
     ("extract", {"fps": 0}, "extract.fps: 0.0 is out of range; allowed: > 0"),
     ("extract", {"clips_per_part": 0}, "extract.clips_per_part: 0 is out of range; allowed: >= 1"),
@@ -534,7 +534,7 @@ def test_label_map_onto_an_unknown_label_fails_at_load(tmp_path):
 
 @pytest.mark.parametrize("raw, message", [
     ({"fusion": {"lr": -1}}, "train.fusion.lr: -1.0 is out of range; allowed: > 0"),
-    ({"model": "lgbm"}, "train.model: 'lgbm' is out of range; allowed: one of 'fusion', 'lightgbm'"),
+    ({"model": "lgbm"}, "train.model: unknown model family 'lgbm'; known: fusion, lightgbm"),
     ({"folds": 1}, "train.folds: 1 is out of range; allowed: >= 2"),
     ({"lr": 0.01}, "train.lr is now train.fusion.lr: move its value there in your params.yaml"),  # an old shape
 ])

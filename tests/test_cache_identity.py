@@ -51,8 +51,8 @@ def changed(name: str, option: str):
     """The first other value of `option` that encoder `name` accepts."""
     default = spec_identity(base(name, option)).config.get(option)   # None: at its default
     for value in OTHER_VALUES[option]:
-        spec = EncoderSpec(name, base(name, option).options | {option: value})
-        try:
+        try:   # a value the encoder refuses fails when the spec is built
+            spec = EncoderSpec(name, base(name, option).options | {option: value})
             ident = spec_identity(spec)
         except ValueError:
             continue

@@ -65,7 +65,8 @@ def test_encode_on_a_cli_started_cluster_writes_the_local_bytes(corpus, cluster,
     spec = EncoderSpec("egemaps", {})   # openSMILE: one thread, the same floats in any process
     local, remote = tmp_path / "local.zarr", tmp_path / "dask.zarr"
     encode_feature(spec, [media], local, items_per_part=3, workers=2)
-    result = encode_feature(spec, [media], remote, items_per_part=3, executor="dask", executor_options=cluster)
+    dask = RunConfig("dask", cluster).executor
+    result = encode_feature(spec, [media], remote, items_per_part=3, executor=dask)
     assert result["encoded"] == N_CLIPS and result["failed"] == 0
     assert store_bytes(remote) == store_bytes(local) and len(FeatureStore(remote).index()) == N_CLIPS
     np.testing.assert_array_equal(FeatureStore(remote).index()["cache_key"], FeatureStore(local).index()["cache_key"])

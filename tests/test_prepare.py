@@ -130,9 +130,8 @@ def test_label_npz_refuses_arbitrary_objects(tmp_path):
 @pytest.mark.parametrize("adapter, options, message", [
     ("ravdes", {}, r"prepare.adapter: unknown corpus adapter 'ravdes'; "
                    r"known: cremad, csv, demo, mer2023, mer2024, mer2025, ravdess"),
-    ("csv", {"test_speakers": ["1"]}, r"corpus adapter csv: unknown key\(s\) \['test_speakers'\]; valid keys: \['manifest'\]"),
+    ("csv", {"test_speakers": ["1"]}, r"prepare.options: unknown key\(s\) \['test_speakers'\]; valid keys: \['manifest'\]"),
 ])
-def test_adapter_and_its_options_are_checked_before_reading(tmp_path, adapter, options, message):
-    cfg = PrepareConfig(adapter=adapter, root=str(tmp_path), options=options)
+def test_adapter_and_its_options_are_checked_when_params_load(tmp_path, adapter, options, message):
     with pytest.raises(ConfigError, match=message):
-        prepare(cfg, tmp_path / "m.parquet", tmp_path / "r.csv")
+        PrepareConfig(adapter=adapter, root=str(tmp_path), options=options)

@@ -237,20 +237,19 @@ def test_asr_window_shapes_the_extract_hash_only_where_the_engine_reads_it():
         ASR_ENGINES.config("faster-whisper", {"window": "full"})
 
 
-def test_asr_options_keep_the_store_keys_of_the_flat_asr_keys_they_replace():
-    """Items extracted before extract.asr_options keep their params hash: the options are hashed as the
-    flat keys were (asr_model always, asr_language when set, asr_window where the engine reads it)."""
+def test_asr_options_shape_an_item_as_the_flat_asr_keys_they_replace():
+    """The options shape an item's key as the flat keys did (asr_model always, asr_language when set,
+    asr_window where the engine reads it): output_params is what the item fingerprint digests."""
     from pipeline.config import ExtractConfig
     from pipeline.extract import output_params
-    from pipeline.store.media import params_hash
 
     flat = {"fps": 5.0, "max_frames": 32, "face_size": 112, "face_detector": "blazeface", "face_options": {},
             "asr": "faster-whisper", "asr_model": "whisper-tiny.en", "asr_language": "en", "asr_window": "clip",
             "sample_rate": 16000}
     cfg = ExtractConfig(asr="faster-whisper", asr_options={"model": "whisper-tiny.en", "language": "en"})
-    assert params_hash(output_params(cfg)) == params_hash(flat)
+    assert output_params(cfg) == flat
     none = {k: v for k, v in flat.items() if k not in ("asr_language", "asr_window")} | {"asr": "none", "asr_model": ""}
-    assert params_hash(output_params(ExtractConfig())) == params_hash(none)
+    assert output_params(ExtractConfig()) == none
 
 
 @needs_tiny

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import ConfigError, PrepareConfig
-from pipeline.datasets import ADAPTERS, Adapter, validate
+from pipeline.datasets import Adapter, validate
 from pipeline.datasets.csv_manifest import CsvAdapter
 from pipeline.errors import MerError
 from pipeline.labels import manifest_labels
@@ -39,7 +39,7 @@ def modality_counts(manifest: pd.DataFrame) -> dict[str, int]:
 
 
 def prepare(cfg: PrepareConfig, manifest_out: Path, rejects_out: Path) -> PrepareResult:
-    adapter = ADAPTERS.make(cfg.adapter, cfg.options)
+    adapter = cfg.adapter.make()
     root = Path(cfg.root)
     if not root.is_dir():
         raise ConfigError(f"prepare.root: {root} is not a directory")

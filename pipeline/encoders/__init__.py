@@ -24,7 +24,8 @@ from .whisper_enc import WhisperEncoder
 
 ENCODERS = Registry("encode.features.<name>.encoder",
                     OpenSmileEncoder, WhisperEncoder, AudioConcatEncoder, MiniLMEncoder, E5Encoder, FEREncoder,
-                    HFAudioEncoder, HFTextEncoder, HFImageEncoder)
+                    HFAudioEncoder, HFTextEncoder, HFImageEncoder,
+                    options_key="encode.features.<name>.options", runtime_keys=Encoder.RUNTIME_KEYS)
 
 __all__ = ["ENCODERS", "Encoder", "config_key", "make_config", "make_encoder"]
 

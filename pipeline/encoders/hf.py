@@ -94,7 +94,7 @@ class HFEncoder(Encoder):
         import torch
         if num_threads:
             torch.set_num_threads(num_threads)  # process-wide: torch has no per-model thread pool
-        self.torch_device = resolve_device(device)
+        self.torch_device = torch.device(device)   # resolved when params load (pipeline.config)
         self.model = self._load_model()
 
     @classmethod
@@ -171,16 +171,6 @@ class HFEncoder(Encoder):
             autocast = torch.autocast("cuda", dtype=getattr(torch, AUTOCAST[self.config.autocast]))
         with torch.inference_mode(), autocast:
             yield
-
-
-def resolve_device(device: str):
-    """The torch device for an encode.device value: "auto" is CUDA when torch sees a GPU, else the CPU."""
-    import torch
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA device")
-    return torch.device(device)
 
 
 def hub_snapshot(model_id: str) -> str:

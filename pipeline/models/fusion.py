@@ -31,8 +31,6 @@ from torch import nn
 
 from pipeline.labels import VALENCE_RANGE
 
-ATTENTION_NORMS = ("none", "softmax")
-
 
 class FusionOutput(NamedTuple):
     logits: torch.Tensor   # (..., B, n_classes)
@@ -75,8 +73,6 @@ class AttentionFusion(nn.Module):
         super().__init__()
         if not dims:
             raise ValueError("AttentionFusion needs at least one modality")
-        if attention_norm not in ATTENTION_NORMS:
-            raise ValueError(f"attention_norm must be one of {ATTENTION_NORMS}, got {attention_norm!r}")
         self.dims, self.hidden = tuple(dims), tuple(hidden)
         self.n_classes, self.dropout, self.attention_norm, self.n_models = n_classes, dropout, attention_norm, n_models
         width, m = self.hidden[-1], len(self.dims)

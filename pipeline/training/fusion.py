@@ -68,7 +68,7 @@ from pipeline.training.cv import (
     mean_figures,
 )
 from pipeline.training.folds import CVInputs, CVJob, fold_seed, label_arrays
-from pipeline.training.runtime import autocast, available_cores, check_runtime, torch_threads
+from pipeline.training.runtime import autocast, available_cores, torch_threads
 
 CURVE_KEYS = {"val_f1": "f1_weighted", "val_mse": "valence_mse", "val_combined": "combined",
               "val_selection": "selection"}  # curve name -> fold_figures key
@@ -323,7 +323,6 @@ def _predict_stacked(model: AttentionFusion, data: _Inputs, k: int) -> tuple[np.
 def cross_validate(jobs: list[CVJob], run: FusionRun) -> list[CVResult]:
     """K-fold CV of AttentionFusion for each job, over the modalities of its X (in X's key order). Jobs on
     the same rows, folds and seed (ablation subsets of one corpus) train together as one SubsetFusion."""
-    check_runtime(run.params.precision, run.device)
     results: list[CVResult | None] = [None] * len(jobs)
     for group in job_groups(jobs):
         for i, result in zip(group, _cross_validate([jobs[i] for i in group], run)):

@@ -24,7 +24,6 @@ from pipeline.modalities import parse_subset, subset_code
 from pipeline.outputs import CURVE_PREFIX, curve_file
 from pipeline.training.cv import CVResult, TestSet
 from pipeline.training.data import Table, load_table, standardize
-from pipeline.training.families import family
 from pipeline.training.folds import CVJob, make_folds
 
 TEST_SPLITS = ("test1", "test2", "test3")
@@ -53,8 +52,6 @@ def load_tables(manifest: pd.DataFrame, views: Views, features: dict[str, Path],
                 labels: tuple[str, ...]) -> dict[str, Table]:
     """'train' plus one table per test split and view, named '<split>' (clean) or '<split>@<view>';
     with feature_norm 'standard', every table is z-scored with the training items' statistics."""
-    if feature_norm not in ("none", "standard"):
-        raise ConfigError(f"train.feature_norm: {feature_norm!r} is not one of none, standard")
     tables = {"train": load_table(manifest[manifest["split"] == "train"], views.clean, features, labels, require=True)}
     for split in TEST_SPLITS:
         rows = manifest[manifest["split"] == split]
@@ -90,8 +87,7 @@ def run_subsets(tables: dict[str, Table], runs: list[tuple[str, int]],
 
 def cross_validate(cfg: TrainConfig, jobs: list[CVJob], n_classes: int) -> list[CVResult]:
     """The jobs cross-validated by the model family train.model names: same folds, metrics and outputs."""
-    chosen = family(cfg.model)
-    return chosen.cross_validate(jobs, cfg, n_classes)
+    return cfg.model.cls.cross_validate(jobs, cfg, n_classes)
 
 
 def subset_job(tables: dict[str, Table], subset: str, cfg: TrainConfig, seed: int, extra: Table | None = None,

@@ -1,4 +1,5 @@
-"""Where and how training runs: cores, torch threads, device and precision (train.device, train.fusion.precision)."""
+"""Where and how training runs: cores, torch threads and precision (train.fusion.precision; it and train.device
+are checked when params load)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
-
-from pipeline.config import ConfigError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
@@ -28,15 +27,6 @@ def torch_threads(n: int) -> Iterator[None]:
     finally:
         torch.set_num_threads(before)
         torch.use_deterministic_algorithms(deterministic)
-
-
-def check_runtime(precision: str, device: str) -> None:
-    """train.fusion.precision and train.device, checked before any work."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"train.fusion.precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: {device!r}, but torch sees no CUDA device; install a CUDA build of "
-                          "torch or set train.device: cpu")
 
 
 def autocast(precision: str, device: str):

@@ -38,8 +38,6 @@ EMPTY_NOTE = "empty selection: no unlabelled item passed its class threshold; th
 
 def class_thresholds(oof_logits: np.ndarray, y: np.ndarray, eta: float, n_classes: int) -> np.ndarray:
     """lambda_j per class; +inf for a class with no correctly predicted labelled item (selects nothing)."""
-    if not 0.0 <= eta <= 1.0:
-        raise ConfigError(f"pseudolabel.eta must lie in [0, 1], got {eta}")
     probs = softmax_np(oof_logits)
     pred, conf = probs.argmax(1), probs.max(1)
     right = (pred == y) & np.isfinite(conf)
