@@ -143,6 +143,7 @@ class ExtractOutputs(Resolved):
     fps: float = 5.0
     max_frames: int = 32
     face_size: int = 112
+    face_quality: int = 92           # the stored crops: JPEG at this quality (1-100) | 0 = lossless (PNG)
     face_detector: str = choice("pipeline.media.faces:DETECTORS", "blazeface")  # `mer doctor` lists them
     face_options: dict[str, Any] = field(default_factory=dict)  # that detector's Config options
     face_source: str = "detect"      # detect (in the decoded frames) | shipped (the corpus's aligned faces, face_path)
@@ -321,6 +322,7 @@ RANGES: dict[str, tuple] = {
     "demo.audio_strength": RATE, "demo.visual_strength": RATE, "demo.text_strength": RATE,
     "prepare.max_reject_rate": RATE, "prepare.labels": label_set(),
     "extract.fps": above(0), "extract.max_frames": at_least(1), "extract.face_size": at_least(8),
+    "extract.face_quality": within(0, 100),
     "extract.face_source": one_of("detect", "shipped"), "extract.audio_source": one_of("video", "shipped"),
     "extract.workers": at_least(0), "extract.clips_per_part": at_least(1), "extract.max_failure_rate": RATE,
     "corrupt.snr_db": listed(), "corrupt.blur": listed(POWER_OF_TWO), "corrupt.robustness_blur": each(POWER_OF_TWO),

@@ -119,5 +119,6 @@ class Corrupter:
         clean = self.store.load(pd.Series(clean))
         item.audio, _, item.meta["corruption"] = self(item.sample_id, clean.audio, None, None)
         item.faces, item.found, item.boxes, item.frame_time = clean.faces, clean.found, clean.boxes, clean.frame_time
+        item.face_codes = clean.face_codes
         item.meta |= {k: clean.meta[k] for k in ("warnings", "no_face") if k in clean.meta}
         return True

@@ -86,7 +86,7 @@ VERSION = "1"   # bump when extraction's own code changes what an item holds: ev
 DECODING = ("av", "numpy", "opencv-python-headless")   # decoding, resampling, frame sampling and alignment
 
 # Keys added after stores were written: left out at their default so existing items keep their hash.
-LATER_KEYS = {"asr_language": "", "face_source": "detect", "audio_source": "video"}
+LATER_KEYS = {"asr_language": "", "face_source": "detect", "audio_source": "video", "face_quality": 0}
 
 
 def output_params(cfg: ExtractConfig) -> dict:
@@ -194,7 +194,7 @@ def extract_part(task: PartTask) -> dict:
     items, asr_failures = transcribe_items(items, task.cfg)
     failures += asr_failures
     if items:
-        MediaStore(task.store).write(items)
+        MediaStore(task.store).write(items, task.cfg.face_quality)
     return {"written": len(items), "failures": failures, "pid": os.getpid()}
 
 

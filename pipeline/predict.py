@@ -70,8 +70,8 @@ FLAT_ASR_KEYS = {"asr_model": "model", "asr_language": "language", "asr_window":
 
 def checkpoint_extract(recorded: dict) -> ExtractConfig:
     """A checkpoint's extraction settings; older checkpoints also record the audio rate, which is fixed now,
-    and the ASR options as flat keys (FLAT_ASR_KEYS)."""
-    recorded = dict(recorded)
+    and the ASR options as flat keys (FLAT_ASR_KEYS); those from before face_quality were trained on lossless crops."""
+    recorded = {"face_quality": 0} | dict(recorded)
     flat = {option: recorded.pop(key) for key, option in FLAT_ASR_KEYS.items() if key in recorded}
     recorded["asr_options"] = recorded.get("asr_options", {}) | flat
     rate = recorded.pop("sample_rate", SAMPLE_RATE)

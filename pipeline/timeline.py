@@ -82,10 +82,10 @@ def store_segments(path: Path, segments: list[Segment], found: Settings,
         thumbnails.append(thumbnail(item, seg))
         bar.update(math.ceil(seg.segment.end) - bar.n)   # progress over the recording's time
         if len(batch) == SEGMENTS_PER_PART:
-            store.write(batch)
+            store.write(batch, found.extract.face_quality)
             batch = []
     if batch:
-        store.write(batch)
+        store.write(batch, found.extract.face_quality)
     bar.close()
     store = MediaStore(media)
     store.write_view(store.index().drop_duplicates("sample_id", keep="last"))

@@ -164,7 +164,8 @@ def mer2025(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
 
 def test_extract_reads_the_shipped_faces_audio_and_subtitles(mer2025, tmp_path):
     root, manifest = mer2025
-    cfg = ExtractConfig(face_source="shipped", audio_source="shipped", max_frames=4, workers=1)
+    # lossless crops (face_quality 0): the shipped faces as they are
+    cfg = ExtractConfig(face_source="shipped", audio_source="shipped", max_frames=4, workers=1, face_quality=0)
     summary, failures = extract(manifest, root, tmp_path / "store", cfg)
     assert not failures and summary["processed"] == len(manifest)
     store = MediaStore(tmp_path / "store")

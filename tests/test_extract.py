@@ -128,6 +128,17 @@ def test_changed_clip_or_params_are_reprocessed(corpus, reference, tmp_path):
     assert summary["processed"] == 0  # the clip as it was is still stored; part sizes never change output
     summary, _ = extract(manifest.iloc[:2], root, store, replace(CFG, fps=2.0))
     assert summary["processed"] == 2
+    summary, _ = extract(manifest.iloc[:1], root, store, replace(CFG, face_quality=50))
+    assert summary["processed"] == 1   # the crops are stored otherwise
+
+
+def test_face_quality_shapes_the_item_hash_and_lossless_keeps_the_hash_from_before_it():
+    from pipeline.extract import item_fingerprint, output_params
+
+    params = {q: output_params(ExtractConfig(face_quality=q)) for q in (0, 75, 92)}
+    assert "face_quality" not in params[0]   # lossless crops read as the raw pixels stored before
+    assert params[75]["face_quality"] == 75
+    assert len({item_fingerprint(ExtractConfig(face_quality=q)) for q in params}) == 3
 
 
 def _params(path: Path, root: Path, **extract_params) -> Path:

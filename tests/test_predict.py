@@ -320,3 +320,11 @@ def test_a_checkpoint_recording_the_flat_asr_keys_predicts_as_one_recording_asr_
     assert done.exit_code == 0, done.output
     (record,) = json.loads((tmp_path / "pred.json").read_text())
     assert np.allclose([record["probabilities"][c] for c in MER_LABELS], trained_prediction(trained), atol=1e-5)
+
+
+def test_checkpoints_from_before_face_quality_predict_on_lossless_crops():
+    from pipeline.predict import checkpoint_extract
+
+    recorded = {"fps": 5.0, "max_frames": 32, "face_detector": "haar"}
+    assert checkpoint_extract(recorded).face_quality == 0
+    assert checkpoint_extract(recorded | {"face_quality": 92}).face_quality == 92
