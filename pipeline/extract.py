@@ -83,7 +83,8 @@ class PartTask:
 
 
 VERSION = "1"   # bump when extraction's own code changes what an item holds: every item is made again
-DECODING = ("av", "numpy", "opencv-python-headless")   # decoding, resampling, frame sampling and alignment
+# decoding, resampling, frame sampling and alignment; the store's face crops (JPEG, PNG) and audio (FLAC)
+DECODING = ("av", "numpy", "opencv-python-headless", "soundfile")
 
 # Keys added after stores were written: left out at their default so existing items keep their hash.
 LATER_KEYS = {"asr_language": "", "face_source": "detect", "audio_source": "video", "face_quality": 0}
