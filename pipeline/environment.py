@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cache
 from importlib import metadata
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 
@@ -34,6 +36,18 @@ def folder_digest(folder: str | Path) -> str:
             with open(path, "rb") as fh:
                 digest.update(f"{rel.as_posix()}\0".encode() + hashlib.file_digest(fh, "sha256").digest())
     return digest.hexdigest()
+
+
+def distributions(modules) -> list[str]:
+    """The distribution installing each top-level module (cv2 -> opencv-python-headless); a module not
+    installed stands for itself."""
+    found = _installed_by()
+    return [found.get(m, [m])[0] for m in modules]
+
+
+@cache
+def _installed_by() -> dict[str, list[str]]:
+    return packages_distributions()
 
 
 def missing_packages(*modules: str) -> list[str]:

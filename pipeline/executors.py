@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import interrupts
-from pipeline.environment import missing_packages
 from pipeline.progress import tracked
 from pipeline.registry import Component, Registry
 
@@ -65,11 +64,14 @@ class DaskExecutor(Executor):
 
     name = "dask"
     Config = DaskConfig
+    packages = ("distributed",)
+    install = "pip install 'dask[distributed]'"
 
     @classmethod
     def available(cls, config) -> tuple[bool, str]:
-        if missing_packages("distributed"):
-            return False, "needs distributed: pip install 'dask[distributed]'"
+        ok, why = super().available(config)
+        if not ok:
+            return ok, why
         if bool(config.address) == bool(config.scheduler_file):
             return False, ("needs a scheduler address or a scheduler file, one of them: run.executor_options: "
                            "{address: tcp://HOST:8786} or {scheduler_file: /shared/scheduler.json}")

@@ -1,7 +1,8 @@
 """The one idiom for every pluggable thing (encoders, face detectors, ASR engines, corpus adapters,
-noise sources, executors): a `Component` subclass per implementation with a `name`, a frozen
-`Config` dataclass of its options and `available(config) -> (ok, why)` saying how to install what is
-missing, all of one kind in one `Registry`, looked up by the name params.yaml gives.
+noise sources, executors, model families, protocols): a `Component` subclass per implementation with a
+`name`, a frozen `Config` dataclass of its options and the `packages` it imports (from which
+`available(config) -> (ok, why)` says how to install what is missing, and `library_versions(config)`
+what a cache key records), all of one kind in one `Registry`, looked up by the name params.yaml gives.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from functools import lru_cache
 from typing import Any, ClassVar
 
 from pipeline.config import ConfigError, build
+from pipeline.environment import distributions, missing_packages, versions
 from pipeline.errors import MerError
 
 
@@ -18,28 +20,43 @@ class Unavailable(MerError, RuntimeError):
 
 
 class Component:
-    """One implementation of a kind of thing (each kind's base class sets `kind`)."""
+    """One implementation of a kind of thing (each kind's base class sets `kind`).
+
+    The whole shell lives here: a subclass declares its `name`, `Config`, the `packages` it imports and
+    how to `install` them, and only overrides `available` or `library_versions` to say more than that."""
 
     kind: ClassVar[str]          # "face detector", "noise source", ...: how messages and `mer doctor` name it
     name: ClassVar[str]
     Config: ClassVar[type]       # a frozen dataclass of the options that shape its output
+    packages: ClassVar[tuple[str, ...]] = ()   # import names of the optional libraries it runs
+    install: ClassVar[str] = ""                # how to install them, e.g. "pip install 'opensmile>=2.5,<3'"
+    RUNTIME: ClassVar[dict[str, Any]] = {}     # knobs that steer a run but never its output, with defaults
 
-    def __init__(self, config):
+    def __init__(self, config=None, **runtime):
+        config = self.Config() if config is None else config
         ok, why = self.available(config)
         if not ok:
             raise Unavailable(f"{self.kind} {self.name}: {why}")
         self.config = config
+        unknown = sorted(set(runtime) - set(self.RUNTIME))
+        if unknown:
+            raise TypeError(f"{self.kind} {self.name}: unknown runtime knob(s) {unknown}; valid: {list(self.RUNTIME)}")
+        for key, default in self.RUNTIME.items():
+            setattr(self, key, runtime.get(key, default))
 
     @classmethod
     def available(cls, config) -> tuple[bool, str]:
         """Whether it can run here with this config; if not, why and how to fix it."""
+        missing = missing_packages(*cls.packages)
+        if missing:
+            return False, f"needs {', '.join(missing)}: {cls.install}"
         return True, ""
 
     @classmethod
     def library_versions(cls, config) -> dict[str, str]:
-        """Versions of the libraries (and weights) this config runs, which shape its output: part of the
-        fingerprint of what it makes (pipeline.fingerprint)."""
-        return {}
+        """Installed versions of the libraries this config runs: part of a cache key, so a component
+        whose config picks its libraries (a concatenation's parts, a model's backend) names those."""
+        return versions(*distributions(cls.packages))
 
 
 class Registry(dict):
@@ -51,6 +68,14 @@ class Registry(dict):
         self.key = key      # the params.yaml key that chooses one, e.g. extract.face_detector
         self.options_key = options_key   # the config attribute holding its options, e.g. extract.face_options
         self.runtime_keys = runtime_keys  # options that steer the run, never the output: kept out of the Config
+
+    def add(self, cls: type[Component]) -> type[Component]:
+        """Register one more entry (a plugin's, or a test's): `ENCODERS.add(MyEncoder)`, or as a decorator."""
+        if cls.kind != self.kind or cls.name in self:
+            why = "the name is taken" if cls.kind == self.kind else f"it is a {cls.kind}"
+            raise ValueError(f"{self.key}: {cls.name!r} cannot join the {self.kind}s: {why}")
+        self[cls.name] = cls
+        return cls
 
     def lookup(self, name: str) -> type:
         if name not in self:

@@ -35,6 +35,8 @@ OTHER_VALUES = {
     "keep_special_tokens": [True],
     "layer_range": [[-3, -2]],
     "window": ["padded", "clip"],
+    "dim": [8],
+    "seed": [1],
 }
 # options an encoder accepts only beside another one (hf-image reads hidden layers with cls or mean pooling)
 BESIDE = {("hf-image", "layers"): {"pooling": "mean"}, ("hf-image", "last_k"): {"pooling": "mean"},

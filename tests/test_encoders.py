@@ -48,7 +48,7 @@ def test_registry_names_and_modalities():
     for name, cls in ENCODERS.items():
         assert cls.name == name and cls.modality in {"audio", "text", "visual"}
         fields = {f.name for f in dataclasses.fields(cls.Config)}
-        assert not fields & set(Encoder.RUNTIME_KEYS), f"{name}: a runtime knob in its Config"
+        assert not fields & set(Encoder.RUNTIME), f"{name}: a runtime knob in its Config"
 
 
 def test_unknown_option_and_encoder_rejected():
@@ -231,8 +231,41 @@ def test_egemaps_tone_and_silence():
     assert vec.shape == (88,) and vec.dtype == np.float32
     assert silent is None and empty is None
     assert "opensmile" in enc.library_versions(enc.config)
-    with pytest.raises(ConfigError, match="feature_set 'eGeMAPS9'"):
+    with pytest.raises(ConfigError, match="feature_set: 'eGeMAPS9' is not one of"):
         make_encoder("egemaps", {"feature_set": "eGeMAPS9"})
+
+
+def test_opensmile_feature_sets_are_the_installed_packages():
+    import opensmile
+
+    from pipeline.encoders.opensmile_enc import FEATURE_SETS
+
+    assert FEATURE_SETS == tuple(s.name for s in opensmile.FeatureSet)
+
+
+def test_opensmile_takes_its_feature_set_as_an_option_and_egemaps_is_its_default():
+    wave = tone()
+    (egemaps,) = make_encoder("egemaps").encode([wave])
+    (default,) = make_encoder("opensmile").encode([wave])
+    (emobase,) = make_encoder("opensmile", {"feature_set": "emobase"}).encode([wave])
+    assert egemaps.tobytes() == default.tobytes() and emobase.shape == (988,)
+
+
+def test_a_bad_feature_set_is_reported_when_the_config_is_built_not_when_the_encoder_loads():
+    from pipeline.encoders import ENCODERS
+
+    ok, why = ENCODERS.available("opensmile", {"feature_set": "eGeMAPS9"})
+    assert not ok and "feature_set: 'eGeMAPS9' is not one of" in why
+
+
+@pytest.mark.parametrize("name, item", [("debug-audio", tone()), ("debug-text", "a few words"),
+                                        ("debug-visual", np.full((2, 16, 16, 3), 90, np.uint8))])
+def test_debug_encoders_are_seeded_projections(name, item):
+    (vec,) = make_encoder(name, {"dim": 5}).encode([item])
+    (again,) = make_encoder(name, {"dim": 5}).encode([item])
+    (other,) = make_encoder(name, {"dim": 5, "seed": 1}).encode([item])
+    assert vec.shape == (5,) and vec.tobytes() == again.tobytes() and not np.allclose(vec, other)
+    assert make_encoder(name).encode([""] if name == "debug-text" else [item[:0]]) == [None]
 
 
 def test_minilm_similar_sentences_closer():

@@ -19,13 +19,14 @@ from .fer_tflite import FEREncoder
 from .hf_audio import HFAudioEncoder
 from .hf_image import HFImageEncoder
 from .hf_text import HFTextEncoder, MiniLMEncoder
-from .opensmile_enc import OpenSmileEncoder
+from .opensmile_enc import EgemapsEncoder, OpenSmileEncoder
+from .projection import AudioProjection, TextProjection, VisualProjection
 from .whisper_enc import WhisperEncoder
 
 ENCODERS = Registry("encode.features.<name>.encoder",
-                    OpenSmileEncoder, WhisperEncoder, AudioConcatEncoder, MiniLMEncoder, E5Encoder, FEREncoder,
-                    HFAudioEncoder, HFTextEncoder, HFImageEncoder,
-                    options_key="encode.features.<name>.options", runtime_keys=Encoder.RUNTIME_KEYS)
+                    EgemapsEncoder, OpenSmileEncoder, WhisperEncoder, AudioConcatEncoder, MiniLMEncoder, E5Encoder,
+                    FEREncoder, HFAudioEncoder, HFTextEncoder, HFImageEncoder, AudioProjection, TextProjection,
+                    VisualProjection, options_key="encode.features.<name>.options", runtime_keys=tuple(Encoder.RUNTIME))
 
 __all__ = ["ENCODERS", "Encoder", "config_key", "make_config", "make_encoder"]
 
@@ -35,16 +36,16 @@ def make_encoder(name: str, options: dict[str, Any] | None = None, **runtime) ->
     either `options` or `runtime` (the latter wins) and never reach the Config."""
     cls, config, in_options = make_config(name, options)
     runtime = in_options | runtime
-    unknown = sorted(set(runtime) - set(Encoder.RUNTIME_KEYS))
+    unknown = sorted(set(runtime) - set(Encoder.RUNTIME))
     if unknown:
-        raise ConfigError(f"encoder {name}: unknown runtime key(s) {unknown}; valid: {list(Encoder.RUNTIME_KEYS)}")
+        raise ConfigError(f"encoder {name}: unknown runtime key(s) {unknown}; valid: {list(Encoder.RUNTIME)}")
     return cls(config, **runtime)
 
 
 def make_config(name: str, options: dict[str, Any] | None = None) -> tuple[type[Encoder], Any, dict[str, Any]]:
     """(encoder class, its Config from options, the runtime knobs found in options); loads no model."""
     options = dict(options or {})
-    runtime = {k: options.pop(k) for k in Encoder.RUNTIME_KEYS if k in options}
+    runtime = {k: options.pop(k) for k in Encoder.RUNTIME if k in options}
     return *ENCODERS.config(name, options), runtime
 
 

@@ -14,6 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from pipeline import interrupts
+from pipeline.config import ConfigError
 from pipeline.environment import folder_digest, missing_packages, versions  # noqa: F401 - the encoders' import point
 from pipeline.media.decode import SAMPLE_RATE  # noqa: F401 - the rate of every audio input
 from pipeline.modalities import has_text, is_silent  # noqa: F401 - the encoders' import point
@@ -26,19 +27,15 @@ class Encoder(Component, ABC):
     version: ClassVar[str]       # bump when the code's output changes: it is part of the cache key
     modality: ClassVar[str]      # a name in pipeline.modalities.MODALITIES: "audio" | "visual" | "text"
     languages: ClassVar[str] = ""  # text encoders: the languages it reads ("" = not language-specific)
-    RUNTIME_KEYS: ClassVar[tuple[str, ...]] = ("batch_size", "device", "num_threads", "progress")
+    # items per forward pass (face frames for visual encoders), torch device, CPU threads, a progress bar
+    RUNTIME: ClassVar[dict] = {"device": "cpu", "batch_size": 8, "num_threads": None, "progress": False}
 
-    def __init__(self, config, device: str = "cpu", batch_size: int = 8,
-                 num_threads: int | None = None, progress: bool = False):
+    def __init__(self, config, **runtime):
         if not isinstance(config, self.Config):
             raise TypeError(f"{self.name}: expected {self.Config.__name__}, got {type(config).__name__}")
-        if batch_size < 1:
-            raise ValueError(f"{self.name}: batch_size must be >= 1, got {batch_size}")
-        super().__init__(config)
-        self.device = device
-        self.batch_size = batch_size      # items per forward pass; face frames for visual encoders
-        self.num_threads = num_threads
-        self.progress = progress
+        if runtime.get("batch_size", 1) < 1:
+            raise ValueError(f"{self.name}: batch_size must be >= 1, got {runtime['batch_size']}")
+        super().__init__(config, **runtime)
         self._dim: int | None = None
 
     @abstractmethod
@@ -50,22 +47,10 @@ class Encoder(Component, ABC):
         raise NotImplementedError(f"encoder {self.name!r} has no frame-level output")
 
     @classmethod
-    @abstractmethod
-    def available(cls, config) -> tuple[bool, str]:
-        """Whether it can run here; if not, why and how to fix it."""
-
-    @classmethod
     def summary(cls) -> str:
         """What `mer doctor` says of it: modality, languages read, the first line of its docstring."""
         reads = f"; reads {cls.languages}" if cls.languages else ""
         return f"{cls.modality}{reads}: " + (cls.__doc__ or "").strip().split("\n")[0]
-
-    @classmethod
-    @abstractmethod
-    def library_versions(cls, config) -> dict[str, str]:
-        """Versions of the libraries (and packaged weights) that shape the output of this config: part of
-        the cache key, so it names what this config runs (a concatenation's parts, a Whisper model's
-        weight packages), not what the defaults would."""
 
     @abstractmethod
     def _dummy(self):
@@ -127,6 +112,12 @@ class VisualEncoder(Encoder):
 
     def _dummy(self):
         return np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+
+
+def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    """For a Config's __post_init__: a ConfigError naming the option and its choices."""
+    if value not in choices:
+        raise ConfigError(f"{key}: {value!r} is not one of {list(choices)}")
 
 
 def halving_on_oom(forward, items: list) -> list:

@@ -46,12 +46,12 @@ class AudioConcatEncoder(Encoder):
     modality = "audio"
     Config = AudioConcatConfig
 
-    def __init__(self, config, device="cpu", batch_size=8, num_threads=None, progress=False):
-        super().__init__(config, device, batch_size, num_threads, progress)
+    def __init__(self, config, **runtime):
+        super().__init__(config, **runtime)
         from . import make_encoder
 
-        self.encoders = [make_encoder(p, config.options.get(p), device=device, batch_size=batch_size,
-                                      num_threads=num_threads) for p in config.parts]
+        runtime.pop("progress", None)   # one bar, this encoder's
+        self.encoders = [make_encoder(p, config.options.get(p), **runtime) for p in config.parts]
 
     @classmethod
     def available(cls, config) -> tuple[bool, str]:

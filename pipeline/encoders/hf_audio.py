@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import SAMPLE_RATE, finite_or_none, is_silent
-from .hf import HFConfig, HFEncoder, LayerPooling, check_choice, masked_pool, pool_layers
+from .base import SAMPLE_RATE, check_choice, finite_or_none, is_silent
+from .hf import HFConfig, HFEncoder, LayerPooling, masked_pool, pool_layers
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,8 @@ class HFAudioEncoder(HFEncoder):
     Config = HFAudioConfig
     example_model = "TencentGameMate/chinese-hubert-large"
 
-    def __init__(self, config, device="cpu", batch_size=8, num_threads=None, progress=False):
-        super().__init__(config, device, batch_size, num_threads, progress)
+    def __init__(self, config, **runtime):
+        super().__init__(config, **runtime)
         from transformers import AutoFeatureExtractor
         self.extractor = self.load(AutoFeatureExtractor)
         self.check_layers(config.selected_layers, self.model.config.num_hidden_layers)

@@ -13,8 +13,8 @@ import numpy as np
 
 from pipeline.config import ConfigError
 
-from .base import VisualEncoder
-from .hf import HFConfig, HFEncoder, LayerPooling, check_choice, pool_layers
+from .base import VisualEncoder, check_choice
+from .hf import HFConfig, HFEncoder, LayerPooling, pool_layers
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,8 @@ class HFImageEncoder(HFEncoder, VisualEncoder):
     Config = HFImageConfig
     example_model = "openai/clip-vit-base-patch32"
 
-    def __init__(self, config, device="cpu", batch_size=32, num_threads=None, progress=False):
-        super().__init__(config, device, batch_size, num_threads, progress)
+    def __init__(self, config, **runtime):
+        super().__init__(config, **runtime)
         from transformers import AutoImageProcessor
         # the PIL backend gives the same pixels whether or not torchvision is installed
         self.processor = self.load(AutoImageProcessor, backend="pil")

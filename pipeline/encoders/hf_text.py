@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import finite_or_none, has_text, missing_packages, versions
-from .hf import HFConfig, HFEncoder, LayerPooling, check_choice, masked_pool, pool_layers
+from .base import check_choice, finite_or_none, has_text, missing_packages, versions
+from .hf import HFConfig, HFEncoder, LayerPooling, masked_pool, pool_layers
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,10 @@ class HFTextEncoder(HFEncoder):
     languages = "its model's"
     Config = HFTextConfig
     example_model = "hfl/chinese-roberta-wwm-ext-large"
-    DISTRIBUTIONS = ("torch", "transformers", "tokenizers")
+    packages = ("torch", "transformers", "tokenizers")
 
-    def __init__(self, config, device="cpu", batch_size=8, num_threads=None, progress=False):
-        super().__init__(config, device, batch_size, num_threads, progress)
+    def __init__(self, config, **runtime):
+        super().__init__(config, **runtime)
         from transformers import AutoTokenizer
         self.tokenizer = self.load(AutoTokenizer)
         self.check_layers(config.selected_layers, self.model.config.num_hidden_layers)

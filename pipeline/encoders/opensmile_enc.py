@@ -1,6 +1,8 @@
-"""openSMILE utterance functionals (eGeMAPS by default): the offline acoustic encoder.
+"""openSMILE utterance functionals: the offline acoustic encoder, any feature set as an option.
 
-openSMILE is free for research only (audEERING's licence); docs/encoders.md says so.
+`egemaps` is the same encoder at its default feature set, under the name params.yaml has always used
+(its features and cache keys are unchanged). openSMILE is free for research only (audEERING's
+licence); docs/encoders.md says so.
 """
 
 from __future__ import annotations
@@ -9,44 +11,38 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.config import ConfigError
+from .base import SAMPLE_RATE, Encoder, check_choice, finite_or_none, is_silent
 
-from .base import SAMPLE_RATE, Encoder, finite_or_none, is_silent, missing_packages, versions
+# opensmile.FeatureSet's names (checked against the installed package by tests/test_encoders.py), here so
+# that a params file is checked without importing openSMILE
+FEATURE_SETS = ("ComParE_2016", "GeMAPS", "GeMAPSv01b", "eGeMAPS", "eGeMAPSv01b", "eGeMAPSv02", "emobase",
+                "IS09", "IS10", "IS11", "IS12", "IS13")
 
 
 @dataclass(frozen=True)
 class OpenSmileConfig:
-    # any opensmile.FeatureSet name: eGeMAPSv02 (88-d), ComParE_2016 (6373), emobase, IS09, IS10, ...
-    feature_set: str = "eGeMAPSv02"
+    feature_set: str = "eGeMAPSv02"   # eGeMAPSv02 (88-d), ComParE_2016 (6373), emobase (988), IS09, ...
+
+    def __post_init__(self):
+        check_choice("feature_set", self.feature_set, FEATURE_SETS)
 
 
 class OpenSmileEncoder(Encoder):
-    """openSMILE utterance functionals (eGeMAPS by default; free for research only)."""
+    """openSMILE utterance functionals of any feature set (eGeMAPS by default; free for research only)."""
 
-    name = "egemaps"
+    name = "opensmile"
     family = "opensmile"
     version = "1"
     modality = "audio"
     Config = OpenSmileConfig
+    packages = ("opensmile",)
+    install = "pip install 'opensmile>=2.5,<3'"
 
-    def __init__(self, config, device="cpu", batch_size=8, num_threads=None, progress=False):
-        super().__init__(config, device, batch_size, num_threads, progress)
+    def __init__(self, config, **runtime):
+        super().__init__(config, **runtime)
         import opensmile
-        valid = [s.name for s in opensmile.FeatureSet]
-        if config.feature_set not in valid:
-            raise ConfigError(f"{self.name}: feature_set {config.feature_set!r} is not one of {valid}")
         self.smile = opensmile.Smile(feature_set=opensmile.FeatureSet[config.feature_set],
                                      feature_level=opensmile.FeatureLevel.Functionals)
-
-    @classmethod
-    def available(cls, config) -> tuple[bool, str]:
-        if missing_packages("opensmile"):
-            return False, "egemaps needs openSMILE's Python package: pip install 'opensmile>=2.5,<3'"
-        return True, ""
-
-    @classmethod
-    def library_versions(cls, config) -> dict[str, str]:
-        return versions("opensmile")
 
     def encode(self, batch) -> list[np.ndarray | None]:
         out = []
@@ -61,3 +57,9 @@ class OpenSmileEncoder(Encoder):
     def _dummy(self):
         t = np.arange(SAMPLE_RATE, dtype=np.float32) / SAMPLE_RATE
         return 0.1 * np.sin(2 * np.pi * 220 * t)
+
+
+class EgemapsEncoder(OpenSmileEncoder):
+    """openSMILE's eGeMAPS functionals (88-d): the default audio feature (free for research only)."""
+
+    name = "egemaps"

@@ -49,11 +49,12 @@ class WhisperEncoder(Encoder):
     version = "2"   # 2: the `window` option, `clip` by default
     modality = "audio"
     Config = WhisperEncoderConfig
+    packages = whisper.PACKAGES   # and the weights: available() and library_versions() ask pipeline.media.whisper
     MARGIN = 300   # mel frames (3 s) of silence after a clip in the `clip` window
 
-    def __init__(self, config, device="cpu", batch_size=8, num_threads=None, progress=False):
-        super().__init__(config, device, batch_size, num_threads, progress)
-        self.whisper = whisper.load(config.model, config.compute_type, num_threads or 0)
+    def __init__(self, config, **runtime):
+        super().__init__(config, **runtime)
+        self.whisper = whisper.load(config.model, config.compute_type, self.num_threads or 0)
 
     @classmethod
     def available(cls, config) -> tuple[bool, str]:

@@ -20,7 +20,7 @@ from typing import ClassVar
 import numpy as np
 
 from pipeline.config import ConfigError
-from pipeline.environment import folder_digest, missing_packages, versions
+from pipeline.environment import folder_digest
 from pipeline.registry import Component, Registry
 
 from . import whisper
@@ -88,6 +88,7 @@ class FasterWhisperASR(ASREngine):
     name = "faster-whisper"
     default_model = whisper.DEFAULT_MODEL
     reads_window = True
+    packages = whisper.PACKAGES   # and the weights: available() and library_versions() ask pipeline.media.whisper
     BATCH = 8
     MARGIN = 300   # mel frames (3 s) of silence after a clip in the `clip` window
     NO_SPEECH, MIN_LOGPROB = 0.6, -1.0   # faster-whisper's silence rule (no_speech_threshold, log_prob_threshold)
@@ -170,6 +171,8 @@ class TransformersWhisperASR(ASREngine):
 
     name = "whisper"
     default_model = ""
+    packages = ("transformers", "torch")
+    install = "pip install transformers torch"
 
     def __init__(self, config: ASRConfig):
         super().__init__(config)
@@ -183,17 +186,15 @@ class TransformersWhisperASR(ASREngine):
 
     @classmethod
     def available(cls, config: ASRConfig) -> tuple[bool, str]:
-        if missing_packages("transformers", "torch"):
-            return False, "needs transformers and torch: pip install transformers torch"
         if not config.model:
             return False, "needs extract.asr_options.model: a Whisper checkpoint (hub id or local directory)"
-        return True, ""
+        return super().available(config)
 
     @classmethod
     def library_versions(cls, config: ASRConfig) -> dict[str, str]:
         """The libraries, and a local folder's weights (a hub id's are named by the id)."""
         local = Path(config.model).is_dir() if config.model else False
-        return versions("transformers", "torch") | ({"weights": folder_digest(config.model)} if local else {})
+        return super().library_versions(config) | ({"weights": folder_digest(config.model)} if local else {})
 
     def __call__(self, audio: np.ndarray) -> str:
         kwargs = {"generate_kwargs": {"language": self.config.language}} if self.config.language else {}

