@@ -27,6 +27,7 @@ EXTRACT_CHANGES = {
     "face_detector": ({"face_detector": "haar"}, {}), "face_options": ({"face_options": {"model": "short_range"}}, {}),
     "face_source": ({"face_source": "shipped"}, {}), "audio_source": ({"audio_source": "shipped"}, {}),
     "asr": ({"asr": "faster-whisper"}, {}),
+    "face_quality": ({"face_quality": 80}, {}),
     "asr_options": ({"asr_options": {"model": "whisper-tiny.en"}}, {"asr": "faster-whisper"}),
 }
 
