@@ -6,7 +6,7 @@ An output's fingerprint is a digest of three things, all needed to make it again
 - `config`: the options that shape the output, never the knobs that only steer a run (device, workers);
 - `libraries`: the versions of the libraries (and weights) that this config runs, from its components'
   `library_versions(config)`, not what the defaults would run.
-Media store items, corrupted views, feature vectors and checkpoints are all keyed by it.
+Media store items, corrupted views, feature vectors, checkpoints and submissions are all keyed by it.
 """
 
 from __future__ import annotations
@@ -24,6 +24,12 @@ PACKAGE = Path(__file__).parent
 def fingerprint(code: Iterable[str], config: dict, libraries: dict[str, str]) -> str:
     """The digest of (code, config, libraries); dictionaries are hashed in key order."""
     return digest(json.dumps([*code, config, libraries], sort_keys=True, default=str))
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes: what an output was made from, where a file is its input."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def source_digest(*modules: str) -> str:

@@ -20,6 +20,7 @@ PER_CLASS_F1 = "per_class_f1.csv"
 VALENCE = "valence.csv"
 EMOTION_VALENCE = "emotion_valence.csv"
 CALIBRATION = "calibration.json"
+SUBMISSION_FINGERPRINT = "fingerprint.json"   # beside the submission files: what made them
 
 # in the metrics folder too, written by other stages (and a tool) and read by the report
 FACES = "faces.json"               # extract's --faces

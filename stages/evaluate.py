@@ -8,6 +8,7 @@ and the organisers' submission files.
 """
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,8 @@ import pandas as pd
 from pipeline import evaluation as ev
 from pipeline import outputs
 from pipeline.config import load_section
+from pipeline.environment import versions
+from pipeline.fingerprint import file_sha256, fingerprint, source_digest
 from pipeline.inputs import PREDICTIONS_NEED, PSEUDOLABEL, TRAIN, read_manifest, read_record, read_table
 from pipeline.labels import LIST_COLUMN, manifest_labels
 from pipeline.protocols import Scored
@@ -64,4 +67,15 @@ def run(params: Path, *, manifest: Path, predictions: Path, semi_predictions: Pa
         name = noise_test if test == "test2" else test
         ev.submission(source, main, name).to_csv(submissions / f"{test}-pred.csv", index=False)
     protocol.submit(scored, submissions)
+    made_from = {"manifest": manifest, "predictions": predictions, "semi_predictions": semi_predictions}
+    record = {"fingerprint": submission_fingerprint(asdict(cfg), main, made_from)}
+    (submissions / outputs.SUBMISSION_FINGERPRINT).write_text(json.dumps(record, indent=2))
     return figures if protocol.name == "mer2023" else {protocol.name: track}
+
+
+def submission_fingerprint(config: dict, main: str, made_from: dict[str, Path]) -> str:
+    """The submissions' fingerprint (pipeline.fingerprint): the scoring code, the evaluate section and the
+    subset submitted, the bytes of the manifest and predictions they were made from, the libraries writing them."""
+    code = ("submission", source_digest("evaluation.py", "protocols.py"))
+    inputs = {name: file_sha256(path) for name, path in made_from.items()}
+    return fingerprint(code, config | {"main_subset": main, "inputs": inputs}, versions("numpy", "pandas"))

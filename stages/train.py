@@ -8,7 +8,6 @@ model's training curves, one file per fold (metrics/train_curves/), and the main
 candidates' lists (models/label_lists.parquet; without label lists an empty table).
 """
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pandas as pd
 
 from pipeline import interrupts
 from pipeline.config import load_section
+from pipeline.fingerprint import file_sha256
 from pipeline.inputs import read_manifest
 from pipeline.labels import manifest_labels
 from pipeline.store.media import corrupted_views
@@ -57,7 +57,7 @@ def run(params: Path, *, manifest: Path, clean: Path, corrupted: Path | None, fe
             if subset == subsets[-1] and seed == cfg.seeds[0]:
                 write_curves(result, curves)
                 records = {m: ckpt.feature_record(cfg.features[m], stores[m]) for m in result.modalities}
-                manifest_sha256 = hashlib.sha256(manifest.read_bytes()).hexdigest()
+                manifest_sha256 = file_sha256(manifest)
                 card = ckpt.model_card(load_section("extract", params), rows, coverage, summaries[-1], manifest_sha256)
                 ckpt.save(checkpoint, result, records, tables["train"].norm, labels,
                           {"subset": subset, "seed": seed, "feature_norm_kind": cfg.feature_norm, **card,

@@ -20,6 +20,7 @@ import yaml
 from media_fixtures import write_clip
 from test_stage_paths import path_args
 
+from pipeline.fingerprint import file_sha256
 from pipeline.store.features import FeatureStore, Identity
 from pipeline.store.lock import lock_paths, store_lock
 from pipeline.store.media import MediaStore
@@ -830,7 +831,7 @@ def test_checkpoint_from_before_digests_still_loads(checkpoints, tmp_path):
 
     ckpt = Path(shutil.copytree(checkpoints["lightgbm"], tmp_path / "ckpt"))
     meta = json.loads((ckpt / "checkpoint.json").read_text())
-    assert meta.pop("sha256") == {"lightgbm.json": checkpoint.sha256(ckpt / "lightgbm.json")}
+    assert meta.pop("sha256") == {"lightgbm.json": file_sha256(ckpt / "lightgbm.json")}
     (ckpt / "checkpoint.json").write_text(json.dumps(meta))
     assert checkpoint.load(ckpt).labels == checkpoint.load(checkpoints["lightgbm"]).labels
 

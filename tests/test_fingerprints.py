@@ -205,3 +205,21 @@ def test_feature_keys_are_those_written_before_the_one_rule():
     """Feature stores written before pipeline.fingerprint keep their vectors (no re-encoding)."""
     ident = Identity("hf-audio", "3", "audio", {"layer": 5, "x": [1, 2]}, {"torch": "2.0", "weights": "abc"})
     assert ident.key == "1618369e0b738f2e0fa6a2f89e69edec"
+
+
+def test_each_input_of_the_submissions_changes_their_key(tmp_path):
+    from stages.evaluate import submission_fingerprint
+
+    made_from = {name: tmp_path / f"{name}.parquet" for name in ("manifest", "predictions", "semi_predictions")}
+    for path in made_from.values():
+        path.write_bytes(path.name.encode())
+    config = {"protocol": "mer2023", "noise_view": "noisy", "wheel": ""}
+    key = submission_fingerprint(config, "AVT", made_from)
+    assert submission_fingerprint(dict(config), "AVT", dict(made_from)) == key
+    assert submission_fingerprint(config | {"protocol": "semi"}, "AVT", made_from) != key
+    assert submission_fingerprint(config, "AT", made_from) != key
+    for path in made_from.values():
+        before = path.read_bytes()
+        path.write_bytes(before + b" retrained")
+        assert submission_fingerprint(config, "AVT", made_from) != key, path.name
+        path.write_bytes(before)

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.config import load_section
 from pipeline.datasets import Candidate, validate
-from pipeline.fingerprint import source_digest
+from pipeline.fingerprint import file_sha256, source_digest
 from pipeline.labels import MER_LABELS, VALENCE_RANGE, logit_columns
 from pipeline.training import checkpoint
 from pipeline.training.checkpoint import FeatureMismatch
@@ -202,7 +202,7 @@ def test_predict_clips_valence_to_the_label_range(trained, tmp_path):
         state[key] = state[key] + 100.0  # a model whose raw valence is far above the range
     save_file(state, str(weights))
     meta = json.loads((ckpt / checkpoint.META).read_text())
-    meta["sha256"][weights.name] = checkpoint.sha256(weights)   # an edit on purpose: record the new bytes
+    meta["sha256"][weights.name] = file_sha256(weights)   # an edit on purpose: record the new bytes
     (ckpt / checkpoint.META).write_text(json.dumps(meta))
     done = CliRunner().invoke(app, ["predict", str(trained / "corpus/new.mp4"), "--checkpoint", str(ckpt),
                                     "--params", str(trained / "params.yaml"), "--out", str(tmp_path / "pred.json")])

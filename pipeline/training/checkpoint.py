@@ -13,7 +13,6 @@ naming the modality and what differs: predictions from features of another encod
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import warnings
@@ -25,7 +24,7 @@ import numpy as np
 from pipeline.config import TrainConfig
 from pipeline.environment import versions
 from pipeline.errors import InputError, MerError, MissingInput
-from pipeline.fingerprint import fingerprint, source_digest
+from pipeline.fingerprint import file_sha256, fingerprint, source_digest
 from pipeline.store.features import FeatureStore
 from pipeline.training.cv import CVResult, TestPrediction, TestSet
 from pipeline.training.data import NormStats
@@ -90,7 +89,7 @@ def save(out: Path, result: CVResult, features: dict[str, dict], norm: dict[str,
     }
     chosen = family(result.model)
     meta.update(chosen.save(result.ensemble, out))
-    meta["sha256"] = {chosen.FILE: sha256(out / chosen.FILE)}
+    meta["sha256"] = {chosen.FILE: file_sha256(out / chosen.FILE)}
     (out / META).write_text(json.dumps(meta, indent=1))
     return out
 
@@ -168,11 +167,6 @@ def load(path: Path) -> Checkpoint:
                          f"({type(err).__name__}: {err}); {DAMAGED}") from err
 
 
-def sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def check_digest(path: Path, meta: dict, name: str) -> None:
     """The model file must hold the bytes training wrote: a damaged one can abort the library reading it
     (LightGBM's parser does), beyond any except clause."""
@@ -181,7 +175,7 @@ def check_digest(path: Path, meta: dict, name: str) -> None:
         return   # written before checkpoints recorded digests
     if not (path / name).is_file():
         raise InputError(f"{path / name}: missing; {DAMAGED}")
-    if not isinstance(digests, dict) or digests.get(name) != sha256(path / name):
+    if not isinstance(digests, dict) or digests.get(name) != file_sha256(path / name):
         raise InputError(f"{path / name}: not the file {META} records (cut short or changed since training); {DAMAGED}")
 
 
