@@ -245,7 +245,7 @@ def test_asr_options_shape_an_item_as_the_flat_asr_keys_they_replace():
 
     flat = {"fps": 5.0, "max_frames": 32, "face_size": 112, "face_detector": "blazeface", "face_options": {},
             "asr": "faster-whisper", "asr_model": "whisper-tiny.en", "asr_language": "en", "asr_window": "clip",
-            "sample_rate": 16000}
+            "face_quality": 92, "sample_rate": 16000}
     cfg = ExtractConfig(asr="faster-whisper", asr_options={"model": "whisper-tiny.en", "language": "en"})
     assert output_params(cfg) == flat
     none = {k: v for k, v in flat.items() if k not in ("asr_language", "asr_window")} | {"asr": "none", "asr_model": ""}
