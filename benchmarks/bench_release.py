@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -103,20 +104,13 @@ def project(work: Path, rows: pd.DataFrame, dims: dict[str, int], epochs: int | 
 
 
 def stage_commands(rounds: dict[str, str]) -> list[tuple[str, list[str]]]:
-    common = ["--manifest", "data/manifest.parquet", "--clean", "featurestore/media.zarr",
-              "--corrupted", "featurestore/corrupted.zarr"]
-    commands = [("train", ["train", *common, "--features", "featurestore/features",
-                           "--predictions", "models/predictions.parquet", "--metrics", "metrics/cv.json",
-                           "--curves", "metrics/train_curves", "--checkpoint", "models/checkpoint"])]
+    """train, one pseudolabel stage per round and evaluate, as dvc.yaml runs them (its own commands)."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    words = lambda cmd: shlex.split(cmd)[1:]  # noqa: E731  (drop the leading `mer`)
+    commands = [("train", words(stages["train"]["cmd"]))]
     for name in rounds:
-        commands.append((f"pseudolabel@{name}", ["pseudolabel", name, *common,
-                                                 "--features", "featurestore/features", "--cv-metrics", "metrics/cv.json",
-                                                 "--out", f"models/pseudolabel/{name}.parquet",
-                                                 "--metrics", f"metrics/pseudolabel/{name}"]))
-    commands.append(("evaluate", ["evaluate", "--manifest", "data/manifest.parquet",
-                                  "--predictions", "models/predictions.parquet", "--semi-predictions", "models/pseudolabel",
-                                  "--cv-metrics", "metrics/cv.json", "--out", "metrics",
-                                  "--submissions", "models/submissions"]))
+        commands.append((f"pseudolabel@{name}", words(stages["pseudolabel"]["do"]["cmd"].replace("${key}", name))))
+    commands.append(("evaluate", words(stages["evaluate"]["cmd"])))
     return commands
 
 
