@@ -14,6 +14,7 @@ it, and the pool's feature matrix size beside them. params.yaml's train and pseu
 the repository's own (7 subsets, 5 folds, 100 epochs), so the figures are the defaults'.
 
   python benchmarks/bench_release.py [--shape default community] [--scale 1.0] [--epochs N] [--runs 1]
+      [--add-to benchmarks/results/release_scale.json]
 
 --scale shrinks every split (a quick check of the harness); --epochs overrides train.fusion.epochs (figures
 taken with an override say so in the JSON).
@@ -128,7 +129,8 @@ def run_stage(args: list[str], cwd: Path) -> dict:
             "load_before": [round(x, 2) for x in load]}
 
 
-def one_shape(shape: str, scale: float, epochs: int | None, runs: int) -> dict:
+def one_shape(shape: str, scale: float, epochs: int | None, runs: int, earlier: dict | None = None) -> dict:
+    """`runs` runs of every stage on this shape, added to an earlier result's runs of the same shape."""
     dims = SHAPES[shape]
     rows = manifest(scale)
     pool = rows["split"].eq("test3") & rows["label"].isna()
@@ -136,7 +138,7 @@ def one_shape(shape: str, scale: float, epochs: int | None, runs: int) -> dict:
                                       "candidates": int((rows["split"].eq("test3") & ~pool).sum())},
               "pool_feature_mb": round(int(pool.sum()) * sum(dims.values()) * 4 / 2**20, 1), "stages": {}}
     rounds = yaml.safe_load((REPO / "params.yaml").read_text())["pseudolabel"]["rounds"]
-    timings: dict[str, list[dict]] = {}
+    timings = {name: list(stage["runs"]) for name, stage in (earlier or {}).get("stages", {}).items()}
     for _ in range(runs):
         work = Path(tempfile.mkdtemp(prefix=f"bench_release_{shape}_"))
         start = time.perf_counter()
@@ -146,12 +148,29 @@ def one_shape(shape: str, scale: float, epochs: int | None, runs: int) -> dict:
             timings.setdefault(name, []).append(run_stage(args, work))
         result["headline"] = json.loads((work / "metrics" / "headline.json").read_text())
         shutil.rmtree(work)
-    for name, runs_ in timings.items():
-        result["stages"][name] = {"seconds": statistics.median(r["seconds"] for r in runs_),
-                                  "peak_rss_mb": max(r["peak_rss_mb"] for r in runs_), "runs": runs_}
-    result["total_seconds"] = round(sum(s["seconds"] for s in result["stages"].values()), 1)
-    result["peak_rss_mb"] = max(s["peak_rss_mb"] for s in result["stages"].values())
-    return result
+    return result | summary(timings)
+
+
+def summary(timings: dict[str, list[dict]]) -> dict:
+    """Per stage the median seconds, the highest peak RSS and the spread of its runs ((slowest - fastest) /
+    fastest); the stages' total, and the spread of the runs' totals."""
+    stages = {name: {"seconds": round(statistics.median(r["seconds"] for r in runs), 2),
+                     "spread": _spread([r["seconds"] for r in runs]),
+                     "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "runs": runs} for name, runs in timings.items()}
+    totals = [sum(runs[i]["seconds"] for runs in timings.values()) for i in range(min(map(len, timings.values())))]
+    return {"stages": stages, "total_seconds": round(sum(s["seconds"] for s in stages.values()), 1),
+            "total_spread": _spread(totals), "runs": len(totals),
+            "peak_rss_mb": max(s["peak_rss_mb"] for s in stages.values())}
+
+
+def _invocations(result: dict) -> list[dict]:
+    """An earlier result's invocations (one result written before they were listed: its own command and load)."""
+    return result.get("invocations", [{k: result[k] for k in ("command", "load_before", "load_after") if k in result}]
+                      if "command" in result else [])
+
+
+def _spread(values: list[float]) -> float:
+    return round((max(values) - min(values)) / min(values), 3)
 
 
 def main() -> None:
@@ -161,14 +180,22 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override train.fusion.epochs (default: params.yaml's)")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS / "release_scale.json")
+    parser.add_argument("--add-to", type=Path, help="a result of the same settings whose runs these join "
+                        "(a second run, later, to see the first reproduce)")
     args = parser.parse_args()
-    out = {"command": " ".join(["python", *sys.argv]), "scale": args.scale, "epochs_override": args.epochs,
-           "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
-           "load_before": os.getloadavg(), "shapes": {}}
+    earlier = json.loads(args.add_to.read_text()) if args.add_to else {"shapes": {}}
+    if args.add_to and (earlier["scale"], earlier["epochs_override"]) != (args.scale, args.epochs):
+        raise SystemExit(f"{args.add_to} was taken at scale {earlier['scale']}, epochs {earlier['epochs_override']}; "
+                         "add runs of the same settings only")
+    invocation = {"command": " ".join(["python", *sys.argv]), "load_before": os.getloadavg(),
+                  "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    out = {"scale": args.scale, "epochs_override": args.epochs, "cpus": os.cpu_count(),
+           "machine": platform.processor() or platform.machine(),
+           "invocations": _invocations(earlier) + [invocation], "shapes": {}}
     for shape in args.shape:
-        out["shapes"][shape] = one_shape(shape, args.scale, args.epochs, args.runs)
+        out["shapes"][shape] = one_shape(shape, args.scale, args.epochs, args.runs, earlier["shapes"].get(shape))
         print(json.dumps({shape: out["shapes"][shape]["stages"]}, indent=1), flush=True)
-    out["load_after"] = os.getloadavg()
+    invocation["load_after"] = os.getloadavg()
     args.out.parent.mkdir(exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}")

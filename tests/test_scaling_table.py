@@ -37,8 +37,11 @@ def release_results(results: Path) -> None:
     write(results, "encode_overhead", {"audio_seconds_per_clip": 4.0, "faces_per_clip": 20.0, "features": {
         name: {"encode_cpu_ms_per_clip": ms} for name, ms in features.items()}})
     stages = {"train": 600.0, "pseudolabel@r1": 300.0, "pseudolabel@r2": 300.0, "evaluate": 10.0}
-    write(results, "release_scale", {"scale": 1.0, "epochs_override": None, "shapes": {"default": {"stages": {
-        name: {"seconds": s, "peak_rss_mb": 1000.0} for name, s in stages.items()}}}})
+    shape = {"dims": {"audio": 88, "text": 384, "visual": 7}, "items": {"train": 7369, "pool": 104802, "candidates": 20000},
+             "pool_feature_mb": 192.3, "total_seconds": 1210.0, "total_spread": 0.04, "runs": 2, "peak_rss_mb": 3072.0,
+             "stages": {name: {"seconds": s, "peak_rss_mb": 1024.0 if name != "train" else 3072.0, "spread": 0.05,
+                               "runs": [{"seconds": s}, {"seconds": s * 1.05}]} for name, s in stages.items()}}
+    write(results, "release_scale", {"scale": 1.0, "epochs_override": None, "shapes": {"default": shape}})
 
 
 def rows(table: str) -> dict[str, list[str]]:
@@ -68,6 +71,19 @@ def test_what_no_result_measures_says_so(tmp_path):
     assert table["the release, stage after stage"][:2] == ["**not measured**"] * 2
     assert table["bounded by"][2] == "train"
     assert rows(scaling_table.table(tmp_path / "none"))["train"] == ["not measured"] * 4
+
+
+def test_the_full_size_run_per_stage_and_its_spread(tmp_path):
+    release_results(tmp_path)
+    assert rows(scaling_table.table(tmp_path))["train"][0] == "10 min"
+    line = next(x for x in scaling_table.release_runs(tmp_path) if x.startswith("| default"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells == ["default (88/384/7)", "10 min, 3.0 GB", "5 min, 1.0 GB", "5 min, 1.0 GB", "10 s, 1.0 GB",
+                     "20 min", "3.0 GB", "0.19 GB", "2 (4%)"]
+    release = json.loads((tmp_path / "release_scale.json").read_text())
+    write(tmp_path, "release_scale", release | {"epochs_override": 5})   # a shortened run is not the release
+    assert scaling_table.release_runs(tmp_path) == ["The full-size feature-level run (`bench_release.py`): not measured."]
+    assert rows(scaling_table.table(tmp_path))["train"][0] == "not measured"
 
 
 def test_a_doc_without_markers_is_refused():
