@@ -191,7 +191,9 @@ def main() -> None:
                   "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     out = {"scale": args.scale, "epochs_override": args.epochs, "cpus": os.cpu_count(),
            "machine": platform.processor() or platform.machine(),
-           "invocations": _invocations(earlier) + [invocation], "shapes": {}}
+           "invocations": _invocations(earlier) + [invocation],
+           "shapes": {shape: r | summary({name: stage["runs"] for name, stage in r["stages"].items()})
+                      for shape, r in earlier["shapes"].items()}}  # shapes this invocation does not rerun stay
     for shape in args.shape:
         out["shapes"][shape] = one_shape(shape, args.scale, args.epochs, args.runs, earlier["shapes"].get(shape))
         print(json.dumps({shape: out["shapes"][shape]["stages"]}, indent=1), flush=True)
