@@ -110,8 +110,7 @@ def stages(results: Path) -> list[Stage]:
     timed = release["shapes"]["default"]["stages"] if release else {"train": None, "pseudolabel": None, "evaluate": None}
     for name, figure in timed.items():
         measured = (f"{figure['seconds']:.0f} s, one process, peak {figure['peak_rss_mb']:.0f} MB "
-                    f"({len(figure['runs'])} runs, spread {figure.get('spread', 0):.0%})") if figure \
-            else "not measured at full size"
+                    f"({runs(len(figure['runs']), figure.get('spread', 0))})") if figure else "not measured at full size"
         found.append(Stage(name, measured, "release_scale.json", wall_seconds=figure["seconds"] if figure else None))
     return found
 
@@ -130,18 +129,23 @@ def release_runs(results: Path) -> list[str]:
         return ["The full-size feature-level run (`bench_release.py`): not measured."]
     shapes = release["shapes"]
     names = list(next(iter(shapes.values()))["stages"])
-    lines = ["| feature shape | " + " | ".join(names) + " | all stages | peak RSS | pool features | runs (spread of totals) |",
+    lines = ["| feature shape | " + " | ".join(names) + " | all stages | peak RSS | pool features | runs |",
              "|---" * (len(names) + 5) + "|"]
     for shape, r in shapes.items():
         dims = "/".join(str(d) for d in r["dims"].values())
         cells = [f"{duration(r['stages'][n]['seconds'])}, {r['stages'][n]['peak_rss_mb'] / 1024:.1f} GB" for n in names]
         lines.append(f"| {shape} ({dims}) | " + " | ".join(cells) + f" | {duration(r['total_seconds'])} | "
                      f"{r['peak_rss_mb'] / 1024:.1f} GB | {r['pool_feature_mb'] / 1024:.2f} GB | "
-                     f"{r.get('runs', 1)} ({r.get('total_spread', 0):.0%}) |")
+                     f"{runs(r.get('runs', 1), r.get('total_spread', 0))} |")
     items = next(iter(shapes.values()))["items"]
     return [f"The full-size feature-level run (`release_scale.json`, `bench_release.py`): {items['train']:,} labelled, "
             f"{items['candidates']:,} candidates and a {items['pool']:,}-clip pool as feature stores, each stage the "
             "`mer` command in its own process; per stage its wall time (median of the runs) and peak RSS:", "", *lines]
+
+
+def runs(n: int, spread: float) -> str:
+    """How many runs a figure is the median of, and how far apart they came out ((slowest - fastest) / fastest)."""
+    return "1 run" if n == 1 else f"{n} runs, spread {spread:.0%}"
 
 
 def duration(seconds: float | None) -> str:

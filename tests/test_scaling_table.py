@@ -79,7 +79,7 @@ def test_the_full_size_run_per_stage_and_its_spread(tmp_path):
     line = next(x for x in scaling_table.release_runs(tmp_path) if x.startswith("| default"))
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells == ["default (88/384/7)", "10 min, 3.0 GB", "5 min, 1.0 GB", "5 min, 1.0 GB", "10 s, 1.0 GB",
-                     "20 min", "3.0 GB", "0.19 GB", "2 (4%)"]
+                     "20 min", "3.0 GB", "0.19 GB", "2 runs, spread 4%"]
     release = json.loads((tmp_path / "release_scale.json").read_text())
     write(tmp_path, "release_scale", release | {"epochs_override": 5})   # a shortened run is not the release
     assert scaling_table.release_runs(tmp_path) == ["The full-size feature-level run (`bench_release.py`): not measured."]
