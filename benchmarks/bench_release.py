@@ -163,12 +163,6 @@ def summary(timings: dict[str, list[dict]]) -> dict:
             "peak_rss_mb": max(s["peak_rss_mb"] for s in stages.values())}
 
 
-def _invocations(result: dict) -> list[dict]:
-    """An earlier result's invocations (one result written before they were listed: its own command and load)."""
-    return result.get("invocations", [{k: result[k] for k in ("command", "load_before", "load_after") if k in result}]
-                      if "command" in result else [])
-
-
 def _spread(values: list[float]) -> float:
     return round((max(values) - min(values)) / min(values), 3)
 
@@ -191,9 +185,8 @@ def main() -> None:
                   "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     out = {"scale": args.scale, "epochs_override": args.epochs, "cpus": os.cpu_count(),
            "machine": platform.processor() or platform.machine(),
-           "invocations": _invocations(earlier) + [invocation],
-           "shapes": {shape: r | summary({name: stage["runs"] for name, stage in r["stages"].items()})
-                      for shape, r in earlier["shapes"].items()}}  # shapes this invocation does not rerun stay
+           "invocations": earlier.get("invocations", []) + [invocation],
+           "shapes": dict(earlier["shapes"])}  # shapes this invocation does not rerun stay as they were
     for shape in args.shape:
         out["shapes"][shape] = one_shape(shape, args.scale, args.epochs, args.runs, earlier["shapes"].get(shape))
         print(json.dumps({shape: out["shapes"][shape]["stages"]}, indent=1), flush=True)

@@ -110,7 +110,7 @@ def stages(results: Path) -> list[Stage]:
     timed = release["shapes"]["default"]["stages"] if release else {"train": None, "pseudolabel": None, "evaluate": None}
     for name, figure in timed.items():
         measured = (f"{figure['seconds']:.0f} s, one process, peak {figure['peak_rss_mb']:.0f} MB "
-                    f"({runs(len(figure['runs']), figure.get('spread', 0))})") if figure else "not measured at full size"
+                    f"({runs(len(figure['runs']), figure['spread'])})") if figure else "not measured at full size"
         found.append(Stage(name, measured, "release_scale.json", wall_seconds=figure["seconds"] if figure else None))
     return found
 
@@ -123,7 +123,7 @@ def full_release(results: Path) -> dict | None:
 
 def release_runs(results: Path) -> list[str]:
     """The full-size feature-level run per feature shape: each stage's wall time and peak RSS, the whole
-    chain against the issue's targets (60 minutes, 8 GB), and how far apart its runs came out."""
+    chain's, the pool's feature size, and how many runs the figures are the median of and how far apart they came out."""
     release = full_release(results)
     if release is None:
         return ["The full-size feature-level run (`bench_release.py`): not measured."]
@@ -136,7 +136,7 @@ def release_runs(results: Path) -> list[str]:
         cells = [f"{duration(r['stages'][n]['seconds'])}, {r['stages'][n]['peak_rss_mb'] / 1024:.1f} GB" for n in names]
         lines.append(f"| {shape} ({dims}) | " + " | ".join(cells) + f" | {duration(r['total_seconds'])} | "
                      f"{r['peak_rss_mb'] / 1024:.1f} GB | {r['pool_feature_mb'] / 1024:.2f} GB | "
-                     f"{runs(r.get('runs', 1), r.get('total_spread', 0))} |")
+                     f"{runs(r['runs'], r['total_spread'])} |")
     items = next(iter(shapes.values()))["items"]
     return [f"The full-size feature-level run (`release_scale.json`, `bench_release.py`): {items['train']:,} labelled, "
             f"{items['candidates']:,} candidates and a {items['pool']:,}-clip pool as feature stores, each stage the "
