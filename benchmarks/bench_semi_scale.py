@@ -5,7 +5,7 @@ modality), a labelled-only model, then one round (select at most MAX_PER_CLASS p
 predict every split, the pool included). Each pool
 size runs in its own process; a sampler thread reads the resident set every 5 ms, and the JSON gives the
 peak growth over the labelled-only training plus the round, above the RSS it started with (features
-already loaded), next to the pool's feature matrix size. Prediction is batched (fusion.EVAL_CHUNK rows at a
+already loaded), next to the pool's feature matrix size. Prediction is batched (cv.PREDICT_CHUNK rows at a
 time), so growth is a few copies of the pool's features and no more: the ratio falls towards a constant.
 
     python benchmarks/bench_semi_scale.py [--pools 10000 100000] [--dim 256]

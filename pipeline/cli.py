@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from pipeline import environment
 from pipeline.outputs import METRICS, ROUND, SELECTION, SEMI_STUDY, round_folder
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -95,6 +96,7 @@ def _options(ctx: typer.Context,
              version: Annotated[bool, typer.Option("--version", callback=lambda v: _version(v), is_eager=True,
                                                    help="Print the version and exit.")] = False):
     _RUN.update(command=ctx.invoked_subcommand or "", debug=debug)
+    environment.return_large_frees()
 
 Params = Annotated[Path, typer.Option(help="params.yaml to read the stage's section from")]
 # The paths every stage command requires (dvc.yaml passes each one).

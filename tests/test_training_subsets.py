@@ -135,3 +135,51 @@ def test_training_shows_a_bar_on_a_terminal_and_lines_in_a_log(monkeypatch):
         assert "train seed 0, 2 subset(s)" in shown and ("\r" in shown) == bar
         done = f"{FAST.fusion.epochs}/{FAST.fusion.epochs}"  # 3 folds train as one fold shard
         assert done in shown and (f"{done} fold-shard epoch (100%)" in shown) != bar
+
+
+def test_subsets_predict_on_the_test_tables_own_arrays(monkeypatch):
+    """A subset's test set is the table's arrays and the rows it covers, not a copy per subset (at release
+    scale the copies held the pool's features four times over), and predicting it chunk by chunk gives what
+    the covered rows' own copy gives in one piece."""
+    from pipeline.training import cv
+    from pipeline.training.families import Fusion
+    from pipeline.training.run import subset_job
+
+    tables = {"train": table(60, mixed_presence(60)), "test1": table(30, mixed_presence(30), seed=1, split="test1")}
+    test = tables["test1"]
+    for subset, covered in (("A", test.present["audio"]), ("AT", test.present["audio"] | test.present["text"])):
+        ts = subset_job(tables, subset, FAST, seed=0)[0].tests["test1"]
+        assert all(ts.X[m] is test.X[m] for m in ts.X), subset
+        np.testing.assert_array_equal(ts.rows, np.flatnonzero(covered))
+        np.testing.assert_array_equal(ts.y, test.y[covered])
+    result, _ = run_subset(tables, "A", FAST, seed=0)
+    rows = np.flatnonzero(test.present["audio"])  # 20 of 30
+    whole = cv.TestSet({"audio": np.nan_to_num(test.X["audio"][rows])}, {"audio": test.present["audio"][rows]})
+    expected = Fusion.predict(result.ensemble, whole, ("audio",))
+    np.testing.assert_array_equal(result.tests["test1"].fold_logits, expected.fold_logits)
+    monkeypatch.setattr(cv, "PREDICT_CHUNK", 7)
+    shared = subset_job(tables, "A", FAST, seed=0)[0].tests["test1"]
+    assert [len(present["audio"]) for _, present in shared.chunks()] == [7, 7, 6]
+    chunked = Fusion.predict(result.ensemble, shared, ("audio",))  # a matmul over fewer rows may round its last bit
+    np.testing.assert_allclose(chunked.fold_logits, expected.fold_logits, rtol=0, atol=1e-6)  # otherwise
+    np.testing.assert_allclose(chunked.fold_valence, expected.fold_valence, rtol=0, atol=1e-6)
+
+
+def test_standardize_overwrites_the_loaded_arrays_with_the_training_z_scores():
+    """No second copy of a release's features: each table's arrays are z-scored where they are, with the
+    training items' statistics, and an absent row stays NaN."""
+    from pipeline.training.data import norm_stats, standardize
+
+    tables = {"train": table(60, mixed_presence(60)), "test1": table(30, mixed_presence(30), seed=1, split="test1")}
+    raw = {name: {m: x.copy() for m, x in t.X.items()} for name, t in tables.items()}
+    arrays = {name: dict(t.X) for name, t in tables.items()}
+    stats = norm_stats(tables["train"])
+    out = standardize(tables)
+    for name, t in out.items():
+        for m, x in t.X.items():
+            assert x is arrays[name][m], (name, m)
+            np.testing.assert_array_equal(x, stats[m].apply(raw[name][m]))
+            assert np.isnan(x[~t.present[m]]).all() and np.isfinite(x[t.present[m]]).all()
+        assert t.norm is not None
+    train_audio = out["train"].X["audio"][out["train"].present["audio"]]
+    np.testing.assert_allclose(train_audio.mean(0), 0, atol=1e-5)

@@ -193,8 +193,9 @@ class FeatureStore:
         matrix, lookup, _ = self.matrix()
         rows = np.array([lookup.get(k, -1) if k else -1 for k in keys], dtype=np.int64)
         present = rows >= 0
-        X = np.full((len(view), matrix.shape[1]), np.nan, np.float32)
-        X[present] = matrix[rows[present]]
+        X = (matrix[np.where(present, rows, 0)] if len(matrix) else np.zeros((len(view), matrix.shape[1]))
+             ).astype(np.float32, copy=False)
+        X[~present] = np.nan  # one copy, no temporary: at release scale a store's matrix is half a gigabyte
         return X, present
 
 

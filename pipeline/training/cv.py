@@ -4,11 +4,14 @@ and valences, as the MER 2023 baseline's average_folder_results)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from pipeline.training.metrics import combined, score_split, selection_metric, valence_mse, weighted_f1
+
+PREDICT_CHUNK = 4096  # test rows per prediction: bounds the copies and activations on large test sets
 
 
 @dataclass
@@ -18,6 +21,21 @@ class TestSet:
     present: dict[str, np.ndarray] | None = None   # modality -> (n,) bool; missing key = all present
     y: np.ndarray | None = None                    # -1 = unlabelled row (not scored)
     v: np.ndarray | None = None                    # NaN = no valence truth
+    rows: np.ndarray | None = None                 # the rows of X and present in the set (None = all); y and v
+                                                   # are the set's own: the ablation subsets' sets share one
+                                                   # table's arrays instead of each copying the rows it covers
+
+    def __len__(self) -> int:
+        return len(next(iter(self.X.values()))) if self.rows is None else len(self.rows)
+
+    def chunks(self) -> Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]]:
+        """The set's features and presence, PREDICT_CHUNK rows at a time (one empty chunk for an empty set): a
+        prediction holds one chunk's copy, whatever the size of the set."""
+        size = PREDICT_CHUNK
+        for lo in range(0, max(len(self), 1), size):
+            sel = slice(lo, lo + size) if self.rows is None else self.rows[lo:lo + size]
+            yield ({m: x[sel] for m, x in self.X.items()},
+                   None if self.present is None else {m: p[sel] for m, p in self.present.items()})
 
 
 @dataclass
@@ -76,6 +94,13 @@ def fold_figures(y, v, logits: np.ndarray, vhat: np.ndarray) -> dict[str, float]
 def mean_figures(figures: list[dict]) -> dict[str, float]:
     keys = ("f1_weighted", "valence_mse", "combined", "selection")
     return {k: float(np.mean([f[k] for f in figures])) for k in keys if figures and k in figures[0]}
+
+
+def predict_chunks(ts: TestSet, predict: Callable[[dict, dict | None], tuple[np.ndarray, np.ndarray]]) -> TestPrediction:
+    """make_test_prediction over `predict`'s (K, n, C) fold logits and (K, n) fold valences, one chunk at a time."""
+    parts = [predict(X, present) for X, present in ts.chunks()]
+    return make_test_prediction(np.concatenate([lo for lo, _ in parts], axis=1),
+                                np.concatenate([va for _, va in parts], axis=1), ts)
 
 
 def make_test_prediction(fold_logits: np.ndarray, fold_val: np.ndarray, ts: TestSet) -> TestPrediction:

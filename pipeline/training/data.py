@@ -21,10 +21,14 @@ class NormStats:
     mean: np.ndarray
     std: np.ndarray
 
-    def apply(self, x: np.ndarray, limit: float = 6.0) -> np.ndarray:
+    def apply(self, x: np.ndarray, limit: float = 6.0, out: np.ndarray | None = None) -> np.ndarray:
         """Clipped at +-limit: a corrupted view can move a feature far outside anything seen in training,
-        and an unbounded input drives the linear valence head to absurd values. NaN stays NaN."""
-        return np.clip((x - self.mean) / self.std, -limit, limit).astype(np.float32)
+        and an unbounded input drives the linear valence head to absurd values. NaN stays NaN. Into `out`
+        (x itself, to overwrite it) or one new array, and no temporaries: at release scale a modality's
+        matrix is half a gigabyte."""
+        out = np.subtract(x, self.mean, dtype=np.float32, out=out)
+        out /= self.std
+        return np.clip(out, -limit, limit, out=out)
 
 
 @dataclass
@@ -76,12 +80,18 @@ def load_table(manifest: pd.DataFrame, view: Path, features: dict[str, Path], la
 
 
 def standardize(tables: dict[str, Table], reference: str = "train") -> dict[str, Table]:
-    """z-score every modality with the statistics of the reference table's present rows.
+    """z-score every modality with the statistics of the reference table's present rows, in place: the
+    tables' float32 arrays are overwritten (they are the loaded copies; a release's are gigabytes, and a
+    second copy would double the train stage's peak memory).
 
     MER 2023 used raw features; functionals such as eGeMAPS span several orders of magnitude,
     which an unnormalised MLP does not survive, hence `train.feature_norm`. NaN rows (absent) stay NaN."""
     stats = norm_stats(tables[reference])
-    return {name: normalized(t, stats) for name, t in tables.items()}
+    for table in tables.values():
+        table.X = {m: stats[m].apply(x, out=x if x.dtype == np.float32 and x.flags.writeable else None)
+                   for m, x in table.X.items()}
+        table.norm = stats
+    return tables
 
 
 def norm_stats(table: Table) -> dict[str, NormStats]:

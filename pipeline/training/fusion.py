@@ -64,15 +64,14 @@ from pipeline.training.cv import (
     TestPrediction,
     TestSet,
     fold_figures,
-    make_test_prediction,
     mean_figures,
+    predict_chunks,
 )
 from pipeline.training.folds import CVInputs, CVJob, fold_seed, label_arrays
 from pipeline.training.runtime import autocast, available_cores, torch_threads
 
 CURVE_KEYS = {"val_f1": "f1_weighted", "val_mse": "valence_mse", "val_combined": "combined",
               "val_selection": "selection"}  # curve name -> fold_figures key
-EVAL_CHUNK = 4096  # test rows per forward: bounds the (K, rows, d) activations on large test sets
 
 
 @dataclass(frozen=True)
@@ -306,18 +305,13 @@ def _validate(model: SubsetFusion, val: _ValSets) -> list[tuple[list[dict], list
     return per_subset
 
 
-def _predict_stacked(model: AttentionFusion, data: _Inputs, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _predict_stacked(model: AttentionFusion, data: _Inputs) -> tuple[np.ndarray, np.ndarray]:
     """Every fold's outputs on every row of `data`: (K, n, C) logits and (K, n) valence."""
     model.eval()
-    logits, vals = [], []
-    n = data.present.shape[0]
+    k = model.n_models
     with torch.inference_mode():
-        for lo in range(0, n, EVAL_CHUNK):
-            sl = slice(lo, min(lo + EVAL_CHUNK, n))
-            out = model([x[sl].expand(k, -1, -1) for x in data.xs], data.present[sl].expand(k, -1, -1))
-            logits.append(out.logits.float().cpu().numpy())
-            vals.append(out.valence.float().cpu().numpy())
-    return np.concatenate(logits, axis=1), np.concatenate(vals, axis=1)
+        out = model([x.expand(k, -1, -1) for x in data.xs], data.present.expand(k, -1, -1))
+    return out.logits.float().cpu().numpy(), out.valence.float().cpu().numpy()
 
 
 def cross_validate(jobs: list[CVJob], run: FusionRun) -> list[CVResult]:
@@ -431,8 +425,7 @@ def predict_folds(model: AttentionFusion, ts: TestSet, modalities: tuple[str, ..
     missing = [m for m in modalities if m not in ts.X]
     if missing:
         raise ValueError(f"test set lacks modalities {missing}")
-    fold_logits, fold_val = _predict_stacked(model, model_inputs(ts.X, ts.present, modalities, device), model.n_models)
-    return make_test_prediction(fold_logits, fold_val, ts)
+    return predict_chunks(ts, lambda X, present: _predict_stacked(model, model_inputs(X, present, modalities, device)))
 
 
 def _result(model_name, a: CVInputs, tracker: _BestTracker, curves, test_preds, n_classes) -> CVResult:

@@ -17,7 +17,7 @@ from lightgbm import Booster, LGBMClassifier, LGBMRegressor
 
 from pipeline.config import LightGBMParams
 from pipeline.labels import clip_valence
-from pipeline.training.cv import CVResult, TestPrediction, TestSet, fold_figures, make_test_prediction, mean_figures
+from pipeline.training.cv import CVResult, TestPrediction, TestSet, fold_figures, mean_figures, predict_chunks
 from pipeline.training.folds import CVJob
 from pipeline.training.runtime import available_cores
 
@@ -90,8 +90,11 @@ class FoldModel:
 
 def predict_folds(models: list[FoldModel], ts: TestSet, modalities: tuple[str, ...]) -> TestPrediction:
     """The fold ensemble's prediction: mean of the folds' log-probabilities and valences."""
-    F = early_fusion_matrix(ts.X, ts.present, modalities)
-    return make_test_prediction(np.stack([m.log_probs(F) for m in models]), np.stack([m.valence(F) for m in models]), ts)
+    def predict(X, present):
+        F = early_fusion_matrix(X, present, modalities)
+        return np.stack([m.log_probs(F) for m in models]), np.stack([m.valence(F) for m in models])
+
+    return predict_chunks(ts, predict)
 
 
 def cross_validate(jobs: list[CVJob], run: LightGBMRun) -> list[CVResult]:

@@ -107,7 +107,7 @@ def subset_job(tables: dict[str, Table], subset: str, cfg: TrainConfig, seed: in
         y, v = np.concatenate([y, extra.y]), np.concatenate([v, extra.v])
         folds = np.concatenate([folds, np.full(len(extra.rows), -1)])
         weight = np.concatenate([weight, np.full(len(extra.rows), extra_weight)])
-    tests = {name: model_input(t, modalities) for name, t in covered_tests(tables, modalities).items()}
+    tests = test_sets(tables, modalities)
     X = {m: np.nan_to_num(X[m]) for m in modalities}  # absent rows are masked; NaN must not reach a matmul
     return CVJob(X, present, y, v, folds, tests, weight, seed), train.rows["sample_id"].to_numpy()
 
@@ -117,9 +117,12 @@ def covered(table: Table, modalities: tuple[str, ...]) -> Table:
     return table.take(table.any_present(modalities), modalities)
 
 
-def covered_tests(tables: dict[str, Table], modalities: tuple[str, ...]) -> dict[str, Table]:
-    tests = {name: covered(t, modalities) for name, t in tables.items() if name != "train"}
-    return {name: t for name, t in tests.items() if len(t.rows)}
+def test_sets(tables: dict[str, Table], modalities: tuple[str, ...]) -> dict[str, TestSet]:
+    """Every test table's items that have one of `modalities`, as model input on the table's own arrays: the
+    subsets share them (a copy per subset would hold a release's pool features several times over)."""
+    sets = {name: model_input(t, modalities, np.flatnonzero(t.any_present(modalities)))
+            for name, t in tables.items() if name != "train"}
+    return {name: s for name, s in sets.items() if len(s)}
 
 
 def check_fold_count(y: np.ndarray, k: int, subset: str) -> None:
@@ -149,10 +152,11 @@ def speaker_groups(rows: pd.DataFrame, group_by: str, k: int) -> np.ndarray | No
     return groups.astype(str).to_numpy()
 
 
-def model_input(table: Table, modalities: tuple[str, ...]) -> TestSet:
-    """A table as model input: absent rows are masked by `present`, so their NaN become 0."""
-    return TestSet({m: np.nan_to_num(table.X[m]) for m in modalities}, {m: table.present[m] for m in modalities},
-                      table.y, table.v)
+def model_input(table: Table, modalities: tuple[str, ...], rows: np.ndarray | None = None) -> TestSet:
+    """A table's items (all, or `rows`) as model input, on the table's arrays: the model masks absent rows by
+    `present` (their NaN never reach a matmul)."""
+    y, v = (table.y, table.v) if rows is None else (table.y[rows], table.v[rows])
+    return TestSet({m: table.X[m] for m in modalities}, {m: table.present[m] for m in modalities}, y, v, rows)
 
 
 def predictions_frame(result: CVResult, train_ids: np.ndarray, tables: dict[str, Table], subset: str,
