@@ -271,8 +271,8 @@ def test_faster_whisper_transcribes_a_clip_over_30s_in_full(tmp_path):
 
 @needs_tiny
 def test_faster_whisper_reads_timestamped_segments():
-    """The decoder's timestamps split its output into segments with their start; a segment that starts
-    after a clip's own audio (heard in the padding) is what the engine drops."""
+    """The decoder's timestamps split its output into segments with their start and end; a segment that
+    starts after a clip's own audio (heard in the padding) is what the engine drops."""
     from faster_whisper.tokenizer import Tokenizer
 
     engine = ASR_ENGINES.make("faster-whisper", {"model": "whisper-tiny.en"})
@@ -283,6 +283,21 @@ def test_faster_whisper_reads_timestamped_segments():
 
     tokens = [at(0.0), *tokenizer.encode(" Kids are talking"), at(1.5), at(1.5), *tokenizer.encode(" by the door"),
               at(3.0), at(24.0), *tokenizer.encode(" by the door"), at(26.0)]
-    assert engine._segments(tokens, tokenizer) == [(0.0, " Kids are talking"), (1.5, " by the door"),
-                                                   (24.0, " by the door")]
-    assert engine._segments(tokenizer.encode(" no timestamps"), tokenizer) == [(0.0, " no timestamps")]
+    segments = engine._segments(tokens, tokenizer)
+    assert segments == [(0.0, 1.5, " Kids are talking"), (1.5, 3.0, " by the door"), (24.0, 26.0, " by the door")]
+    assert engine._heard(segments, 3.2) == ["Kids are talking", "by the door"]
+    assert engine._segments(tokenizer.encode(" no timestamps"), tokenizer) == [(0.0, 0.0, " no timestamps")]
+
+
+def test_a_sentence_repeated_into_the_padding_is_heard_once():
+    """The decoder's other way into the padding: the clip's sentence again, from inside the clip to past its
+    end. A repeat that ends inside the clip was spoken twice, and a new sentence past the end is kept."""
+    from pipeline.media.asr import FasterWhisperASR
+
+    heard = FasterWhisperASR._heard
+    said = (0.0, 2.0, " Kids are talking by the door.")
+    assert heard([said, (2.0, 4.0, " kids are talking by the door")], 3.3) == ["Kids are talking by the door."]
+    assert heard([(0.0, 1.0, " No."), (1.0, 2.0, " No!")], 3.3) == ["No.", "No!"]            # said twice
+    assert heard([said, (2.0, 4.0, " Dogs are sitting by the door.")], 3.3) == ["Kids are talking by the door.",
+                                                                                 "Dogs are sitting by the door."]
+    assert heard([said, (3.4, 5.0, " Kids are talking by the door.")], 3.3) == ["Kids are talking by the door."]

@@ -12,6 +12,7 @@ A transcript made here is stored with its source `asr:<engine>:<model>` (extract
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -80,7 +81,8 @@ class FasterWhisperASR(ASREngine):
     (pipeline.media.whisper.mel_batches) and one beam search (beam 5, no temperature fallback) for all
     of them; a clip with a high no-speech probability and a low log-probability gives "". The decoder
     writes timestamped segments, and a segment that starts at or after the end of the clip's own audio
-    is dropped: it was heard in the padding. Without that, a decoder that reads a clip at its own length
+    is dropped, as is one that runs past that end repeating the segment before it: both were heard in the
+    padding. Without that, a decoder that reads a clip at its own length
     repeats the sentence into the padding (RAVDESS dev, whisper-base, no timestamps: WER 0.52 with 2 s
     of silence after each clip, 0.12 with 5 s; docs/whisper.md). Window `clip` reads each clip plus
     MARGIN of silence. A clip over 30 s goes through faster-whisper's own long-form transcription."""
@@ -146,24 +148,42 @@ class FasterWhisperASR(ASREngine):
                 texts.append("")
                 continue
             segments = self._segments(result.sequences_ids[0], tokenizers[lang])
-            texts.append(" ".join(text.strip() for start, text in segments if start < end).strip())
+            texts.append(" ".join(self._heard(segments, end)).strip())
         return texts
 
-    def _segments(self, tokens: list[int], tokenizer) -> list[tuple[float, str]]:
-        """(start in seconds, text) of each segment of a timestamped token sequence."""
+    @staticmethod
+    def _heard(segments: list[tuple[float, float, str]], end: float) -> list[str]:
+        """The texts of the segments heard in the clip's own `end` seconds: not one that starts after it, nor
+        one that runs past it repeating the segment before it (the decoder's other way into the padding:
+        RAVDESS 03-01-08-02-01-01-03, 3.3 s, came out as the sentence at 0-2 s and again at 2-4 s)."""
+        kept: list[str] = []
+        for start, stop, text in segments:
+            again = bool(kept) and _words(text) == _words(kept[-1])
+            if start < end and not (again and stop > end):
+                kept.append(text.strip())
+        return kept
+
+    def _segments(self, tokens: list[int], tokenizer) -> list[tuple[float, float, str]]:
+        """(start, end in seconds, text) of each segment of a timestamped token sequence (end = start when the
+        decoder stopped before closing it)."""
         segments, text, start = [], [], 0.0
         for token in tokens:
             if token < tokenizer.timestamp_begin:
                 text.append(token)
                 continue
+            at = (token - tokenizer.timestamp_begin) * self.whisper.time_precision
             if text:   # a closing timestamp
-                segments.append((start, tokenizer.decode(text)))
+                segments.append((start, at, tokenizer.decode(text)))
                 text = []
-            # an opening timestamp, or a closing one: no later segment starts before it
-            start = (token - tokenizer.timestamp_begin) * self.whisper.time_precision
+            start = at   # an opening timestamp, or a closing one: no later segment starts before it
         if text:
-            segments.append((start, tokenizer.decode(text)))
+            segments.append((start, start, tokenizer.decode(text)))
         return segments
+
+
+def _words(text: str) -> list[str]:
+    """A transcript's words, lower-cased, without punctuation: what a repeat is compared on."""
+    return re.findall(r"\w+", text.lower())
 
 
 class TransformersWhisperASR(ASREngine):
