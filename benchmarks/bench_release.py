@@ -17,7 +17,8 @@ the repository's own (7 subsets, 5 folds, 100 epochs), so the figures are the de
       [--add-to benchmarks/results/release_scale.json]
 
 --scale shrinks every split (a quick check of the harness); --epochs overrides train.fusion.epochs (figures
-taken with an override say so in the JSON).
+taken with an override say so in the JSON). Each invocation records the commit it ran; --add-to refuses a
+result whose stage code (pipeline/, params.yaml, dvc.yaml) differs from today's.
 """
 
 from __future__ import annotations
@@ -167,6 +168,28 @@ def _spread(values: list[float]) -> float:
     return round((max(values) - min(values)) / min(values), 3)
 
 
+CODE = ("pipeline", "params.yaml", "dvc.yaml")   # what the stage commands run
+
+
+def revision() -> str:
+    """The repository's commit, with "-dirty" when the stage commands' code differs from it."""
+    head = _git("rev-parse", "--short=12", "HEAD").stdout.strip()
+    return head + ("-dirty" if _git("diff", "--quiet", "HEAD", "--", *CODE).returncode else "")
+
+
+def code_changes(earlier: str | None) -> str:
+    """"" when the stage commands' code is what it was at revision `earlier`, else what differs."""
+    if not earlier:
+        return "no revision recorded"
+    if "-dirty" in earlier + revision():
+        return "uncommitted changes"
+    return _git("diff", "--shortstat", earlier, "HEAD", "--", *CODE).stdout.strip()
+
+
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", nargs="+", choices=sorted(SHAPES), default=["default", "community"])
@@ -181,7 +204,10 @@ def main() -> None:
     if args.add_to and (earlier["scale"], earlier["epochs_override"]) != (args.scale, args.epochs):
         raise SystemExit(f"{args.add_to} was taken at scale {earlier['scale']}, epochs {earlier['epochs_override']}; "
                          "add runs of the same settings only")
-    invocation = {"command": " ".join(["python", *sys.argv]), "load_before": os.getloadavg(),
+    if args.add_to and (changed := code_changes(earlier["invocations"][-1].get("revision"))):
+        raise SystemExit(f"{args.add_to} was taken with other code ({changed}): its runs and these would not be "
+                         f"runs of one thing; write a new result instead")
+    invocation = {"command": " ".join(["python", *sys.argv]), "revision": revision(), "load_before": os.getloadavg(),
                   "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     out = {"scale": args.scale, "epochs_override": args.epochs, "cpus": os.cpu_count(),
            "machine": platform.processor() or platform.machine(),
