@@ -17,8 +17,9 @@ the repository's own (7 subsets, 5 folds, 100 epochs), so the figures are the de
       [--add-to benchmarks/results/release_scale.json]
 
 --scale shrinks every split (a quick check of the harness); --epochs overrides train.fusion.epochs (figures
-taken with an override say so in the JSON). Each invocation records the commit it ran; --add-to refuses a
-result whose stage code (pipeline/, params.yaml, dvc.yaml) differs from today's.
+taken with an override say so in the JSON). Each invocation records the revision of the code it ran (the last
+commit that changed the pipeline, its stages, params or packaging: environment.code_revision); --add-to
+refuses a result of another revision.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pipeline.environment import code_revision  # noqa: E402
 from pipeline.labels import MER_LABELS  # noqa: E402
 from pipeline.store.exchange import IMPORTED  # noqa: E402
 from pipeline.store.features import FeatureStore, Identity  # noqa: E402
@@ -168,26 +170,13 @@ def _spread(values: list[float]) -> float:
     return round((max(values) - min(values)) / min(values), 3)
 
 
-CODE = ("pipeline", "params.yaml", "dvc.yaml")   # what the stage commands run
-
-
-def revision() -> str:
-    """The repository's commit, with "-dirty" when the stage commands' code differs from it."""
-    head = _git("rev-parse", "--short=12", "HEAD").stdout.strip()
-    return head + ("-dirty" if _git("diff", "--quiet", "HEAD", "--", *CODE).returncode else "")
-
-
 def code_changes(earlier: str | None) -> str:
-    """"" when the stage commands' code is what it was at revision `earlier`, else what differs."""
+    """"" when the stage commands' code is that of the `earlier` run (the last commit that changed it, as
+    environment.code_revision names it, and nothing uncommitted), else how the two differ."""
+    now = str(code_revision(REPO))
     if not earlier:
         return "no revision recorded"
-    if "-dirty" in earlier + revision():
-        return "uncommitted changes"
-    return _git("diff", "--shortstat", earlier, "HEAD", "--", *CODE).stdout.strip()
-
-
-def _git(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+    return "" if now == earlier and not now.endswith("+dirty") else f"recorded {earlier}, now {now}"
 
 
 def main() -> None:
@@ -207,8 +196,8 @@ def main() -> None:
     if args.add_to and (changed := code_changes(earlier["invocations"][-1].get("revision"))):
         raise SystemExit(f"{args.add_to} was taken with other code ({changed}): its runs and these would not be "
                          f"runs of one thing; write a new result instead")
-    invocation = {"command": " ".join(["python", *sys.argv]), "revision": revision(), "load_before": os.getloadavg(),
-                  "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    invocation = {"command": " ".join(["python", *sys.argv]), "revision": str(code_revision(REPO)),
+                  "load_before": os.getloadavg(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     out = {"scale": args.scale, "epochs_override": args.epochs, "cpus": os.cpu_count(),
            "machine": platform.processor() or platform.machine(),
            "invocations": earlier.get("invocations", []) + [invocation],

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipeline.environment import code_revision
+
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 import bench_release  # noqa: E402
 
@@ -22,8 +24,8 @@ def test_runs_are_added_only_to_a_result_of_the_same_stage_code(tmp_path, monkey
     git(tmp_path, "add", ".")
     git(tmp_path, "commit", "-qm", "first")
     monkeypatch.setattr(bench_release, "REPO", tmp_path)
-    first = bench_release.revision()
-    assert not first.endswith("-dirty") and bench_release.code_changes(first) == ""
+    first = str(code_revision(tmp_path))
+    assert not first.endswith("+dirty") and bench_release.code_changes(first) == ""
     assert bench_release.code_changes(None) == "no revision recorded"
 
     (tmp_path / "README.md").write_text("more about\n")          # not stage code
@@ -31,7 +33,7 @@ def test_runs_are_added_only_to_a_result_of_the_same_stage_code(tmp_path, monkey
     assert bench_release.code_changes(first) == ""
 
     (tmp_path / "pipeline" / "train.py").write_text("EPOCHS = 50\n")
-    assert bench_release.revision().endswith("-dirty")
-    assert bench_release.code_changes(first) == "uncommitted changes"
+    assert bench_release.code_changes(first) == f"recorded {first}, now {first}+dirty"
     git(tmp_path, "commit", "-qam", "fewer epochs")
-    assert bench_release.code_changes(first).startswith("1 file changed")
+    changed = bench_release.code_changes(first)
+    assert changed.startswith(f"recorded {first}, now ") and not changed.endswith((first, "+dirty"))
