@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from pipeline.config import FusionParams, LightGBMParams
+from pipeline.models.fusion import SubsetFusion, keep_draws
 from pipeline.training import fusion, lgbm
 from pipeline.training.cv import TestSet
 from pipeline.training.folds import CVJob, fold_indices, fold_seed, make_folds
@@ -181,6 +182,47 @@ def test_stacked_ablation_subsets_equal_each_subset_trained_alone():
         assert np.allclose(together.curves["val_selection"], alone.curves["val_selection"], atol=1e-5)
         assert np.allclose(together.curves["train_loss"], alone.curves["train_loss"], atol=1e-5)
         assert np.allclose(together.tests["t"].fold_logits, alone.tests["t"].fold_logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("p", [0.3, 0.5, 0.0001, 0.9999])
+def test_dropout_keep_draws_are_numpys_float32_draws(p):
+    """keep_draws compares the generator's raw words with p's threshold; it must decide exactly what
+    rng.random(float32) >= p decides, across calls, odd sizes (half a word left buffered) and back."""
+    raw, floats = np.random.default_rng(7), np.random.default_rng(7)
+    for n in (8192, 6, 5, 4, 7, 2, 100_000):
+        out = np.empty(n, dtype=bool)
+        keep_draws(raw, n, p, out)
+        assert np.array_equal(out, floats.random(n, dtype=np.float32) >= p), n
+    assert np.array_equal(raw.random(9, dtype=np.float32), floats.random(9, dtype=np.float32))  # same place in the stream
+
+
+def test_fold_adam_gives_each_fold_torch_adam_alone():
+    """The stacked update (consecutive folds at one step count as one slice; weights whose per-fold size is
+    not a multiple of the vector span fold by fold) equals torch.optim.Adam(fused=True) on each fold's own
+    copy, to the last bit, with folds sitting out steps."""
+    uses, dims, k = [[0], [0, 1]], [5, 7], 4
+    model = SubsetFusion(uses, dims, n_classes=3, hidden=(8, 4), dropout=0.0, attention_norm="none", n_models=k)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(generator=torch.Generator().manual_seed(p.numel()))
+    assert not all(p[0].numel() % fusion._FoldAdam.VECTOR_SPAN == 0 for p in model.parameters())
+    alone = [[p.detach()[f].clone().requires_grad_() for p in model.parameters()] for f in range(k)]
+    torch_adams = [torch.optim.Adam(ps, lr=0.01, weight_decay=1e-3, fused=True) for ps in alone]
+    ours = fusion._FoldAdam(model, FusionParams(lr=0.01, weight_decay=1e-3))
+    rng = np.random.default_rng(0)
+    for step in range(12):
+        active = [True] * k if step < 3 else list(rng.random(k) < 0.7)
+        grads = [torch.randn(p.shape, generator=torch.Generator().manual_seed(100 * step + i))
+                 for i, p in enumerate(model.parameters())]
+        loss = sum((p * g).sum() for p, g in zip(model.parameters(), grads))
+        ours.step(loss, active)
+        for f in np.flatnonzero(active):
+            for p, g in zip(alone[f], grads):
+                p.grad = g[f].clone()
+            torch_adams[f].step()
+    for f in range(k):
+        for mine, theirs in zip(model.parameters(), alone[f]):
+            assert torch.equal(mine.detach()[f], theirs.detach())
 
 
 def test_jobs_on_other_rows_train_apart():

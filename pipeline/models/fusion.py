@@ -234,29 +234,43 @@ class SubsetFusion(nn.Module):
         out.drawn_folds, out.kept_folds = self.n_models, kept
         return out.to(self.mask.device)
 
+    def _draw_step(self, batch: int) -> None:
+        """This training step's dropout multipliers (1/(1-p) or 0) for every subset, in one draw per subset:
+        a subset's masks for the step are consecutive in its generator (its modalities' layers in order,
+        then attention), so `_drop` takes them block by block (`_cursor`) as its model would draw them."""
+        widths = self.drawn_folds * batch * sum(self.hidden)
+        counts = [widths * (len(u) + 1) for u in self.uses]
+        keep = np.empty(sum(counts), dtype=bool)
+        self._cursor = np.cumsum([0, *counts[:-1]]).tolist()
+        for rng, at, n in zip(self.rngs, self._cursor, counts):
+            keep_draws(rng, n, self.dropout, out=keep[at:at + n])
+        self._step_masks = torch.from_numpy(keep).to(torch.float32).mul_(1.0 / (1.0 - self.dropout))
+
     def _drop(self, x: torch.Tensor, subsets: Sequence[int], dim: int) -> torch.Tensor:
         """Dropout on x whose `dim` holds `subsets` side by side (first layer: concatenated features).
-        On CPU the masks come from numpy: torch's CPU bernoulli_ costs ~15 ns per element, which made
-        dropout a sixth of a small-batch training step; numpy's float32 generator is ~4x cheaper."""
+        On CPU the masks come from numpy (`_draw_step`): torch's CPU bernoulli_ costs ~15 ns per element,
+        which made dropout a sixth of a small-batch training step."""
         if not self.training or self.dropout == 0:
             return x
         if self.rngs is None or not x.is_cpu:
             return F.dropout(x, self.dropout, training=True)
-        shape = [self.drawn_folds, *x.shape[1:]]
-        if dim == -1:
-            shape[-1] //= len(subsets)
-            draws = [self.rngs[s].random(shape, dtype=np.float32) for s in subsets]
-            keep = np.concatenate(draws, axis=-1)
-        else:
-            del shape[dim]
-            keep = np.stack([self.rngs[s].random(shape, dtype=np.float32) for s in subsets], axis=dim)
-        keep = keep[self.kept_folds] >= self.dropout
-        return x * torch.from_numpy(keep).to(x.dtype).mul_(1.0 / (1.0 - self.dropout))
+        width = x.shape[-1] // len(subsets) if dim == -1 else x.shape[-1]
+        b = x.shape[-2]
+        size = self.drawn_folds * b * width
+        blocks = []
+        for s in subsets:
+            at = self._cursor[s]
+            self._cursor[s] = at + size
+            blocks.append(self._step_masks[at:at + size].view(self.drawn_folds, b, width)[self.kept_folds])
+        keep = torch.cat(blocks, dim=-1) if dim == -1 else torch.stack(blocks, dim=dim)
+        return x * (keep if keep.dtype == x.dtype else keep.to(x.dtype))
 
     def forward(self, xs: Sequence[torch.Tensor], present: torch.Tensor) -> FusionOutput:
         """xs[j]: (K, B, d_j) per modality; present (K, B, M) bool. Outputs carry (K, S, B, ...)."""
         k, b = present.shape[:2]
         s_all, width = len(self.uses), self.hidden[-1]
+        if self.training and self.dropout > 0 and self.rngs is not None and present.is_cpu:
+            self._draw_step(b)
         full = bool(present.all())  # nothing to mask: skip the masking ops (most training batches)
         padded, layer = [], 0
         for j, x in enumerate(xs):
@@ -299,6 +313,19 @@ class SubsetFusion(nn.Module):
     def _head(self, name: str, x: torch.Tensor) -> torch.Tensor:
         p = self.heads[name]  # (K, S, width + 1, n): weight rows, then the bias row
         return torch.matmul(x, p[:, :, :-1]) + p[:, :, -1:]
+
+
+def keep_draws(rng: np.random.Generator, n: int, p: float, out: np.ndarray) -> None:
+    """out[:] = rng.random(n, dtype=np.float32) >= p, the same draws at a third of the cost: numpy's float32
+    uniform is (u >> 8) * 2**-24 for the generator's next 32-bit word u, low half of each 64-bit output first,
+    so comparing the raw words with p's threshold decides the same. Where half a word is (or would be left)
+    buffered in the generator, which the raw words skip, the floats are drawn."""
+    bits = rng.bit_generator
+    if n % 2 or not isinstance(bits, np.random.PCG64) or bits.state["has_uint32"]:
+        np.greater_equal(rng.random(n, dtype=np.float32), p, out=out)
+        return
+    threshold = math.ceil(float(np.float32(p)) * 2**24) << 8  # (u >> 8) * 2**-24 >= p  <=>  u >= threshold
+    np.greater_equal(bits.random_raw(n // 2).view(np.uint32), np.uint32(threshold), out=out)
 
 
 class _RowView:
