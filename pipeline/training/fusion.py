@@ -12,13 +12,14 @@ Speed, without changing the protocol:
   fused Adam update for every fold; on a CPU with several cores the folds split into one shard per
   core, trained side by side in threads, each on one torch thread (batch-32 matmuls are too small to
   share between threads; torch releases the GIL in its kernels). Every shard draws the dropout masks
-  of all folds from its own copy of the generators and keeps its folds' (cheap next to the matmuls),
-  and every fold keeps its own Adam state, so the results are the same however the folds are sharded;
+  of all folds from its own copy of the generators and keeps its folds' (one draw per subset and step,
+  compared as raw words: `keep_draws`), and every fold keeps its own Adam state, so the results are
+  the same however the folds are sharded;
 - jobs on the same rows, folds and seed (the ablation subsets of train.ablation) train together too, as
   one `SubsetFusion`: they share every batch, so a modality's first layer is one wide matmul for all
   the subsets that read it; each subset's results are those it gets alone (tests/test_cv.py);
-- every fold keeps its own Adam state and step count (per-fold parameter views), so a fold whose
-  epoch has fewer batches skips those steps exactly as it would alone;
+- every fold keeps its own Adam state and step count, so a fold whose epoch has fewer batches skips
+  those steps exactly as it would alone; folds at the same count update as one slice (`_FoldAdam`);
 - features stay resident as tensors: a per-fold torch.randperm per epoch, then slicing (no DataLoader);
 - validation is one inference-mode forward per epoch; test sets are evaluated once, with each fold's
   weights from its best epoch (the baseline ran every test set at every epoch and kept the same
