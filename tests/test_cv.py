@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pipeline.config import FusionParams, LightGBMParams
-from pipeline.models.fusion import SubsetFusion, keep_draws
+from pipeline.models.fusion import SubsetFusion, keep_draws, skip_draws
 from pipeline.training import fusion, lgbm
 from pipeline.training.cv import TestSet
 from pipeline.training.folds import CVJob, fold_indices, fold_seed, make_folds
@@ -187,13 +187,18 @@ def test_stacked_ablation_subsets_equal_each_subset_trained_alone():
 @pytest.mark.parametrize("p", [0.3, 0.5, 0.0001, 0.9999])
 def test_dropout_keep_draws_are_numpys_float32_draws(p):
     """keep_draws compares the generator's raw words with p's threshold; it must decide exactly what
-    rng.random(float32) >= p decides, across calls, odd sizes (half a word left buffered) and back."""
+    rng.random(float32) >= p decides, across calls, odd sizes (half a word left buffered) and back; skip_draws
+    must leave the generator where drawing would."""
     raw, floats = np.random.default_rng(7), np.random.default_rng(7)
     for n in (8192, 6, 5, 4, 7, 2, 100_000):
         out = np.empty(n, dtype=bool)
         keep_draws(raw, n, p, out)
         assert np.array_equal(out, floats.random(n, dtype=np.float32) >= p), n
     assert np.array_equal(raw.random(9, dtype=np.float32), floats.random(9, dtype=np.float32))  # same place in the stream
+    for n in (4096, 3, 6, 0, 5, 8):  # skip_draws (a shard passing the other folds' masks) == drawing them
+        skip_draws(raw, n)
+        floats.random(n, dtype=np.float32)
+        assert np.array_equal(raw.random(3, dtype=np.float32), floats.random(3, dtype=np.float32)), n
 
 
 def test_fold_adam_gives_each_fold_torch_adam_alone():
@@ -267,8 +272,11 @@ def test_bf16_figures_stay_within_the_seed_spread_of_fp32():
         assert runs.min() - spread <= bf16.cv[key] <= runs.max() + spread, (key, runs, bf16.cv[key])
 
 
-def test_results_do_not_depend_on_the_thread_count():
-    """Threads are fold shards trained side by side (6 folds: one shard; 3 + 3; 2 + 2 + 2), with dropout on."""
+@pytest.mark.parametrize("shape", [{}, {"batch_size": 15, "hidden": (7, 3)}], ids=["even", "odd-blocks"])
+def test_results_do_not_depend_on_the_thread_count(shape):
+    """Threads are fold shards trained side by side (6 folds: one shard; 3 + 3; 2 + 2 + 2), with dropout on; a
+    shard skips the other folds' dropout draws, by jumping the generator or (odd blocks: 15 x 7 floats a fold)
+    by drawing them."""
     X, y, v = synthetic(240)
     folds = make_folds(240, 6, 0, y)
     threads = (1, 2, 3)
@@ -277,7 +285,7 @@ def test_results_do_not_depend_on_the_thread_count():
     assert [len(g) for g in fold_shards(5, dataclasses.replace(FAST, threads=8))] == [3, 2]  # never a lone fold
     assert FAST.params.dropout > 0
     tests = {"test": TestSet({m: x[:40] for m, x in X.items()}, None, y[:40], v[:40])}
-    runs = [cross_validate(X, None, y, v, folds, dataclasses.replace(with_params(FAST, epochs=3), threads=t), tests)
+    runs = [cross_validate(X, None, y, v, folds, dataclasses.replace(with_params(FAST, epochs=3, **shape), threads=t), tests)
             for t in threads]
     for other in runs[1:]:
         assert np.array_equal(runs[0].oof_logits, other.oof_logits)

@@ -172,7 +172,7 @@ class SubsetFusion(nn.Module):
                                        (("fc_att", m), ("fc_emotion", n_classes), ("fc_valence", 1))})
         self.mask = nn.Buffer(torch.tensor([[j in u for j in range(m)] for u in self.uses]), persistent=False)
         self.rngs: list[np.random.Generator] | None = None
-        self.drawn_folds, self.kept_folds = n_models, slice(None)  # masks drawn for all folds, these kept (take_folds)
+        self.drawn_folds, self.kept_folds = n_models, slice(None)  # the generators' folds, these trained (take_folds)
 
     @classmethod
     def from_models(cls, models: Sequence[AttentionFusion], uses: Sequence[Sequence[int]],
@@ -223,7 +223,7 @@ class SubsetFusion(nn.Module):
 
     def take_folds(self, folds: range) -> SubsetFusion:
         """These consecutive folds only, trained beside the others: copies of their weights, and copies of the
-        dropout generators that draw every fold's masks and keep these folds' (the masks they get in one model)."""
+        dropout generators that skip the other folds' draws (so these folds get the masks they get in one model)."""
         kept = slice(folds.start, folds.stop)
         out = SubsetFusion(self.uses, self.dims, self.n_classes, self.hidden, self.dropout, self.attention_norm,
                            len(folds))
@@ -235,15 +235,24 @@ class SubsetFusion(nn.Module):
         return out.to(self.mask.device)
 
     def _draw_step(self, batch: int) -> None:
-        """This training step's dropout multipliers (1/(1-p) or 0) for every subset, in one draw per subset:
-        a subset's masks for the step are consecutive in its generator (its modalities' layers in order,
-        then attention), so `_drop` takes them block by block (`_cursor`) as its model would draw them."""
-        widths = self.drawn_folds * batch * sum(self.hidden)
-        counts = [widths * (len(u) + 1) for u in self.uses]
+        """This training step's dropout multipliers (1/(1-p) or 0) for every subset and kept fold. A subset's
+        masks for the step are consecutive in its generator (its modalities' layers in order, then attention;
+        each layer's block fold by fold), so `_drop` takes them block by block (`_cursor`) as its model would
+        draw them. A shard skips the other folds' words (`skip_draws`) instead of drawing them."""
+        first, last = self.kept_folds.indices(self.drawn_folds)[:2]
+        blocks = [[w * batch for _ in u for w in self.hidden] + [w * batch for w in self.hidden] for u in self.uses]
+        counts = [(last - first) * sum(b) for b in blocks]
         keep = np.empty(sum(counts), dtype=bool)
         self._cursor = np.cumsum([0, *counts[:-1]]).tolist()
-        for rng, at, n in zip(self.rngs, self._cursor, counts):
-            keep_draws(rng, n, self.dropout, out=keep[at:at + n])
+        for rng, at, n, sizes in zip(self.rngs, self._cursor, counts, blocks):
+            if first == 0 and last == self.drawn_folds:
+                keep_draws(rng, n, self.dropout, out=keep[at:at + n])
+                continue
+            for size in sizes:  # per fold
+                skip_draws(rng, first * size)
+                keep_draws(rng, (last - first) * size, self.dropout, out=keep[at:at + (last - first) * size])
+                skip_draws(rng, (self.drawn_folds - last) * size)
+                at += (last - first) * size
         self._step_masks = torch.from_numpy(keep).to(torch.float32).mul_(1.0 / (1.0 - self.dropout))
 
     def _drop(self, x: torch.Tensor, subsets: Sequence[int], dim: int) -> torch.Tensor:
@@ -255,13 +264,13 @@ class SubsetFusion(nn.Module):
         if self.rngs is None or not x.is_cpu:
             return F.dropout(x, self.dropout, training=True)
         width = x.shape[-1] // len(subsets) if dim == -1 else x.shape[-1]
-        b = x.shape[-2]
-        size = self.drawn_folds * b * width
+        k, b = x.shape[0], x.shape[-2]
+        size = k * b * width
         blocks = []
         for s in subsets:
             at = self._cursor[s]
             self._cursor[s] = at + size
-            blocks.append(self._step_masks[at:at + size].view(self.drawn_folds, b, width)[self.kept_folds])
+            blocks.append(self._step_masks[at:at + size].view(k, b, width))
         keep = torch.cat(blocks, dim=-1) if dim == -1 else torch.stack(blocks, dim=dim)
         return x * (keep if keep.dtype == x.dtype else keep.to(x.dtype))
 
@@ -313,6 +322,15 @@ class SubsetFusion(nn.Module):
     def _head(self, name: str, x: torch.Tensor) -> torch.Tensor:
         p = self.heads[name]  # (K, S, width + 1, n): weight rows, then the bias row
         return torch.matmul(x, p[:, :, :-1]) + p[:, :, -1:]
+
+
+def skip_draws(rng: np.random.Generator, n: int) -> None:
+    """Move rng past n float32 draws: PCG64 jumps (advance) when they are whole 64-bit words, else it draws."""
+    bits = rng.bit_generator
+    if n % 2 or not isinstance(bits, np.random.PCG64) or bits.state["has_uint32"]:
+        rng.random(n, dtype=np.float32)
+    elif n:
+        bits.advance(n // 2)
 
 
 def keep_draws(rng: np.random.Generator, n: int, p: float, out: np.ndarray) -> None:
