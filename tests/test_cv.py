@@ -15,7 +15,9 @@ from pipeline.models.fusion import SubsetFusion, keep_draws, skip_draws
 from pipeline.training import fusion, lgbm
 from pipeline.training.cv import TestSet
 from pipeline.training.folds import CVJob, fold_indices, fold_seed, make_folds
+from pipeline.store.parts import parallel_map
 from pipeline.training.fusion import FusionRun, build_model, fold_shards
+from pipeline.training.runtime import training_runtime
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from baseline_loop import train_fold_reference  # noqa: E402  (the baseline's loop shape, outside the package)
@@ -293,6 +295,19 @@ def test_results_do_not_depend_on_the_thread_count(shape):
         assert np.array_equal(runs[0].curves["val_f1"], other.curves["val_f1"])
         for name, test in runs[0].tests.items():
             assert np.array_equal(test.logits, other.tests[name].logits)
+
+
+def test_training_flushes_subnormal_floats_in_its_threads():
+    """Inside training_runtime a product below float32's normal range is 0, in the fold shards' threads too
+    (they inherit it); outside, it is the subnormal again."""
+    tiny = torch.tensor([1e-20])
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush subnormal floats")
+    assert (tiny * tiny).item() > 0
+    with training_runtime(1):
+        assert (tiny * tiny).item() == 0
+        assert parallel_map(lambda _: (tiny * tiny).item(), [0, 1], threads=2) == [0.0, 0.0]
+    assert (tiny * tiny).item() > 0
 
 
 @pytest.mark.gpu

@@ -69,7 +69,7 @@ from pipeline.training.cv import (
     predict_chunks,
 )
 from pipeline.training.folds import CVInputs, CVJob, fold_seed, label_arrays
-from pipeline.training.runtime import autocast, available_cores, torch_threads
+from pipeline.training.runtime import autocast, available_cores, training_runtime
 
 CURVE_KEYS = {"val_f1": "f1_weighted", "val_mse": "valence_mse", "val_combined": "combined",
               "val_selection": "selection"}  # curve name -> fold_figures key
@@ -398,7 +398,7 @@ def _cross_validate(jobs: list[CVJob], run: FusionRun) -> list[CVResult]:
     order = tuple(dict.fromkeys(m for job in jobs for m in job.X))
     reader = {m: next(job for job in jobs if m in job.X) for m in order}
     shards = fold_shards(k, run)
-    with torch_threads(1 if len(shards) > 1 else run.threads):
+    with training_runtime(1 if len(shards) > 1 else run.threads):
         data = model_inputs({m: reader[m].X[m] for m in order}, {m: _present(reader[m], m) for m in order}, order,
                             run.device)
         tg = targets(a.y, a.v, a.w, run.device)

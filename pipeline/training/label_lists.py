@@ -39,7 +39,7 @@ from pipeline.labels import CANDIDATE_SPLIT, LIST_COLUMN, LIST_SEPARATOR, split_
 from pipeline.modalities import parse_subset
 from pipeline.training.data import Table
 from pipeline.training.folds import make_folds
-from pipeline.training.runtime import torch_threads
+from pipeline.training.runtime import training_runtime
 
 SUFFIXES = ("s", "es", "d", "ed", "ing", "ly", "ness")  # the fold without a wheel: "sadness" -> "sad"
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
@@ -255,7 +255,7 @@ def _cross_validate(train: Table, modalities, Y: np.ndarray, fold: np.ndarray, p
 
     k = int(fold.max()) + 1
     # one torch thread: batch-sized matmuls lose more to thread handoff than they gain (training/fusion.py)
-    with torch.random.fork_rng(devices=[]), torch_threads(1):
+    with torch.random.fork_rng(devices=[]), training_runtime(1):
         torch.manual_seed(seed)
         model = AttentionFusion([train.X[m].shape[1] for m in modalities], Y.shape[1], p.hidden, p.dropout,
                                 p.attention_norm, n_models=k)

@@ -17,16 +17,24 @@ def available_cores() -> int:
 
 
 @contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """n intra-op threads (0 = every core) and deterministic kernels (CUDA has non-deterministic ones)."""
+def training_runtime(n: int) -> Iterator[None]:
+    """n intra-op threads (0 = every core), deterministic kernels (CUDA has non-deterministic ones), and
+    subnormal floats flushed to zero on the CPU, in this thread and the threads it starts (they inherit it).
+
+    A model that fits its data drives gradients and Adam's second moments below float32's normal range
+    (1.2e-38), where x86 computes in microcode, tens of times slower: on the release's separable features a
+    round's epoch grew from 2.2 s to 9 s within 12 epochs (benchmarks/bench_release.py). Flushed, such
+    values are 0, which is what they are to every figure."""
     before, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(n if n > 0 else available_cores())
     torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.set_flush_denormal(True)
     try:
         yield
     finally:
         torch.set_num_threads(before)
         torch.use_deterministic_algorithms(deterministic)
+        torch.set_flush_denormal(False)
 
 
 def autocast(precision: str, device: str):
