@@ -12,10 +12,10 @@ import torch
 
 from pipeline.config import FusionParams, LightGBMParams
 from pipeline.models.fusion import SubsetFusion, keep_draws, skip_draws
+from pipeline.store.parts import parallel_map
 from pipeline.training import fusion, lgbm
 from pipeline.training.cv import TestSet
 from pipeline.training.folds import CVJob, fold_indices, fold_seed, make_folds
-from pipeline.store.parts import parallel_map
 from pipeline.training.fusion import FusionRun, build_model, fold_shards
 from pipeline.training.runtime import training_runtime
 
