@@ -11,10 +11,10 @@ Speed, without changing the protocol:
 - all folds train at once as one stacked model: each step is one batched matmul per layer and one
   fused Adam update for every fold; on a CPU with several cores the folds split into one shard per
   core, trained side by side in threads, each on one torch thread (batch-32 matmuls are too small to
-  share between threads; torch releases the GIL in its kernels). Every shard draws the dropout masks
-  of all folds from its own copy of the generators and keeps its folds' (one draw per subset and step,
-  compared as raw words: `keep_draws`), and every fold keeps its own Adam state, so the results are
-  the same however the folds are sharded;
+  share between threads; torch releases the GIL in its kernels). Every shard has its own copy of the
+  dropout generators and jumps them past the other folds' masks (one draw per subset and step, compared
+  as raw words: `keep_draws`), and every fold keeps its own Adam state, so the results are the same
+  however the folds are sharded;
 - jobs on the same rows, folds and seed (the ablation subsets of train.ablation) train together too, as
   one `SubsetFusion`: they share every batch, so a modality's first layer is one wide matmul for all
   the subsets that read it; each subset's results are those it gets alone (tests/test_cv.py);
