@@ -326,13 +326,17 @@ class SubsetFusion(nn.Module):
         return torch.matmul(x, p[:, :, :-1]) + p[:, :, -1:]
 
 
+def _whole_words(rng: np.random.Generator, n: int) -> bool:
+    """Whether n float32 draws from rng are n // 2 whole 64-bit PCG64 outputs: n even and no half word buffered."""
+    return n % 2 == 0 and isinstance(rng.bit_generator, np.random.PCG64) and not rng.bit_generator.state["has_uint32"]
+
+
 def skip_draws(rng: np.random.Generator, n: int) -> None:
     """Move rng past n float32 draws: PCG64 jumps (advance) when they are whole 64-bit words, else it draws."""
-    bits = rng.bit_generator
-    if n % 2 or not isinstance(bits, np.random.PCG64) or bits.state["has_uint32"]:
+    if not _whole_words(rng, n):
         rng.random(n, dtype=np.float32)
     elif n:
-        bits.advance(n // 2)
+        rng.bit_generator.advance(n // 2)
 
 
 def keep_draws(rng: np.random.Generator, n: int, p: float, out: np.ndarray) -> None:
@@ -340,12 +344,11 @@ def keep_draws(rng: np.random.Generator, n: int, p: float, out: np.ndarray) -> N
     uniform is (u >> 8) * 2**-24 for the generator's next 32-bit word u, low half of each 64-bit output first,
     so comparing the raw words with p's threshold decides the same. Where half a word is (or would be left)
     buffered in the generator, which the raw words skip, the floats are drawn."""
-    bits = rng.bit_generator
-    if n % 2 or not isinstance(bits, np.random.PCG64) or bits.state["has_uint32"]:
+    if not _whole_words(rng, n):
         np.greater_equal(rng.random(n, dtype=np.float32), p, out=out)
         return
     threshold = math.ceil(float(np.float32(p)) * 2**24) << 8  # (u >> 8) * 2**-24 >= p  <=>  u >= threshold
-    np.greater_equal(bits.random_raw(n // 2).view(np.uint32), np.uint32(threshold), out=out)
+    np.greater_equal(rng.bit_generator.random_raw(n // 2).view(np.uint32), np.uint32(threshold), out=out)
 
 
 class _RowView:
