@@ -171,7 +171,12 @@ class SubsetFusion(nn.Module):
         self.heads = nn.ParameterDict({name: zeros(k, s, width + 1, n) for name, n in
                                        (("fc_att", m), ("fc_emotion", n_classes), ("fc_valence", 1))})
         self.mask = nn.Buffer(torch.tensor([[j in u for j in range(m)] for u in self.uses]), persistent=False)
+        # per subset and modality: its block among all modalities' reader blocks, or the zero block after them
+        starts = np.cumsum([0, *map(len, self.readers)]).tolist()
+        self.blocks = nn.Buffer(torch.tensor([starts[j] + self.readers[j].index(i) if i in self.readers[j] else starts[-1]
+                                              for i in range(s) for j in range(m)]), persistent=False)
         self.rngs: list[np.random.Generator] | None = None
+        self.masks: _MaskLayout | None = None  # the step's dropout masks (`_draw_step`)
         self.drawn_folds, self.kept_folds = n_models, slice(None)  # the generators' folds, these trained (take_folds)
 
     @classmethod
@@ -235,77 +240,61 @@ class SubsetFusion(nn.Module):
         return out.to(self.mask.device)
 
     def _draw_step(self, batch: int) -> None:
-        """This training step's dropout multipliers (1/(1-p) or 0) for every subset and kept fold. A subset's
-        masks for the step are consecutive in its generator (its modalities' layers in order, then attention;
-        each layer's block fold by fold), so `_drop` takes them block by block (`_cursor`) as its model would
-        draw them. A shard skips the other folds' words (`skip_draws`) instead of drawing them."""
+        """This training step's dropout multipliers (1/(1-p) or 0) for every subset and kept fold, written
+        straight into the layouts the layers multiply by (`masks`). A subset's masks for the step are
+        consecutive in its generator (its modalities' layers in order, then attention; each layer's block
+        fold by fold), as its model would draw them alone. A shard skips the other folds' words instead of
+        drawing them. The generator's state is read once a step: with no half word buffered and every block
+        a whole number of 64-bit words, every block is decided on raw words (`keep_draws`)."""
+        if self.masks is None or self.masks.batch != batch:  # built once, overwritten every step (after its backward)
+            self.masks = _MaskLayout(self, batch)
         first, last = self.kept_folds.indices(self.drawn_folds)[:2]
-        blocks = [[w * batch for _ in u for w in self.hidden] + [w * batch for w in self.hidden] for u in self.uses]
-        counts = [(last - first) * sum(b) for b in blocks]
-        keep = np.empty(sum(counts), dtype=bool)
-        self._cursor = np.cumsum([0, *counts[:-1]]).tolist()
-        for rng, at, n, sizes in zip(self.rngs, self._cursor, counts, blocks):
-            if first == 0 and last == self.drawn_folds:
-                keep_draws(rng, n, self.dropout, out=keep[at:at + n])
+        for rng, blocks in zip(self.rngs, self.masks.blocks):
+            sizes = [block[0].size for block in blocks]  # one fold's draws per block
+            whole = _whole_words(rng, 0) and all(size % 2 == 0 for size in sizes)
+            if first == 0 and last == self.drawn_folds:  # one draw for the subset's step, cut into its blocks
+                words, threshold = _decisions(rng, sum(block.size for block in blocks), self.dropout, whole)
+                for block, (at, n) in zip(blocks, _spans([block.size for block in blocks])):
+                    np.greater_equal(words[at:at + n].reshape(block.shape), threshold, out=block)
                 continue
-            for size in sizes:  # per fold
-                skip_draws(rng, first * size)
-                keep_draws(rng, (last - first) * size, self.dropout, out=keep[at:at + (last - first) * size])
-                skip_draws(rng, (self.drawn_folds - last) * size)
-                at += (last - first) * size
-        scaled = np.empty(len(keep), dtype=np.float32)  # 1/(1-p) or 0, in numpy's uint8 x float32 loop (3x torch's)
-        np.multiply(keep.view(np.uint8), np.float32(1.0 / (1.0 - self.dropout)), out=scaled)
-        self._step_masks = torch.from_numpy(scaled)
+            for block, size in zip(blocks, sizes):
+                skip_draws(rng, first * size, whole)
+                words, threshold = _decisions(rng, block.size, self.dropout, whole)
+                np.greater_equal(words.reshape(block.shape), threshold, out=block)
+                skip_draws(rng, (self.drawn_folds - last) * size, whole)
+        np.multiply(self.masks.keep.view(np.uint8), np.float32(1.0 / (1.0 - self.dropout)), out=self.masks.scaled)
 
-    def _drop(self, x: torch.Tensor, subsets: Sequence[int], dim: int) -> torch.Tensor:
-        """Dropout on x whose `dim` holds `subsets` side by side (first layer: concatenated features).
-        On CPU the masks come from numpy (`_draw_step`): torch's CPU bernoulli_ costs ~15 ns per element,
-        which made dropout a sixth of a small-batch training step."""
+    def _drop(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """Dropout on x, the output of `layer` (encoder layers as enc_w numbers them, then the attention
+        layers). On CPU the masks come from numpy (`_draw_step`): torch's CPU bernoulli_ costs ~15 ns per
+        element, which made dropout a sixth of a small-batch training step."""
         if not self.training or self.dropout == 0:
             return x
         if self.rngs is None or not x.is_cpu:
             return F.dropout(x, self.dropout, training=True)
-        width = x.shape[-1] // len(subsets) if dim == -1 else x.shape[-1]
-        k, b = x.shape[0], x.shape[-2]
-        size = k * b * width
-        blocks = []
-        for s in subsets:
-            at = self._cursor[s]
-            self._cursor[s] = at + size
-            blocks.append(self._step_masks[at:at + size].view(k, b, width))
-        keep = torch.cat(blocks, dim=-1) if dim == -1 else torch.stack(blocks, dim=dim)
+        keep = self.masks.layers[layer]
         return x * (keep if keep.dtype == x.dtype else keep.to(x.dtype))
 
     def forward(self, xs: Sequence[torch.Tensor], present: torch.Tensor) -> FusionOutput:
         """xs[j]: (K, B, d_j) per modality; present (K, B, M) bool. Outputs carry (K, S, B, ...)."""
         k, b = present.shape[:2]
-        s_all, width = len(self.uses), self.hidden[-1]
         if self.training and self.dropout > 0 and self.rngs is not None and present.is_cpu:
             self._draw_step(b)
         full = bool(present.all())  # nothing to mask: skip the masking ops (most training batches)
-        padded, layer = [], 0
+        hs, layer = [], 0
         for j, x in enumerate(xs):
             absent = ~present[..., j]
             x = x if full else x.masked_fill(absent.unsqueeze(-1), 0.0)
-            h = torch.relu(torch.baddbmm(self.enc_b[layer], x, self.enc_w[layer]))
-            h = self._drop(h, self.readers[j], -1)
-            n = len(self.readers[j])
-            h = h.view(k, b, n, -1).transpose(1, 2)                      # (K, n, B, hidden)
+            h = self._drop(torch.baddbmm(self.enc_b[layer], x, self.enc_w[layer]).relu_(), layer)
+            h = h.view(k, b, len(self.readers[j]), -1).transpose(1, 2)      # (K, n, B, hidden)
             for i in range(1, len(self.hidden)):
-                h = self._drop(torch.relu(torch.matmul(h, self.enc_w[layer + i]) + self.enc_b[layer + i]),
-                               self.readers[j], 1)
+                h = self._drop((torch.matmul(h, self.enc_w[layer + i]) + self.enc_b[layer + i]).relu_(), layer + i)
             layer += len(self.hidden)
-            h = h if full else h.masked_fill(absent[:, None, :, None], 0.0)
-            if n == s_all:  # every subset reads modality j: nothing to pad
-                padded.append(h)
-                continue
-            slot = torch.tensor([self.readers[j].index(s) if s in self.readers[j] else n for s in range(s_all)],
-                                device=h.device)
-            padded.append(torch.cat([h, h.new_zeros(k, 1, b, width)], dim=1).index_select(1, slot))
-        hs = torch.stack(padded, dim=-2)                                   # (K, S, B, M, hidden)
+            hs.append(h if full else h.masked_fill(absent[:, None, :, None], 0.0))
+        hs = self._gather(hs)                                              # (K, S, B, M, hidden)
         a = hs.flatten(-2)
-        for w, bias in zip(self.att_w, self.att_b):
-            a = self._drop(torch.relu(torch.matmul(a, w) + bias), range(s_all), 1)
+        for i, (w, bias) in enumerate(zip(self.att_w, self.att_b)):
+            a = self._drop((torch.matmul(a, w) + bias).relu_(), len(self.enc_w) + i)
         scores = self._head("fc_att", a)
         if full and bool(self.mask.all()):
             weights = torch.softmax(scores, dim=-1) if self.attention_norm == "softmax" else scores
@@ -321,6 +310,16 @@ class SubsetFusion(nn.Module):
             valence = valence.clamp(*VALENCE_RANGE)
         return FusionOutput(self._head("fc_emotion", fused), valence, weights)
 
+    def _gather(self, hs: list[torch.Tensor]) -> torch.Tensor:
+        """Every subset's modality outputs side by side, (K, S, B, M, hidden), from each modality's (K, n, B, hidden)
+        for its n readers: one gather of all the blocks, with a zero block for each modality a subset lacks."""
+        k, _, b, width = hs[0].shape
+        if all(len(r) == len(self.uses) for r in self.readers):  # every subset reads every modality
+            return torch.stack(hs, dim=-2)
+        pool = torch.cat([*hs, hs[0].new_zeros(k, 1, b, width)], dim=1)
+        picked = pool.index_select(1, self.blocks).view(k, len(self.uses), len(hs), b, width)
+        return picked.transpose(2, 3).contiguous()
+
     def _head(self, name: str, x: torch.Tensor) -> torch.Tensor:
         p = self.heads[name]  # (K, S, width + 1, n): weight rows, then the bias row
         return torch.matmul(x, p[:, :, :-1]) + p[:, :, -1:]
@@ -331,24 +330,65 @@ def _whole_words(rng: np.random.Generator, n: int) -> bool:
     return n % 2 == 0 and isinstance(rng.bit_generator, np.random.PCG64) and not rng.bit_generator.state["has_uint32"]
 
 
-def skip_draws(rng: np.random.Generator, n: int) -> None:
-    """Move rng past n float32 draws: PCG64 jumps (advance) when they are whole 64-bit words, else it draws."""
-    if not _whole_words(rng, n):
+def _decisions(rng: np.random.Generator, n: int, p: float, whole: bool) -> tuple[np.ndarray, np.generic]:
+    """n draws from rng and the threshold at or above which a draw keeps its unit: rng.random(n, float32)
+    and p, or, where the draws are whole words (`_whole_words`), the raw words and p's threshold on them,
+    which decide the same at a third of the cost: numpy's float32 uniform is (u >> 8) * 2**-24 for the
+    generator's next 32-bit word u, low half of each 64-bit output first."""
+    if not whole:
+        return rng.random(n, dtype=np.float32), np.float32(p)
+    threshold = math.ceil(float(np.float32(p)) * 2**24) << 8  # (u >> 8) * 2**-24 >= p  <=>  u >= threshold
+    return rng.bit_generator.random_raw(n // 2).view(np.uint32), np.uint32(threshold)
+
+
+def keep_draws(rng: np.random.Generator, n: int, p: float, out: np.ndarray) -> None:
+    """out[:] = rng.random(n, dtype=np.float32) >= p, decided on raw words where they are whole."""
+    words, threshold = _decisions(rng, n, p, _whole_words(rng, n))
+    np.greater_equal(words, threshold, out=out)
+
+
+def skip_draws(rng: np.random.Generator, n: int, whole: bool | None = None) -> None:
+    """Move rng past n float32 draws: PCG64 jumps (advance) when they are whole 64-bit words, else it draws.
+    `whole`: already known to the caller (`_whole_words`), which saves reading the generator's state."""
+    if not (_whole_words(rng, n) if whole is None else whole):
         rng.random(n, dtype=np.float32)
     elif n:
         rng.bit_generator.advance(n // 2)
 
 
-def keep_draws(rng: np.random.Generator, n: int, p: float, out: np.ndarray) -> None:
-    """out[:] = rng.random(n, dtype=np.float32) >= p, the same draws at a third of the cost: numpy's float32
-    uniform is (u >> 8) * 2**-24 for the generator's next 32-bit word u, low half of each 64-bit output first,
-    so comparing the raw words with p's threshold decides the same. Where half a word is (or would be left)
-    buffered in the generator, which the raw words skip, the floats are drawn."""
-    if not _whole_words(rng, n):
-        np.greater_equal(rng.random(n, dtype=np.float32), p, out=out)
-        return
-    threshold = math.ceil(float(np.float32(p)) * 2**24) << 8  # (u >> 8) * 2**-24 >= p  <=>  u >= threshold
-    np.greater_equal(rng.bit_generator.random_raw(n // 2).view(np.uint32), np.uint32(threshold), out=out)
+def _spans(sizes: Sequence[int]) -> list[tuple[int, int]]:
+    """(start, size) of consecutive blocks of these sizes."""
+    return list(zip(np.cumsum([0, *sizes[:-1]]).tolist(), sizes))
+
+
+class _MaskLayout:
+    """A step's dropout masks for a SubsetFusion: one buffer of decisions (bool) and one of multipliers
+    (float32), seen per layer in the shape of its output (`layers`, torch views, in enc_w's layer order
+    then the attention layers'), and per subset as its blocks in its draw order (`blocks`, views of the
+    decisions, each (folds, batch, width)): where a layer holds several subsets side by side, each one's
+    block is a strided view, so the draws land where the layer reads them."""
+
+    def __init__(self, model: SubsetFusion, batch: int):
+        k, hidden = model.n_models, model.hidden
+        shapes = [(k, batch, len(readers) * w) if i == 0 else (k, len(readers), batch, w)
+                  for readers in model.readers for i, w in enumerate(hidden)]
+        shapes += [(k, len(model.uses), batch, w) for w in hidden]
+        spans = _spans([math.prod(shape) for shape in shapes])
+        self.batch = batch
+        self.keep = np.empty(sum(n for _, n in spans), dtype=bool)
+        self.scaled = np.empty(len(self.keep), dtype=np.float32)
+        self.layers = [torch.from_numpy(self.scaled[at:at + n]).view(shape) for (at, n), shape in zip(spans, shapes)]
+        keep = [self.keep[at:at + n].reshape(shape) for (at, n), shape in zip(spans, shapes)]
+        attention = len(model.readers) * len(hidden)
+        self.blocks = []
+        for s, uses in enumerate(model.uses):
+            blocks = []
+            for j in uses:
+                r = model.readers[j].index(s)
+                for i, w in enumerate(hidden):
+                    layer = keep[j * len(hidden) + i]
+                    blocks.append(layer.reshape(k, batch, -1, w)[:, :, r] if i == 0 else layer[:, r])
+            self.blocks.append(blocks + [keep[attention + i][:, s] for i in range(len(hidden))])
 
 
 class _RowView:

@@ -163,6 +163,7 @@ class _FoldAdam:
         self.stackable = [p[0].numel() % self.VECTOR_SPAN == 0 for p in weights]
         self.state = [weights, [torch.zeros_like(p) for p in weights], [torch.zeros_like(p) for p in weights]]
         self.plans: dict[tuple, tuple[list, list[list[torch.Tensor]]]] = {}
+        self.step_values = torch.arange(1025, dtype=torch.float32, device=weights[0].device)  # the kernel's step counts
 
     def step(self, loss: torch.Tensor, active: list[bool]) -> None:
         grads = torch.autograd.grad(loss, self.params)
@@ -171,12 +172,17 @@ class _FoldAdam:
             self.counts[k] += 1
         runs = self._runs(on)
         pieces, state = self._plan(runs)
-        device = state[0][0].device
-        steps = [torch.tensor(float(self.counts[folds.start]), device=device) for folds in runs]
+        steps = [self._step_value(self.counts[folds.start]) for folds in runs]
         torch._fused_adam_(state[0], [grads[i] if piece is None else grads[i][piece] for i, piece, _ in pieces],
                            state[1], state[2], [], [steps[r] for _, _, r in pieces], lr=self.lr,
                            beta1=self.BETAS[0], beta2=self.BETAS[1], weight_decay=self.weight_decay, eps=self.EPS,
                            amsgrad=False, maximize=False)
+
+    def _step_value(self, count: int) -> torch.Tensor:
+        """count as the 0-d float tensor the kernel reads: a view of a table, not a new tensor every step."""
+        if count >= len(self.step_values):
+            self.step_values = torch.arange(2 * count, dtype=torch.float32, device=self.step_values.device)
+        return self.step_values[count]
 
     def _plan(self, runs: list[slice]) -> tuple[list, list[list[torch.Tensor]]]:
         """For these runs of folds: (weight index, its slice or fold (None: the whole tensor), run index) per
