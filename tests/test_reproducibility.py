@@ -106,7 +106,8 @@ def assert_within_tolerance_on_another_cpu(project: Path, out: Path) -> None:
     np.testing.assert_allclose(np.stack([theirs[k] for k in mine]), np.stack(list(mine.values())), rtol=0, atol=FEATURE_ATOL)
     run(["mer", "train", "--manifest", "data/manifest.parquet", *media, "--features", str(features),
          "--predictions", str(out / "predictions.parquet"), "--metrics", str(out / "cv.json"),
-         "--curves", str(out / "curves"), "--checkpoint", str(out / "checkpoint")], project, AVX2_CPU)
+         "--curves", str(out / "curves"), "--checkpoint", str(out / "checkpoint"),
+         "--label-lists", str(out / "label_lists.parquet")], project, AVX2_CPU)
     ours, other = (json.loads(p.read_text())["runs"] for p in (project / "metrics/cv.json", out / "cv.json"))
     for a, b in zip(ours, other):
         assert a["f1_weighted"] == pytest.approx(b["f1_weighted"], abs=CV_F1_ATOL), a["subset"]
