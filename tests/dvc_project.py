@@ -1,6 +1,7 @@
 """A copy of the project in a fresh git + DVC repository, and a checked subprocess runner, for tests
 that run real `dvc` commands."""
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -8,6 +9,8 @@ import sys
 from pathlib import Path
 
 import yaml
+
+from pipeline.config import SECTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,15 +29,29 @@ def project_copy(dest: Path, overrides: dict) -> Path:
         shutil.copy(REPO / name, dest / name)
     for folder in ("pipeline", "stages"):
         shutil.copytree(REPO / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in overrides.items():
-        params[section].update(values)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    override_params(REPO / "params.yaml", dest / "params.yaml", overrides)
     run(["git", "init", "-q"], dest)
     commit(dest, "init")
     run(["dvc", "init", "-q"], dest)
     shutil.copytree(REPO / ".dvc/plots", dest / ".dvc/plots")  # the project's own plot templates
     return dest
+
+
+def override_params(source: Path, dest: Path, overrides: dict) -> None:
+    """source's params with overrides ({section: {key: value}}) written to dest."""
+    params = yaml.safe_load(source.read_text())
+    for section, values in overrides.items():
+        params[section].update({key: params[section][key] | value if key in subsections(section) else value
+                                for key, value in values.items()})
+    dest.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def subsections(section: str) -> set[str]:
+    """The keys of a params section that are sections of their own (train.fusion, train.lightgbm, ...): an override
+    of one sets only the keys it names, as `dvc exp run -S train.fusion.lr=...` needs them all in params.yaml;
+    any other mapping (train.features, encode.features) is replaced whole."""
+    declared = SECTIONS.get(section)
+    return {f.name for f in dataclasses.fields(declared) if dataclasses.is_dataclass(f.default_factory)} if declared else set()
 
 
 def commit(repo: Path, message: str) -> None:

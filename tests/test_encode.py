@@ -12,7 +12,7 @@ import pytest
 import yaml
 from encode_fixtures import media_item, media_view, save_bert, save_wav2vec2, transcript
 
-from pipeline.config import EncoderSpec, ExtractRuntime
+from pipeline.config import EncoderSpec, RunConfig
 from pipeline.encode import build_encoder, encode_feature, identity_of
 from pipeline.failures import TooManyFailures
 from pipeline.store.features import FeatureStore
@@ -185,7 +185,7 @@ def test_encode_stage_fails_above_its_failure_rate(models, tmp_path):
 def write_params(path: Path, spec: EncoderSpec, items_per_part: int) -> Path:
     import yaml
     path.write_text(yaml.safe_dump({"encode": {
-        "features": {"feat": {"encoder": spec.encoder, "options": spec.options}},
+        "features": {"feat": {"encoder": str(spec.encoder), "options": spec.options}},  # the name, not its Choice
         "batch_size": 2, "device": "cpu", "items_per_part": items_per_part}}))
     return path
 
@@ -239,7 +239,7 @@ def test_dask_local_cluster_store_equals_local_store(models, tmp_path):
     local, dask = tmp_path / "local.zarr", tmp_path / "dask.zarr"
     encode(text(models), view, local, items_per_part=3)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        executor = ExtractRuntime(executor="dask", executor_options={"address": cluster.scheduler_address}).executor
+        executor = RunConfig(executor="dask", executor_options={"address": cluster.scheduler_address}).executor
         result = encode(text(models), view, dask, items_per_part=3, executor=executor)
     assert result["encoded"] == 10
     parts = lambda s: sorted(p.name for p in (s / "parts").iterdir() if p.is_dir())  # noqa: E731

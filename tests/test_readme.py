@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-from dvc_project import REPO, commit
+from dvc_project import REPO, commit, override_params
 from test_sweeps import TINY
 
 README = REPO / "README.md"
@@ -67,10 +66,7 @@ def user_env(clone: Path) -> dict[str, str]:
 
 def shrink(clone: Path) -> None:
     """The tiny demo corpus, committed with whatever the quick start left."""
-    params = yaml.safe_load((clone / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
-    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    override_params(clone / "params.yaml", clone / "params.yaml", TINY)
     commit(clone, "a tiny demo corpus")
 
 
