@@ -407,6 +407,10 @@ def build(cls: type, raw: dict[str, Any], where: str):
         raise ConfigError(f"{moved[0]} is now {MOVED[moved[0]]}: move its value there in your params.yaml")
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(fields)}")
+    required = [name for name, f in fields.items() if f.init and f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING and name not in raw]
+    if required:
+        raise ConfigError(f"{where}: missing key(s) {required}; add them to this section of your params.yaml")
     hints = typing.get_type_hints(cls)
     values = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in raw.items()}
     check_ranges(values, where)

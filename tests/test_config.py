@@ -71,6 +71,7 @@ BAD_CHOICES = [   # (params.yaml text, what the error must say: the key, and the
     ("encode:\n  features:\n    a: {encoder: nope}\n", r"encode.features.<name>.encoder: unknown encoder 'nope'; known: "),
     ("encode:\n  features:\n    a: {encoder: hf-text, options: {layer: 2}}\n",
      r"encode.features.<name>.options: unknown key\(s\) \['layer'\]"),
+    ("encode:\n  features:\n    a: {options: {}}\n", r"encode.features.a: missing key\(s\) \['encoder'\]; add them"),
     ("encode:\n  device: gpu\n", r"encode.device: 'gpu' is not a device; allowed: auto, cpu, cuda, cuda:N"),
     ("train:\n  device: tpu\n", r"train.device: 'tpu' is not a device"),
     ("train:\n  model: svm\n", r"train.model: unknown model family 'svm'; known: fusion, lightgbm"),
