@@ -1,9 +1,11 @@
 """Reproducibility as DVC sees it: the same params give the same output hashes in fresh projects.
 
-Exact on any machine: the demo corpus (bytes), manifest, media stores, openSMILE and FER features.
+Exact on any machine: the demo corpus (bytes), manifest, media stores, openSMILE and e5 features.
 Exact on one kind of CPU: everything, every metric included. Within a stated tolerance across CPUs:
 torch encoders (their vectorised kernels differ between AVX2 and AVX-512) and so the figures of models
-trained on their features. The other CPU is emulated by holding torch, oneDNN and MKL to AVX2."""
+trained on their features. The other CPU is emulated by holding torch, oneDNN and MKL to AVX2; LiteRT's
+XNNPACK (the FER encoder's kernels) reads CPUID itself, so FER's equality here says nothing across CPUs
+(docs/reproducibility.md)."""
 
 import json
 from pathlib import Path
