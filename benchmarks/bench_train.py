@@ -5,7 +5,9 @@ Random features of the MER 2023 shape (3,373 training items; audio 1024, text 10
 sets of 411 and 412 items); 5 folds x --epochs (100 = the protocol), batch 32, validation every epoch:
 
 - fast: `cross_validate` (the pipeline's trainer), at each --threads count (train.threads: the folds train
-  in that many groups side by side, each on one torch thread);
+  in that many groups side by side, each on one torch thread, in forked processes on Linux: `shard_map`);
+  `fast_in_threads`: the same at the last --threads count with the groups in threads instead, as the trainer
+  runs them where the OS does not fork (`threads_over_processes` compares the two);
 - ablation: the trainer on the 7 ablation subsets of train.ablation (A, V, T, AV, AT, VT, AVT) in one call, as
   the train stage runs them (stacked into one model), at the last --threads count; `ablation_over_fast` is
   its time over the full subset's alone (fast at the same thread count);
@@ -54,6 +56,7 @@ from pipeline.store.parts import parallel_map
 from pipeline.training.cv import TestSet
 from pipeline.training.folds import CVJob, fold_indices, make_folds
 from pipeline.training.fusion import FusionRun, cross_validate, fold_shards
+from pipeline.training import runtime
 from pipeline.training.runtime import available_cores
 
 ITEMS, DIMS, TESTS = 3373, {"audio": 1024, "text": 1024, "visual": 512}, {"test1": 411, "test2": 412}
@@ -234,6 +237,11 @@ def run_all(args, data, folds) -> dict:
             job = CVJob(X, None, y, v, folds, tests)
             runs.setdefault(f"fast_{t}t", []).append(
                 timed(lambda job=job, trainer=trainer: cross_validate([job], trainer), args.device))
+            if t == threads[-1] and runtime.FORKS:
+                runtime.FORKS = False
+                runs.setdefault(f"fast_in_threads_{t}t", []).append(
+                    timed(lambda job=job, trainer=trainer: cross_validate([job], trainer), args.device))
+                runtime.FORKS = True
             if t == threads[-1]:
                 jobs = subset_jobs(X, y, v, folds, tests)
                 runs.setdefault(f"ablation_{t}t", []).append(
@@ -258,7 +266,7 @@ def run_all(args, data, folds) -> dict:
 
 def summary(measured: dict) -> dict:
     med = {k: round(statistics.median(r), 2) for k, r in measured["runs"].items()}
-    fast = min((k for k in med if k.startswith("fast_")), key=med.get)
+    fast = min((k for k in med if k.startswith("fast_") and "in_threads" not in k), key=med.get)
     t = fast.removeprefix("fast_")
     rates = {k: round(statistics.median(r[k] for r in measured["rates"][t]), 1) for k in measured["rates"][t][0]}
     last = max(k for k in med if k.startswith("ablation_")).removeprefix("ablation_")
@@ -267,6 +275,10 @@ def summary(measured: dict) -> dict:
             "baseline_over_fast": round(med["baseline"] / med[fast], 2),
             "ablation_seconds": med[f"ablation_{last}"], "ablation_threads": int(last.rstrip("t")),
             "ablation_over_fast": round(med[f"ablation_{last}"] / med[f"fast_{last}"], 2),
+            "ablation_over_floor": round(med[f"ablation_{last}"] / med[f"floor_ablation_{last}"], 2),
+            **({"fast_in_threads_seconds": med[f"fast_in_threads_{last}"],
+                "threads_over_processes": round(med[f"fast_in_threads_{last}"] / med[f"fast_{last}"], 2)}
+               if f"fast_in_threads_{last}" in med else {}),
             "fast_over_floor": round(med[fast] / med[f"floor_{t}"], 2),
             "five_x_seconds": round(med["baseline"] / 5, 2),
             "floor_over_five_x": round(med[f"floor_{t}"] / (med["baseline"] / 5), 2),

@@ -30,6 +30,9 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
+    def __reduce__(self):  # as a forked fold shard sends it back (pipeline.training.runtime.shard_map)
+        return Interrupted, (self.signum,)
+
 
 def _handler(signum, frame):
     _signum[0] = signum

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from pipeline import interrupts
 from pipeline.config import FusionParams, LightGBMParams
 from pipeline.models.fusion import SubsetFusion, keep_draws, skip_draws
 from pipeline.store.parts import parallel_map
@@ -17,7 +21,7 @@ from pipeline.training import fusion, lgbm
 from pipeline.training.cv import TestSet
 from pipeline.training.folds import CVJob, fold_indices, fold_seed, make_folds
 from pipeline.training.fusion import FusionRun, build_model, fold_shards
-from pipeline.training.runtime import training_runtime
+from pipeline.training.runtime import FORKS, shard_map, training_runtime
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from baseline_loop import train_fold_reference  # noqa: E402  (the baseline's loop shape, outside the package)
@@ -297,9 +301,17 @@ def test_results_do_not_depend_on_the_thread_count(shape):
             assert np.array_equal(test.logits, other.tests[name].logits)
 
 
-def test_training_flushes_subnormal_floats_in_its_threads():
-    """Inside training_runtime a product below float32's normal range is 0, in the fold shards' threads too
-    (they inherit it); outside, it is the subnormal again."""
+class CountingBar:
+    def __init__(self):
+        self.n = 0
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+
+def test_training_flushes_subnormal_floats_in_its_shards():
+    """Inside training_runtime a product below float32's normal range is 0, in the fold shards' threads and
+    child processes too (they inherit it); outside, it is the subnormal again."""
     tiny = torch.tensor([1e-20])
     if not torch.set_flush_denormal(False):
         pytest.skip("this CPU cannot flush subnormal floats")
@@ -307,7 +319,59 @@ def test_training_flushes_subnormal_floats_in_its_threads():
     with training_runtime(1):
         assert (tiny * tiny).item() == 0
         assert parallel_map(lambda _: (tiny * tiny).item(), [0, 1], threads=2) == [0.0, 0.0]
+        assert shard_map(lambda _, bar: (tiny * tiny).item(), [0, 1, 2], CountingBar()) == [0.0, 0.0, 0.0]
     assert (tiny * tiny).item() > 0
+
+
+@pytest.mark.skipif(not FORKS, reason="fold shards train in threads where the OS does not fork")
+def test_fold_shards_train_in_child_processes_that_report_progress():
+    def shard(item, bar):
+        for _ in range(3):
+            bar.update()
+        return item, os.getpid(), torch.get_num_threads()
+
+    bar = CountingBar()
+    with training_runtime(1):
+        out = shard_map(shard, [0, 1, 2], bar)
+    assert [item for item, _, _ in out] == [0, 1, 2] and bar.n == 9
+    pids = [pid for _, pid, _ in out]
+    assert pids[0] == os.getpid() and len(set(pids)) == 3
+    assert all(threads == 1 for _, _, threads in out)   # the children keep the runtime's one torch thread
+    for pid in pids[1:]:   # reaped
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+@pytest.mark.skipif(not FORKS, reason="fold shards train in threads where the OS does not fork")
+def test_a_child_shards_error_is_raised_here_and_a_failed_parent_kills_its_children(tmp_path):
+    def broken(item, bar):
+        if item == 2:
+            raise ValueError(f"shard {item} broke")
+        return item
+
+    with pytest.raises(ValueError, match="shard 2 broke"):
+        shard_map(broken, [0, 1, 2], CountingBar())
+
+    def stopped(item, bar):
+        if item == 1:
+            raise interrupts.Interrupted(signal.SIGTERM)   # a signal that reached the child
+        return item
+
+    with pytest.raises(interrupts.Interrupted) as caught:
+        shard_map(stopped, [0, 1], CountingBar())
+    assert caught.value.signum == signal.SIGTERM
+
+    def parent_fails(item, bar):
+        if item == 0:
+            time.sleep(0.5)
+            raise ValueError("the parent's shard broke")
+        (tmp_path / f"{os.getpid()}.started").touch()
+        time.sleep(30)
+        (tmp_path / f"{os.getpid()}.finished").touch()
+
+    with pytest.raises(ValueError, match="the parent's shard broke"):
+        shard_map(parent_fails, [0, 1], CountingBar())
+    assert len(list(tmp_path.glob("*.started"))) == 1 and not list(tmp_path.glob("*.finished"))  # killed, not awaited
 
 
 @pytest.mark.gpu

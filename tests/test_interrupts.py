@@ -63,8 +63,10 @@ def test_an_interrupt_inside_opensmile_stops_the_encoder():
 
 
 def test_fold_shard_threads_stop_at_the_flag_alone():
-    """Fold groups train in threads, which a KeyboardInterrupt never reaches: they must stop when the flag is
-    set. Here the main thread only sets it (deferred), so the stop can come from the threads alone."""
+    """Fold groups train in child processes (threads where the OS does not fork, which a KeyboardInterrupt
+    never reaches): they must stop when the flag is set. Here the main thread only sets it (deferred), so the
+    stop comes from the shards' own checks, and children, which this signal (to this process alone) does not
+    reach, are killed."""
     from test_cv import synthetic
 
     from pipeline.config import FusionParams
@@ -263,7 +265,7 @@ TRAIN_OUTPUTS = ("models/predictions.parquet", "metrics/cv.json", "metrics/train
 def test_training_stops_within_seconds_in_every_fold_shard(project, tmp_path, stage):
     outputs = TRAIN_OUTPUTS if stage == "train" else ("models/pseudolabel", "metrics/pseudolabel")
     work = copy(project, tmp_path, *outputs)
-    # many epochs, folds in 2 groups trained in threads: uninterrupted it would run for many minutes
+    # many epochs, folds in 2 groups trained side by side: uninterrupted it would run for many minutes
     running = Running(work, command(stage), {"train": {"fusion": {"epochs": 100000}}})
     running.wait_for(r"train seed 0.*\| *[1-9]\d*/", "trained epoch")
     err = stopped(running, group=True)

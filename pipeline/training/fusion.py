@@ -10,8 +10,9 @@ best-epoch figures.
 Speed, without changing the protocol:
 - all folds train at once as one stacked model: each step is one batched matmul per layer and one
   fused Adam update for every fold; on a CPU with several cores the folds split into one shard per
-  core, trained side by side in threads, each on one torch thread (batch-32 matmuls are too small to
-  share between threads; torch releases the GIL in its kernels). Every shard has its own copy of the
+  core, trained side by side in forked processes (threads where the OS does not fork: `shard_map`), each
+  on one torch thread (batch-32 matmuls are too small to share between threads, and shards in threads
+  wait for each other's per-step Python on the GIL). Every shard has its own copy of the
   dropout generators and jumps them past the other folds' masks (one draw per subset and step, compared
   as raw words: `keep_draws`), and every fold keeps its own Adam state, so the results are the same
   however the folds are sharded;
@@ -59,7 +60,6 @@ from pipeline import interrupts
 from pipeline.config import FusionParams
 from pipeline.models.fusion import AttentionFusion, SubsetFusion
 from pipeline.progress import Progress, progress
-from pipeline.store.parts import parallel_map
 from pipeline.training.cv import (
     CVResult,
     TestPrediction,
@@ -69,7 +69,7 @@ from pipeline.training.cv import (
     predict_chunks,
 )
 from pipeline.training.folds import CVInputs, CVJob, fold_seed, label_arrays
-from pipeline.training.runtime import autocast, available_cores, training_runtime
+from pipeline.training.runtime import autocast, available_cores, shard_map, training_runtime
 
 CURVE_KEYS = {"val_f1": "f1_weighted", "val_mse": "valence_mse", "val_combined": "combined",
               "val_selection": "selection"}  # curve name -> fold_figures key
@@ -274,7 +274,7 @@ def _train_epoch(model, opt: _FoldAdam, epoch: _Epoch, data: _Inputs, run: Fusio
     total = torch.zeros(len(epoch.y), len(model.uses), device=run.device)
     buffers = [x.new_empty(len(epoch.y) * b, x.shape[1]) for x in data.xs]  # each step's features, overwritten
     for s in range(epoch.steps):
-        interrupts.check()   # fold shards train in threads, which a Ctrl-C reaches only through this flag
+        interrupts.check()   # a fold shard in a thread (where the OS does not fork) sees a Ctrl-C only through this flag
         loss = _batch_loss(model, *epoch.batch(s, b, data, buffers), run)
         opt.step(loss.sum(), epoch.active[s])
         total += loss.detach()
@@ -414,8 +414,8 @@ def _cross_validate(jobs: list[CVJob], run: FusionRun) -> list[CVResult]:
         model.seed_dropout([int(np.random.SeedSequence([job.seed, k]).generate_state(1)[0]) for job in jobs])
         with progress(p.epochs * len(shards), f"train seed {jobs[0].seed}, {len(jobs)} subset(s)",
                       "fold-shard epoch") as bar:
-            parts = parallel_map(lambda folds: _fit(model.take_folds(folds), folds, data, tg, a, jobs[0].seed, run, bar),
-                                 shards, threads=len(shards))
+            parts = shard_map(lambda folds, tick: _fit(model.take_folds(folds), folds, data, tg, a, jobs[0].seed, run, tick),
+                              shards, bar)
         trackers = [_BestTracker.join(pieces) for pieces in zip(*(t for t, _ in parts))]
         curves = [{name: np.concatenate([c[name] for c in pieces]) for name in pieces[0]}
                   for pieces in zip(*(c for _, c in parts))]
@@ -430,7 +430,7 @@ def _cross_validate(jobs: list[CVJob], run: FusionRun) -> list[CVResult]:
 
 
 def fold_shards(k: int, run: FusionRun) -> list[range]:
-    """The folds in consecutive shards trained side by side, each in its own thread: one shard per core on CPU,
+    """The folds in consecutive shards trained side by side (`shard_map`): one shard per core on CPU,
     one on a GPU (not train.group_by's speaker groups, which folds must not split). A shard holds at least two
     folds: torch runs a lone fold's batched matmuls through another kernel, whose last bits differ, and the
     results must not depend on the sharding."""
