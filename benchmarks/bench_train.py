@@ -53,10 +53,10 @@ from pipeline.labels import MER_LABELS
 from pipeline.modalities import parse_subset
 from pipeline.models.fusion import AttentionFusion, StackedLinear, SubsetFusion
 from pipeline.store.parts import parallel_map
+from pipeline.training import runtime
 from pipeline.training.cv import TestSet
 from pipeline.training.folds import CVJob, fold_indices, make_folds
 from pipeline.training.fusion import FusionRun, cross_validate, fold_shards
-from pipeline.training import runtime
 from pipeline.training.runtime import available_cores
 
 ITEMS, DIMS, TESTS = 3373, {"audio": 1024, "text": 1024, "visual": 512}, {"test1": 411, "test2": 412}
