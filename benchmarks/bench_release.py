@@ -44,6 +44,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _measure import cpu_model  # noqa: E402
+
 from pipeline.environment import code_revision  # noqa: E402
 from pipeline.labels import MER_LABELS  # noqa: E402
 from pipeline.store.exchange import IMPORTED  # noqa: E402
@@ -196,7 +198,7 @@ def main() -> None:
     if args.add_to and (changed := code_changes(earlier["invocations"][-1].get("revision"))):
         raise SystemExit(f"{args.add_to} was taken with other code ({changed}): its runs and these would not be "
                          f"runs of one thing; write a new result instead")
-    invocation = {"command": " ".join(["python", *sys.argv]), "revision": str(code_revision(REPO)),
+    invocation = {"command": " ".join(["python", *sys.argv]), "revision": str(code_revision(REPO)), "cpu": cpu_model(),
                   "load_before": os.getloadavg(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     out = {"scale": args.scale, "epochs_override": args.epochs, "cpus": os.cpu_count(),
            "machine": platform.processor() or platform.machine(),
