@@ -228,10 +228,12 @@ def run_all(args, data, folds) -> dict:
             runs.setdefault(f"fast_{t}t", []).append(
                 timed(lambda job=job, trainer=trainer: cross_validate([job], trainer), args.device))
             if t == threads[-1] and runtime.FORKS:
-                runtime.FORKS = False
-                runs.setdefault(f"fast_in_threads_{t}t", []).append(
-                    timed(lambda job=job, trainer=trainer: cross_validate([job], trainer), args.device))
-                runtime.FORKS = True
+                runtime.FORKS = False  # the groups in threads, as where the OS does not fork
+                try:
+                    runs.setdefault(f"fast_in_threads_{t}t", []).append(
+                        timed(lambda job=job, trainer=trainer: cross_validate([job], trainer), args.device))
+                finally:
+                    runtime.FORKS = True
             if t == threads[-1]:
                 jobs = subset_jobs(X, y, v, folds, tests)
                 runs.setdefault(f"ablation_{t}t", []).append(
