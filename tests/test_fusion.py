@@ -1,12 +1,14 @@
-"""pipeline.models.fusion: shapes, masking of absent modalities, softmax weights, stacked copies."""
+"""pipeline.models.fusion: shapes, masking of absent modalities, softmax weights, stacked copies, the hand backward."""
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
 
 from pipeline.labels import VALENCE_RANGE
-from pipeline.models.fusion import AttentionFusion
+from pipeline.models.fusion import AttentionFusion, SubsetFusion
 
 DIMS = (12, 8, 5)
 
@@ -114,3 +116,42 @@ def test_valence_is_clipped_to_the_label_range_in_eval_mode_only():
     assert torch.all(model.eval()(xs).valence == VALENCE_RANGE[1])
     trained = model.train()(xs).valence  # training sees the raw output, so MSE still has a gradient
     assert torch.all(trained > 30.0) and trained.requires_grad
+
+
+def _subset_model(uses, norm: str, seed: int = 0) -> SubsetFusion:
+    """SubsetFusion of len(uses) randomly initialised AttentionFusion models (3 folds) over DIMS."""
+    torch.manual_seed(seed)
+    models = [AttentionFusion([DIMS[j] for j in u], n_classes=4, hidden=(16, 8, 6), dropout=0.3,
+                              attention_norm=norm, n_models=3) for u in uses]
+    return SubsetFusion.from_models(models, uses, DIMS)
+
+
+@pytest.mark.parametrize("norm", ["none", "softmax"])
+@pytest.mark.parametrize("uses", [[(0, 1, 2)], [(0,), (1, 2), (0, 2), (0, 1, 2)]])
+@pytest.mark.parametrize("partial", [False, True])
+@pytest.mark.parametrize("numpy_masks", [True, False])
+def test_hand_backward_gives_autograds_gradients(norm, uses, partial, numpy_masks):
+    """SubsetFusion.backward, the trainer's gradient, against autograd through the same forward and dropout masks:
+    stacked subsets (blocks gathered, absent ones zero), absent rows, both attention norms, masks from numpy or torch."""
+    model = _subset_model(uses, norm).train()
+    if numpy_masks:
+        model.seed_dropout([11 + s for s in range(len(uses))])
+    g = torch.Generator().manual_seed(1)
+    xs = [torch.randn(3, 10, d, generator=g) for d in DIMS]
+    present = torch.rand(3, 10, 3, generator=g) > (0.3 if partial else -1)
+    d_logits, d_valence = torch.randn(3, len(uses), 10, 4, generator=g), torch.randn(3, len(uses), 10, generator=g)
+    rngs = copy.deepcopy(model.rngs)
+    torch.manual_seed(5)
+    out = model(xs, present)
+    expected = torch.autograd.grad((out.logits * d_logits).sum() + (out.valence * d_valence).sum(), list(model.parameters()))
+    model.rngs, tape = rngs, []
+    torch.manual_seed(5)
+    with torch.no_grad():
+        again = model(xs, present, tape)
+        got = model.backward(tape, d_logits, d_valence)
+    assert torch.equal(again.logits, out.logits.detach())  # the same masks
+    assert len(got) == len(expected)
+    for (name, p), ours, theirs in zip(model.named_parameters(), got, expected):
+        assert ours.shape == p.shape, name
+        assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-6), (name, (ours - theirs).abs().max())
+    assert any(bool(t.abs().sum() > 0) for t in got[:len(model.enc_w)])  # gradients reach the first layers

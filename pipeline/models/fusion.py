@@ -26,7 +26,6 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pipeline.labels import VALENCE_RANGE
@@ -264,51 +263,124 @@ class SubsetFusion(nn.Module):
                 skip_draws(rng, (self.drawn_folds - last) * size, whole)
         np.multiply(self.masks.keep.view(np.uint8), np.float32(1.0 / (1.0 - self.dropout)), out=self.masks.scaled)
 
-    def _drop(self, x: torch.Tensor, layer: int) -> torch.Tensor:
-        """Dropout on x, the output of `layer` (encoder layers as enc_w numbers them, then the attention
-        layers). On CPU the masks come from numpy (`_draw_step`): torch's CPU bernoulli_ costs ~15 ns per
-        element, which made dropout a sixth of a small-batch training step."""
+    def _keep(self, h: torch.Tensor, layer: int) -> torch.Tensor | None:
+        """The multiplier (1/(1-p) or 0 per unit) that dropout applies to h, the output of `layer` (encoder
+        layers as enc_w numbers them, then the attention layers), in h's shape, or None outside training. On
+        CPU the masks come from numpy (`_draw_step`): torch's CPU bernoulli_ costs ~15 ns per element, which
+        made dropout a sixth of a small-batch training step; elsewhere they are what F.dropout draws on a CPU."""
         if not self.training or self.dropout == 0:
-            return x
-        if self.rngs is None or not x.is_cpu:
-            return F.dropout(x, self.dropout, training=True)
-        keep = self.masks.layers[layer]
-        return x * (keep if keep.dtype == x.dtype else keep.to(x.dtype))
+            return None
+        if self.rngs is None or not h.is_cpu:
+            return torch.empty_like(h).bernoulli_(1 - self.dropout).div_(1 - self.dropout)
+        keep = self.masks.layers[layer].view(h.shape)
+        return keep if keep.dtype == h.dtype else keep.to(h.dtype)
 
-    def forward(self, xs: Sequence[torch.Tensor], present: torch.Tensor) -> FusionOutput:
-        """xs[j]: (K, B, d_j) per modality; present (K, B, M) bool. Outputs carry (K, S, B, ...)."""
+    def _dense(self, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, layer: int, tape: list | None) -> torch.Tensor:
+        """Linear, ReLU and dropout on x (G, B, in), G stacked copies: `layer`'s output (G, B, out), with its input,
+        output and dropout multiplier on the tape."""
+        h = torch.baddbmm(bias.flatten(0, -3), x, w.flatten(0, -3)).relu_()
+        keep = self._keep(h, layer)
+        if keep is not None:
+            h = h.mul_(keep) if tape is not None else h * keep  # autograd (tests) needs ReLU's output intact
+        if tape is not None:
+            tape.append((x, h, keep))
+        return h
+
+    def forward(self, xs: Sequence[torch.Tensor], present: torch.Tensor, tape: list | None = None) -> FusionOutput:
+        """xs[j]: (K, B, d_j) per modality; present (K, B, M) bool. Outputs carry (K, S, B, ...).
+        `tape`: an empty list, filled with what `backward` reads (training steps). Stacked copies (folds, and
+        a modality's readers or the subsets) run as one leading dimension: one batched matmul per layer."""
         k, b = present.shape[:2]
+        s = len(self.uses)
         if self.training and self.dropout > 0 and self.rngs is not None and present.is_cpu:
             self._draw_step(b)
         full = bool(present.all())  # nothing to mask: skip the masking ops (most training batches)
         hs, layer = [], 0
         for j, x in enumerate(xs):
-            absent = ~present[..., j]
-            x = x if full else x.masked_fill(absent.unsqueeze(-1), 0.0)
-            h = self._drop(torch.baddbmm(self.enc_b[layer], x, self.enc_w[layer]).relu_(), layer)
-            h = h.view(k, b, len(self.readers[j]), -1).transpose(1, 2)      # (K, n, B, hidden)
+            n = len(self.readers[j])
+            x = x if full else x.masked_fill(~present[..., j, None], 0.0)
+            h = self._dense(x, self.enc_w[layer], self.enc_b[layer], layer, tape)   # (K, B, n * hidden)
+            h = h if n == 1 else h.view(k, b, n, -1).transpose(1, 2).reshape(k * n, b, -1)
             for i in range(1, len(self.hidden)):
-                h = self._drop((torch.matmul(h, self.enc_w[layer + i]) + self.enc_b[layer + i]).relu_(), layer + i)
+                h = self._dense(h, self.enc_w[layer + i], self.enc_b[layer + i], layer + i, tape)
             layer += len(self.hidden)
-            hs.append(h if full else h.masked_fill(absent[:, None, :, None], 0.0))
+            h = h.view(k, n, b, -1)
+            hs.append(h if full else h.masked_fill(~present[:, None, :, j, None], 0.0))
         hs = self._gather(hs)                                              # (K, S, B, M, hidden)
-        a = hs.flatten(-2)
+        a = hs.view(k * s, b, -1)
         for i, (w, bias) in enumerate(zip(self.att_w, self.att_b)):
-            a = self._drop((torch.matmul(a, w) + bias).relu_(), len(self.enc_w) + i)
-        scores = self._head("fc_att", a)
-        if full and bool(self.mask.all()):
-            weights = torch.softmax(scores, dim=-1) if self.attention_norm == "softmax" else scores
-        else:
-            seen = present.unsqueeze(1) & self.mask[None, :, None, :]     # (K, S, B, M)
-            if self.attention_norm == "softmax":
-                hide = ~seen & seen.any(dim=-1, keepdim=True)
-                scores = torch.softmax(scores.masked_fill(hide, float("-inf")), dim=-1)
-            weights = scores.masked_fill(~seen, 0.0)
-        fused = (hs * weights.unsqueeze(-1)).sum(dim=-2)
-        valence = self._head("fc_valence", fused).squeeze(-1)
+            a = self._dense(a, w, bias, len(self.enc_w) + i, tape)
+        scores = self._head("fc_att", a).view(k, s, b, -1)
+        seen = None if full and bool(self.mask.all()) else present.unsqueeze(1) & self.mask[None, :, None, :]  # (K, S, B, M)
+        if self.attention_norm == "softmax":  # rows with nothing seen keep finite scores (no NaN); zeroed below
+            hide = None if seen is None else ~seen & seen.any(dim=-1, keepdim=True)
+            scores = torch.softmax(scores if hide is None else scores.masked_fill(hide, float("-inf")), dim=-1)
+        weights = scores if seen is None else scores.masked_fill(~seen, 0.0)
+        fused = (hs * weights.unsqueeze(-1)).sum(dim=-2).view(k * s, b, -1)
+        if tape is not None:
+            tape.append(_Fused(present, full, hs, a, scores, seen, weights, fused))
+        valence = self._head("fc_valence", fused).view(k, s, b)
         if not self.training:
             valence = valence.clamp(*VALENCE_RANGE)
-        return FusionOutput(self._head("fc_emotion", fused), valence, weights)
+        return FusionOutput(self._head("fc_emotion", fused).view(k, s, b, -1), valence, weights)
+
+    def backward(self, tape: list, d_logits: torch.Tensor, d_valence: torch.Tensor) -> list[torch.Tensor]:
+        """Every parameter's gradient (in parameters() order) of a loss whose gradients at the outputs of the
+        forward that filled `tape` are d_logits (K, S, B, C) and d_valence (K, S, B): the forward's steps
+        backwards, by hand. Autograd computes the same (tests/test_fusion.py), but its graph took a quarter of a
+        small-batch step on a CPU core (~700 ops a step against ~150 here; benchmarks/bench_train.py)."""
+        end: _Fused = tape[-1]
+        k, s, b, m, width = end.hs.shape
+        heads = {}
+        d_fused = self._head_backward("fc_emotion", end.fused, d_logits.view(k * s, b, -1), heads)
+        d_fused = d_fused + self._head_backward("fc_valence", end.fused, d_valence.view(k * s, b, 1), heads)
+        d_fused = d_fused.view(k, s, b, 1, width)
+        d_hs = d_fused * end.weights.unsqueeze(-1)                                          # (K, S, B, M, hidden)
+        d_weights = torch.bmm(end.hs.view(-1, m, width), d_fused.view(-1, width, 1)).view(k, s, b, m)
+        if end.seen is not None:
+            d_weights = d_weights.masked_fill(~end.seen, 0.0)
+        if self.attention_norm == "softmax":  # softmax's gradient, from its output (0 where masked)
+            d_weights = end.scores * (d_weights - (d_weights * end.scores).sum(dim=-1, keepdim=True))
+        d_a = self._head_backward("fc_att", end.a, d_weights.view(k * s, b, m), heads)
+        n_enc = len(self.enc_w)
+        g_w, g_b = [None] * (n_enc + len(self.att_w)), [None] * (n_enc + len(self.att_w))
+        for i in reversed(range(len(self.att_w))):
+            d_a = self._dense_backward(tape[n_enc + i], d_a, self.att_w[i], n_enc + i, g_w, g_b)
+        d_hs += d_a.view_as(d_hs)
+        layer = n_enc
+        for j, d_h in reversed(list(enumerate(self._gather_backward(d_hs)))):  # (K, n, B, hidden)
+            n = d_h.shape[1]
+            if not end.full:
+                d_h = d_h.masked_fill(~end.present[:, None, :, j, None], 0.0)
+            layer -= len(self.hidden)
+            for i in reversed(range(1, len(self.hidden))):
+                d_h = self._dense_backward(tape[layer + i], d_h, self.enc_w[layer + i], layer + i, g_w, g_b)
+            d_h = d_h.view(k, b, -1) if n == 1 else d_h.view(k, n, b, -1).transpose(1, 2).reshape(k, b, -1)
+            self._dense_backward(tape[layer], d_h, self.enc_w[layer], layer, g_w, g_b, inputs=False)
+        params = [*self.enc_w, *self.enc_b, *self.att_w, *self.att_b, *self.heads.values()]  # parameters()' order
+        grads = [*g_w[:n_enc], *g_b[:n_enc], *g_w[n_enc:], *g_b[n_enc:], *(heads[name] for name in self.heads)]
+        return [g.view(p.shape).to(p.dtype) for g, p in zip(grads, params)]  # bf16 matmuls: fp32 gradients
+
+    @staticmethod
+    def _dense_backward(saved: tuple, d_h: torch.Tensor, w: nn.Parameter, layer: int, g_w: list, g_b: list,
+                        inputs: bool = True) -> torch.Tensor | None:
+        """`_dense` backwards from its output's gradient (its shape, or (G, B, out) viewed otherwise): the
+        weight's and bias's gradients into g_w[layer] and g_b[layer], and the input's gradient (G, B, in)."""
+        x, h, keep = saved
+        d_z = d_h.to(h.dtype)
+        if keep is not None:
+            d_z = d_z * keep.view(d_z.shape)
+        d_z = torch.ops.aten.threshold_backward(d_z.reshape(h.shape), h, 0)  # ReLU's: h > 0 where it passed and was kept
+        g_w[layer] = torch.bmm(x.transpose(1, 2), d_z)
+        g_b[layer] = d_z.sum(dim=1, keepdim=True)
+        return torch.bmm(d_z, w.flatten(0, -3).transpose(1, 2)) if inputs else None
+
+    def _head_backward(self, name: str, x: torch.Tensor, d_y: torch.Tensor, grads: dict) -> torch.Tensor:
+        """`_head` backwards: its parameter's gradient into grads[name], and its input's gradient (G, B, width)."""
+        p = self.heads[name]
+        w = p.flatten(0, 1)
+        grads[name] = torch.cat([torch.bmm(x.transpose(1, 2), d_y), d_y.sum(dim=1, keepdim=True)], dim=1).view(p.shape)
+        return torch.bmm(d_y, w[:, :-1].transpose(1, 2))
 
     def _gather(self, hs: list[torch.Tensor]) -> torch.Tensor:
         """Every subset's modality outputs side by side, (K, S, B, M, hidden), from each modality's (K, n, B, hidden)
@@ -320,9 +392,32 @@ class SubsetFusion(nn.Module):
         picked = pool.index_select(1, self.blocks).view(k, len(self.uses), len(hs), b, width)
         return picked.transpose(2, 3).contiguous()
 
+    def _gather_backward(self, d_hs: torch.Tensor) -> list[torch.Tensor]:
+        """`_gather` backwards: each modality's (K, n, B, hidden) gradient for its n readers."""
+        if all(len(r) == len(self.uses) for r in self.readers):
+            return list(d_hs.unbind(dim=-2))
+        k, s, b, m, width = d_hs.shape
+        sizes = [len(r) for r in self.readers]
+        pool = d_hs.new_zeros(k, sum(sizes) + 1, b, width)  # every block once, and the zero block (dropped)
+        pool.index_add_(1, self.blocks, d_hs.transpose(2, 3).reshape(k, s * m, b, width))
+        return list(pool[:, :-1].split(sizes, dim=1))
+
     def _head(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        p = self.heads[name]  # (K, S, width + 1, n): weight rows, then the bias row
-        return torch.matmul(x, p[:, :, :-1]) + p[:, :, -1:]
+        """x (K * S, B, width) through head `name`: (K * S, B, n)."""
+        p = self.heads[name].flatten(0, 1)  # (K * S, width + 1, n): weight rows, then the bias row
+        return torch.baddbmm(p[:, -1:], x, p[:, :-1])
+
+
+class _Fused(NamedTuple):
+    """What `SubsetFusion.backward` reads from the forward's attention and fusion (after its dense layers')."""
+    present: torch.Tensor          # (K, B, M)
+    full: bool                     # every modality present in every row
+    hs: torch.Tensor               # (K, S, B, M, hidden): the modalities' encodings
+    a: torch.Tensor                # (K, S, B, hidden): the attention MLP's output
+    scores: torch.Tensor           # softmax's output (attention_norm "softmax"), else the raw scores
+    seen: torch.Tensor | None      # (K, S, B, M): the modalities a subset reads and a row has; None: all
+    weights: torch.Tensor          # (K, S, B, M)
+    fused: torch.Tensor            # (K, S, B, hidden)
 
 
 def _whole_words(rng: np.random.Generator, n: int) -> bool:

@@ -54,7 +54,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pipeline import interrupts
 from pipeline.config import FusionParams
@@ -165,8 +164,8 @@ class _FoldAdam:
         self.plans: dict[tuple, tuple[list, list[list[torch.Tensor]]]] = {}
         self.step_values = torch.arange(1025, dtype=torch.float32, device=weights[0].device)  # the kernel's step counts
 
-    def step(self, loss: torch.Tensor, active: list[bool]) -> None:
-        grads = torch.autograd.grad(loss, self.params)
+    def step(self, grads: list[torch.Tensor], active: list[bool]) -> None:
+        """One update from the parameters' gradients (in parameters() order), for the active folds."""
         on = [k for k, a in enumerate(active) if a]
         for k in on:
             self.counts[k] += 1
@@ -256,15 +255,22 @@ def _epoch(train, gens, data: _Inputs, tg: _Targets, batch: int) -> _Epoch:
                   steps)
 
 
-def _batch_loss(model: SubsetFusion, xs, present, y, v, has_v, coef, run: FusionRun) -> torch.Tensor:
-    """(K, S) loss per fold and subset: sum over rows of coef * (ce_w * CE + mse_w * has_v * squared error), in fp32."""
-    with autocast(run.params.precision, run.device):
-        out = model(xs, present)
-    logits, valence = out.logits.float(), out.valence.float()                     # (K, S, B, C), (K, S, B)
-    ce = F.cross_entropy(logits.flatten(0, 2), y.unsqueeze(1).expand(valence.shape).flatten(),
-                         reduction="none").view_as(valence)
-    se = (valence - v.unsqueeze(1)).square() * has_v.unsqueeze(1)
-    return (coef.unsqueeze(1) * (run.ce_weight * ce + run.mse_weight * se)).sum(dim=-1)
+def _step_gradients(model: SubsetFusion, xs, present, y, v, has_v, coef, run: FusionRun):
+    """One training step's loss per fold and subset, (K, S), and every parameter's gradient (`SubsetFusion.backward`).
+    The loss is the sum over rows of coef * (ce_w * CE + mse_w * has_v * squared error), in fp32."""
+    tape: list = []
+    with torch.no_grad(), autocast(run.params.precision, run.device):
+        out = model(xs, present, tape)
+        logits, valence = out.logits.float(), out.valence.float()                 # (K, S, B, C), (K, S, B)
+        log_p = torch.log_softmax(logits, dim=-1)
+        target = y.view(y.shape[0], 1, -1, 1).expand(*valence.shape, 1)
+        error = (valence - v.unsqueeze(1)) * has_v.unsqueeze(1)
+        weight = coef.unsqueeze(1)
+        loss = (weight * (run.ce_weight * -log_p.gather(-1, target).squeeze(-1) + run.mse_weight * error.square())).sum(dim=-1)
+        d_logits = log_p.exp_().scatter_add_(-1, target, torch.full_like(target, -1, dtype=log_p.dtype))  # softmax - one-hot
+        d_logits *= (run.ce_weight * weight).unsqueeze(-1)
+        grads = model.backward(tape, d_logits, 2 * run.mse_weight * weight * error)
+    return loss, grads
 
 
 def _train_epoch(model, opt: _FoldAdam, epoch: _Epoch, data: _Inputs, run: FusionRun) -> np.ndarray:
@@ -275,9 +281,9 @@ def _train_epoch(model, opt: _FoldAdam, epoch: _Epoch, data: _Inputs, run: Fusio
     buffers = [x.new_empty(len(epoch.y) * b, x.shape[1]) for x in data.xs]  # each step's features, overwritten
     for s in range(epoch.steps):
         interrupts.check()   # a fold shard in a thread (where the OS does not fork) sees a Ctrl-C only through this flag
-        loss = _batch_loss(model, *epoch.batch(s, b, data, buffers), run)
-        opt.step(loss.sum(), epoch.active[s])
-        total += loss.detach()
+        loss, grads = _step_gradients(model, *epoch.batch(s, b, data, buffers), run)
+        opt.step(grads, epoch.active[s])
+        total += loss
     n_steps = torch.tensor(epoch.active, dtype=torch.float32).sum(0).clamp(min=1)
     return (total.cpu() / n_steps.unsqueeze(1)).numpy()
 
