@@ -60,8 +60,8 @@ def shard_map(fn: Callable, items: list, bar: Progress) -> list:
     """[fn(item, bar) for item in items], side by side: the first item in this thread, every other one in a
     forked child process (on Linux; elsewhere in threads), each reporting its progress to `bar`.
 
-    Why processes: a fold shard's per-step Python (the forward's and Adam's bookkeeping, autograd's graph,
-    the dropout draws) holds the GIL, so shards in threads wait for each other at every step
+    Why processes: a fold shard's per-step Python (the forward's, backward's and Adam's bookkeeping, the
+    dropout draws) holds the GIL, so shards in threads wait for each other at every step
     (benchmarks/bench_train.py measures both). A child shares this process's tensors copy-on-write, computes
     the same bits on the same kernels, and sends its result back pickled. Forking is safe here, unlike in
     the stages that spawn: the children run torch on the one thread `training_runtime` set, so no OpenMP pool
