@@ -413,11 +413,11 @@ class _Fused(NamedTuple):
     present: torch.Tensor          # (K, B, M)
     full: bool                     # every modality present in every row
     hs: torch.Tensor               # (K, S, B, M, hidden): the modalities' encodings
-    a: torch.Tensor                # (K, S, B, hidden): the attention MLP's output
+    a: torch.Tensor                # (K * S, B, hidden): the attention MLP's output
     scores: torch.Tensor           # softmax's output (attention_norm "softmax"), else the raw scores
     seen: torch.Tensor | None      # (K, S, B, M): the modalities a subset reads and a row has; None: all
     weights: torch.Tensor          # (K, S, B, M)
-    fused: torch.Tensor            # (K, S, B, hidden)
+    fused: torch.Tensor            # (K * S, B, hidden): the heads' input
 
 
 def _whole_words(rng: np.random.Generator, n: int) -> bool:
