@@ -152,6 +152,7 @@ class SubsetFusion(nn.Module):
         self.dropout, self.attention_norm, self.n_models = dropout, attention_norm, n_models
         k, s, m, width = n_models, len(self.uses), len(self.dims), self.hidden[-1]
         self.readers = [[i for i, u in enumerate(self.uses) if j in u] for j in range(m)]  # subsets per modality
+        self.complete = all(len(r) == s for r in self.readers)  # every subset reads every modality
         zeros = lambda *shape: nn.Parameter(torch.zeros(*shape))  # noqa: E731 - filled by from_models
         self.enc_w, self.enc_b = nn.ParameterList(), nn.ParameterList()
         for j, d in enumerate(self.dims):
@@ -311,7 +312,7 @@ class SubsetFusion(nn.Module):
         for i, (w, bias) in enumerate(zip(self.att_w, self.att_b)):
             a = self._dense(a, w, bias, len(self.enc_w) + i, tape)
         scores = self._head("fc_att", a).view(k, s, b, -1)
-        seen = None if full and bool(self.mask.all()) else present.unsqueeze(1) & self.mask[None, :, None, :]  # (K, S, B, M)
+        seen = None if full and self.complete else present.unsqueeze(1) & self.mask[None, :, None, :]  # (K, S, B, M)
         if self.attention_norm == "softmax":  # rows with nothing seen keep finite scores (no NaN); zeroed below
             hide = None if seen is None else ~seen & seen.any(dim=-1, keepdim=True)
             scores = torch.softmax(scores if hide is None else scores.masked_fill(hide, float("-inf")), dim=-1)
@@ -386,7 +387,7 @@ class SubsetFusion(nn.Module):
         """Every subset's modality outputs side by side, (K, S, B, M, hidden), from each modality's (K, n, B, hidden)
         for its n readers: one gather of all the blocks, with a zero block for each modality a subset lacks."""
         k, _, b, width = hs[0].shape
-        if all(len(r) == len(self.uses) for r in self.readers):  # every subset reads every modality
+        if self.complete:
             return torch.stack(hs, dim=-2)
         pool = torch.cat([*hs, hs[0].new_zeros(k, 1, b, width)], dim=1)
         picked = pool.index_select(1, self.blocks).view(k, len(self.uses), len(hs), b, width)
@@ -394,7 +395,7 @@ class SubsetFusion(nn.Module):
 
     def _gather_backward(self, d_hs: torch.Tensor) -> list[torch.Tensor]:
         """`_gather` backwards: each modality's (K, n, B, hidden) gradient for its n readers."""
-        if all(len(r) == len(self.uses) for r in self.readers):
+        if self.complete:
             return list(d_hs.unbind(dim=-2))
         k, s, b, m, width = d_hs.shape
         sizes = [len(r) for r in self.readers]

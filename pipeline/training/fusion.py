@@ -158,8 +158,7 @@ class _FoldAdam:
     VECTOR_SPAN = 64
 
     def __init__(self, model: SubsetFusion, params: FusionParams):
-        self.params = list(model.parameters())
-        weights = [p.detach() for p in self.params]  # what the kernel updates in place
+        weights = [p.detach() for p in model.parameters()]  # what the kernel updates in place
         self.lr, self.weight_decay = params.lr, params.weight_decay
         self.counts = [0] * model.n_models  # each fold's steps taken
         self.stackable = [p[0].numel() % self.VECTOR_SPAN == 0 for p in weights]
