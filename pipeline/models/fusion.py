@@ -178,6 +178,30 @@ class SubsetFusion(nn.Module):
         self.rngs: list[np.random.Generator] | None = None
         self.masks: _MaskLayout | None = None  # the step's dropout masks (`_draw_step`)
         self.drawn_folds, self.kept_folds = n_models, slice(None)  # the generators' folds, these trained (take_folds)
+        self._weight_views: _Layers | None = None  # made once (`_weights`); the optimiser updates in place
+        self.grads: list[torch.Tensor] | None = None  # `backward` writes every parameter's gradient here
+        self._grad_views: _Layers | None = None
+
+    def _apply(self, fn, recurse=True):
+        self._weight_views = self.grads = self._grad_views = None  # .to() and the like give new storage
+        return super()._apply(fn, recurse)
+
+    def _layers(self, tensors: Sequence[torch.Tensor]) -> _Layers:
+        """Tensors in parameters() order (the parameters, or their gradients) as the layers multiply them."""
+        n_enc, n_att = len(self.enc_w), len(self.att_w)
+        flat = [t.flatten(0, -3) for t in tensors]  # (K, [S or n,] in, out) -> (G, in, out)
+        enc_w, enc_b, att_w, att_b = (flat[:n_enc], flat[n_enc:2 * n_enc], flat[2 * n_enc:2 * n_enc + n_att],
+                                      flat[2 * n_enc + n_att:2 * (n_enc + n_att)])
+        heads = {name: (p[:, :-1], p[:, -1:]) for name, p in zip(self.heads, flat[2 * (n_enc + n_att):])}
+        return _Layers(list(zip(enc_w + att_w, enc_b + att_b)), heads)
+
+    def _weights(self) -> _Layers:
+        """The parameters as the layers multiply them: views made once, or afresh where autograd follows them."""
+        if torch.is_grad_enabled():
+            return self._layers(list(self.parameters()))
+        if self._weight_views is None:
+            self._weight_views = self._layers([p.detach() for p in self.parameters()])
+        return self._weight_views
 
     @classmethod
     def from_models(cls, models: Sequence[AttentionFusion], uses: Sequence[Sequence[int]],
@@ -276,10 +300,11 @@ class SubsetFusion(nn.Module):
         keep = self.masks.layers[layer].view(h.shape)
         return keep if keep.dtype == h.dtype else keep.to(h.dtype)
 
-    def _dense(self, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, layer: int, tape: list | None) -> torch.Tensor:
+    def _dense(self, x: torch.Tensor, layer: int, views: _Layers, tape: list | None) -> torch.Tensor:
         """Linear, ReLU and dropout on x (G, B, in), G stacked copies: `layer`'s output (G, B, out), with its input,
         output and dropout multiplier on the tape."""
-        h = torch.baddbmm(bias.flatten(0, -3), x, w.flatten(0, -3)).relu_()
+        w, bias = views.dense[layer]
+        h = torch.baddbmm(bias, x, w).relu_()
         keep = self._keep(h, layer)
         if keep is not None:
             h = h.mul_(keep) if tape is not None else h * keep  # autograd (tests) needs ReLU's output intact
@@ -296,22 +321,23 @@ class SubsetFusion(nn.Module):
         if self.training and self.dropout > 0 and self.rngs is not None and present.is_cpu:
             self._draw_step(b)
         full = bool(present.all())  # nothing to mask: skip the masking ops (most training batches)
+        views = self._weights()
         hs, layer = [], 0
         for j, x in enumerate(xs):
             n = len(self.readers[j])
             x = x if full else x.masked_fill(~present[..., j, None], 0.0)
-            h = self._dense(x, self.enc_w[layer], self.enc_b[layer], layer, tape)   # (K, B, n * hidden)
+            h = self._dense(x, layer, views, tape)   # (K, B, n * hidden)
             h = h if n == 1 else h.view(k, b, n, -1).transpose(1, 2).reshape(k * n, b, -1)
             for i in range(1, len(self.hidden)):
-                h = self._dense(h, self.enc_w[layer + i], self.enc_b[layer + i], layer + i, tape)
+                h = self._dense(h, layer + i, views, tape)
             layer += len(self.hidden)
             h = h.view(k, n, b, -1)
             hs.append(h if full else h.masked_fill(~present[:, None, :, j, None], 0.0))
         hs = self._gather(hs)                                              # (K, S, B, M, hidden)
         a = hs.view(k * s, b, -1)
-        for i, (w, bias) in enumerate(zip(self.att_w, self.att_b)):
-            a = self._dense(a, w, bias, len(self.enc_w) + i, tape)
-        scores = self._head("fc_att", a).view(k, s, b, -1)
+        for i in range(len(self.att_w)):
+            a = self._dense(a, len(self.enc_w) + i, views, tape)
+        scores = self._head("fc_att", a, views).view(k, s, b, -1)
         seen = None if full and self.complete else present.unsqueeze(1) & self.mask[None, :, None, :]  # (K, S, B, M)
         if self.attention_norm == "softmax":  # rows with nothing seen keep finite scores (no NaN); zeroed below
             hide = None if seen is None else ~seen & seen.any(dim=-1, keepdim=True)
@@ -320,21 +346,22 @@ class SubsetFusion(nn.Module):
         fused = (hs * weights.unsqueeze(-1)).sum(dim=-2).view(k * s, b, -1)
         if tape is not None:
             tape.append(_Fused(present, full, hs, a, scores, seen, weights, fused))
-        valence = self._head("fc_valence", fused).view(k, s, b)
+        valence = self._head("fc_valence", fused, views).view(k, s, b)
         if not self.training:
             valence = valence.clamp(*VALENCE_RANGE)
-        return FusionOutput(self._head("fc_emotion", fused).view(k, s, b, -1), valence, weights)
+        return FusionOutput(self._head("fc_emotion", fused, views).view(k, s, b, -1), valence, weights)
 
     def backward(self, tape: list, d_logits: torch.Tensor, d_valence: torch.Tensor) -> list[torch.Tensor]:
         """Every parameter's gradient (in parameters() order) of a loss whose gradients at the outputs of the
         forward that filled `tape` are d_logits (K, S, B, C) and d_valence (K, S, B): the forward's steps
         backwards, by hand. Autograd computes the same (tests/test_fusion.py), but its graph (~780 ops a
-        step, views included, against ~490 here) cost 5-7% of the trainer's time on a CPU (bench_train.py)."""
+        step, views included, against ~490 here) cost 5-7% of the trainer's time on a CPU (bench_train.py).
+        The gradients are written into `grads`, buffers kept from step to step, which the next call overwrites."""
         end: _Fused = tape[-1]
         k, s, b, m, width = end.hs.shape
-        heads = {}
-        d_fused = self._head_backward("fc_emotion", end.fused, d_logits.view(k * s, b, -1), heads)
-        d_fused = d_fused + self._head_backward("fc_valence", end.fused, d_valence.view(k * s, b, 1), heads)
+        views, grads = self._weights(), self._gradients(d_logits.device.type)
+        d_fused = self._head_backward("fc_emotion", end.fused, d_logits.view(k * s, b, -1), views, grads)
+        d_fused += self._head_backward("fc_valence", end.fused, d_valence.view(k * s, b, 1), views, grads)
         d_fused = d_fused.view(k, s, b, 1, width)
         d_hs = d_fused * end.weights.unsqueeze(-1)                                          # (K, S, B, M, hidden)
         d_weights = torch.bmm(end.hs.view(-1, m, width), d_fused.view(-1, width, 1)).view(k, s, b, m)
@@ -342,11 +369,10 @@ class SubsetFusion(nn.Module):
             d_weights = d_weights.masked_fill(~end.seen, 0.0)
         if self.attention_norm == "softmax":  # softmax's gradient, from its output (0 where masked)
             d_weights = end.scores * (d_weights - (d_weights * end.scores).sum(dim=-1, keepdim=True))
-        d_a = self._head_backward("fc_att", end.a, d_weights.view(k * s, b, m), heads)
+        d_a = self._head_backward("fc_att", end.a, d_weights.view(k * s, b, m), views, grads)
         n_enc = len(self.enc_w)
-        g_w, g_b = [None] * (n_enc + len(self.att_w)), [None] * (n_enc + len(self.att_w))
         for i in reversed(range(len(self.att_w))):
-            d_a = self._dense_backward(tape[n_enc + i], d_a, self.att_w[i], n_enc + i, g_w, g_b)
+            d_a = self._dense_backward(tape[n_enc + i], d_a, n_enc + i, views, grads)
         d_hs += d_a.view_as(d_hs)
         layer = n_enc
         for j, d_h in reversed(list(enumerate(self._gather_backward(d_hs)))):  # (K, n, B, hidden)
@@ -355,33 +381,41 @@ class SubsetFusion(nn.Module):
                 d_h = d_h.masked_fill(~end.present[:, None, :, j, None], 0.0)
             layer -= len(self.hidden)
             for i in reversed(range(1, len(self.hidden))):
-                d_h = self._dense_backward(tape[layer + i], d_h, self.enc_w[layer + i], layer + i, g_w, g_b)
+                d_h = self._dense_backward(tape[layer + i], d_h, layer + i, views, grads)
             d_h = d_h.view(k, b, -1) if n == 1 else d_h.view(k, n, b, -1).transpose(1, 2).reshape(k, b, -1)
-            self._dense_backward(tape[layer], d_h, self.enc_w[layer], layer, g_w, g_b, inputs=False)
-        params = [*self.enc_w, *self.enc_b, *self.att_w, *self.att_b, *self.heads.values()]  # parameters()' order
-        grads = [*g_w[:n_enc], *g_b[:n_enc], *g_w[n_enc:], *g_b[n_enc:], *(heads[name] for name in self.heads)]
-        return [g.view(p.shape).to(p.dtype) for g, p in zip(grads, params)]  # bf16 matmuls: fp32 gradients
+            self._dense_backward(tape[layer], d_h, layer, views, grads, inputs=False)
+        return self.grads
+
+    def _gradients(self, device: str) -> _Gradients:
+        """The gradient buffers (`grads`) as the layers' gradients view them, and whether products go straight
+        into them: not under autocast, whose bf16 products are stored as fp32 gradients."""
+        if self.grads is None:
+            self.grads = [torch.zeros_like(p) for p in self.parameters()]
+            self._grad_views = self._layers(self.grads)
+        return _Gradients(self._grad_views, not torch.is_autocast_enabled(device))
 
     @staticmethod
-    def _dense_backward(saved: tuple, d_h: torch.Tensor, w: nn.Parameter, layer: int, g_w: list, g_b: list,
+    def _dense_backward(saved: tuple, d_h: torch.Tensor, layer: int, views: _Layers, grads: _Gradients,
                         inputs: bool = True) -> torch.Tensor | None:
         """`_dense` backwards from its output's gradient (its shape, or (G, B, out) viewed otherwise): the
-        weight's and bias's gradients into g_w[layer] and g_b[layer], and the input's gradient (G, B, in)."""
+        weight's and bias's gradients into `grads`, and the input's gradient (G, B, in)."""
         x, h, keep = saved
         d_z = d_h.to(h.dtype)
         if keep is not None:
             d_z = d_z * keep.view(d_z.shape)
         d_z = torch.ops.aten.threshold_backward(d_z.reshape(h.shape), h, 0)  # ReLU's: h > 0 where it passed and was kept
-        g_w[layer] = torch.bmm(x.transpose(1, 2), d_z)
-        g_b[layer] = d_z.sum(dim=1, keepdim=True)
-        return torch.bmm(d_z, w.flatten(0, -3).transpose(1, 2)) if inputs else None
+        g_w, g_b = grads.layers.dense[layer]
+        grads.store(g_w, torch.bmm, x.transpose(1, 2), d_z)
+        grads.store(g_b, torch.sum, d_z, dim=1, keepdim=True)
+        return torch.bmm(d_z, views.dense[layer][0].transpose(1, 2)) if inputs else None
 
-    def _head_backward(self, name: str, x: torch.Tensor, d_y: torch.Tensor, grads: dict) -> torch.Tensor:
-        """`_head` backwards: its parameter's gradient into grads[name], and its input's gradient (G, B, width)."""
-        p = self.heads[name]
-        w = p.flatten(0, 1)
-        grads[name] = torch.cat([torch.bmm(x.transpose(1, 2), d_y), d_y.sum(dim=1, keepdim=True)], dim=1).view(p.shape)
-        return torch.bmm(d_y, w[:, :-1].transpose(1, 2))
+    @staticmethod
+    def _head_backward(name: str, x: torch.Tensor, d_y: torch.Tensor, views: _Layers, grads: _Gradients) -> torch.Tensor:
+        """`_head` backwards: its parameter's gradient into `grads`, and its input's gradient (G, B, width)."""
+        g_w, g_b = grads.layers.heads[name]
+        grads.store(g_w, torch.bmm, x.transpose(1, 2), d_y)
+        grads.store(g_b, torch.sum, d_y, dim=1, keepdim=True)
+        return torch.bmm(d_y, views.heads[name][0].transpose(1, 2))
 
     def _gather(self, hs: list[torch.Tensor]) -> torch.Tensor:
         """Every subset's modality outputs side by side, (K, S, B, M, hidden), from each modality's (K, n, B, hidden)
@@ -403,10 +437,29 @@ class SubsetFusion(nn.Module):
         pool.index_add_(1, self.blocks, d_hs.transpose(2, 3).reshape(k, s * m, b, width))
         return list(pool[:, :-1].split(sizes, dim=1))
 
-    def _head(self, name: str, x: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _head(name: str, x: torch.Tensor, views: _Layers) -> torch.Tensor:
         """x (K * S, B, width) through head `name`: (K * S, B, n)."""
-        p = self.heads[name].flatten(0, 1)  # (K * S, width + 1, n): weight rows, then the bias row
-        return torch.baddbmm(p[:, -1:], x, p[:, :-1])
+        w, bias = views.heads[name]
+        return torch.baddbmm(bias, x, w)
+
+
+class _Layers(NamedTuple):
+    """A SubsetFusion's parameters, or their gradients, as its layers multiply them (views)."""
+    dense: list[tuple[torch.Tensor, torch.Tensor]]       # per dense layer (enc_w's, then attention's): (G, in, out), (G, 1, out)
+    heads: dict[str, tuple[torch.Tensor, torch.Tensor]]  # per head: weight (G, width, n), bias (G, 1, n)
+
+
+class _Gradients(NamedTuple):
+    """`SubsetFusion.backward`'s gradient buffers, viewed as the layers' gradients."""
+    layers: _Layers
+    direct: bool  # products go straight into the buffers (out=); else (autocast) computed, then stored as fp32
+
+    def store(self, out: torch.Tensor, op, *args, **kwargs) -> None:
+        if self.direct:
+            op(*args, **kwargs, out=out)
+        else:
+            out.copy_(op(*args, **kwargs))
 
 
 class _Fused(NamedTuple):
