@@ -15,7 +15,7 @@ import torch
 
 from pipeline import interrupts
 from pipeline.config import FusionParams, LightGBMParams
-from pipeline.models.fusion import SubsetFusion, keep_draws, skip_draws
+from pipeline.models.fusion import SubsetFusion, keep_threshold, keep_units
 from pipeline.store.parts import parallel_map
 from pipeline.training import fusion, lgbm
 from pipeline.training.cv import TestSet
@@ -191,20 +191,38 @@ def test_stacked_ablation_subsets_equal_each_subset_trained_alone():
 
 
 @pytest.mark.parametrize("p", [0.3, 0.5, 0.0001, 0.9999])
-def test_dropout_keep_draws_are_numpys_float32_draws(p):
-    """keep_draws compares the generator's raw words with p's threshold; it must decide exactly what
-    rng.random(float32) >= p decides, across calls, odd sizes (half a word left buffered) and back; skip_draws
-    must leave the generator where drawing would."""
-    raw, floats = np.random.default_rng(7), np.random.default_rng(7)
-    for n in (8192, 6, 5, 4, 7, 2, 100_000):
-        out = np.empty(n, dtype=bool)
-        keep_draws(raw, n, p, out)
-        assert np.array_equal(out, floats.random(n, dtype=np.float32) >= p), n
-    assert np.array_equal(raw.random(9, dtype=np.float32), floats.random(9, dtype=np.float32))  # same place in the stream
-    for n in (4096, 3, 6, 0, 5, 8):  # skip_draws (a shard passing the other folds' masks) == drawing them
-        skip_draws(raw, n)
-        floats.random(n, dtype=np.float32)
-        assert np.array_equal(raw.random(3, dtype=np.float32), floats.random(3, dtype=np.float32)), n
+def test_dropout_keeps_units_at_rate_one_minus_p(p):
+    """keep_units decides each unit on its own 16-bit word: kept at or above ceil(p * 2**16), so the kept share is
+    1 - p (to 2**-16) and decisions are independent: the share kept among the units after a kept one is 1 - p too."""
+    assert keep_threshold(0.5) == 2**15 and keep_threshold(0.3) == 19661
+    n = 2_000_003
+    keep = keep_units(np.random.default_rng(7), n, p)
+    assert keep.shape == (n,) and keep.dtype == bool
+    sigma = np.sqrt(p * (1 - p) / n)
+    assert abs(keep.mean() - (1 - p)) < 5 * sigma + 2**-16
+    after = keep[1:][keep[:-1]]  # mostly units of the same 64-bit output
+    assert abs(after.mean() - (1 - p)) < 5 * np.sqrt(p * (1 - p) / len(after)) + 1 / len(after) + 2**-16
+    assert np.array_equal(keep_units(np.random.default_rng(7), 5, p), keep[:5])  # a short draw: the same first units
+
+
+def test_each_folds_dropout_masks_come_from_its_own_generator():
+    """A step's masks for subset s and fold k are keep_units from the generator seeded (seed_s, k), its blocks in
+    the subset model's order (its modalities' layers, then attention); a shard of folds draws the same masks."""
+    uses, dims, hidden, batch = [(0,), (0, 1)], [5, 7], (8, 4), 6
+    model = SubsetFusion(uses, dims, n_classes=3, hidden=hidden, dropout=0.3, attention_norm="none", n_models=4)
+    model.seed_dropout([21, 22])
+    shard = model.take_folds(range(1, 3))
+    model._draw_step(batch)
+    shard._draw_step(batch)
+    for s, (seed, u) in enumerate(zip((21, 22), uses)):
+        blocks = model.masks.blocks[s]
+        assert len(blocks) == len(hidden) * (len(u) + 1)
+        for k in range(4):
+            units = keep_units(np.random.default_rng([seed, k]), sum(block[k].size for block in blocks), 0.3)
+            assert np.array_equal(np.concatenate([block[k].ravel() for block in blocks]), units), (s, k)
+        for mine, theirs in zip(shard.masks.blocks[s], blocks):
+            assert np.array_equal(mine, theirs[1:3])
+    assert np.array_equal(model.masks.caps, np.where(model.masks.keep, np.finfo(np.float32).max, 0))
 
 
 def test_fold_adam_gives_each_fold_torch_adam_alone():

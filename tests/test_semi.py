@@ -64,15 +64,18 @@ def labelled_only_and_round(spec: DemoConfig) -> tuple[pd.DataFrame, pd.DataFram
 
 
 def test_pseudo_labels_improve_f1_over_labelled_only(corpus, start, first_round):
-    """Over three corpus seeds (seed 0: the start model never gets a neutral item right, so Algorithm 1
-    alone gives neutral no pseudo-labels and loses 0.06 F1; the class cap keeps it from losing)."""
-    runs = [(corpus[0], start, *first_round[:2])] + [labelled_only_and_round(replace(SPEC, seed=s)) for s in (0, 2)]
+    """Over six corpus seeds (seed 0: the start model never gets a neutral item right, so Algorithm 1
+    alone gives neutral no pseudo-labels and loses 0.06 F1; the class cap keeps it from losing). One seed's
+    gain is a draw of dropout's masks: over seeds 0-15 it averaged 0.08 on both test splits but ranged from
+    -0.04 to 0.21, so six seeds' mean (standard error about 0.025) must clear 0.03."""
+    runs = [(corpus[0], start, *first_round[:2])] + [labelled_only_and_round(replace(SPEC, seed=s))
+                                                     for s in (0, 2, 3, 4, 5)]
     for rows, _, _, picked in runs:
         assert 50 < len(picked) < SPEC.n_unlabelled
         assert semi.precision(semi.with_truth(picked, rows)) > 0.8
     for test in ("test1", "test3"):  # the same test splits, before and after
         gains = [f1(after, rows, test) - f1(before, rows, test) for rows, before, after, _ in runs]
-        assert min(gains) > -0.02 and np.mean(gains) > 0.05, (test, gains)
+        assert min(gains) > -0.05 and np.mean(gains) > 0.03, (test, gains)
 
 
 def test_selection_equals_direct_per_class_thresholds(corpus, start):

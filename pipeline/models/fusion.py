@@ -140,8 +140,8 @@ class SubsetFusion(nn.Module):
     A subset's attention input has zero blocks for the modalities it lacks, multiplied by zero weight
     rows that stay zero in training (no gradient, no weight decay on 0), and those modalities' scores
     are masked. `subset_state(s)` gives subset s's weights back as an AttentionFusion state dict.
-    Dropout draws each subset's masks from its own generator in the order its model would (its
-    modalities' layers in order, then attention), so the masks are the ones it would draw alone.
+    Dropout draws each subset's masks for each fold from that fold's own generator, seeded by the subset's
+    seed and the fold, so a fold's masks are the ones it draws alone, or beside any other folds.
     """
 
     def __init__(self, uses: Sequence[Sequence[int]], dims: Sequence[int], n_classes: int, hidden: Sequence[int],
@@ -171,13 +171,13 @@ class SubsetFusion(nn.Module):
         self.heads = nn.ParameterDict({name: zeros(k, s, width + 1, n) for name, n in
                                        (("fc_att", m), ("fc_emotion", n_classes), ("fc_valence", 1))})
         self.mask = nn.Buffer(torch.tensor([[j in u for j in range(m)] for u in self.uses]), persistent=False)
+        self.zero = nn.Buffer(torch.zeros(()), persistent=False)  # ReLU's bound; the beta=0 input of scaled products
         # per subset and modality: its block among all modalities' reader blocks, or the zero block after them
         starts = np.cumsum([0, *map(len, self.readers)]).tolist()
         self.blocks = nn.Buffer(torch.tensor([starts[j] + self.readers[j].index(i) if i in self.readers[j] else starts[-1]
                                               for i in range(s) for j in range(m)]), persistent=False)
-        self.rngs: list[np.random.Generator] | None = None
+        self.rngs: list[list[np.random.Generator]] | None = None  # per subset, per fold (`seed_dropout`)
         self.masks: _MaskLayout | None = None  # the step's dropout masks (`_draw_step`)
-        self.drawn_folds, self.kept_folds = n_models, slice(None)  # the generators' folds, these trained (take_folds)
         self._weight_views: _Layers | None = None  # made once (`_weights`); the optimiser updates in place
         self.grads: list[torch.Tensor] | None = None  # `backward` writes every parameter's gradient here
         self._grad_views: _Layers | None = None
@@ -247,69 +247,67 @@ class SubsetFusion(nn.Module):
         return {name: view.clone() if isinstance(view, torch.Tensor) else view.get() for name, view in self._layout(s)}
 
     def seed_dropout(self, seeds: Sequence[int] | None) -> None:
-        """One numpy Generator per subset, seeded as its own model's (None: torch's RNG)."""
-        self.rngs = None if seeds is None else [np.random.default_rng(seed) for seed in seeds]
+        """Per subset, one numpy Generator per fold, seeded by the subset's seed and the fold (None: torch's RNG)."""
+        self.rngs = None if seeds is None else [[np.random.default_rng([seed, k]) for k in range(self.n_models)]
+                                                for seed in seeds]
 
     def take_folds(self, folds: range) -> SubsetFusion:
-        """These consecutive folds only, trained beside the others: copies of their weights, and copies of the
-        dropout generators that skip the other folds' draws (so these folds get the masks they get in one model)."""
+        """These consecutive folds only, trained beside the others: copies of their weights and of their dropout
+        generators (so these folds get the masks they get in one model)."""
         kept = slice(folds.start, folds.stop)
         out = SubsetFusion(self.uses, self.dims, self.n_classes, self.hidden, self.dropout, self.attention_norm,
                            len(folds))
         with torch.no_grad():
             for mine, theirs in zip(self.parameters(), out.parameters()):
                 theirs.copy_(mine[kept])
-        out.rngs = copy.deepcopy(self.rngs)
-        out.drawn_folds, out.kept_folds = self.n_models, kept
+        out.rngs = None if self.rngs is None else [copy.deepcopy(rngs[kept]) for rngs in self.rngs]
         return out.to(self.mask.device)
 
     def _draw_step(self, batch: int) -> None:
-        """This training step's dropout multipliers (1/(1-p) or 0) for every subset and kept fold, written
-        straight into the layouts the layers multiply by (`masks`). A subset's masks for the step are
-        consecutive in its generator (its modalities' layers in order, then attention; each layer's block
-        fold by fold), as its model would draw them alone. A shard skips the other folds' words instead of
-        drawing them. The generator's state is read once a step: with no half word buffered and every block
-        a whole number of 64-bit words, every block is decided on raw words (`keep_draws`)."""
+        """This training step's dropout caps (`_caps`: kept or dropped) for every subset and fold, written straight
+        into the layouts the layers multiply by (`masks`). A fold's draws for the step come from its own generator,
+        its subset's blocks in its model's order (its modalities' layers, then attention): one 16-bit word per
+        unit (`keep_units`), a quarter of a raw 64-bit output, where numpy's float32 draw would take half."""
         if self.masks is None or self.masks.batch != batch:  # built once, overwritten every step (after its backward)
             self.masks = _MaskLayout(self, batch)
-        first, last = self.kept_folds.indices(self.drawn_folds)[:2]
-        for rng, blocks in zip(self.rngs, self.masks.blocks):
-            sizes = [block[0].size for block in blocks]  # one fold's draws per block
-            whole = _whole_words(rng, 0) and all(size % 2 == 0 for size in sizes)
-            if first == 0 and last == self.drawn_folds:  # one draw for the subset's step, cut into its blocks
-                words, threshold = _decisions(rng, sum(block.size for block in blocks), self.dropout, whole)
-                for block, (at, n) in zip(blocks, _spans([block.size for block in blocks])):
-                    np.greater_equal(words[at:at + n].reshape(block.shape), threshold, out=block)
-                continue
-            for block, size in zip(blocks, sizes):
-                skip_draws(rng, first * size, whole)
-                words, threshold = _decisions(rng, block.size, self.dropout, whole)
-                np.greater_equal(words.reshape(block.shape), threshold, out=block)
-                skip_draws(rng, (self.drawn_folds - last) * size, whole)
-        np.multiply(self.masks.keep.view(np.uint8), np.float32(1.0 / (1.0 - self.dropout)), out=self.masks.scaled)
+        threshold = keep_threshold(self.dropout)
+        for rngs, blocks, spans, words in zip(self.rngs, self.masks.blocks, self.masks.spans, self.masks.words):
+            np.stack([rng.bit_generator.random_raw(words.shape[1]) for rng in rngs], out=words)
+            units = words.view("<u2")  # (K, 4 * words): the same units on any byte order
+            for block, (at, n) in zip(blocks, spans):
+                np.greater_equal(units[:, at:at + n].reshape(block.shape), threshold, out=block)
+        np.multiply(self.masks.keep.view(np.uint8), np.finfo(np.float32).max, out=self.masks.caps)
 
-    def _keep(self, h: torch.Tensor, layer: int) -> torch.Tensor | None:
-        """The multiplier (1/(1-p) or 0 per unit) that dropout applies to h, the output of `layer` (encoder
-        layers as enc_w numbers them, then the attention layers), in h's shape, or None outside training. On
-        CPU the masks come from numpy (`_draw_step`): torch's CPU bernoulli_ costs ~15 ns per element, which
-        made dropout a sixth of a small-batch training step; elsewhere they are what F.dropout draws on a CPU."""
+    def _caps(self, z: torch.Tensor, layer: int) -> torch.Tensor | None:
+        """Dropout's bound on z, `layer`'s product (encoder layers as enc_w numbers them, then the attention layers), in
+        z's shape: the largest float where a unit is kept, 0 where it is dropped, so clamping z to [0, cap] is ReLU and
+        dropout in one pass (the kept units' 1/(1-p) is applied by the matmuls that read them: `_scale`); None outside
+        training. On CPU the masks come from numpy (`_draw_step`): torch's CPU bernoulli_ costs ~15 ns per element,
+        which made dropout a sixth of a small-batch training step; elsewhere they are what F.dropout draws."""
         if not self.training or self.dropout == 0:
             return None
-        if self.rngs is None or not h.is_cpu:
-            return torch.empty_like(h).bernoulli_(1 - self.dropout).div_(1 - self.dropout)
-        keep = self.masks.layers[layer].view(h.shape)
-        return keep if keep.dtype == h.dtype else keep.to(h.dtype)
+        if self.rngs is None or not z.is_cpu:
+            return torch.empty_like(z).bernoulli_(1 - self.dropout).mul_(torch.finfo(z.dtype).max)
+        cap = self.masks.layers[layer].view(z.shape)
+        return cap if cap.dtype == z.dtype else cap.to(z.dtype)
 
-    def _dense(self, x: torch.Tensor, layer: int, views: _Layers, tape: list | None) -> torch.Tensor:
-        """Linear, ReLU and dropout on x (G, B, in), G stacked copies: `layer`'s output (G, B, out), with its input,
-        output and dropout multiplier on the tape."""
+    def _scale(self) -> float:
+        """What a matmul multiplies its product by where its input is a dropout output (left unscaled: `_caps`):
+        1/(1-p) in training, else 1."""
+        return 1.0 / (1.0 - self.dropout) if self.training and self.dropout > 0 else 1.0
+
+    def _dense(self, x: torch.Tensor, layer: int, views: _Layers, tape: list | None, scale: float) -> torch.Tensor:
+        """Linear (its product times `scale`), ReLU and dropout on x (G, B, in), G stacked copies: `layer`'s output
+        (G, B, out), with its input and output on the tape."""
         w, bias = views.dense[layer]
-        h = torch.baddbmm(bias, x, w).relu_()
-        keep = self._keep(h, layer)
-        if keep is not None:
-            h = h.mul_(keep) if tape is not None else h * keep  # autograd (tests) needs ReLU's output intact
+        z = torch.baddbmm(bias, x, w, alpha=scale)
+        cap = self._caps(z, layer)
+        if cap is None:
+            h = z.relu_()
+        else:  # in place for the tape; autograd (tests) needs the product intact
+            h = z.clamp_(self.zero, cap) if tape is not None else z.clamp(self.zero, cap)
         if tape is not None:
-            tape.append((x, h, keep))
+            tape.append((x, h))
         return h
 
     def forward(self, xs: Sequence[torch.Tensor], present: torch.Tensor, tape: list | None = None) -> FusionOutput:
@@ -321,23 +319,23 @@ class SubsetFusion(nn.Module):
         if self.training and self.dropout > 0 and self.rngs is not None and present.is_cpu:
             self._draw_step(b)
         full = bool(present.all())  # nothing to mask: skip the masking ops (most training batches)
-        views = self._weights()
+        views, scale = self._weights(), self._scale()
         hs, layer = [], 0
         for j, x in enumerate(xs):
             n = len(self.readers[j])
             x = x if full else x.masked_fill(~present[..., j, None], 0.0)
-            h = self._dense(x, layer, views, tape)   # (K, B, n * hidden)
+            h = self._dense(x, layer, views, tape, 1.0)   # (K, B, n * hidden); no dropout on the features
             h = h if n == 1 else h.view(k, b, n, -1).transpose(1, 2).reshape(k * n, b, -1)
             for i in range(1, len(self.hidden)):
-                h = self._dense(h, layer + i, views, tape)
+                h = self._dense(h, layer + i, views, tape, scale)
             layer += len(self.hidden)
             h = h.view(k, n, b, -1)
             hs.append(h if full else h.masked_fill(~present[:, None, :, j, None], 0.0))
         hs = self._gather(hs)                                              # (K, S, B, M, hidden)
         a = hs.view(k * s, b, -1)
         for i in range(len(self.att_w)):
-            a = self._dense(a, len(self.enc_w) + i, views, tape)
-        scores = self._head("fc_att", a, views).view(k, s, b, -1)
+            a = self._dense(a, len(self.enc_w) + i, views, tape, scale)
+        scores = self._head("fc_att", a, views, scale).view(k, s, b, -1)
         seen = None if full and self.complete else present.unsqueeze(1) & self.mask[None, :, None, :]  # (K, S, B, M)
         if self.attention_norm == "softmax":  # rows with nothing seen keep finite scores (no NaN); zeroed below
             hide = None if seen is None else ~seen & seen.any(dim=-1, keepdim=True)
@@ -346,22 +344,22 @@ class SubsetFusion(nn.Module):
         fused = (hs * weights.unsqueeze(-1)).sum(dim=-2).view(k * s, b, -1)
         if tape is not None:
             tape.append(_Fused(present, full, hs, a, scores, seen, weights, fused))
-        valence = self._head("fc_valence", fused, views).view(k, s, b)
+        valence = self._head("fc_valence", fused, views, scale).view(k, s, b)
         if not self.training:
             valence = valence.clamp(*VALENCE_RANGE)
-        return FusionOutput(self._head("fc_emotion", fused, views).view(k, s, b, -1), valence, weights)
+        return FusionOutput(self._head("fc_emotion", fused, views, scale).view(k, s, b, -1), valence, weights)
 
     def backward(self, tape: list, d_logits: torch.Tensor, d_valence: torch.Tensor) -> list[torch.Tensor]:
         """Every parameter's gradient (in parameters() order) of a loss whose gradients at the outputs of the
         forward that filled `tape` are d_logits (K, S, B, C) and d_valence (K, S, B): the forward's steps
-        backwards, by hand. Autograd computes the same (tests/test_fusion.py), but its graph (~780 ops a
-        step, views included, against ~490 here) cost 5-7% of the trainer's time on a CPU (bench_train.py).
-        The gradients are written into `grads`, buffers kept from step to step, which the next call overwrites."""
+        backwards, by hand. Autograd computes the same (tests/test_fusion.py), but its graph of more, smaller ops
+        cost 5-7% of the trainer's time on a CPU (bench_train.py). The gradients are written into `grads`,
+        buffers kept from step to step, which the next call overwrites."""
         end: _Fused = tape[-1]
         k, s, b, m, width = end.hs.shape
-        views, grads = self._weights(), self._gradients(d_logits.device.type)
-        d_fused = self._head_backward("fc_emotion", end.fused, d_logits.view(k * s, b, -1), views, grads)
-        d_fused += self._head_backward("fc_valence", end.fused, d_valence.view(k * s, b, 1), views, grads)
+        views, grads, scale = self._weights(), self._gradients(d_logits.device.type), self._scale()
+        d_fused = self._head_backward("fc_emotion", end.fused, d_logits.view(k * s, b, -1), views, grads, scale)
+        d_fused += self._head_backward("fc_valence", end.fused, d_valence.view(k * s, b, 1), views, grads, scale)
         d_fused = d_fused.view(k, s, b, 1, width)
         d_hs = d_fused * end.weights.unsqueeze(-1)                                          # (K, S, B, M, hidden)
         d_weights = torch.bmm(end.hs.view(-1, m, width), d_fused.view(-1, width, 1)).view(k, s, b, m)
@@ -369,10 +367,10 @@ class SubsetFusion(nn.Module):
             d_weights = d_weights.masked_fill(~end.seen, 0.0)
         if self.attention_norm == "softmax":  # softmax's gradient, from its output (0 where masked)
             d_weights = end.scores * (d_weights - (d_weights * end.scores).sum(dim=-1, keepdim=True))
-        d_a = self._head_backward("fc_att", end.a, d_weights.view(k * s, b, m), views, grads)
+        d_a = self._head_backward("fc_att", end.a, d_weights.view(k * s, b, m), views, grads, scale)
         n_enc = len(self.enc_w)
         for i in reversed(range(len(self.att_w))):
-            d_a = self._dense_backward(tape[n_enc + i], d_a, n_enc + i, views, grads)
+            d_a = self._dense_backward(tape[n_enc + i], d_a, n_enc + i, views, grads, scale)
         d_hs += d_a.view_as(d_hs)
         layer = n_enc
         for j, d_h in reversed(list(enumerate(self._gather_backward(d_hs)))):  # (K, n, B, hidden)
@@ -381,9 +379,9 @@ class SubsetFusion(nn.Module):
                 d_h = d_h.masked_fill(~end.present[:, None, :, j, None], 0.0)
             layer -= len(self.hidden)
             for i in reversed(range(1, len(self.hidden))):
-                d_h = self._dense_backward(tape[layer + i], d_h, layer + i, views, grads)
+                d_h = self._dense_backward(tape[layer + i], d_h, layer + i, views, grads, scale)
             d_h = d_h.view(k, b, -1) if n == 1 else d_h.view(k, n, b, -1).transpose(1, 2).reshape(k, b, -1)
-            self._dense_backward(tape[layer], d_h, layer, views, grads, inputs=False)
+            self._dense_backward(tape[layer], d_h, layer, views, grads, 1.0, inputs=False)
         return self.grads
 
     def _gradients(self, device: str) -> _Gradients:
@@ -392,30 +390,28 @@ class SubsetFusion(nn.Module):
         if self.grads is None:
             self.grads = [torch.zeros_like(p) for p in self.parameters()]
             self._grad_views = self._layers(self.grads)
-        return _Gradients(self._grad_views, not torch.is_autocast_enabled(device))
+        return _Gradients(self._grad_views, not torch.is_autocast_enabled(device), self.zero)
 
     @staticmethod
-    def _dense_backward(saved: tuple, d_h: torch.Tensor, layer: int, views: _Layers, grads: _Gradients,
+    def _dense_backward(saved: tuple, d_h: torch.Tensor, layer: int, views: _Layers, grads: _Gradients, scale: float,
                         inputs: bool = True) -> torch.Tensor | None:
-        """`_dense` backwards from its output's gradient (its shape, or (G, B, out) viewed otherwise): the
-        weight's and bias's gradients into `grads`, and the input's gradient (G, B, in)."""
-        x, h, keep = saved
-        d_z = d_h.to(h.dtype)
-        if keep is not None:
-            d_z = d_z * keep.view(d_z.shape)
-        d_z = torch.ops.aten.threshold_backward(d_z.reshape(h.shape), h, 0)  # ReLU's: h > 0 where it passed and was kept
+        """`_dense` backwards from its output's gradient (its shape, or (G, B, out) viewed otherwise): the weight's and
+        bias's gradients into `grads`, and the input's gradient (G, B, in); `scale`: the forward's (its product's)."""
+        x, h = saved
+        d_z = torch.ops.aten.threshold_backward(d_h.to(h.dtype).reshape(h.shape), h, 0)  # h > 0: passed ReLU, kept
         g_w, g_b = grads.layers.dense[layer]
-        grads.store(g_w, torch.bmm, x.transpose(1, 2), d_z)
+        grads.product(x.transpose(1, 2), d_z, scale, out=g_w)
         grads.store(g_b, torch.sum, d_z, dim=1, keepdim=True)
-        return torch.bmm(d_z, views.dense[layer][0].transpose(1, 2)) if inputs else None
+        return grads.product(d_z, views.dense[layer][0].transpose(1, 2), scale) if inputs else None
 
     @staticmethod
-    def _head_backward(name: str, x: torch.Tensor, d_y: torch.Tensor, views: _Layers, grads: _Gradients) -> torch.Tensor:
+    def _head_backward(name: str, x: torch.Tensor, d_y: torch.Tensor, views: _Layers, grads: _Gradients,
+                       scale: float) -> torch.Tensor:
         """`_head` backwards: its parameter's gradient into `grads`, and its input's gradient (G, B, width)."""
         g_w, g_b = grads.layers.heads[name]
-        grads.store(g_w, torch.bmm, x.transpose(1, 2), d_y)
+        grads.product(x.transpose(1, 2), d_y, scale, out=g_w)
         grads.store(g_b, torch.sum, d_y, dim=1, keepdim=True)
-        return torch.bmm(d_y, views.heads[name][0].transpose(1, 2))
+        return grads.product(d_y, views.heads[name][0].transpose(1, 2), scale)
 
     def _gather(self, hs: list[torch.Tensor]) -> torch.Tensor:
         """Every subset's modality outputs side by side, (K, S, B, M, hidden), from each modality's (K, n, B, hidden)
@@ -438,10 +434,10 @@ class SubsetFusion(nn.Module):
         return list(pool[:, :-1].split(sizes, dim=1))
 
     @staticmethod
-    def _head(name: str, x: torch.Tensor, views: _Layers) -> torch.Tensor:
-        """x (K * S, B, width) through head `name`: (K * S, B, n)."""
+    def _head(name: str, x: torch.Tensor, views: _Layers, scale: float) -> torch.Tensor:
+        """x (K * S, B, width) through head `name`, its product times `scale`: (K * S, B, n)."""
         w, bias = views.heads[name]
-        return torch.baddbmm(bias, x, w)
+        return torch.baddbmm(bias, x, w, alpha=scale)
 
 
 class _Layers(NamedTuple):
@@ -453,7 +449,16 @@ class _Layers(NamedTuple):
 class _Gradients(NamedTuple):
     """`SubsetFusion.backward`'s gradient buffers, viewed as the layers' gradients."""
     layers: _Layers
-    direct: bool  # products go straight into the buffers (out=); else (autocast) computed, then stored as fp32
+    direct: bool         # products go straight into the buffers (out=); else (autocast) computed, then stored as fp32
+    zero: torch.Tensor   # the ignored input (beta=0) of a scaled product
+
+    def product(self, a: torch.Tensor, b: torch.Tensor, scale: float, out: torch.Tensor | None = None) -> torch.Tensor:
+        """scale * (a @ b), batched, the scale applied by the matmul (alpha); stored into `out` when given."""
+        if out is not None and not self.direct:
+            return out.copy_(self.product(a, b, scale))
+        if scale == 1.0:
+            return torch.bmm(a, b, out=out)
+        return torch.baddbmm(self.zero, a, b, beta=0, alpha=scale, out=out)
 
     def store(self, out: torch.Tensor, op, *args, **kwargs) -> None:
         if self.direct:
@@ -474,35 +479,17 @@ class _Fused(NamedTuple):
     fused: torch.Tensor            # (K * S, B, hidden): the heads' input
 
 
-def _whole_words(rng: np.random.Generator, n: int) -> bool:
-    """Whether n float32 draws from rng are n // 2 whole 64-bit PCG64 outputs: n even and no half word buffered."""
-    return n % 2 == 0 and isinstance(rng.bit_generator, np.random.PCG64) and not rng.bit_generator.state["has_uint32"]
+def keep_threshold(p: float) -> np.uint16:
+    """The 16-bit word at or above which dropout at rate p keeps a unit: ceil(p * 2**16), so the rate drawn is p
+    rounded up to a multiple of 2**-16 (0.3 draws 0.300003)."""
+    return np.uint16(min(math.ceil(p * 2**16), 2**16 - 1))
 
 
-def _decisions(rng: np.random.Generator, n: int, p: float, whole: bool) -> tuple[np.ndarray, np.generic]:
-    """n draws from rng and the threshold at or above which a draw keeps its unit: rng.random(n, float32)
-    and p, or, where the draws are whole words (`_whole_words`), the raw words and p's threshold on them,
-    which decide the same at a third of the cost: numpy's float32 uniform is (u >> 8) * 2**-24 for the
-    generator's next 32-bit word u, low half of each 64-bit output first."""
-    if not whole:
-        return rng.random(n, dtype=np.float32), np.float32(p)
-    threshold = math.ceil(float(np.float32(p)) * 2**24) << 8  # (u >> 8) * 2**-24 >= p  <=>  u >= threshold
-    return rng.bit_generator.random_raw(n // 2).view(np.uint32), np.uint32(threshold)
-
-
-def keep_draws(rng: np.random.Generator, n: int, p: float, out: np.ndarray) -> None:
-    """out[:] = rng.random(n, dtype=np.float32) >= p, decided on raw words where they are whole."""
-    words, threshold = _decisions(rng, n, p, _whole_words(rng, n))
-    np.greater_equal(words, threshold, out=out)
-
-
-def skip_draws(rng: np.random.Generator, n: int, whole: bool | None = None) -> None:
-    """Move rng past n float32 draws: PCG64 jumps (advance) when they are whole 64-bit words, else it draws.
-    `whole`: already known to the caller (`_whole_words`), which saves reading the generator's state."""
-    if not (_whole_words(rng, n) if whole is None else whole):
-        rng.random(n, dtype=np.float32)
-    elif n:
-        rng.bit_generator.advance(n // 2)
+def keep_units(rng: np.random.Generator, n: int, p: float) -> np.ndarray:
+    """n dropout decisions (True: kept) at rate p from rng, as `SubsetFusion` draws them: one 16-bit word each,
+    four to a raw 64-bit output, little-endian (the last output's spare words unused)."""
+    words = rng.bit_generator.random_raw(-(-n // 4)).astype("<u8", copy=False)
+    return words.view("<u2")[:n] >= keep_threshold(p)
 
 
 def _spans(sizes: Sequence[int]) -> list[tuple[int, int]]:
@@ -511,11 +498,12 @@ def _spans(sizes: Sequence[int]) -> list[tuple[int, int]]:
 
 
 class _MaskLayout:
-    """A step's dropout masks for a SubsetFusion: one buffer of decisions (bool) and one of multipliers
+    """A step's dropout masks for a SubsetFusion: one buffer of decisions (bool) and one of caps (`_caps`,
     (float32), seen per layer in the shape of its output (`layers`, torch views, in enc_w's layer order
     then the attention layers'), and per subset as its blocks in its draw order (`blocks`, views of the
     decisions, each (folds, batch, width)): where a layer holds several subsets side by side, each one's
-    block is a strided view, so the draws land where the layer reads them."""
+    block is a strided view, so the draws land where the layer reads them. Per subset, `spans` places each
+    block in a fold's draws for the step and `words` holds those draws for every fold (raw 64-bit outputs)."""
 
     def __init__(self, model: SubsetFusion, batch: int):
         k, hidden = model.n_models, model.hidden
@@ -525,8 +513,8 @@ class _MaskLayout:
         spans = _spans([math.prod(shape) for shape in shapes])
         self.batch = batch
         self.keep = np.empty(sum(n for _, n in spans), dtype=bool)
-        self.scaled = np.empty(len(self.keep), dtype=np.float32)
-        self.layers = [torch.from_numpy(self.scaled[at:at + n]).view(shape) for (at, n), shape in zip(spans, shapes)]
+        self.caps = np.empty(len(self.keep), dtype=np.float32)
+        self.layers = [torch.from_numpy(self.caps[at:at + n]).view(shape) for (at, n), shape in zip(spans, shapes)]
         keep = [self.keep[at:at + n].reshape(shape) for (at, n), shape in zip(spans, shapes)]
         attention = len(model.readers) * len(hidden)
         self.blocks = []
@@ -538,6 +526,8 @@ class _MaskLayout:
                     layer = keep[j * len(hidden) + i]
                     blocks.append(layer.reshape(k, batch, -1, w)[:, :, r] if i == 0 else layer[:, r])
             self.blocks.append(blocks + [keep[attention + i][:, s] for i in range(len(hidden))])
+        self.spans = [_spans([block[0].size for block in blocks]) for blocks in self.blocks]
+        self.words = [np.empty((k, -(-sum(n for _, n in spans) // 4)), dtype="<u8") for spans in self.spans]
 
 
 class _RowView:

@@ -12,16 +12,16 @@ Speed, without changing the protocol:
   fused Adam update for every fold; on a CPU with several cores the folds split into one shard per
   core, trained side by side in forked processes (threads where the OS does not fork: `shard_map`), each
   on one torch thread (batch-32 matmuls are too small to share between threads, and shards in threads
-  wait for each other's per-step Python on the GIL). Every shard has its own copy of the
-  dropout generators and jumps them past the other folds' masks (one draw per subset and step, compared
-  as raw words: `keep_draws`), and every fold keeps its own Adam state, so the results are the same
-  however the folds are sharded;
+  wait for each other's per-step Python on the GIL). Every fold draws its dropout masks from its own
+  generator (one per subset and fold: `SubsetFusion.seed_dropout`) and keeps its own Adam state, so the
+  results are the same however the folds are sharded;
 - jobs on the same rows, folds and seed (the ablation subsets of train.ablation) train together too, as
   one `SubsetFusion`: they share every batch, so a modality's first layer is one wide matmul for all
   the subsets that read it; each subset's results are those it gets alone (tests/test_cv.py);
 - the gradients are computed by hand, not by autograd: the forward records a tape and
-  `SubsetFusion.backward` walks it, from the loss's gradients at the outputs (`_step_gradients`): fewer,
-  larger ops than autograd's graph, 5-7% of the trainer's time on a CPU;
+  `SubsetFusion.backward` walks it, from the loss's gradients at the outputs (`_step_gradients`), into
+  gradient buffers kept from step to step: fewer, larger ops than autograd's graph. A layer's ReLU and
+  dropout are one clamp, and the kept units' 1/(1-p) is the alpha of the matmuls that read them;
 - every fold keeps its own Adam state and step count, so a fold whose epoch has fewer batches skips
   those steps exactly as it would alone; folds at the same count update as one slice (`_FoldAdam`);
 - features stay resident as tensors: a per-fold torch.randperm per epoch, then slicing (no DataLoader);

@@ -34,16 +34,23 @@ def training_runtime(n: int) -> Iterator[None]:
     (1.2e-38), where x86 computes in microcode, tens of times slower: on the release's separable features a
     round's epoch grew from 2.2 s to 9 s within 12 epochs (benchmarks/bench_release.py). Flushed, such
     values are 0, which is what they are to every figure."""
-    before, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), \
+        torch.is_deterministic_algorithms_warn_only_enabled()
     torch.set_num_threads(n if n > 0 else available_cores())
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    _deterministic(True, warn_only=True)
     torch.set_flush_denormal(True)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
-        torch.use_deterministic_algorithms(deterministic)
+        torch.set_num_threads(before[0])
+        _deterministic(*before[1:])
         torch.set_flush_denormal(False)
+
+
+def _deterministic(mode: bool, warn_only: bool) -> None:
+    """torch.use_deterministic_algorithms(mode, warn_only) for eager kernels: the public call also imports
+    torch._inductor (1.4 s, once per process) to set a flag only torch.compile reads, which nothing here uses."""
+    torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
 
 
 def autocast(precision: str, device: str):
