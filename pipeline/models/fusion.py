@@ -461,6 +461,7 @@ class _Gradients(NamedTuple):
         return torch.baddbmm(self.zero, a, b, beta=0, alpha=scale, out=out)
 
     def store(self, out: torch.Tensor, op, *args, **kwargs) -> None:
+        """op(*args, **kwargs) stored into `out`."""
         if self.direct:
             op(*args, **kwargs, out=out)
         else:
@@ -498,8 +499,8 @@ def _spans(sizes: Sequence[int]) -> list[tuple[int, int]]:
 
 
 class _MaskLayout:
-    """A step's dropout masks for a SubsetFusion: one buffer of decisions (bool) and one of caps (`_caps`,
-    (float32), seen per layer in the shape of its output (`layers`, torch views, in enc_w's layer order
+    """A step's dropout masks for a SubsetFusion: one buffer of decisions (bool) and one of caps (float32,
+    `_caps`), seen per layer in the shape of its output (`layers`, torch views, in enc_w's layer order
     then the attention layers'), and per subset as its blocks in its draw order (`blocks`, views of the
     decisions, each (folds, batch, width)): where a layer holds several subsets side by side, each one's
     block is a strided view, so the draws land where the layer reads them. Per subset, `spans` places each
