@@ -267,13 +267,12 @@ class SubsetFusion(nn.Module):
         """This training step's dropout caps (`_caps`: kept or dropped) for every subset and fold, written straight
         into the layouts the layers multiply by (`masks`). A fold's draws for the step come from its own generator,
         its subset's blocks in its model's order (its modalities' layers, then attention): one 16-bit word per
-        unit (`keep_units`), a quarter of a raw 64-bit output, where numpy's float32 draw would take half."""
+        unit (`unit_words`), a quarter of a raw 64-bit output, where numpy's float32 draw would take half."""
         if self.masks is None or self.masks.batch != batch:  # built once, overwritten every step (after its backward)
             self.masks = _MaskLayout(self, batch)
         threshold = keep_threshold(self.dropout)
         for rngs, blocks, spans, words in zip(self.rngs, self.masks.blocks, self.masks.spans, self.masks.words):
-            np.stack([rng.bit_generator.random_raw(words.shape[1]) for rng in rngs], out=words)
-            units = words.view("<u2")  # (K, 4 * words): the same units on any byte order
+            units = unit_words(rngs, words)
             for block, (at, n) in zip(blocks, spans):
                 np.greater_equal(units[:, at:at + n].reshape(block.shape), threshold, out=block)
         np.multiply(self.masks.keep.view(np.uint8), np.finfo(np.float32).max, out=self.masks.caps)
@@ -486,11 +485,17 @@ def keep_threshold(p: float) -> np.uint16:
     return np.uint16(min(math.ceil(p * 2**16), 2**16 - 1))
 
 
+def unit_words(rngs: Sequence[np.random.Generator], out: np.ndarray) -> np.ndarray:
+    """Each generator's next out.shape[1] raw 64-bit outputs, written into its row of out (uint64), seen as
+    dropout's 16-bit words: four to an output, little-endian, so the same units on any machine."""
+    np.stack([rng.bit_generator.random_raw(out.shape[1]) for rng in rngs], out=out)
+    return out.view("<u2")
+
+
 def keep_units(rng: np.random.Generator, n: int, p: float) -> np.ndarray:
-    """n dropout decisions (True: kept) at rate p from rng, as `SubsetFusion` draws them: one 16-bit word each,
-    four to a raw 64-bit output, little-endian (the last output's spare words unused)."""
-    words = rng.bit_generator.random_raw(-(-n // 4)).astype("<u8", copy=False)
-    return words.view("<u2")[:n] >= keep_threshold(p)
+    """n dropout decisions (True: kept) at rate p from rng, as `SubsetFusion` draws them (`unit_words`; the last
+    output's spare words unused)."""
+    return unit_words([rng], np.empty((1, -(-n // 4)), dtype="<u8"))[0, :n] >= keep_threshold(p)
 
 
 def _spans(sizes: Sequence[int]) -> list[tuple[int, int]]:

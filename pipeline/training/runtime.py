@@ -34,16 +34,17 @@ def training_runtime(n: int) -> Iterator[None]:
     (1.2e-38), where x86 computes in microcode, tens of times slower: on the release's separable features a
     round's epoch grew from 2.2 s to 9 s within 12 epochs (benchmarks/bench_release.py). Flushed, such
     values are 0, which is what they are to every figure."""
-    before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), \
-        torch.is_deterministic_algorithms_warn_only_enabled()
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.set_num_threads(n if n > 0 else available_cores())
     _deterministic(True, warn_only=True)
     torch.set_flush_denormal(True)
     try:
         yield
     finally:
-        torch.set_num_threads(before[0])
-        _deterministic(*before[1:])
+        torch.set_num_threads(threads)
+        _deterministic(deterministic, warn_only)
         torch.set_flush_denormal(False)
 
 
